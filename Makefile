@@ -1,0 +1,112 @@
+# PruneKit: one entry point for building, testing, installing and benchmarking.
+#   make lib        self-contained libprunekit.so (static Swift runtime, only pk_* exported)
+#   make test       everything: Swift tests, C and C++ tests, Python extension + pytest
+#   make demo       the main job: prune a layer and print what happened
+#   make bench      benchmarks with printed figures
+#   make install PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+SWIFT ?= swift
+PYTHON ?= python3
+CC ?= cc
+CXX ?= c++
+VERSION := 0.1.0
+
+BUILD := .build-static
+LIBDIR := $(BUILD)/release
+LIB := $(LIBDIR)/libprunekit.so
+OUT := build
+WARN := -Wall -Wextra -Werror
+LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
+SOURCES := $(shell find Sources include -type f) Package.swift
+
+.PHONY: all lib test test-swift test-c test-python python demo bench install clean vectors
+
+all: lib
+
+lib: $(LIB)
+
+# SwiftPM does not notice header edits in a system-library target: touch the C layer when the
+# header changes so its @c @implementation checks run again.
+$(LIB): $(SOURCES)
+	@if [ -e $(LIB) ] && [ include/prunekit.h -nt $(LIB) ]; then touch Sources/PruneKitC/*.swift; fi
+	$(SWIFT) build -c release --product prunekit --scratch-path $(BUILD) \
+	    -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+	    -Xlinker --version-script=$(CURDIR)/Sources/PruneKitC/exports.map \
+	    -Xlinker -soname=libprunekit.so.0 -Xlinker -Bsymbolic
+	ln -sf libprunekit.so $(LIBDIR)/libprunekit.so.0
+	@# Exported = GLOBAL or WEAK binding and defined. (A few Swift symbols remain in .dynsym with
+	@# LOCAL binding after the version script: listed by nm -D, but no host can bind to them.)
+	@extra=$$(readelf --dyn-syms -W $(LIB) | awk '$$5 ~ /GLOBAL|WEAK/ && $$7 != "UND" {print $$8}' | grep -v '^pk_' || true); \
+	  if [ -n "$$extra" ]; then echo "libprunekit.so exports more than pk_*: $$extra"; exit 1; fi
+	@if ldd $(LIB) | grep -q -E 'libswift|libFoundation|libdispatch'; then echo "libprunekit.so needs the Swift runtime"; exit 1; fi
+
+$(OUT):
+	mkdir -p $(OUT)
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+test: test-swift test-c test-python
+
+test-swift:
+	$(SWIFT) test --parallel
+
+$(OUT)/test_c: Tests/c/test_prunekit.c Tests/c/vectors.h include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK) -lm
+
+$(OUT)/test_cpp: Tests/c/test_prunekit.c Tests/c/vectors.h include/prunekit.h $(LIB) | $(OUT)
+	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK)
+
+$(OUT)/test_header_c.o: Tests/c/test_header.c include/prunekit.h | $(OUT)
+	$(CC) -std=c99 -pedantic $(WARN) -Iinclude -c -o $@ Tests/c/test_header.c
+
+$(OUT)/test_header_cpp.o: Tests/c/test_header.c include/prunekit.h | $(OUT)
+	$(CXX) -std=c++17 -x c++ -pedantic $(WARN) -Iinclude -c -o $@ Tests/c/test_header.c
+
+$(OUT)/test_symbols: Tests/c/check_symbols.sh include/prunekit.h $(LIB) | $(OUT)
+	sh Tests/c/check_symbols.sh include/prunekit.h $(LIB)
+	touch $@
+
+test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp
+	$(OUT)/test_c Tests/vectors
+	$(OUT)/test_cpp Tests/vectors
+
+python: $(LIB)
+	PRUNEKIT_LIB_DIR=$(abspath $(LIBDIR)) $(PYTHON) -m pip install --no-build-isolation --no-deps -q ./bindings/python
+
+test-python: python
+	cd Tests/python && $(PYTHON) -m pytest -q -p no:cacheprovider .
+
+# Regenerates the golden vectors with the independent numpy reference.
+vectors:
+	$(PYTHON) Tests/vectors/generate.py Tests/vectors
+
+# ---------------------------------------------------------------------------------------------
+# Main job and benchmarks
+
+demo: $(OUT)/prune_layer
+	$(OUT)/prune_layer
+
+$(OUT)/prune_layer: examples/c/prune_layer.c include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ examples/c/prune_layer.c $(LINK) -lm
+
+$(OUT)/bench_masks: benchmarks/bench_masks.c include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_masks.c $(LINK) -lm
+
+bench: $(OUT)/bench_masks python
+	$(PYTHON) benchmarks/bench_masks.py --c-bench $(OUT)/bench_masks
+
+# ---------------------------------------------------------------------------------------------
+# Install: library, header, pkg-config file
+
+install: $(LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libprunekit.so.$(VERSION)
+	ln -sf libprunekit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libprunekit.so.0
+	ln -sf libprunekit.so.0 $(DESTDIR)$(PREFIX)/lib/libprunekit.so
+	install -m 644 include/prunekit.h $(DESTDIR)$(PREFIX)/include/prunekit.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' prunekit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/prunekit.pc
+
+clean:
+	rm -rf $(OUT) .build $(BUILD) bindings/python/build

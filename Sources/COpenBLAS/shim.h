@@ -1,0 +1,11 @@
+// OpenBLAS's CBLAS interface and the few LAPACK routines PruneKit calls (declared here because
+// Debian's libopenblas-dev ships no lapack.h on the default include path).
+#ifndef PRUNEKIT_COPENBLAS_SHIM_H
+#define PRUNEKIT_COPENBLAS_SHIM_H
+#include <cblas.h>
+
+void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+#endif

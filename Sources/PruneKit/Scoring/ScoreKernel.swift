@@ -1,0 +1,128 @@
+/// One layer's weights with a checked criterion: computes float32 scores row by row.
+struct ScoreKernel {
+    enum Kind {
+        case magnitude
+        case random(UInt64)
+        case scaled(UnsafePointer<Float>)
+        case taylor(MatrixView)
+        case scores
+    }
+
+    let weights: MatrixView
+    let kind: Kind
+    /// For messages: "" for a single matrix, "layer 3: " in a list.
+    let label: String
+
+    /// Checks the criterion against the weights: shapes, feature values finite and >= 0.
+    init(weights: MatrixView, criterion: CriterionView, label: String = "") throws(PruneKitError) {
+        self.weights = weights
+        self.label = label
+        switch criterion {
+        case .magnitude: kind = .magnitude
+        case .random(let seed): kind = .random(seed)
+        case .scores: kind = .scores
+        case .wanda(let values), .stade(let values):
+            guard let base = values.baseAddress else {
+                throw PruneKitError(.nullPointer, "\(label)\(criterion.name) needs feature values")
+            }
+            guard values.count == weights.cols else {
+                throw .invalidShape(
+                    "\(label)\(criterion.name) feature values have length \(values.count), weights have \(weights.cols) columns")
+            }
+            for j in 0..<values.count where !(values[j] >= 0 && values[j].isFinite) {
+                if values[j].isFinite {
+                    throw .invalidArgument("\(label)feature value at index \(j) is negative (\(values[j]))")
+                }
+                throw .nonFinite("\(label)feature value at index \(j) is \(values[j])")
+            }
+            kind = .scaled(base)
+        case .taylor(let gradient):
+            guard gradient.rows == weights.rows, gradient.cols == weights.cols else {
+                throw .invalidShape(
+                    "\(label)gradient is \(gradient.rows) x \(gradient.cols), weights are \(weights.rows) x \(weights.cols)")
+            }
+            kind = .taylor(gradient)
+        }
+    }
+
+    var rows: Int { weights.rows }
+    var cols: Int { weights.cols }
+
+    /// Scores of `row`, columns `start ..< start + count`, into `out`. `scratch` holds 2 * count
+    /// floats. Returns the largest `bits & 0x7FFFFFFF` over the values that must be finite
+    /// (the scores, and the weights for random scores): >= 0x7F800000 means one is not.
+    @inline(__always)
+    func score(row: Int, from start: Int = 0, count: Int, into out: UnsafeMutablePointer<Float>,
+               scratch: UnsafeMutablePointer<Float>) -> UInt32 {
+        let w = weights.floats(row: row, from: start, count: count, scratch: scratch)
+        var worst: UInt32 = 0
+        switch kind {
+        case .magnitude:
+            for j in 0..<count {
+                let s = abs(w[j])
+                out[j] = s
+                worst = max(worst, s.bitPattern)
+            }
+        case .scaled(let features):
+            let f = features + start
+            for j in 0..<count {
+                let s = abs(w[j]) * f[j]
+                out[j] = s
+                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+            }
+        case .taylor(let gradient):
+            let g = gradient.floats(row: row, from: start, count: count, scratch: scratch + count)
+            for j in 0..<count {
+                let s = abs(w[j] * g[j])
+                out[j] = s
+                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+            }
+        case .scores:
+            for j in 0..<count {
+                let s = w[j]
+                out[j] = s
+                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+            }
+        case .random(let seed):
+            let first = UInt64(row) &* UInt64(cols) &+ UInt64(start)
+            for j in 0..<count {
+                worst = max(worst, w[j].bitPattern & 0x7FFF_FFFF)
+                out[j] = randomScore(seed: seed, position: first &+ UInt64(j))
+            }
+        }
+        return worst
+    }
+
+    /// The error for the first non-finite value of `row` (call after `score` reported one).
+    func nonFiniteError(row: Int, scratch: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>) -> PruneKitError {
+        _ = score(row: row, count: cols, into: scores, scratch: scratch)
+        for col in 0..<cols {
+            let weight = weights.value(row: row, col: col)
+            if !weight.isFinite {
+                return .nonFinite("\(label)weight at row \(row), column \(col) is \(weight)")
+            }
+            if !Float(weight).isFinite {
+                return .nonFinite("\(label)weight at row \(row), column \(col) (\(weight)) overflows float32")
+            }
+            if case .taylor(let gradient) = kind {
+                let g = gradient.value(row: row, col: col)
+                if !Float(g).isFinite {
+                    return .nonFinite("\(label)gradient at row \(row), column \(col) is \(g)")
+                }
+            }
+            if case .random = kind { continue }
+            if !scores[col].isFinite {
+                return .nonFinite("\(label)score at row \(row), column \(col) overflows float32 (weight \(weight))")
+            }
+        }
+        return PruneKitError(.internal, "\(label)row \(row) was reported non-finite but no value is")
+    }
+}
+
+/// Order-preserving map from float32 scores to UInt32 keys: a < b as floats iff key(a) < key(b),
+/// with -0.0 and +0.0 the same key.
+@inline(__always)
+func orderKey(_ score: Float) -> UInt32 {
+    let bits = (score + 0).bitPattern
+    return bits ^ (UInt32(bitPattern: Int32(bitPattern: bits) >> 31) | 0x8000_0000)
+}

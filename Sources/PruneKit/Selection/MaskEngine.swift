@@ -1,0 +1,131 @@
+/// Per-worker scratch for scoring and selecting rows of up to `cols` entries.
+final class RowScratch {
+    let scores: ScratchBuffer<Float>
+    let convert: ScratchBuffer<Float>
+    /// Row keys with 4 readable entries of padding on each side (for the N:M kernels).
+    private let paddedKeys: ScratchBuffer<UInt32>
+    var keys: UnsafeMutablePointer<UInt32> { paddedKeys.base + 4 }
+    let candidates: ScratchBuffer<UInt64>
+    let sample: ScratchBuffer<UInt64>
+
+    init(cols: Int) throws(PruneKitError) {
+        scores = try ScratchBuffer(count: cols)
+        convert = try ScratchBuffer(count: 2 * cols)
+        paddedKeys = try ScratchBuffer(repeating: 0, count: cols + 8)
+        candidates = try ScratchBuffer(count: cols)
+        sample = try ScratchBuffer(count: RowSelector.sampleSize)
+    }
+
+    /// Scores and keys of a row; returns the kernel's finiteness word.
+    @inline(__always)
+    func keys(of kernel: ScoreKernel, row: Int) -> UInt32 {
+        let worst = kernel.score(row: row, count: kernel.cols, into: scores.base, scratch: convert.base)
+        computeKeys(scores.base, keys, count: kernel.cols)
+        return worst
+    }
+}
+
+/// Allocates one scratch per worker before any work starts, so allocation failure is an
+/// error that precedes every write.
+func makeScratches(workers: Int, cols: Int) throws(PruneKitError) -> [RowScratch] {
+    var made: [RowScratch] = []
+    for _ in 0..<workers { made.append(try RowScratch(cols: cols)) }
+    return made
+}
+
+let nonFiniteWord: UInt32 = 0x7F80_0000
+
+/// Rows that were found non-finite, one slot per worker; the first in order wins.
+struct FirstBadRow {
+    var rows: [Int]
+    init(workers: Int) { rows = Array(repeating: Int.max, count: workers) }
+    var first: Int? { rows.min().flatMap { $0 == Int.max ? nil : $0 } }
+}
+
+enum MaskEngine {
+    /// Scores of every entry, dense row-major into `out`; validated before anything is written.
+    static func scores(kernel: ScoreKernel, threads: Int, into out: UnsafeMutablePointer<Float>) throws(PruneKitError) {
+        let workers = resolveThreads(threads, work: kernel.rows)
+        let scratches = try makeScratches(workers: workers, cols: kernel.cols)
+        try validate(kernel: kernel, workers: workers, scratches: scratches)
+        parallelFor(workers: workers) { w in
+            let s = scratches[w]
+            for r in partition(kernel.rows, workers: workers, worker: w) {
+                _ = kernel.score(row: r, count: kernel.cols, into: out + r * kernel.cols, scratch: s.convert.base)
+            }
+        }
+    }
+
+    /// Throws the first non-finite value's error, if any.
+    static func validate(kernel: ScoreKernel, workers: Int, scratches: [RowScratch]) throws(PruneKitError) {
+        var bad = FirstBadRow(workers: workers)
+        bad.rows.withUnsafeMutableBufferPointer { badRows in
+            parallelFor(workers: workers) { w in
+                let s = scratches[w]
+                for r in partition(kernel.rows, workers: workers, worker: w) {
+                    let worst = kernel.score(row: r, count: kernel.cols, into: s.scores.base, scratch: s.convert.base)
+                    if worst >= nonFiniteWord { badRows[w] = r; break }
+                }
+            }
+        }
+        if let row = bad.first {
+            throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores.base)
+        }
+    }
+
+    /// The mask of one matrix for a per-row or N:M selection (layer and global scopes go
+    /// through `StreamSelector`).
+    static func rowMask(kernel: ScoreKernel, selection: Selection, threads: Int, into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
+        let rows = kernel.rows, cols = kernel.cols
+        let workers = resolveThreads(threads, work: rows)
+        let scratches = try makeScratches(workers: workers, cols: cols)
+
+        switch selection {
+        case .nm(let n, let m):
+            try validate(kernel: kernel, workers: workers, scratches: scratches)
+            let packed = try ScratchBuffer<UInt64>(count: workers * m)
+            parallelFor(workers: workers) { w in
+                let s = scratches[w]
+                for r in partition(rows, workers: workers, worker: w) {
+                    _ = s.keys(of: kernel, row: r)
+                    writeNMMask(keys: s.keys, cols: cols, n: n, m: m, mask: mask + r * cols,
+                                packed: packed.base + w * m)
+                }
+            }
+        case .perRow(let sparsity):
+            let k = prunedCount(groupSize: cols, sparsity: sparsity)
+            if k == 0 || k == cols {
+                try validate(kernel: kernel, workers: workers, scratches: scratches)
+                (mask).initialize(repeating: k == 0 ? 1 : 0, count: rows * cols)
+                return
+            }
+            // Phase 1: validate every row and find its threshold; nothing is written yet.
+            let thresholds = try ScratchBuffer<UInt64>(count: rows)
+            var bad = FirstBadRow(workers: workers)
+            bad.rows.withUnsafeMutableBufferPointer { badRows in
+                parallelFor(workers: workers) { w in
+                    let s = scratches[w]
+                    for r in partition(rows, workers: workers, worker: w) {
+                        if s.keys(of: kernel, row: r) >= nonFiniteWord { badRows[w] = r; break }
+                        thresholds.base[r] = RowSelector.threshold(
+                            keys: s.keys, n: cols, k: k,
+                            candidates: s.candidates.base, sample: s.sample.base)
+                    }
+                }
+            }
+            if let row = bad.first {
+                throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores.base)
+            }
+            // Phase 2: write.
+            parallelFor(workers: workers) { w in
+                let s = scratches[w]
+                for r in partition(rows, workers: workers, worker: w) {
+                    _ = s.keys(of: kernel, row: r)
+                    RowSelector.writeMask(keys: s.keys, n: cols, threshold: thresholds.base[r], mask: mask + r * cols)
+                }
+            }
+        case .perLayer, .global:
+            throw PruneKitError(.internal, "rowMask called with a layer-wide selection")
+        }
+    }
+}

@@ -1,0 +1,151 @@
+/// Streaming, mergeable per-feature statistics of calibration activations.
+///
+/// Make / accumulate / use: create one per layer input, `accumulate` batches of activations
+/// [tokens, features] as they stream past (any batch size, any dtype; batches are never kept),
+/// `merge` accumulators built on other shards, then read `l2Norm()` (Wanda),
+/// `standardDeviation()` (STADE) or `mean()`. Everything is float64. Per feature it keeps the
+/// mean and M2 (sum of squared deviations), combined by Chan et al.'s parallel update, so
+/// merging shards equals one pass over the concatenated data up to round-off, and the sum of
+/// squares.
+public struct ActivationStatistics: Sendable, Equatable {
+    /// The largest number of features an accumulator takes.
+    public static let maxFeatures = 1 << 24
+
+    public let features: Int
+    /// Tokens seen so far.
+    public internal(set) var count: Int
+    var means: [Double]
+    var m2: [Double]
+    var sumSquares: [Double]
+
+    /// An empty accumulator.
+    /// - Throws: `.invalidShape` unless 0 < features <= `maxFeatures`.
+    /// The C function is `pk_stats_create`.
+    public init(features: Int) throws(PruneKitError) {
+        guard features > 0, features <= Self.maxFeatures else {
+            throw .invalidShape("features must be in 1...\(Self.maxFeatures), got \(features)")
+        }
+        self.features = features
+        count = 0
+        means = Array(repeating: 0, count: features)
+        m2 = Array(repeating: 0, count: features)
+        sumSquares = Array(repeating: 0, count: features)
+    }
+
+    /// Adds a batch of activations: `batch.rows` tokens of `batch.cols == features` features.
+    /// On error the accumulator is unchanged.
+    /// - Throws: `.invalidShape` for a feature-count mismatch, `.nonFinite` naming the first
+    ///   non-finite activation.
+    /// The C function is `pk_stats_update`.
+    public mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
+        guard batch.cols == features else {
+            throw .invalidShape("batch has \(batch.cols) features, the statistics have \(features)")
+        }
+        let tokens = batch.rows
+        let f = features
+        let scratch = try ScratchBuffer<Double>(count: f)
+        let sums = try ScratchBuffer<Double>(repeating: 0, count: f)
+        let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
+        // Pass 1: sums and sums of squares, checking finiteness row by row.
+        for t in 0..<tokens {
+            let x = batch.doubles(row: t, count: f, scratch: scratch.base)
+            var worst: UInt64 = 0
+            for j in 0..<f {
+                sums.base[j] += x[j]
+                squares.base[j] += x[j] * x[j]
+                worst = max(worst, x[j].bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
+            }
+            if worst >= 0x7FF0_0000_0000_0000 {
+                let j = (0..<f).first { !x[$0].isFinite }!
+                throw .nonFinite("activation at token \(t), feature \(j) is \(x[j])")
+            }
+        }
+        // Pass 2: the batch's M2 around its own mean.
+        let batchMeans = try ScratchBuffer<Double>(count: f)
+        let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
+        for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
+        for t in 0..<tokens {
+            let x = batch.doubles(row: t, count: f, scratch: scratch.base)
+            for j in 0..<f {
+                let d = x[j] - batchMeans.base[j]
+                batchM2.base[j] += d * d
+            }
+        }
+        combine(count: tokens, means: batchMeans.base, m2: batchM2.base, sumSquares: squares.base)
+    }
+
+    /// Adds a batch held in a `Matrix` (tokens x features).
+    public mutating func accumulate(_ batch: some MatrixRepresentable) throws(PruneKitError) {
+        var copy = self
+        try batch.withMatrixView { view throws(PruneKitError) in try copy.accumulate(view) }
+        self = copy
+    }
+
+    /// Merges another accumulator (of the same features) into this one, as if this one had
+    /// also seen every batch `other` saw.
+    /// The C function is `pk_stats_merge`.
+    public mutating func merge(_ other: ActivationStatistics) throws(PruneKitError) {
+        guard other.features == features else {
+            throw .invalidShape("cannot merge statistics of \(other.features) features into \(features)")
+        }
+        other.means.withUnsafeBufferPointer { means in
+            other.m2.withUnsafeBufferPointer { m2 in
+                other.sumSquares.withUnsafeBufferPointer { squares in
+                    combine(count: other.count, means: means.baseAddress!, m2: m2.baseAddress!, sumSquares: squares.baseAddress!)
+                }
+            }
+        }
+    }
+
+    /// Chan et al.'s combination of (count, mean, M2) pairs, feature by feature.
+    private mutating func combine(count nb: Int, means meanB: UnsafePointer<Double>, m2 m2B: UnsafePointer<Double>,
+                                  sumSquares squaresB: UnsafePointer<Double>) {
+        guard nb > 0 else { return }
+        let na = count
+        let n = na + nb
+        let weightB = Double(nb) / Double(n)
+        let cross = Double(na) * Double(nb) / Double(n)
+        for j in 0..<features {
+            let delta = meanB[j] - means[j]
+            means[j] = na == 0 ? meanB[j] : means[j] + delta * weightB
+            m2[j] += m2B[j] + delta * delta * cross
+            sumSquares[j] += squaresB[j]
+        }
+        count = n
+    }
+
+    /// sqrt(sum over tokens of x^2) per feature: Wanda's feature norm. Zeros when empty.
+    /// The C function is `pk_stats_l2_norm`.
+    public func l2Norm() -> [Double] { sumSquares.map { $0.squareRoot() } }
+
+    /// The mean per feature.
+    /// - Throws: `.invalidArgument` when no token has been seen.
+    /// The C function is `pk_stats_mean`.
+    public func mean() throws(PruneKitError) -> [Double] {
+        try requireData()
+        return means
+    }
+
+    /// The population variance (M2 / count) per feature.
+    /// The C function is `pk_stats_variance`.
+    public func variance() throws(PruneKitError) -> [Double] {
+        try requireData()
+        let n = Double(count)
+        return m2.map { max(0, $0) / n }
+    }
+
+    /// The population standard deviation per feature: STADE's feature scale.
+    /// The C function is `pk_stats_std`.
+    public func standardDeviation() throws(PruneKitError) -> [Double] {
+        try variance().map { $0.squareRoot() }
+    }
+
+    private func requireData() throws(PruneKitError) {
+        if count == 0 { throw .invalidArgument("the statistics are empty: no batch has been accumulated") }
+    }
+}
+
+extension Array where Element == Double {
+    /// The values rounded to float32, as the scoring criteria take them.
+    public var asFloat32: [Float] { map { Float($0) } }
+}

@@ -1,0 +1,102 @@
+/// The serialized form of `ActivationStatistics` (docs/stats-format.md). Little-endian:
+///
+///     offset  size  field
+///     0       8     magic "PKSTATS\0"
+///     8       4     format version (1)
+///     12      4     flags (0; bit 0 is reserved for a Gram matrix, which version 1 does not write)
+///     16      8     features (u64)
+///     24      8     count (u64, tokens)
+///     32      8*F   mean, then 8*F M2, then 8*F sum of squares (IEEE double)
+///     end-8   8     FNV-1a 64 checksum of every preceding byte
+extension ActivationStatistics {
+    static let magic: [UInt8] = Array("PKSTATS".utf8) + [0]
+    static let formatVersion: UInt32 = 1
+    static let headerSize = 32
+
+    /// The exact size of `serialized()`.
+    /// The C function is `pk_stats_serialized_size`.
+    public var serializedSize: Int { Self.headerSize + 3 * 8 * features + 8 }
+
+    /// The accumulator as bytes in the versioned statistics format.
+    /// The C function is `pk_stats_serialize`.
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(serializedSize)
+        out += Self.magic
+        appendLittleEndian(&out, UInt64(Self.formatVersion))  // version (u32) + flags (u32) = 0
+        appendLittleEndian(&out, UInt64(features))
+        appendLittleEndian(&out, UInt64(count))
+        for array in [means, m2, sumSquares] {
+            for value in array { appendLittleEndian(&out, value.bitPattern) }
+        }
+        appendLittleEndian(&out, fnv1a64(out[...]))
+        return out
+    }
+
+    /// Restores an accumulator from `serialized()` bytes.
+    /// - Throws: `.corruptData` saying what is wrong: truncated, foreign, unknown version or
+    ///   flags, checksum mismatch, or values no accumulator can hold.
+    /// The C function is `pk_stats_deserialize`.
+    public init(serialized bytes: UnsafeRawBufferPointer) throws(PruneKitError) {
+        func corrupt(_ why: String) -> PruneKitError { PruneKitError(.corruptData, "statistics bytes: \(why)") }
+        guard bytes.count >= Self.headerSize + 8 else {
+            throw corrupt("truncated: \(bytes.count) bytes is shorter than the \(Self.headerSize + 8)-byte minimum")
+        }
+        guard bytes.prefix(8).elementsEqual(Self.magic) else { throw corrupt("not PruneKit statistics (bad magic)") }
+        func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * $1) } }
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[at + $1]) << (8 * $1) } }
+        let version = u32(8), flags = u32(12)
+        guard version == Self.formatVersion else {
+            throw corrupt("format version \(version) is not supported (this library reads version \(Self.formatVersion))")
+        }
+        guard flags == 0 else { throw corrupt("unknown flags 0x\(String(flags, radix: 16))") }
+        let features = u64(16), count = u64(24)
+        guard features > 0, features <= UInt64(Self.maxFeatures) else { throw corrupt("feature count \(features) is out of range") }
+        let expected = Self.headerSize + 24 * Int(features) + 8
+        guard bytes.count == expected else {
+            throw corrupt(bytes.count < expected
+                ? "truncated: \(bytes.count) bytes, \(features) features need \(expected)"
+                : "\(bytes.count - expected) trailing bytes after \(expected)")
+        }
+        let stored = u64(expected - 8)
+        let computed = fnv1a64(UnsafeRawBufferPointer(rebasing: bytes[0..<(expected - 8)]))
+        guard stored == computed else { throw corrupt("checksum mismatch: the bytes are corrupted") }
+        guard count <= UInt64(Int.max) else { throw corrupt("token count \(count) is out of range") }
+        try self.init(features: Int(features))
+        self.count = Int(count)
+        let f = Int(features)
+        for j in 0..<f {
+            means[j] = Double(bitPattern: u64(Self.headerSize + 8 * j))
+            m2[j] = Double(bitPattern: u64(Self.headerSize + 8 * (f + j)))
+            sumSquares[j] = Double(bitPattern: u64(Self.headerSize + 8 * (2 * f + j)))
+            guard means[j].isFinite, m2[j].isFinite, sumSquares[j].isFinite, m2[j] >= 0, sumSquares[j] >= 0 else {
+                throw corrupt("feature \(j) holds values no accumulator can hold")
+            }
+            if count == 0, means[j] != 0 || m2[j] != 0 || sumSquares[j] != 0 {
+                throw corrupt("an empty accumulator with non-zero values at feature \(j)")
+            }
+        }
+    }
+
+    /// Restores an accumulator from bytes.
+    public init(serialized bytes: [UInt8]) throws(PruneKitError) {
+        let result: Result<ActivationStatistics, PruneKitError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(PruneKitError) in try ActivationStatistics(serialized: raw) }
+        }
+        self = try result.get()
+    }
+}
+
+private func appendLittleEndian(_ out: inout [UInt8], _ value: UInt64) {
+    for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: value >> (8 * i))) }
+}
+
+/// FNV-1a, 64-bit.
+func fnv1a64<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    return hash
+}

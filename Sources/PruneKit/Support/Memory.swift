@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A malloc-backed buffer that reports allocation failure as an error instead of trapping
+/// (Swift's own allocation kills the host process on failure).
+final class ScratchBuffer<Element> {
+    let base: UnsafeMutablePointer<Element>
+    let count: Int
+
+    init(count: Int) throws(PruneKitError) {
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard !overflow, let raw = malloc(bytes) else { throw .outOfMemory(bytes: bytes) }
+        base = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    convenience init(repeating value: Element, count: Int) throws(PruneKitError) {
+        try self.init(count: count)
+        base.initialize(repeating: value, count: max(count, 1))
+    }
+
+    deinit { free(base) }
+}
+
+/// `a * b`, or an invalid-shape error naming `what` if it overflows Int.
+@inline(__always)
+func checkedProduct(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws(PruneKitError) -> Int {
+    let (product, overflow) = a.multipliedReportingOverflow(by: b)
+    if overflow { throw .invalidShape("\(what()) is too large (\(a) x \(b) overflows)") }
+    return product
+}

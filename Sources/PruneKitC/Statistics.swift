@@ -1,0 +1,174 @@
+// The calibration statistics functions of prunekit.h. A pk_stats handle is a retained box
+// around a mutex-protected accumulator; live handles are registered so that a stale or foreign
+// pointer is an error instead of a crash.
+import CPruneKit
+import PruneKit
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+final class StatsBox: Sendable {
+    let state: Mutex<ActivationStatistics>
+    init(_ statistics: ActivationStatistics) { state = Mutex(statistics) }
+}
+
+let liveHandles = Mutex<Set<UInt>>([])
+
+func register(_ statistics: ActivationStatistics, into out: UnsafeMutablePointer<OpaquePointer?>) {
+    let handle = Unmanaged.passRetained(StatsBox(statistics)).toOpaque()
+    _ = liveHandles.withLock { $0.insert(UInt(bitPattern: handle)) }
+    out.pointee = OpaquePointer(handle)
+}
+
+/// The box behind a live handle (retained for the duration of the call), or an error.
+func box(_ handle: OpaquePointer?, _ name: String) throws(PruneKitError) -> StatsBox {
+    guard let handle else { throw nullPointer(name) }
+    let found: StatsBox? = liveHandles.withLock { live in
+        live.contains(UInt(bitPattern: handle)) ? Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue() : nil
+    }
+    guard let found else { throw PruneKitError(.invalidArgument, "\(name) is not a live pk_stats handle") }
+    return found
+}
+
+func snapshot(_ handle: OpaquePointer?, _ name: String = "stats") throws(PruneKitError) -> ActivationStatistics {
+    try box(handle, name).state.withLock { $0 }
+}
+
+/// Implements `pk_status pk_stats_create(int64_t features, pk_stats **stats_out)`.
+@c @implementation
+public func pk_stats_create(_ features: Int64, _ statsOut: UnsafeMutablePointer<OpaquePointer?>?) -> pk_status {
+    run("pk_stats_create") { () throws(PruneKitError) in
+        guard let statsOut else { throw nullPointer("stats_out") }
+        register(try ActivationStatistics(features: Int(features)), into: statsOut)
+    }
+}
+
+/// Implements `void pk_stats_free(pk_stats *stats)`.
+@c @implementation
+public func pk_stats_free(_ stats: OpaquePointer?) {
+    guard let stats else { return }
+    let removed = liveHandles.withLock { $0.remove(UInt(bitPattern: stats)) != nil }
+    if removed { Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(stats)).release() }
+}
+
+/// Implements `pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch)`.
+@c @implementation
+public func pk_stats_update(_ stats: OpaquePointer?, _ batch: UnsafePointer<pk_matrix>?) -> pk_status {
+    run("pk_stats_update") { () throws(PruneKitError) in
+        let target = try box(stats, "stats")
+        let view = try matrixView(batch, "batch")
+        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view) }
+    }
+}
+
+/// Implements `pk_status pk_stats_merge(pk_stats *into, const pk_stats *other)`.
+@c @implementation
+public func pk_stats_merge(_ into: OpaquePointer?, _ other: OpaquePointer?) -> pk_status {
+    run("pk_stats_merge") { () throws(PruneKitError) in
+        let target = try box(into, "into")
+        let source = try snapshot(other, "other")
+        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.merge(source) }
+    }
+}
+
+/// Implements `pk_status pk_stats_features(const pk_stats *, int64_t *features_out)`.
+@c @implementation
+public func pk_stats_features(_ stats: OpaquePointer?, _ featuresOut: UnsafeMutablePointer<Int64>?) -> pk_status {
+    run("pk_stats_features") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let featuresOut else { throw nullPointer("features_out") }
+        featuresOut.pointee = Int64(s.features)
+    }
+}
+
+/// Implements `pk_status pk_stats_count(const pk_stats *, int64_t *count_out)`.
+@c @implementation
+public func pk_stats_count(_ stats: OpaquePointer?, _ countOut: UnsafeMutablePointer<Int64>?) -> pk_status {
+    run("pk_stats_count") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let countOut else { throw nullPointer("count_out") }
+        countOut.pointee = Int64(s.count)
+    }
+}
+
+/// Writes one per-feature result after checking the output length.
+func writeFeatures(_ function: StaticString, _ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64,
+                   _ compute: (ActivationStatistics) throws(PruneKitError) -> [Double]) -> pk_status {
+    run(function) { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let out else { throw nullPointer("out") }
+        guard length == Int64(s.features) else {
+            throw PruneKitError(.invalidShape, "out has length \(length), the statistics have \(s.features) features")
+        }
+        let values = try compute(s)
+        out.update(from: values, count: values.count)
+    }
+}
+
+/// Implements `pk_status pk_stats_l2_norm(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_l2_norm(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_l2_norm", stats, out, length) { $0.l2Norm() }
+}
+
+/// Implements `pk_status pk_stats_mean(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_mean(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_mean", stats, out, length) { s throws(PruneKitError) in try s.mean() }
+}
+
+/// Implements `pk_status pk_stats_variance(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_variance(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_variance", stats, out, length) { s throws(PruneKitError) in try s.variance() }
+}
+
+/// Implements `pk_status pk_stats_std(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_std(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_std", stats, out, length) { s throws(PruneKitError) in try s.standardDeviation() }
+}
+
+/// Implements `pk_status pk_stats_serialized_size(const pk_stats *, size_t *size_out)`.
+@c @implementation
+public func pk_stats_serialized_size(_ stats: OpaquePointer?, _ sizeOut: UnsafeMutablePointer<Int>?) -> pk_status {
+    run("pk_stats_serialized_size") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let sizeOut else { throw nullPointer("size_out") }
+        sizeOut.pointee = s.serializedSize
+    }
+}
+
+/// Implements `pk_status pk_stats_serialize(const pk_stats *, void *buffer, size_t capacity,
+/// size_t *written_out)`.
+@c @implementation
+public func pk_stats_serialize(_ stats: OpaquePointer?, _ buffer: UnsafeMutableRawPointer?, _ capacity: Int,
+                               _ writtenOut: UnsafeMutablePointer<Int>?) -> pk_status {
+    run("pk_stats_serialize") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let buffer else { throw nullPointer("buffer") }
+        guard let writtenOut else { throw nullPointer("written_out") }
+        guard capacity >= s.serializedSize else {
+            throw PruneKitError(.bufferTooSmall, "capacity \(capacity) is smaller than the \(s.serializedSize) bytes needed")
+        }
+        let bytes = s.serialized()
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        writtenOut.pointee = bytes.count
+    }
+}
+
+/// Implements `pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out)`.
+@c @implementation
+public func pk_stats_deserialize(_ buffer: UnsafeRawPointer?, _ size: Int,
+                                 _ statsOut: UnsafeMutablePointer<OpaquePointer?>?) -> pk_status {
+    run("pk_stats_deserialize") { () throws(PruneKitError) in
+        guard let buffer else { throw nullPointer("buffer") }
+        guard let statsOut else { throw nullPointer("stats_out") }
+        let s = try ActivationStatistics(serialized: UnsafeRawBufferPointer(start: buffer, count: size))
+        register(s, into: statsOut)
+    }
+}

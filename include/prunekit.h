@@ -1,0 +1,340 @@
+/*
+ * prunekit.h - the stable C interface of PruneKit, a pruning engine for neural-network weights.
+ *
+ * This header is the contract. It is C99, includes only <stddef.h> and <stdint.h>, and is
+ * usable from C++ unchanged.
+ *
+ * Conventions that hold for every function below:
+ *
+ *  - Weights are 2-D row-major views (pk_matrix): rows = output features, cols = input
+ *    features (PyTorch's Linear layout). A conv weight [out, in, kh, kw] is viewed as
+ *    [out, in*kh*kw]. row_stride (in elements, >= cols) lets a view address a slice of a
+ *    larger buffer without a copy.
+ *  - Masks are uint8, rows*cols bytes, dense row-major (no stride): 1 = keep, 0 = pruned,
+ *    so `w * mask` is the pruned weight (PyTorch's convention).
+ *  - Scores are float32. The built-in criteria compute each score as one float32 operation
+ *    on float32 inputs (e.g. Wanda: (float)|w| * feature_values[col]); an independent
+ *    implementation in numpy reproduces them bit for bit.
+ *  - Count: a comparison group of n entries at sparsity s prunes exactly
+ *    k = floor(s * n) entries, with s * n evaluated in IEEE double (Python's int(n * s)).
+ *  - Order: inside a group entries are ranked by (score, index) ascending and the first k
+ *    are pruned. The index is the position inside the group: the column for PK_SCOPE_ROW,
+ *    row * cols + col for PK_SCOPE_LAYER, and for PK_SCOPE_GLOBAL the layer's position in the
+ *    list, then row * cols + col. -0.0 and +0.0 are the same score.
+ *  - Results never depend on the number of threads.
+ *  - Every check runs before anything is written: on any error, output buffers and
+ *    in-place weights are left exactly as they were.
+ *  - Non-finite weights, gradients, scores or statistics are an error (PK_ERROR_NON_FINITE),
+ *    and the message names the first offending position.
+ *  - Unless a comment says otherwise, the library keeps no pointer passed to a function after
+ *    the function returns, and never returns memory that the caller must free, except
+ *    through a documented _free function.
+ *  - On failure a function returns a non-zero pk_status and pk_last_error() describes it.
+ *    Functions are thread-safe: different threads may call them concurrently on different
+ *    outputs. One pk_stats handle may be used from several threads; calls on it are serialized.
+ */
+#ifndef PRUNEKIT_H
+#define PRUNEKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef PK_API
+#  if defined(__GNUC__) || defined(__clang__)
+#    define PK_API __attribute__((visibility("default")))
+#  else
+#    define PK_API
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Versions                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+#define PK_VERSION_MAJOR 0
+#define PK_VERSION_MINOR 1
+#define PK_VERSION_PATCH 0
+#define PK_VERSION_NUMBER (PK_VERSION_MAJOR * 10000 + PK_VERSION_MINOR * 100 + PK_VERSION_PATCH)
+#define PK_VERSION_STRING "0.1.0"
+
+/* The version of the library that is loaded, as PK_VERSION_NUMBER; compare it with the header
+ * the host was compiled against. Never fails. */
+PK_API int32_t pk_version_number(void);
+
+/* The loaded library's version as "MAJOR.MINOR.PATCH". Static storage; never NULL. */
+PK_API const char *pk_version_string(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes and errors                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Every fallible function returns a pk_status: PK_OK or one of the codes below. The values are
+ * pinned; new codes are only ever appended. */
+typedef int32_t pk_status;
+
+enum pk_status_code {
+    PK_OK = 0,
+    PK_ERROR_NULL_POINTER = 1,       /* a required pointer argument was NULL */
+    PK_ERROR_INVALID_ARGUMENT = 2,   /* a value out of range: sparsity, N:M, enum value, ... */
+    PK_ERROR_INVALID_SHAPE = 3,      /* sizes that are zero, negative, too large or disagree */
+    PK_ERROR_UNSUPPORTED_DTYPE = 4,  /* a dtype this function does not take */
+    PK_ERROR_NON_FINITE = 5,         /* NaN or infinity in weights, gradients, scores or stats */
+    PK_ERROR_STRUCT_SIZE = 6,        /* an option struct's struct_size is too small, or larger
+                                        with non-zero fields this library does not know */
+    PK_ERROR_OUT_OF_MEMORY = 7,      /* scratch memory could not be allocated */
+    PK_ERROR_CORRUPT_DATA = 8,       /* serialized bytes are truncated, corrupted or foreign */
+    PK_ERROR_BUFFER_TOO_SMALL = 9,   /* a caller buffer cannot hold the output */
+    PK_ERROR_INTERNAL = 10           /* a bug in PruneKit: please report it */
+};
+
+/* A short static name for a status code ("PK_ERROR_NON_FINITE"), or "PK_UNKNOWN_STATUS". */
+PK_API const char *pk_status_string(pk_status status);
+
+/* The detail message of the last failed call on the calling thread, or "" if no call on this
+ * thread has failed. The pointer stays valid until the next failed call on this thread or the
+ * thread's exit. Successful calls leave it unchanged. */
+PK_API const char *pk_last_error(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Matrices                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+enum pk_dtype {
+    PK_DTYPE_FLOAT32 = 0,
+    PK_DTYPE_FLOAT64 = 1,
+    PK_DTYPE_FLOAT16 = 2,   /* IEEE 754 binary16 */
+    PK_DTYPE_BFLOAT16 = 3   /* the upper 16 bits of a float32 */
+};
+
+/* A 2-D row-major view of caller memory. Element (r, c) is at
+ * (char *)data + (r * row_stride + c) * sizeof(element). Functions that only read a matrix
+ * never write through data. This struct is frozen: it will not grow. */
+typedef struct pk_matrix {
+    void *data;
+    int64_t rows;        /* > 0 */
+    int64_t cols;        /* > 0 */
+    int64_t row_stride;  /* elements, >= cols */
+    int32_t dtype;       /* enum pk_dtype */
+    int32_t reserved;    /* set to 0 */
+} pk_matrix;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Criteria: how important each weight is                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+enum pk_criterion_kind {
+    /* score = |w| */
+    PK_CRITERION_MAGNITUDE = 0,
+    /* score = a uniform draw in [0, 1) from a counter-based generator, so every language gets
+     * the same draw: for the entry at p = row * cols + col,
+     *   z = seed + (p + 1) * 0x9E3779B97F4A7C15            (mod 2^64)
+     *   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+     *   z = z ^ (z >> 31)                                    (SplitMix64's finaliser)
+     *   score = (float)(z >> 40) * 2^-24
+     * The weights are still checked for non-finite values. */
+    PK_CRITERION_RANDOM = 1,
+    /* score = |w| * feature_values[col]: Wanda, with feature_values the per-input-feature L2
+     * norms of the calibration activations (pk_stats_l2_norm). */
+    PK_CRITERION_WANDA = 2,
+    /* score = |w| * feature_values[col]: STADE, with feature_values the per-input-feature
+     * standard deviations (pk_stats_std). */
+    PK_CRITERION_STADE = 3,
+    /* score = |w * g|, g = gradient(row, col): first-order Taylor. */
+    PK_CRITERION_TAYLOR = 4,
+    /* score = the matrix entry itself (signed): the matrix passed as weights holds scores the
+     * caller computed. Higher scores are kept. */
+    PK_CRITERION_SCORES = 5
+};
+
+/* Option struct: set struct_size = sizeof(pk_criterion) (pk_criterion_init does), fill the
+ * fields the kind needs. Grows only at the end. */
+typedef struct pk_criterion {
+    size_t struct_size;
+    int32_t kind;                 /* enum pk_criterion_kind; default PK_CRITERION_MAGNITUDE */
+    int32_t reserved;             /* set to 0 */
+    const float *feature_values;  /* WANDA, STADE: finite, >= 0, one per column */
+    int64_t feature_count;        /* WANDA, STADE: must equal the weights' cols */
+    const pk_matrix *gradient;    /* TAYLOR: same rows and cols as the weights, any dtype */
+    uint64_t seed;                /* RANDOM */
+} pk_criterion;
+
+/* Fills *criterion with defaults (magnitude) and sets struct_size.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER criterion is NULL */
+PK_API pk_status pk_criterion_init(pk_criterion *criterion);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Selection: which weights go                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+enum pk_scope {
+    PK_SCOPE_ROW = 0,     /* each row (output) is a group: its inputs compete, as in Wanda */
+    PK_SCOPE_LAYER = 1,   /* the whole matrix is one group */
+    PK_SCOPE_GLOBAL = 2,  /* all layers passed to pk_mask_layers form one group; for a single
+                             matrix the same as PK_SCOPE_LAYER */
+    PK_SCOPE_NM = 3       /* N:M along the input dimension: in every run of m consecutive
+                             columns, keep the n best and prune m - n */
+};
+
+/* Option struct: set struct_size = sizeof(pk_selection) (pk_selection_init does). */
+typedef struct pk_selection {
+    size_t struct_size;
+    int32_t scope;         /* enum pk_scope; default PK_SCOPE_ROW */
+    int32_t num_threads;   /* 0 = one per CPU (default); results never depend on it */
+    double sparsity;       /* ROW, LAYER, GLOBAL: the fraction pruned, in [0, 1]; default 0.5 */
+    int32_t n;             /* NM: kept per group, 0 < n < m; default 2 */
+    int32_t m;             /* NM: group length, must divide cols; default 4 */
+} pk_selection;
+
+/* Fills *selection with defaults (per row, 50%, 2:4 for PK_SCOPE_NM) and sets struct_size.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER selection is NULL */
+PK_API pk_status pk_selection_init(pk_selection *selection);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scores and masks                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Computes the criterion's score of every weight.
+ * Reads weights, the criterion and what it points to. Writes scores_out: rows*cols float32,
+ * dense row-major. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER weights, criterion, scores_out or a pointer the kind needs
+ * @retval PK_ERROR_INVALID_SHAPE bad sizes, a stride < cols, feature_count or gradient shape
+ *         not matching the weights
+ * @retval PK_ERROR_INVALID_ARGUMENT unknown criterion kind, negative feature value
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE unknown dtype
+ * @retval PK_ERROR_STRUCT_SIZE criterion->struct_size
+ * @retval PK_ERROR_NON_FINITE a non-finite weight, gradient, feature value or score */
+PK_API pk_status pk_score(const pk_matrix *weights, const pk_criterion *criterion,
+                          float *scores_out);
+
+/* Computes a pruning mask of one matrix: scores by the criterion, selects by the selection.
+ * Reads weights, criterion, selection. Writes mask_out (rows*cols bytes, 1 = keep) only on
+ * success. Keeps nothing.
+ * @retval PK_OK
+ * @retval the codes of pk_score, and
+ * @retval PK_ERROR_INVALID_ARGUMENT sparsity outside [0, 1] or NaN, unknown scope,
+ *         n <= 0, n >= m, num_threads < 0
+ * @retval PK_ERROR_INVALID_SHAPE m does not divide cols (PK_SCOPE_NM)
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_mask(const pk_matrix *weights, const pk_criterion *criterion,
+                         const pk_selection *selection, uint8_t *mask_out);
+
+/* Masks for several layers at once. With PK_SCOPE_GLOBAL all layers form one comparison group
+ * (indexed by layer position in the arrays, then row * cols + col); with any other scope each
+ * layer is handled as pk_mask would. weights, criteria and masks_out have layer_count entries;
+ * masks_out[i] receives rows_i*cols_i bytes. Nothing is written unless every layer is valid.
+ * Keeps nothing.
+ * @retval the codes of pk_mask; PK_ERROR_INVALID_SHAPE for layer_count <= 0.
+ *         Messages name the offending layer. */
+PK_API pk_status pk_mask_layers(const pk_matrix *weights, const pk_criterion *const *criteria,
+                                int64_t layer_count, const pk_selection *selection,
+                                uint8_t *const *masks_out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Application                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Sets every weight whose mask byte is 0 to +0.0, in place, in the weights' own dtype.
+ * Reads mask (rows*cols bytes, each 0 or 1). Writes weights->data. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_ARGUMENT a mask byte other than 0 or 1 */
+PK_API pk_status pk_apply_mask(const pk_matrix *weights, const uint8_t *mask);
+
+/* The achieved sparsity (fraction of zeros) of a mask, per row and overall.
+ * Reads mask (rows*cols bytes, each 0 or 1). Writes row_sparsity_out (rows doubles) and
+ * *overall_out; either may be NULL. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE
+ * @retval PK_ERROR_INVALID_ARGUMENT a mask byte other than 0 or 1 */
+PK_API pk_status pk_mask_sparsity(const uint8_t *mask, int64_t rows, int64_t cols,
+                                  double *row_sparsity_out, double *overall_out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Calibration statistics                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An accumulator of per-feature activation statistics: token count, mean and M2 (Chan's
+ * parallel update, so merging is exact up to round-off), and sum of squares, all in float64.
+ * Calibration data is streamed through it in batches; it never holds the batches. */
+typedef struct pk_stats pk_stats;
+
+/* Creates an empty accumulator for `features` input features.
+ * Writes *stats_out (a new handle, to be released with pk_stats_free) only on success.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER stats_out is NULL
+ * @retval PK_ERROR_INVALID_SHAPE features <= 0 or too large
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_stats_create(int64_t features, pk_stats **stats_out);
+
+/* Releases an accumulator. pk_stats_free(NULL) is a no-op. */
+PK_API void pk_stats_free(pk_stats *stats);
+
+/* Adds a batch of activations [tokens, features] (batch->cols must equal the accumulator's
+ * features; any number of tokens; any dtype). Reads the batch, keeps nothing. On error the
+ * accumulator is unchanged.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle
+ * @retval PK_ERROR_NON_FINITE a non-finite activation (message gives token and feature) */
+PK_API pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch);
+
+/* Merges `other` into `into`, as if into had also seen every batch other saw. other is not
+ * changed; into may equal other.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
+ * @retval PK_ERROR_INVALID_SHAPE the feature counts differ */
+PK_API pk_status pk_stats_merge(pk_stats *into, const pk_stats *other);
+
+/* The number of features, and the number of tokens seen so far.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle) */
+PK_API pk_status pk_stats_features(const pk_stats *stats, int64_t *features_out);
+PK_API pk_status pk_stats_count(const pk_stats *stats, int64_t *count_out);
+
+/* Per-feature results, written to out (length doubles; length must equal the features):
+ *   pk_stats_l2_norm   sqrt(sum over tokens of x^2)         (Wanda's feature norm)
+ *   pk_stats_mean      mean over tokens
+ *   pk_stats_variance  population variance, M2 / count
+ *   pk_stats_std       population standard deviation        (STADE)
+ * pk_stats_l2_norm of an empty accumulator is all zeros; the others need count > 0.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle, or empty)
+ * @retval PK_ERROR_INVALID_SHAPE length differs from the feature count */
+PK_API pk_status pk_stats_l2_norm(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_mean(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_variance(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_std(const pk_stats *stats, double *out, int64_t length);
+
+/* The exact number of bytes pk_stats_serialize writes for this accumulator now.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle) */
+PK_API pk_status pk_stats_serialized_size(const pk_stats *stats, size_t *size_out);
+
+/* Serializes the accumulator into buffer (capacity bytes) in the versioned PruneKit statistics
+ * format (little-endian, checksummed; described in docs/stats-format.md). Writes *written_out.
+ * Nothing is written if capacity is too small.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
+ * @retval PK_ERROR_BUFFER_TOO_SMALL capacity < pk_stats_serialized_size */
+PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t capacity,
+                                    size_t *written_out);
+
+/* Restores an accumulator from bytes written by pk_stats_serialize (any library version that
+ * wrote a format version this one reads). Writes *stats_out (a new handle) only on success.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted (checksum), foreign or unknown-version
+ *         bytes; the message says which
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* PRUNEKIT_H */
