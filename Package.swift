@@ -36,7 +36,7 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         /// The exported C functions only: argument checks, status codes and messages.
-        .target(name: "PruneKitC", dependencies: ["PruneKit", "CPruneKit"]),
+        .target(name: "PruneKitC", dependencies: ["PruneKit", "CPruneKit"], exclude: ["exports.map"]),
 
         // MARK: - Tests
 
