@@ -47,6 +47,7 @@ enum MaskEngine {
     static func scores(kernel: ScoreKernel, threads: Int, into out: UnsafeMutablePointer<Float>) throws(PruneKitError) {
         let workers = resolveThreads(threads, work: kernel.rows)
         let scratches = try makeScratches(workers: workers, cols: kernel.cols)
+        defer { withExtendedLifetime(scratches) {} }
         try validate(kernel: kernel, workers: workers, scratches: scratches)
         parallelFor(workers: workers) { w in
             let s = scratches[w]
@@ -58,6 +59,7 @@ enum MaskEngine {
 
     /// Throws the first non-finite value's error, if any.
     static func validate(kernel: ScoreKernel, workers: Int, scratches: [RowScratch]) throws(PruneKitError) {
+        defer { withExtendedLifetime(scratches) {} }
         var bad = FirstBadRow(workers: workers)
         bad.rows.withUnsafeMutableBufferPointer { badRows in
             parallelFor(workers: workers) { w in
@@ -79,11 +81,13 @@ enum MaskEngine {
         let rows = kernel.rows, cols = kernel.cols
         let workers = resolveThreads(threads, work: rows)
         let scratches = try makeScratches(workers: workers, cols: cols)
+        defer { withExtendedLifetime(scratches) {} }
 
         switch selection {
         case .nm(let n, let m):
             try validate(kernel: kernel, workers: workers, scratches: scratches)
             let packed = try ScratchBuffer<UInt64>(count: workers * m)
+            defer { withExtendedLifetime(packed) {} }
             parallelFor(workers: workers) { w in
                 let s = scratches[w]
                 for r in partition(rows, workers: workers, worker: w) {
@@ -101,6 +105,7 @@ enum MaskEngine {
             }
             // Phase 1: validate every row and find its threshold; nothing is written yet.
             let thresholds = try ScratchBuffer<UInt64>(count: rows)
+            defer { withExtendedLifetime(thresholds) {} }
             var bad = FirstBadRow(workers: workers)
             bad.rows.withUnsafeMutableBufferPointer { badRows in
                 parallelFor(workers: workers) { w in

@@ -46,6 +46,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         let scratch = try ScratchBuffer<Double>(count: f)
         let sums = try ScratchBuffer<Double>(repeating: 0, count: f)
         let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
+        defer { withExtendedLifetime((scratch, sums, squares)) {} }
         // Pass 1: sums and sums of squares, checking finiteness row by row.
         for t in 0..<tokens {
             let x = batch.doubles(row: t, count: f, scratch: scratch.base)
@@ -63,6 +64,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         // Pass 2: the batch's M2 around its own mean.
         let batchMeans = try ScratchBuffer<Double>(count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
+        defer { withExtendedLifetime((batchMeans, batchM2)) {} }
         for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
         for t in 0..<tokens {
             let x = batch.doubles(row: t, count: f, scratch: scratch.base)

@@ -6,6 +6,9 @@ import Musl
 
 /// A malloc-backed buffer that reports allocation failure as an error instead of trapping
 /// (Swift's own allocation kills the host process on failure).
+///
+/// Swift may release an object right after its last use, so a function that hands `base` on
+/// must keep the buffer alive to the end of its scope (`defer { withExtendedLifetime(...) {} }`).
 final class ScratchBuffer<Element> {
     let base: UnsafeMutablePointer<Element>
     let count: Int

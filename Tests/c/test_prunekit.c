@@ -1,0 +1,364 @@
+/* C tests of libprunekit through include/prunekit.h only. Compiled twice: as C99 and as C++17.
+ * Usage: test_prunekit VECTORS_FOLDER. Ends with "N passed, N failed". */
+#include <prunekit.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vectors.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (cond) {                                                            \
+            passed++;                                                          \
+        } else {                                                               \
+            failed++;                                                          \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                         \
+            printf(__VA_ARGS__);                                               \
+            printf("\n");                                                      \
+        }                                                                      \
+    } while (0)
+
+/* Checks a call's status and that its message mentions `text`. */
+#define CHECK_STATUS(call, expected, text)                                                   \
+    do {                                                                                    \
+        pk_status got_ = (call);                                                            \
+        CHECK(got_ == (expected), "%s: got %s, expected %s (%s)", #call, pk_status_string(got_), \
+              pk_status_string(expected), pk_last_error());                                 \
+        CHECK(strstr(pk_last_error(), (text)) != NULL, "%s: message '%s' lacks '%s'", #call,   \
+              pk_last_error(), (text));                                                     \
+    } while (0)
+
+static int all_equal(const uint8_t *a, uint8_t value, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != value) return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static pk_status run_case(const vec_case *c, int32_t threads, uint8_t **masks) {
+    pk_matrix weights[VEC_MAX_LAYERS], gradients[VEC_MAX_LAYERS];
+    pk_criterion criteria[VEC_MAX_LAYERS];
+    const pk_criterion *criterion_ptrs[VEC_MAX_LAYERS];
+    for (int i = 0; i < c->layer_count; i++) {
+        const vec_layer *l = &c->layers[i];
+        pk_matrix w = {l->weights, l->rows, l->cols, l->stride, c->dtype, 0};
+        pk_matrix g = {l->gradient, l->rows, l->cols, l->cols, c->dtype, 0};
+        weights[i] = w;
+        gradients[i] = g;
+        pk_criterion_init(&criteria[i]);
+        criteria[i].kind = vec_criterion_kind(c->criterion);
+        criteria[i].seed = c->seed;
+        criteria[i].feature_values = l->features;
+        criteria[i].feature_count = l->cols;
+        criteria[i].gradient = &gradients[i];
+        criterion_ptrs[i] = &criteria[i];
+    }
+    pk_selection s;
+    pk_selection_init(&s);
+    s.scope = vec_scope(c->scope);
+    s.sparsity = c->sparsity;
+    s.n = c->n;
+    s.m = c->m;
+    s.num_threads = threads;
+    if (c->layer_count == 1) return pk_mask(&weights[0], &criteria[0], &s, masks[0]);
+    return pk_mask_layers(weights, criterion_ptrs, c->layer_count, &s, masks);
+}
+
+static void test_vectors(const char *folder) {
+    char path[1024], line[1024];
+    snprintf(path, sizeof path, "%s/manifest.txt", folder);
+    FILE *manifest = fopen(path, "r");
+    CHECK(manifest != NULL, "cannot open %s", path);
+    if (!manifest) return;
+    int cases = 0;
+    while (fgets(line, sizeof line, manifest)) {
+        vec_case c;
+        if (vec_load(folder, line, &c) != 0) {
+            CHECK(0, "cannot load case: %s", line);
+            continue;
+        }
+        cases++;
+        for (int threads = 0; threads <= 4; threads += 3) { /* default threads, then 3 */
+            uint8_t *masks[VEC_MAX_LAYERS];
+            for (int i = 0; i < c.layer_count; i++) {
+                masks[i] = (uint8_t *)malloc((size_t)(c.layers[i].rows * c.layers[i].cols));
+                memset(masks[i], 0xAB, (size_t)(c.layers[i].rows * c.layers[i].cols));
+            }
+            pk_status status = run_case(&c, threads == 0 ? 0 : 1, masks);
+            CHECK(status == PK_OK, "%s: %s", c.name, pk_last_error());
+            for (int i = 0; i < c.layer_count && status == PK_OK; i++) {
+                size_t n = (size_t)(c.layers[i].rows * c.layers[i].cols);
+                CHECK(memcmp(masks[i], c.layers[i].mask, n) == 0, "%s layer %d (threads %d): mask differs from the reference",
+                      c.name, i, threads);
+            }
+            for (int i = 0; i < c.layer_count; i++) free(masks[i]);
+        }
+        vec_free(&c);
+    }
+    fclose(manifest);
+    CHECK(cases > 300, "only %d vector cases", cases);
+    printf("golden vectors: %d cases checked at default and one thread\n", cases);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_bad_input(void) {
+    float w[4 * 8];
+    for (int i = 0; i < 32; i++) w[i] = (float)(i % 7) - 3.0f;
+    float features[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    uint8_t mask[32];
+    memset(mask, 0xAB, sizeof mask);
+    pk_matrix m = {w, 4, 8, 8, PK_DTYPE_FLOAT32, 0};
+    pk_criterion crit;
+    pk_criterion_init(&crit);
+    pk_selection sel;
+    pk_selection_init(&sel);
+
+    CHECK_STATUS(pk_mask(NULL, &crit, &sel, mask), PK_ERROR_NULL_POINTER, "weights");
+    CHECK_STATUS(pk_mask(&m, NULL, &sel, mask), PK_ERROR_NULL_POINTER, "criterion");
+    CHECK_STATUS(pk_mask(&m, &crit, NULL, mask), PK_ERROR_NULL_POINTER, "selection");
+    CHECK_STATUS(pk_mask(&m, &crit, &sel, NULL), PK_ERROR_NULL_POINTER, "mask_out");
+    pk_matrix bad = m;
+    bad.data = NULL;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_NULL_POINTER, "data");
+    bad = m; bad.rows = 0;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_INVALID_SHAPE, "positive");
+    bad = m; bad.cols = -3;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_INVALID_SHAPE, "positive");
+    bad = m; bad.row_stride = 4;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_INVALID_SHAPE, "row_stride");
+    bad = m; bad.rows = INT64_MAX / 4;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_INVALID_SHAPE, "too large");
+    bad = m; bad.dtype = 9;
+    CHECK_STATUS(pk_mask(&bad, &crit, &sel, mask), PK_ERROR_UNSUPPORTED_DTYPE, "dtype 9");
+
+    pk_selection s = sel;
+    s.sparsity = 1.5;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "sparsity");
+    s.sparsity = -0.1;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "sparsity");
+    s.sparsity = nan("");
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "sparsity");
+    s = sel; s.scope = PK_SCOPE_NM; s.n = 4; s.m = 4;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "N:M");
+    s.n = 0;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "N:M");
+    s.n = 2; s.m = 3;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_SHAPE, "divide");
+    s = sel; s.scope = 17;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "scope");
+    s = sel; s.num_threads = -2;
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_INVALID_ARGUMENT, "num_threads");
+    s = sel; s.struct_size = sizeof(size_t);
+    CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_STRUCT_SIZE, "struct_size");
+
+    /* A larger struct from a newer header: accepted if the unknown tail is zero. */
+    struct { pk_selection known; int64_t future; } newer;
+    memset(&newer, 0, sizeof newer);
+    pk_selection_init(&newer.known);
+    newer.known.struct_size = sizeof newer;
+    CHECK(pk_mask(&m, &crit, &newer.known, mask) == PK_OK, "zero tail refused: %s", pk_last_error());
+    memset(mask, 0xAB, sizeof mask);
+    newer.future = 1;
+    CHECK_STATUS(pk_mask(&m, &crit, &newer.known, mask), PK_ERROR_STRUCT_SIZE, "does not know");
+
+    pk_criterion c = crit;
+    c.kind = 42;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_INVALID_ARGUMENT, "kind");
+    c = crit; c.struct_size = 3;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_STRUCT_SIZE, "struct_size");
+    c = crit; c.kind = PK_CRITERION_WANDA;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_NULL_POINTER, "feature_values");
+    c.feature_values = features;
+    c.feature_count = 7; /* statistics of the wrong length */
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_INVALID_SHAPE, "length 7");
+    c.feature_count = 8;
+    features[3] = nanf("");
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_NON_FINITE, "index 3");
+    features[3] = -1.0f;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_INVALID_ARGUMENT, "negative");
+    features[3] = 4.0f;
+    c = crit; c.kind = PK_CRITERION_TAYLOR;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_NULL_POINTER, "gradient");
+    pk_matrix grad = {w, 4, 4, 8, PK_DTYPE_FLOAT32, 0};
+    c.gradient = &grad;
+    CHECK_STATUS(pk_mask(&m, &c, &sel, mask), PK_ERROR_INVALID_SHAPE, "gradient");
+
+    /* Non-finite weights: the first position is named, for every scope. */
+    int scopes[4] = {PK_SCOPE_ROW, PK_SCOPE_LAYER, PK_SCOPE_GLOBAL, PK_SCOPE_NM};
+    w[2 * 8 + 5] = INFINITY;
+    w[3 * 8 + 0] = nanf("");
+    for (int i = 0; i < 4; i++) {
+        s = sel;
+        s.scope = scopes[i];
+        CHECK_STATUS(pk_mask(&m, &crit, &s, mask), PK_ERROR_NON_FINITE, "row 2, column 5");
+    }
+    CHECK(all_equal(mask, 0xAB, sizeof mask), "mask written on error");
+    float scores_out[32];
+    memset(scores_out, 0, sizeof scores_out);
+    CHECK_STATUS(pk_score(&m, &crit, scores_out), PK_ERROR_NON_FINITE, "row 2, column 5");
+    CHECK(all_equal((uint8_t *)scores_out, 0, sizeof scores_out), "scores written on error");
+    w[2 * 8 + 5] = 1.0f;
+    w[3 * 8 + 0] = 1.0f;
+
+    /* Global: the message names the layer. */
+    float w2[6] = {1, 2, 3, 4, 5, nanf("")};
+    pk_matrix layers[2] = {m, {w2, 2, 3, 3, PK_DTYPE_FLOAT32, 0}};
+    const pk_criterion *crits[2] = {&crit, &crit};
+    uint8_t mask2[6];
+    memset(mask2, 0xAB, sizeof mask2);
+    uint8_t *outs[2] = {mask, mask2};
+    s = sel;
+    s.scope = PK_SCOPE_GLOBAL;
+    CHECK_STATUS(pk_mask_layers(layers, crits, 2, &s, outs), PK_ERROR_NON_FINITE, "layer 1: weight at row 1, column 2");
+    s.scope = PK_SCOPE_ROW; /* per-layer scopes also write nothing unless every layer is valid */
+    CHECK_STATUS(pk_mask_layers(layers, crits, 2, &s, outs), PK_ERROR_NON_FINITE, "layer 1");
+    CHECK(all_equal(mask, 0xAB, sizeof mask) && all_equal(mask2, 0xAB, sizeof mask2), "masks written on error");
+    CHECK_STATUS(pk_mask_layers(layers, crits, 0, &s, outs), PK_ERROR_INVALID_SHAPE, "layer_count");
+    w2[5] = 6.0f;
+
+    /* Apply: a bad mask byte changes nothing. */
+    float before[32];
+    memcpy(before, w, sizeof w);
+    uint8_t apply[32];
+    memset(apply, 0, sizeof apply);
+    apply[30] = 3;
+    CHECK_STATUS(pk_apply_mask(&m, apply), PK_ERROR_INVALID_ARGUMENT, "index 30");
+    CHECK(memcmp(before, w, sizeof w) == 0, "weights changed on error");
+    CHECK_STATUS(pk_apply_mask(&m, NULL), PK_ERROR_NULL_POINTER, "mask");
+    CHECK_STATUS(pk_mask_sparsity(apply, 4, 8, NULL, NULL), PK_ERROR_INVALID_ARGUMENT, "index 30");
+    CHECK_STATUS(pk_mask_sparsity(apply, 0, 8, NULL, NULL), PK_ERROR_INVALID_SHAPE, "positive");
+
+    CHECK_STATUS(pk_criterion_init(NULL), PK_ERROR_NULL_POINTER, "criterion");
+    CHECK(strcmp(pk_status_string(12345), "PK_UNKNOWN_STATUS") == 0, "unknown status string");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_apply_and_sparsity(void) {
+    /* Strided float16 weights: only the viewed columns change, in their own dtype. */
+    uint16_t w[3 * 6];
+    for (int i = 0; i < 18; i++) w[i] = (uint16_t)(0x3C00 + i); /* 1.0 and up */
+    pk_matrix m = {w, 3, 4, 6, PK_DTYPE_FLOAT16, 0};
+    pk_criterion crit;
+    pk_criterion_init(&crit);
+    pk_selection sel;
+    pk_selection_init(&sel);
+    sel.scope = PK_SCOPE_NM;
+    uint8_t mask[12];
+    CHECK(pk_mask(&m, &crit, &sel, mask) == PK_OK, "%s", pk_last_error());
+    CHECK(pk_apply_mask(&m, mask) == PK_OK, "%s", pk_last_error());
+    for (int r = 0; r < 3; r++) {
+        for (int j = 0; j < 6; j++) {
+            uint16_t expected = (j < 4 && !mask[r * 4 + j]) ? 0 : (uint16_t)(0x3C00 + r * 6 + j);
+            CHECK(w[r * 6 + j] == expected, "apply r%d c%d", r, j);
+        }
+    }
+    double rows[3], overall = -1;
+    CHECK(pk_mask_sparsity(mask, 3, 4, rows, &overall) == PK_OK, "%s", pk_last_error());
+    CHECK(overall == 0.5 && rows[0] == 0.5 && rows[2] == 0.5, "sparsity %f", overall);
+    /* Magnitude 2:4 on ascending values keeps the two largest of each group. */
+    CHECK(mask[0] == 0 && mask[1] == 0 && mask[2] == 1 && mask[3] == 1, "2:4 pattern");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_stats(void) {
+    const int64_t features = 5;
+    pk_stats *a = NULL, *b = NULL, *all = NULL;
+    CHECK(pk_stats_create(features, &a) == PK_OK && a, "create");
+    CHECK(pk_stats_create(features, &b) == PK_OK && b, "create");
+    CHECK(pk_stats_create(features, &all) == PK_OK && all, "create");
+    double data[40 * 5];
+    for (int i = 0; i < 40 * 5; i++) data[i] = sin(0.7 * i) * (1 + i % 5) + 2.0;
+    /* Shards in two dtypes vs one pass over everything. */
+    pk_matrix first = {data, 13, 5, 5, PK_DTYPE_FLOAT64, 0};
+    pk_matrix second = {data + 13 * 5, 27, 5, 5, PK_DTYPE_FLOAT64, 0};
+    pk_matrix whole = {data, 40, 5, 5, PK_DTYPE_FLOAT64, 0};
+    CHECK(pk_stats_update(a, &first) == PK_OK, "%s", pk_last_error());
+    CHECK(pk_stats_update(b, &second) == PK_OK, "%s", pk_last_error());
+    CHECK(pk_stats_update(all, &whole) == PK_OK, "%s", pk_last_error());
+    CHECK(pk_stats_merge(a, b) == PK_OK, "%s", pk_last_error());
+    int64_t count = 0;
+    CHECK(pk_stats_count(a, &count) == PK_OK && count == 40, "count %lld", (long long)count);
+    double x[5], y[5];
+    pk_status (*getters[4])(const pk_stats *, double *, int64_t) = {pk_stats_mean, pk_stats_variance, pk_stats_std, pk_stats_l2_norm};
+    for (int g = 0; g < 4; g++) {
+        CHECK(getters[g](a, x, 5) == PK_OK && getters[g](all, y, 5) == PK_OK, "getter %d", g);
+        for (int j = 0; j < 5; j++) CHECK(fabs(x[j] - y[j]) <= 1e-12 * fabs(y[j]), "getter %d feature %d: %.17g vs %.17g", g, j, x[j], y[j]);
+    }
+    /* Statistics of the wrong length, empty statistics, a batch of the wrong width. */
+    CHECK_STATUS(pk_stats_l2_norm(a, x, 4), PK_ERROR_INVALID_SHAPE, "length 4");
+    pk_stats *empty = NULL;
+    pk_stats_create(features, &empty);
+    CHECK_STATUS(pk_stats_mean(empty, x, 5), PK_ERROR_INVALID_ARGUMENT, "empty");
+    pk_matrix narrow = {data, 2, 4, 4, PK_DTYPE_FLOAT64, 0};
+    CHECK_STATUS(pk_stats_update(a, &narrow), PK_ERROR_INVALID_SHAPE, "features");
+    pk_stats *other = NULL;
+    pk_stats_create(3, &other);
+    CHECK_STATUS(pk_stats_merge(a, other), PK_ERROR_INVALID_SHAPE, "merge");
+    /* Non-finite activations: nothing changes. */
+    double bad_data[10] = {1, 2, 3, 4, 5, 6, 7, INFINITY, 9, 10};
+    pk_matrix bad = {bad_data, 2, 5, 5, PK_DTYPE_FLOAT64, 0};
+    CHECK_STATUS(pk_stats_update(a, &bad), PK_ERROR_NON_FINITE, "token 1, feature 2");
+    CHECK(pk_stats_count(a, &count) == PK_OK && count == 40, "count changed on error");
+    CHECK_STATUS(pk_stats_create(0, &other), PK_ERROR_INVALID_SHAPE, "features");
+    CHECK_STATUS(pk_stats_create(5, NULL), PK_ERROR_NULL_POINTER, "stats_out");
+
+    /* Serialization round trip; truncated and corrupted bytes refused. */
+    size_t size = 0, written = 0;
+    CHECK(pk_stats_serialized_size(a, &size) == PK_OK && size > 32, "size");
+    uint8_t *bytes = (uint8_t *)malloc(size);
+    CHECK_STATUS(pk_stats_serialize(a, bytes, size - 1, &written), PK_ERROR_BUFFER_TOO_SMALL, "capacity");
+    CHECK(pk_stats_serialize(a, bytes, size, &written) == PK_OK && written == size, "serialize");
+    pk_stats *restored = NULL;
+    CHECK(pk_stats_deserialize(bytes, size, &restored) == PK_OK && restored, "%s", pk_last_error());
+    CHECK(pk_stats_mean(restored, x, 5) == PK_OK && pk_stats_mean(a, y, 5) == PK_OK && memcmp(x, y, sizeof x) == 0, "round trip");
+    pk_stats *never = NULL;
+    CHECK_STATUS(pk_stats_deserialize(bytes, size - 5, &never), PK_ERROR_CORRUPT_DATA, "truncated");
+    CHECK_STATUS(pk_stats_deserialize(bytes, 10, &never), PK_ERROR_CORRUPT_DATA, "truncated");
+    bytes[50] ^= 1;
+    CHECK_STATUS(pk_stats_deserialize(bytes, size, &never), PK_ERROR_CORRUPT_DATA, "checksum");
+    bytes[50] ^= 1;
+    bytes[8] = 9;
+    CHECK_STATUS(pk_stats_deserialize(bytes, size, &never), PK_ERROR_CORRUPT_DATA, "version");
+    bytes[0] = 'X';
+    CHECK_STATUS(pk_stats_deserialize(bytes, size, &never), PK_ERROR_CORRUPT_DATA, "magic");
+    CHECK(never == NULL, "handle written on error");
+    free(bytes);
+
+    /* Handles: free(NULL) is a no-op; a freed handle is refused, not a crash. */
+    pk_stats_free(NULL);
+    pk_stats_free(b);
+    CHECK_STATUS(pk_stats_count(b, &count), PK_ERROR_INVALID_ARGUMENT, "live");
+    pk_stats_free(b); /* double free of a stale handle: ignored */
+    CHECK(pk_stats_merge(a, a) == PK_OK, "self merge");
+    CHECK(pk_stats_count(a, &count) == PK_OK && count == 80, "self merge count %lld", (long long)count);
+    pk_stats_free(a); pk_stats_free(all); pk_stats_free(empty); pk_stats_free(other); pk_stats_free(restored);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
+    CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
+    CHECK(strcmp(pk_version_string(), PK_VERSION_STRING) == 0, "version string %s", pk_version_string());
+    CHECK(strcmp(pk_last_error(), "") == 0, "last error starts empty");
+    test_vectors(folder);
+    test_bad_input();
+    test_apply_and_sparsity();
+    test_stats();
+#ifdef __cplusplus
+    printf("C++17: ");
+#else
+    printf("C99: ");
+#endif
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
