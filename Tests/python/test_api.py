@@ -1,0 +1,285 @@
+"""The Python API: inputs (numpy, torch, strided, conv), errors, threads, GIL, properties."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import generate
+import prunekit
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs
+
+def test_torch_float32_is_read_without_copy():
+    t = torch.randn(8, 16)
+    view = prunekit._view(t, "weight")
+    assert np.shares_memory(view.buffer, t.numpy())
+    f = torch.rand(16)
+    m = prunekit.mask(t, 0.5, criterion="wanda", features=f)
+    assert np.array_equal(m, prunekit.mask(t.numpy().copy(), 0.5, criterion="wanda", features=f.numpy()))
+    assert m.shape == (8, 16) and m.sum() == 8 * 8
+
+
+def test_torch_and_numpy_agree_for_every_dtype():
+    w = rng(1).standard_normal((6, 32)).astype(np.float32)
+    f = np.abs(rng(2).standard_normal(32)).astype(np.float32)
+    expected = prunekit.mask(w, 0.5, criterion="wanda", features=f)
+    assert np.array_equal(prunekit.mask(torch.from_numpy(w), 0.5, criterion="wanda", features=torch.from_numpy(f)), expected)
+    for tdtype in (torch.float16, torch.bfloat16, torch.float64):
+        t = torch.from_numpy(w).to(tdtype)
+        got = prunekit.mask(t, 0.5, criterion="wanda", features=f)
+        ref_w = t.float().numpy()
+        ref = generate.reference_masks([{"w": ref_w, "dtype": "float32", "f": f}], "wanda", "row", 0.5, 0, 0, 0)[0]
+        assert np.array_equal(got.view(np.uint8), ref)
+
+
+def test_apply_mask_in_place_on_torch_and_strided_numpy():
+    t = torch.randn(4, 8)
+    before = t.clone()
+    m = prunekit.mask(t, pattern="2:4")
+    prunekit.apply_mask(t, m)
+    assert torch.equal(t, before * torch.from_numpy(m))
+    big = rng(3).standard_normal((5, 12)).astype(np.float32)
+    original = big.copy()
+    view = big[:, 2:10]  # strided rows, contiguous within a row: written in place
+    m = prunekit.mask(view, 0.25, scope="layer")
+    prunekit.apply_mask(view, m)
+    assert np.array_equal(big[:, 2:10], original[:, 2:10] * m)
+    assert np.array_equal(big[:, :2], original[:, :2]) and np.array_equal(big[:, 10:], original[:, 10:])
+
+
+def test_conv_weights_are_viewed_as_out_by_in_kh_kw():
+    w = rng(4).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    m = prunekit.mask(w, 0.5)
+    assert m.shape == (8, 27)
+    assert np.array_equal(m, prunekit.mask(w.reshape(8, 27), 0.5))
+    prunekit.apply_mask(w, m)
+    assert (w.reshape(8, 27)[~m] == 0).all()
+
+
+def test_scores_match_one_float32_operation():
+    w = rng(5).standard_normal((3, 10))
+    f = np.abs(rng(6).standard_normal(10))
+    np.testing.assert_array_equal(prunekit.score(w, "wanda", features=f), np.abs(w.astype(np.float32)) * f.astype(np.float32))
+    g = rng(7).standard_normal((3, 10)).astype(np.float32)
+    np.testing.assert_array_equal(prunekit.score(w, "taylor", gradient=g), np.abs(w.astype(np.float32) * g))
+    np.testing.assert_array_equal(prunekit.score(w, "random", seed=11), generate.random_scores(11, 3, 10))
+
+
+def test_stats_as_features():
+    x = rng(8).standard_normal((100, 10)).astype(np.float32) * np.arange(1, 11, dtype=np.float32)
+    s = prunekit.Stats(10)
+    s.update(x[:30])
+    s.update(torch.from_numpy(x[30:]))
+    w = rng(9).standard_normal((4, 10)).astype(np.float32)
+    by_norm = prunekit.mask(w, 0.5, criterion="wanda", features=np.sqrt((x.astype(np.float64) ** 2).sum(0)))
+    assert np.array_equal(prunekit.mask(w, 0.5, criterion="wanda", features=s), by_norm)
+    by_std = prunekit.mask(w, 0.5, criterion="stade", features=x.astype(np.float64).std(0))
+    assert np.array_equal(prunekit.mask(w, 0.5, criterion="stade", features=s), by_std)
+
+
+def test_sparsity_report():
+    m = prunekit.mask(rng(10).standard_normal((5, 40)), 0.3)
+    overall, rows = prunekit.sparsity(m)
+    assert overall == pytest.approx(12 * 5 / 200) and np.all(rows == 12 / 40)
+
+
+# ------------------------------------------------------------------------------------------
+# Errors: an exception with the library's message, nothing written
+
+def test_bad_parameters_raise_with_messages():
+    w = rng(11).standard_normal((4, 8)).astype(np.float32)
+    cases = [
+        (dict(sparsity=1.5), ValueError, "sparsity"),
+        (dict(sparsity=float("nan")), ValueError, "sparsity"),
+        (dict(sparsity=-0.1), ValueError, "sparsity"),
+        (dict(pattern="4:4"), ValueError, "N:M"),
+        (dict(pattern="0:4"), ValueError, "N:M"),
+        (dict(pattern="2:3"), ValueError, "divide"),
+        (dict(pattern="2-4"), ValueError, "2:4"),
+        (dict(scope="everything"), ValueError, "scope"),
+        (dict(criterion="entropy"), ValueError, "criterion"),
+        (dict(criterion="wanda"), ValueError, "features"),
+        (dict(criterion="wanda", features=np.ones(7)), ValueError, "length 7"),
+        (dict(criterion="stade", features=-np.ones(8)), ValueError, "negative"),
+        (dict(criterion="wanda", features=np.full(8, np.inf)), ValueError, "inf"),
+        (dict(criterion="taylor"), ValueError, "gradient"),
+        (dict(criterion="taylor", gradient=np.ones((4, 7), np.float32)), ValueError, "shape"),
+        (dict(threads=-1), ValueError, "num_threads"),
+    ]
+    for kwargs, error, text in cases:
+        kwargs = {"sparsity": 0.5, **kwargs}
+        with pytest.raises(error, match=text):
+            prunekit.mask(w, **kwargs)
+
+
+def test_unsupported_and_empty_inputs():
+    with pytest.raises(TypeError, match="dtype"):
+        prunekit.mask(np.ones((2, 4), np.int32), 0.5)
+    with pytest.raises(TypeError, match="dtype"):
+        prunekit.mask(np.ones((2, 4), np.complex64), 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        prunekit.mask(np.ones((0, 4), np.float32), 0.5)
+    with pytest.raises(ValueError, match="2-D"):
+        prunekit.mask(np.ones(4, np.float32), 0.5)
+    with pytest.raises(TypeError):
+        prunekit.mask("weights", 0.5)
+
+
+def test_non_finite_weights_name_the_position_and_write_nothing():
+    w = rng(12).standard_normal((5, 8)).astype(np.float32)
+    w[3, 6] = np.nan
+    for kwargs in (dict(sparsity=0.5), dict(sparsity=0.5, scope="layer"), dict(pattern="2:4")):
+        with pytest.raises(ValueError, match="row 3, column 6"):
+            prunekit.mask(w, **kwargs)
+    with pytest.raises(ValueError, match="layer 1: weight at row 3, column 6"):
+        prunekit.masks([np.ones((2, 8), np.float32), w], 0.5)
+    target = rng(13).standard_normal((5, 8)).astype(np.float32)
+    before = target.copy()
+    bad_mask = np.ones((5, 8), np.uint8)
+    bad_mask[4, 7] = 2
+    with pytest.raises(ValueError, match="index 39"):
+        prunekit.apply_mask(target, bad_mask)
+    assert np.array_equal(target, before)
+
+
+def test_writes_refuse_read_only_and_strided_arrays():
+    w = rng(14).standard_normal((4, 8)).astype(np.float32)
+    m = prunekit.mask(w, 0.5)
+    ro = w.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        prunekit.apply_mask(ro, m)
+    strided = np.zeros((4, 16), np.float32)[:, ::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        prunekit.apply_mask(strided, m)
+    with pytest.raises(ValueError, match="entries"):
+        prunekit.apply_mask(w, m[:2])
+    # Reading a strided array is fine (copied), and gives the same mask.
+    src = np.zeros((4, 16), np.float32)
+    src[:, ::2] = w
+    assert np.array_equal(prunekit.mask(src[:, ::2], 0.5), m)
+
+
+def test_stats_errors():
+    s = prunekit.Stats(4)
+    with pytest.raises(ValueError, match="empty"):
+        s.mean()
+    with pytest.raises(ValueError, match="features"):
+        s.update(np.ones((3, 5), np.float32))
+    x = np.ones((3, 4), np.float32)
+    x[2, 1] = np.inf
+    with pytest.raises(ValueError, match="token 2, feature 1"):
+        s.update(x)
+    assert s.count == 0
+    with pytest.raises(ValueError, match="features"):
+        prunekit.Stats(0)
+    with pytest.raises(ValueError, match="merge"):
+        s.merge(prunekit.Stats(3))
+    data = bytearray(prunekit.Stats(4).to_bytes())
+    for cut in (0, 12, len(data) - 1):
+        with pytest.raises(ValueError, match="truncated"):
+            prunekit.Stats.from_bytes(bytes(data[:cut]))
+    data[40] ^= 1
+    with pytest.raises(ValueError, match="checksum"):
+        prunekit.Stats.from_bytes(bytes(data))
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics
+
+def test_stats_merge_equals_one_pass_and_round_trips():
+    x = rng(15).standard_normal((300, 12)) * 5 + 2
+    shards = [x[:7], x[7:150], x[150:151], x[151:]]
+    a, b = prunekit.Stats(12), prunekit.Stats(12)
+    for i, shard in enumerate(shards):
+        (a if i % 2 else b).update(shard.astype(np.float32) if i == 2 else shard)
+    a.merge(b)
+    whole = prunekit.Stats(12)
+    for shard in (x[:150], x[150:151].astype(np.float32), x[151:]):
+        whole.update(shard)
+    for name in ("mean", "variance", "l2_norm", "std"):
+        np.testing.assert_allclose(getattr(a, name)(), getattr(whole, name)(), rtol=1e-12)
+    exact = x.copy()
+    exact[150] = x[150].astype(np.float32)
+    np.testing.assert_allclose(whole.mean(), exact.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(whole.variance(), exact.var(0), rtol=1e-12)
+    restored = prunekit.Stats.from_bytes(a.to_bytes())
+    assert isinstance(restored, prunekit.Stats) and restored.count == 300
+    np.testing.assert_array_equal(restored.std(), a.std())
+    s3 = prunekit.Stats(12)
+    s3.update(x.reshape(3, 100, 12))  # [batch, tokens, features] flattens
+    assert s3.count == 300
+
+
+# ------------------------------------------------------------------------------------------
+# Threads and the GIL
+
+def test_masks_do_not_depend_on_threads():
+    w = rng(16).integers(-4, 5, (64, 2048)).astype(np.float32)  # many ties
+    for kwargs in (dict(sparsity=0.5), dict(sparsity=0.37, scope="layer"), dict(pattern="2:4")):
+        one = prunekit.mask(w, threads=1, **kwargs)
+        for threads in (2, 3, 8):
+            assert np.array_equal(prunekit.mask(w, threads=threads, **kwargs), one)
+    layers = [w, w[:10, :100].copy()]
+    one = prunekit.masks(layers, 0.6, threads=1)
+    assert all(np.array_equal(a, b) for a, b in zip(prunekit.masks(layers, 0.6, threads=4), one))
+
+
+def test_the_gil_is_released_while_the_library_works():
+    w = rng(17).standard_normal((2048, 4096)).astype(np.float32)
+    done = threading.Event()
+
+    def work():
+        for _ in range(3):
+            prunekit.mask(w, 0.5, scope="layer", threads=1)
+        done.set()
+
+    thread = threading.Thread(target=work)
+    spins = 0
+    thread.start()
+    while not done.is_set():
+        spins += 1
+        time.sleep(0)
+    thread.join()
+    # With the GIL held for the whole call, this loop could not run while the mask is computed.
+    assert spins > 1000
+
+
+# ------------------------------------------------------------------------------------------
+# Properties
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 40), sparsity=st.floats(0, 1),
+       quantized=st.booleans(), seed=st.integers(0, 2 ** 32 - 1),
+       scope=st.sampled_from(["row", "layer"]))
+def test_masks_match_the_reference_and_count_exactly(rows, cols, sparsity, quantized, seed, scope):
+    r = np.random.default_rng(seed)
+    w = (r.integers(-2, 3, (rows, cols)) if quantized else r.standard_normal((rows, cols))).astype(np.float32)
+    got = prunekit.mask(w, sparsity, scope=scope).view(np.uint8)
+    ref = generate.reference_masks([{"w": w, "dtype": "float32"}], "magnitude", scope, sparsity, 0, 0, 0)[0]
+    assert np.array_equal(got, ref)
+    if scope == "row":
+        assert np.all((got == 0).sum(1) == int(cols * sparsity))
+    else:
+        assert (got == 0).sum() == int(rows * cols * sparsity)
+
+
+@settings(max_examples=40, deadline=None)
+@given(nm=st.sampled_from([(1, 2), (2, 4), (1, 4), (3, 4), (4, 8), (2, 8), (7, 16), (9, 32)]),
+       groups=st.integers(1, 9), rows=st.integers(1, 4), seed=st.integers(0, 2 ** 32 - 1))
+def test_nm_structure_holds_in_every_group(nm, groups, rows, seed):
+    n, m = nm
+    w = np.random.default_rng(seed).integers(-3, 4, (rows, groups * m)).astype(np.float32)
+    mask = prunekit.mask(w, pattern=nm)
+    assert np.all(mask.reshape(rows, groups, m).sum(-1) == n)
+    ref = generate.reference_masks([{"w": w, "dtype": "float32"}], "magnitude", "nm", 0, n, m, 0)[0]
+    assert np.array_equal(mask.view(np.uint8), ref)

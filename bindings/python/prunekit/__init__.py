@@ -1,0 +1,296 @@
+"""PruneKit: decide which weights of a neural network to remove, and remove them.
+
+Weights are 2-D (rows = output features, cols = input features, PyTorch's Linear layout); a
+conv weight [out, in, kh, kw] is viewed as [out, in*kh*kw]. Arrays are numpy arrays or CPU torch
+tensors of float32, float64, float16 or bfloat16 (torch.bfloat16 or ml_dtypes.bfloat16).
+Contiguous rows are read in place (no copy), also when rows are strided (a slice of a larger
+array). Masks are numpy bool arrays: True = keep, False = pruned, so `w * mask` is the pruned
+weight.
+
+Exact semantics, shared with the C and Swift APIs: a group of n entries at sparsity s prunes
+k = int(n * s) entries, the k lowest by (score, index); scores are one float32 operation per
+entry; results never depend on the number of threads. Errors raise ValueError, TypeError or
+MemoryError (or PruneKitError) with the library's message, and nothing is written.
+
+    import prunekit
+    stats = prunekit.Stats(features=w.shape[1])
+    for batch in activations:            # [tokens, features]
+        stats.update(batch)
+    mask = prunekit.mask(w, 0.5, criterion="wanda", features=stats)
+    prunekit.apply_mask(w, mask)
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _prunekit
+from ._prunekit import PruneKitError
+
+__all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
+           "CRITERIA", "SCOPES", "__version__"]
+
+_VERSION_NUMBER, __version__ = _prunekit.version()
+if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
+    raise ImportError(f"prunekit: loaded libprunekit {__version__} does not match the extension")
+
+CRITERIA = {"magnitude": 0, "random": 1, "wanda": 2, "stade": 3, "taylor": 4, "scores": 5}
+SCOPES = {"row": 0, "layer": 1, "global": 2, "nm": 3}
+_DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+
+class _View:
+    """A 2-D view of an array's memory as the library takes it (no copy when possible)."""
+
+    __slots__ = ("array", "buffer", "dtype", "rows", "cols", "stride", "shape")
+
+    def __init__(self, array: np.ndarray, dtype: int, stride: int, shape: Tuple[int, ...]):
+        self.array = array
+        self.dtype = dtype
+        self.rows, self.cols = array.shape
+        self.stride = stride
+        self.shape = shape
+        # A flat, contiguous window from the first element to the last (strided rows included).
+        span = (self.rows - 1) * stride + self.cols
+        self.buffer = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(array.itemsize,),
+                                                      writeable=array.flags.writeable)
+
+
+def _as_numpy(x: Any, name: str) -> np.ndarray:
+    """numpy view of a numpy array or CPU torch tensor, without copying."""
+    if isinstance(x, np.ndarray):
+        return x
+    module = type(x).__module__
+    if module.startswith("torch"):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name}: torch tensor is on {x.device}; PruneKit takes CPU tensors")
+        t = x.detach()
+        if str(t.dtype) == "torch.bfloat16":  # small vectors and masks only: weights take _view
+            return t.float().numpy()
+        return t.numpy()
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x, dtype=np.float32)
+    raise TypeError(f"{name}: expected a numpy array or a CPU torch tensor, got {type(x).__name__}")
+
+
+def _bfloat16_numpy_view(x: Any) -> Optional[np.ndarray]:
+    """uint16 view of a bfloat16 torch tensor, when ml_dtypes is not installed."""
+    if type(x).__module__.startswith("torch") and str(x.dtype) == "torch.bfloat16":
+        import torch
+        if x.device.type != "cpu":
+            raise ValueError(f"torch tensor is on {x.device}; PruneKit takes CPU tensors")
+        return x.detach().view(dtype=torch.int16).numpy().view(np.uint16)
+    return None
+
+
+def _view(x: Any, name: str, writable: bool = False) -> _View:
+    """Shapes an argument into a 2-D view. Reads copy only what cannot be viewed; writes refuse."""
+    bf16 = _bfloat16_numpy_view(x)
+    if bf16 is not None:
+        a, code = bf16, _DTYPES["bfloat16"]
+    else:
+        a = _as_numpy(x, name)
+        dtype_name = a.dtype.name
+        if dtype_name not in _DTYPES:
+            raise TypeError(f"{name}: dtype {a.dtype} is not supported (float32, float64, float16, bfloat16)")
+        code = _DTYPES[dtype_name]
+        if dtype_name == "bfloat16":
+            a = a.view(np.uint16)
+    shape = a.shape
+    if a.ndim < 2:
+        raise ValueError(f"{name}: expected a 2-D (or conv N-D) array, got shape {shape}")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only, but this call writes to it")
+    if a.ndim > 2:
+        flat = a.reshape(a.shape[0], -1)
+        if not np.shares_memory(flat, a) and a.size:
+            if writable:
+                raise ValueError(f"{name}: a non-contiguous conv weight cannot be written in place")
+        a = flat
+    item = a.itemsize
+    row_ok = a.shape[1] <= 1 or a.strides[1] == item
+    stride_ok = a.shape[0] <= 1 or (a.strides[0] % item == 0 and a.strides[0] // item >= a.shape[1])
+    aligned = a.flags.aligned and a.ctypes.data % item == 0
+    if not (row_ok and stride_ok and aligned):
+        if writable:
+            raise ValueError(f"{name}: rows must be contiguous and aligned to write in place "
+                             f"(strides {a.strides}); pass a contiguous array")
+        a = np.ascontiguousarray(a)
+    stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1]
+    return _View(a, code, max(stride, a.shape[1]) if a.shape[0] > 1 else a.shape[1], shape)
+
+
+def _features(features: Any, name: str, criterion: str) -> Optional[np.ndarray]:
+    if features is None:
+        return None
+    if isinstance(features, Stats):
+        features = features.std() if criterion == "stade" else features.l2_norm()
+    f = _as_numpy(features, name)
+    if f.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D vector, got shape {f.shape}")
+    # Feature values enter scores as float32 (round to nearest), as documented.
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def _criterion_args(w: _View, criterion: str, features: Any, gradient: Any, seed: int, name: str = ""):
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
+    f = _features(features, f"{name}features", criterion)
+    if criterion in ("wanda", "stade") and f is None:
+        raise ValueError(f"{name}criterion {criterion!r} needs features= (a vector or a Stats)")
+    g = None
+    if criterion == "taylor":
+        if gradient is None:
+            raise ValueError(f"{name}criterion 'taylor' needs gradient=")
+        g = _view(gradient, f"{name}gradient")
+        if (g.rows, g.cols) != (w.rows, w.cols):
+            raise ValueError(f"{name}gradient has shape {g.shape}, weights have {w.shape}")
+    if not 0 <= int(seed) < 2 ** 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return (CRITERIA[criterion], f, None if g is None else g.buffer, 0 if g is None else g.dtype,
+            0 if g is None else g.stride, int(seed)), g
+
+
+def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None]):
+    if pattern is not None:
+        if isinstance(pattern, str):
+            try:
+                n, m = (int(p) for p in pattern.split(":"))
+            except ValueError:
+                raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
+        else:
+            n, m = pattern
+        return SCOPES["nm"], 0.0, int(n), int(m)
+    if scope not in SCOPES or scope == "nm":
+        raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
+    if sparsity is None:
+        raise ValueError("give a sparsity (or pattern='N:M')")
+    return SCOPES[scope], float(sparsity), 2, 4
+
+
+def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gradient: Any = None,
+          seed: int = 0) -> np.ndarray:
+    """Importance score of every weight, float32, shape (rows, cols).
+
+    criterion: "magnitude" |w|; "wanda" |w| * features[col] (L2 norms; a Stats works);
+    "stade" |w| * features[col] (standard deviations; a Stats works); "taylor" |w * gradient|;
+    "random" a documented counter-based uniform draw from `seed`; "scores" the values themselves.
+    """
+    w = _view(weight, "weight")
+    args, _ = _criterion_args(w, criterion, features, gradient, seed)
+    out = np.empty((w.rows, w.cols), dtype=np.float32)
+    _prunekit.score(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)
+    return out
+
+
+def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude", scope: str = "row",
+         pattern: Union[str, Tuple[int, int], None] = None, features: Any = None, gradient: Any = None,
+         seed: int = 0, threads: int = 0) -> np.ndarray:
+    """Pruning mask of one weight matrix: bool, shape (rows, cols), True = keep.
+
+    scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
+    pattern="2:4" (or (n, m)) keeps n of every m consecutive inputs instead. threads: 0 = one per
+    CPU; the result does not depend on it. For conv weights the mask has the (out, in*kh*kw)
+    shape; reshape it to the weight's shape with `.reshape(w.shape)`.
+    """
+    w = _view(weight, "weight")
+    args, _ = _criterion_args(w, criterion, features, gradient, seed)
+    scope_code, s, n, m = _selection(sparsity, scope, pattern)
+    out = np.empty((w.rows, w.cols), dtype=np.uint8)
+    _prunekit.mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, scope_code, s, n, m, int(threads), out)
+    return out.view(np.bool_)
+
+
+def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude",
+          scope: str = "global", pattern: Union[str, Tuple[int, int], None] = None,
+          features: Optional[Sequence[Any]] = None, gradients: Optional[Sequence[Any]] = None,
+          seeds: Optional[Sequence[int]] = None, threads: int = 0) -> list:
+    """Masks of several layers. scope="global" ranks all layers' entries together (index: layer
+    position, then row-major position); other scopes treat each layer as mask() would. Nothing
+    is computed unless every layer is valid."""
+    weights = list(weights)
+    count = len(weights)
+    for name, seq in (("features", features), ("gradients", gradients), ("seeds", seeds)):
+        if seq is not None and len(seq) != count:
+            raise ValueError(f"{name} has {len(seq)} entries for {count} layers")
+    scope_code, s, n, m = _selection(sparsity, scope, pattern)
+    layers, outs, keep = [], [], []
+    for i, weight in enumerate(weights):
+        w = _view(weight, f"weights[{i}]")
+        args, g = _criterion_args(w, criterion, None if features is None else features[i],
+                                  None if gradients is None else gradients[i],
+                                  0 if seeds is None else seeds[i], f"layer {i}: ")
+        out = np.empty((w.rows, w.cols), dtype=np.uint8)
+        layers.append((w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out))
+        outs.append(out)
+        keep.append((w, g))
+    _prunekit.mask_layers(layers, scope_code, s, n, m, int(threads))
+    return [o.view(np.bool_) for o in outs]
+
+
+def apply_mask(weight: Any, mask: Any) -> None:
+    """Sets the pruned weights (mask False/0) to +0.0 in place, in the weight's own dtype.
+    The weight must be writable with contiguous rows (a strided row slice is fine)."""
+    w = _view(weight, "weight", writable=True)
+    mk = _as_numpy(mask, "mask")
+    if mk.dtype == np.bool_:
+        mk = mk.view(np.uint8)
+    if mk.dtype != np.uint8:
+        raise TypeError(f"mask: expected bool or uint8, got {mk.dtype}")
+    if mk.size != w.rows * w.cols:
+        raise ValueError(f"mask has {mk.size} entries, weight has {w.rows} x {w.cols}")
+    _prunekit.apply_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, np.ascontiguousarray(mk).reshape(-1))
+
+
+def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
+    """(overall, per_row): the fraction of pruned entries of a mask, overall and per row."""
+    mk = _as_numpy(mask, "mask")
+    if mk.dtype == np.bool_:
+        mk = mk.view(np.uint8)
+    if mk.ndim != 2:
+        mk = mk.reshape(mk.shape[0], -1) if mk.ndim > 2 else mk.reshape(1, -1)
+    rows = np.empty(mk.shape[0], dtype=np.float64)
+    overall = _prunekit.mask_sparsity(np.ascontiguousarray(mk, dtype=np.uint8), mk.shape[0], mk.shape[1], rows)
+    return overall, rows
+
+
+class Stats(_prunekit.Stats):
+    """Streaming, mergeable per-feature statistics of calibration activations (float64).
+
+    Stats(features) makes an empty accumulator; update(batch) adds activations [tokens, features]
+    (any batch size, any supported dtype, numpy or torch; higher-rank batches are flattened to
+    [-1, features]); merge(other) adds another shard; to_bytes()/from_bytes() serialize. Read
+    l2_norm() (Wanda), std() (STADE), mean(), variance(). Passing a Stats as features= to
+    mask()/score() uses l2_norm() for Wanda and std() for STADE.
+    """
+
+    def update(self, batch: Any) -> None:
+        b = _as_numpy(batch, "batch") if _bfloat16_numpy_view(batch) is None else batch
+        if getattr(b, "ndim", 2) > 2:
+            b = b.reshape(-1, b.shape[-1])
+        v = _view(b, "batch")
+        self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride)
+
+    def _get(self, which: int) -> np.ndarray:
+        out = np.empty(self.features, dtype=np.float64)
+        self._vector(which, out)
+        return out
+
+    def l2_norm(self) -> np.ndarray:
+        """sqrt(sum of x^2) over tokens, per feature (Wanda's feature norm)."""
+        return self._get(0)
+
+    def mean(self) -> np.ndarray:
+        return self._get(1)
+
+    def variance(self) -> np.ndarray:
+        """Population variance (M2 / count)."""
+        return self._get(2)
+
+    def std(self) -> np.ndarray:
+        """Population standard deviation (STADE's feature scale)."""
+        return self._get(3)
+
+    def __repr__(self) -> str:
+        return f"prunekit.Stats(features={self.features}, count={self.count})"

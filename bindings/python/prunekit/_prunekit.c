@@ -1,0 +1,431 @@
+/* _prunekit: the thin CPython layer over libprunekit. It takes buffers and plain arguments that
+ * the pure-Python package prunekit has already shaped, calls one pk_ function with the GIL
+ * released, and maps the status to an exception carrying the library's message. No pruning
+ * logic lives here. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <prunekit.h>
+
+static PyObject *PruneKitError;
+
+/* pk_status -> exception, with pk_last_error()'s message. */
+static PyObject *raise_status(pk_status status) {
+    PyObject *type;
+    switch (status) {
+    case PK_ERROR_NULL_POINTER:
+    case PK_ERROR_INVALID_ARGUMENT:
+    case PK_ERROR_INVALID_SHAPE:
+    case PK_ERROR_NON_FINITE:
+    case PK_ERROR_CORRUPT_DATA:
+    case PK_ERROR_BUFFER_TOO_SMALL:
+        type = PyExc_ValueError;
+        break;
+    case PK_ERROR_UNSUPPORTED_DTYPE:
+        type = PyExc_TypeError;
+        break;
+    case PK_ERROR_OUT_OF_MEMORY:
+        type = PyExc_MemoryError;
+        break;
+    default:
+        type = PruneKitError;
+    }
+    PyErr_Format(type, "%s (%s)", pk_last_error(), pk_status_string(status));
+    return NULL;
+}
+
+/* Checks that a buffer holds at least `bytes` bytes. */
+static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
+    if (b->len < bytes) {
+        PyErr_Format(PyExc_ValueError, "%s buffer has %zd bytes, %zd needed", name, b->len, bytes);
+        return 0;
+    }
+    return 1;
+}
+
+static Py_ssize_t dtype_size(int dtype) {
+    return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2;
+}
+
+static Py_ssize_t matrix_bytes(int64_t rows, int64_t cols, int64_t stride, int dtype) {
+    if (rows <= 0 || cols <= 0 || stride < cols) return 0; /* the library reports these */
+    return (Py_ssize_t)(((rows - 1) * stride + cols) * dtype_size(dtype));
+}
+
+/* A criterion from (kind, features buffer or None, gradient buffer or None, gradient dtype,
+ * gradient stride, seed). Buffers stay owned by the caller's Py_buffer structs. */
+typedef struct criterion_args {
+    pk_criterion criterion;
+    pk_matrix gradient;
+} criterion_args;
+
+static void fill_criterion(criterion_args *c, int kind, const Py_buffer *features, const Py_buffer *gradient,
+                           int64_t rows, int64_t cols, int gradient_dtype, int64_t gradient_stride, unsigned long long seed) {
+    pk_criterion_init(&c->criterion);
+    c->criterion.kind = kind;
+    c->criterion.seed = (uint64_t)seed;
+    if (features && features->buf) {
+        c->criterion.feature_values = (const float *)features->buf;
+        c->criterion.feature_count = (int64_t)(features->len / (Py_ssize_t)sizeof(float));
+    }
+    if (gradient && gradient->buf) {
+        c->gradient.data = gradient->buf;
+        c->gradient.rows = rows;
+        c->gradient.cols = cols;
+        c->gradient.row_stride = gradient_stride;
+        c->gradient.dtype = gradient_dtype;
+        c->gradient.reserved = 0;
+        c->criterion.gradient = &c->gradient;
+    }
+}
+
+/* score(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out) */
+static PyObject *py_score(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, f = {0}, g = {0}, out = {0};
+    int dtype, kind, gdtype;
+    long long rows, cols, stride, gstride;
+    unsigned long long seed;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKw*", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype,
+                          &gstride, &seed, &out))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&out, (Py_ssize_t)(rows * cols * 4), "scores")) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        criterion_args c;
+        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_score(&m, &c.criterion, (float *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* mask(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
+ *      scope, sparsity, n, m, threads, out) */
+static PyObject *py_mask(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, f = {0}, g = {0}, out = {0};
+    int dtype, kind, gdtype, scope, n, m, threads;
+    long long rows, cols, stride, gstride;
+    unsigned long long seed;
+    double sparsity;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKidiiiw*", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype,
+                          &gstride, &seed, &scope, &sparsity, &n, &m, &threads, &out))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&out, (Py_ssize_t)(rows * cols), "mask")) {
+        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+        criterion_args c;
+        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+        pk_selection s;
+        pk_selection_init(&s);
+        s.scope = scope;
+        s.sparsity = sparsity;
+        s.n = n;
+        s.m = m;
+        s.num_threads = threads;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_mask(&mat, &c.criterion, &s, (uint8_t *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* mask_layers(layers, scope, sparsity, n, m, threads) where layers is a list of tuples
+ * (weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out). */
+static PyObject *py_mask_layers(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list;
+    int scope, n, m, threads;
+    double sparsity;
+    if (!PyArg_ParseTuple(args, "O!idiii", &PyList_Type, &list, &scope, &sparsity, &n, &m, &threads)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1) * 4, sizeof(Py_buffer));
+    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
+    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(criterion_args));
+    const pk_criterion **crit_ptrs = (const pk_criterion **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_criterion *));
+    uint8_t **outs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
+    PyObject *result = NULL;
+    Py_ssize_t parsed = 0;
+    if (!buffers || !mats || !crits || !crit_ptrs || !outs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++, parsed++) {
+        int dtype, kind, gdtype;
+        long long rows, cols, stride, gstride;
+        unsigned long long seed;
+        Py_buffer *b = &buffers[4 * i];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "y*iLLLiz*z*iLKw*", &b[0], &dtype, &rows, &cols, &stride, &kind,
+                              &b[1], &b[2], &gdtype, &gstride, &seed, &b[3]))
+            goto done;
+        if (!check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "weights") ||
+            !check_size(&b[3], (Py_ssize_t)(rows * cols), "mask")) {
+            parsed++;
+            goto done;
+        }
+        pk_matrix mat = {b[0].buf, rows, cols, stride, dtype, 0};
+        mats[i] = mat;
+        fill_criterion(&crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
+        crit_ptrs[i] = &crits[i].criterion;
+        outs[i] = (uint8_t *)b[3].buf;
+    }
+    {
+        pk_selection s;
+        pk_selection_init(&s);
+        s.scope = scope;
+        s.sparsity = sparsity;
+        s.n = n;
+        s.m = m;
+        s.num_threads = threads;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_mask_layers(mats, crit_ptrs, (int64_t)count, &s, outs);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+done:
+    for (Py_ssize_t i = 0; buffers && i < 4 * parsed; i++) PyBuffer_Release(&buffers[i]);
+    PyMem_Free(buffers);
+    PyMem_Free(mats);
+    PyMem_Free(crits);
+    PyMem_Free(crit_ptrs);
+    PyMem_Free(outs);
+    return result;
+}
+
+/* apply_mask(weights (writable), dtype, rows, cols, stride, mask) */
+static PyObject *py_apply_mask(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, mask = {0};
+    int dtype;
+    long long rows, cols, stride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "w*iLLLy*", &w, &dtype, &rows, &cols, &stride, &mask)) return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_apply_mask(&m, (const uint8_t *)mask.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
+/* mask_sparsity(mask, rows, cols, row_out) -> overall */
+static PyObject *py_mask_sparsity(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer mask = {0}, out = {0};
+    long long rows, cols;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*LLw*", &mask, &rows, &cols, &out)) return NULL;
+    if (check_size(&mask, (Py_ssize_t)(rows * cols), "mask") && check_size(&out, (Py_ssize_t)(rows * 8), "rows")) {
+        double overall = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? PyFloat_FromDouble(overall) : raise_status(status);
+    }
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Stats: owns one pk_stats handle. */
+
+typedef struct {
+    PyObject_HEAD
+    pk_stats *handle;
+} StatsObject;
+
+static PyTypeObject StatsType;
+
+/* A new instance of `type` (Stats or a subclass) owning `handle`. */
+static PyObject *stats_wrap(PyTypeObject *type, pk_stats *handle) {
+    StatsObject *self = (StatsObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        pk_stats_free(handle);
+        return NULL;
+    }
+    self->handle = handle;
+    return (PyObject *)self;
+}
+
+static PyObject *stats_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"features", NULL};
+    long long features;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L", names, &features)) return NULL;
+    pk_stats *handle = NULL;
+    pk_status status = pk_stats_create(features, &handle);
+    return status == PK_OK ? stats_wrap(type, handle) : raise_status(status);
+}
+
+static void stats_dealloc(StatsObject *self) {
+    pk_stats_free(self->handle);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _update(batch, dtype, rows, cols, stride) */
+static PyObject *stats_update(StatsObject *self, PyObject *args) {
+    Py_buffer b = {0};
+    int dtype;
+    long long rows, cols, stride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLL", &b, &dtype, &rows, &cols, &stride)) return NULL;
+    if (check_size(&b, matrix_bytes(rows, cols, stride, dtype), "batch")) {
+        pk_matrix m = {b.buf, rows, cols, stride, dtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_stats_update(self->handle, &m);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&b);
+    return result;
+}
+
+static PyObject *stats_merge(StatsObject *self, PyObject *other) {
+    if (!PyObject_TypeCheck(other, &StatsType)) {
+        PyErr_SetString(PyExc_TypeError, "merge() takes another prunekit.Stats");
+        return NULL;
+    }
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle);
+    Py_END_ALLOW_THREADS
+    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+}
+
+/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std */
+static PyObject *stats_vector(StatsObject *self, PyObject *args) {
+    int which;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
+    pk_status (*getters[4])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance, pk_stats_std};
+    pk_status status = PK_ERROR_INVALID_ARGUMENT;
+    if (which >= 0 && which < 4) status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
+    PyBuffer_Release(&out);
+    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+}
+
+static PyObject *stats_count(StatsObject *self, void *closure) {
+    int64_t value = 0;
+    pk_status status = closure ? pk_stats_features(self->handle, &value) : pk_stats_count(self->handle, &value);
+    return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
+}
+
+static PyObject *stats_to_bytes(StatsObject *self, PyObject *unused) {
+    (void)unused;
+    size_t size = 0, written = 0;
+    pk_status status = pk_stats_serialized_size(self->handle, &size);
+    if (status != PK_OK) return raise_status(status);
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!bytes) return NULL;
+    status = pk_stats_serialize(self->handle, PyBytes_AS_STRING(bytes), size, &written);
+    if (status != PK_OK) {
+        Py_DECREF(bytes);
+        return raise_status(status);
+    }
+    return bytes;
+}
+
+static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
+    Py_buffer b = {0};
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) != 0) return NULL;
+    pk_stats *handle = NULL;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_stats_deserialize(b.buf, (size_t)b.len, &handle);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b);
+    return status == PK_OK ? stats_wrap((PyTypeObject *)cls, handle) : raise_status(status);
+}
+
+static PyMethodDef stats_methods[] = {
+    {"_update", (PyCFunction)stats_update, METH_VARARGS, NULL},
+    {"merge", (PyCFunction)stats_merge, METH_O, "merge(other): add another accumulator's data to this one."},
+    {"_vector", (PyCFunction)stats_vector, METH_VARARGS, NULL},
+    {"to_bytes", (PyCFunction)stats_to_bytes, METH_NOARGS, "The accumulator in the versioned statistics format."},
+    {"from_bytes", (PyCFunction)stats_from_bytes, METH_O | METH_CLASS, "Restore an accumulator from to_bytes() output."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stats_getset[] = {
+    {"count", (getter)stats_count, NULL, "Tokens accumulated so far.", NULL},
+    {"features", (getter)stats_count, NULL, "Number of input features.", (void *)1},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject StatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "prunekit._prunekit.Stats",
+    .tp_basicsize = sizeof(StatsObject),
+    .tp_dealloc = (destructor)stats_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Streaming per-feature activation statistics (a pk_stats handle).",
+    .tp_methods = stats_methods,
+    .tp_getset = stats_getset,
+    .tp_new = stats_new,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+
+static PyObject *py_version(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return Py_BuildValue("(is)", pk_version_number(), pk_version_string());
+}
+
+static PyMethodDef methods[] = {
+    {"score", py_score, METH_VARARGS, NULL},
+    {"mask", py_mask, METH_VARARGS, NULL},
+    {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
+    {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
+    {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
+    {"version", py_version, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_prunekit", "The C layer of prunekit.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__prunekit(void) {
+    /* The loaded library must be the one this extension was compiled against. */
+    if (pk_version_number() != PK_VERSION_NUMBER) {
+        PyErr_Format(PyExc_ImportError, "prunekit: the extension was built against libprunekit %s but loaded %s",
+                     PK_VERSION_STRING, pk_version_string());
+        return NULL;
+    }
+    if (PyType_Ready(&StatsType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    PruneKitError = PyErr_NewException("prunekit.PruneKitError", NULL, NULL);
+    if (!PruneKitError || PyModule_AddObjectRef(m, "PruneKitError", PruneKitError) < 0 ||
+        PyModule_AddObjectRef(m, "Stats", (PyObject *)&StatsType) < 0 ||
+        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
