@@ -1,27 +1,30 @@
 /// Per-worker scratch for scoring and selecting rows of up to `cols` entries.
 final class RowScratch {
-    let scores: ScratchBuffer<Float>
+    /// Row scores and keys, each with 4 readable entries of padding on each side (for the N:M
+    /// kernels' shifted loads).
+    private let paddedScores: ScratchBuffer<Float>
+    var scores: UnsafeMutablePointer<Float> { paddedScores.base + 4 }
     let convert: ScratchBuffer<Float>
-    /// Row keys with 4 readable entries of padding on each side (for the N:M kernels).
     private let paddedKeys: ScratchBuffer<UInt32>
     var keys: UnsafeMutablePointer<UInt32> { paddedKeys.base + 4 }
     let candidates: ScratchBuffer<UInt64>
-    let sample: ScratchBuffer<UInt64>
+    let bins: ScratchBuffer<UInt32>
 
     init(cols: Int) throws(PruneKitError) {
-        scores = try ScratchBuffer(count: cols)
+        paddedScores = try ScratchBuffer(repeating: 0, count: cols + 8)
         convert = try ScratchBuffer(count: 2 * cols)
         paddedKeys = try ScratchBuffer(repeating: 0, count: cols + 8)
         candidates = try ScratchBuffer(count: cols)
-        sample = try ScratchBuffer(count: RowSelector.sampleSize)
+        bins = try ScratchBuffer(count: RowSelector.binCount)
     }
 
-    /// Scores and keys of a row; returns the kernel's finiteness word.
+    /// Scores and keys of a row; returns the kernel's finiteness word and the key range.
     @inline(__always)
-    func keys(of kernel: ScoreKernel, row: Int) -> UInt32 {
-        let worst = kernel.score(row: row, count: kernel.cols, into: scores.base, scratch: convert.base)
-        computeKeys(scores.base, keys, count: kernel.cols)
-        return worst
+    @discardableResult
+    func keys(of kernel: ScoreKernel, row: Int) -> (worst: UInt32, lowest: UInt32, highest: UInt32) {
+        let worst = kernel.score(row: row, count: kernel.cols, into: scores, scratch: convert.base)
+        let (lowest, highest) = computeKeys(scores, keys, count: kernel.cols)
+        return (worst, lowest, highest)
     }
 }
 
@@ -65,13 +68,13 @@ enum MaskEngine {
             parallelFor(workers: workers) { w in
                 let s = scratches[w]
                 for r in partition(kernel.rows, workers: workers, worker: w) {
-                    let worst = kernel.score(row: r, count: kernel.cols, into: s.scores.base, scratch: s.convert.base)
+                    let worst = kernel.score(row: r, count: kernel.cols, into: s.scores, scratch: s.convert.base)
                     if worst >= nonFiniteWord { badRows[w] = r; break }
                 }
             }
         }
         if let row = bad.first {
-            throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores.base)
+            throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores)
         }
     }
 
@@ -91,7 +94,12 @@ enum MaskEngine {
             parallelFor(workers: workers) { w in
                 let s = scratches[w]
                 for r in partition(rows, workers: workers, worker: w) {
-                    _ = s.keys(of: kernel, row: r)
+                    if m == 4 {
+                        _ = kernel.score(row: r, count: cols, into: s.scores, scratch: s.convert.base)
+                        writeNM4Mask(scores: s.scores, cols: cols, prune: m - n, mask: mask + r * cols)
+                        continue
+                    }
+                    s.keys(of: kernel, row: r)
                     writeNMMask(keys: s.keys, cols: cols, n: n, m: m, mask: mask + r * cols,
                                 packed: packed.base + w * m)
                 }
@@ -111,22 +119,23 @@ enum MaskEngine {
                 parallelFor(workers: workers) { w in
                     let s = scratches[w]
                     for r in partition(rows, workers: workers, worker: w) {
-                        if s.keys(of: kernel, row: r) >= nonFiniteWord { badRows[w] = r; break }
+                        let (worst, lowest, highest) = s.keys(of: kernel, row: r)
+                        if worst >= nonFiniteWord { badRows[w] = r; break }
                         thresholds.base[r] = RowSelector.threshold(
-                            keys: s.keys, n: cols, k: k,
-                            candidates: s.candidates.base, sample: s.sample.base)
+                            keys: s.keys, n: cols, k: k, lowest: lowest, highest: highest,
+                            candidates: s.candidates.base, bins: s.bins.base)
                     }
                 }
             }
             if let row = bad.first {
-                throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores.base)
+                throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores)
             }
             // Phase 2: write.
             parallelFor(workers: workers) { w in
                 let s = scratches[w]
                 for r in partition(rows, workers: workers, worker: w) {
-                    _ = s.keys(of: kernel, row: r)
-                    RowSelector.writeMask(keys: s.keys, n: cols, threshold: thresholds.base[r], mask: mask + r * cols)
+                    _ = kernel.score(row: r, count: cols, into: s.scores, scratch: s.convert.base)
+                    RowSelector.writeMask(scores: s.scores, n: cols, threshold: thresholds.base[r], mask: mask + r * cols)
                 }
             }
         case .perLayer, .global:

@@ -1,62 +1,72 @@
-/// Per-row selection: the k-th smallest (key, column) of each row, found by bracketing it with
-/// a sample and selecting exactly among the entries inside the bracket.
+/// Per-row selection: the k-th smallest (key, column) of each row. One histogram pass over
+/// linear bins between the row's smallest and largest key finds the bin holding rank k; only
+/// that bin's entries are gathered and selected exactly.
 struct RowSelector {
-    static let sampleSize = 256
-    static let bracket = 24
+    static let binCount = 1024
 
     /// The packed (key << 32 | column) of the entry of rank `k` (1-based) among `keys[0..<n]`;
     /// every entry at or below it in (key, column) order is pruned. Requires 0 < k < n.
-    /// `candidates` holds n elements, `sample` `sampleSize`.
+    /// `candidates` holds n elements, `bins` `binCount`.
     @inline(__always)
-    static func threshold(keys: UnsafePointer<UInt32>, n: Int, k: Int,
-                          candidates: UnsafeMutablePointer<UInt64>, sample: UnsafeMutablePointer<UInt64>) -> UInt64 {
-        if n > 4 * sampleSize {
-            // Bracket the target rank with two sample order statistics.
-            let s = sampleSize
-            for i in 0..<s { sample[i] = UInt64(keys[i * n / s]) << 32 | UInt64(i) }
-            let r = k * s / n
-            let lowRank = r - bracket, highRank = r + bracket
-            let low: UInt32 = lowRank < 0 ? 0 : UInt32(truncatingIfNeeded: quickselect(sample, count: s, rank: lowRank) >> 32)
-            let high: UInt32 = highRank >= s ? .max : UInt32(truncatingIfNeeded: quickselect(sample, count: s, rank: highRank) >> 32)
-            let span = UInt64(high &- low), low64 = UInt64(low)
-            var below = 0, found = 0
-            for j in 0..<n {
-                // Sign bits of 64-bit differences instead of comparisons: the compiler turns a
-                // conditional increment into a branch, which mispredicts inside the bracket.
-                let key = UInt64(keys[j])
-                let offset = key &- low64  // wraps (top bit set) when key < low
-                let isBelow = offset >> 63
-                let isAbove = (span &- offset) >> 63  // offset > span, when not below
-                below &+= Int(truncatingIfNeeded: isBelow)
-                candidates[found] = key << 32 | UInt64(j)
-                found &+= Int(truncatingIfNeeded: (isBelow | isAbove) ^ 1)
+    static func threshold(keys: UnsafePointer<UInt32>, n: Int, k: Int, lowest: UInt32, highest: UInt32,
+                          candidates: UnsafeMutablePointer<UInt64>, bins: UnsafeMutablePointer<UInt32>) -> UInt64 {
+        // Shift so that (key - lowest) >> shift < binCount.
+        let range = highest &- lowest
+        let shift = max(0, (32 - range.leadingZeroBitCount) - 10)
+        bins.initialize(repeating: 0, count: binCount)
+        for j in 0..<n { bins[Int(truncatingIfNeeded: (keys[j] &- lowest) &>> UInt32(shift))] &+= 1 }
+        var below = 0, bin = 0
+        while below + Int(bins[bin]) < k {
+            below += Int(bins[bin])
+            bin += 1
+        }
+        let inBin = Int(bins[bin])
+        if inBin < n / 2 {
+            // Few entries fall in one of 1024 bins, so this branch is nearly always predicted.
+            var found = 0
+            let target = UInt32(bin)
+            for j in 0..<n where (keys[j] &- lowest) &>> UInt32(shift) == target {
+                candidates[found] = UInt64(keys[j]) << 32 | UInt64(j)
+                found &+= 1
             }
-            let target = k - 1 - below
-            if target >= 0 && target < found {
-                return quickselect(candidates, count: found, rank: target)
-            }
+            return quickselect(candidates, count: found, rank: k - 1 - below)
         }
         for j in 0..<n { candidates[j] = UInt64(keys[j]) << 32 | UInt64(j) }
         return quickselect(candidates, count: n, rank: k - 1)
     }
 
-    /// mask[j] = 1 unless (keys[j], j) <= threshold in packed order.
+    /// mask[j] = 1 unless (score j, j) <= (threshold score, threshold column): compared as
+    /// floats, which order exactly as their keys (scores are finite here; -0 == +0).
     @inline(__always)
-    static func writeMask(keys: UnsafePointer<UInt32>, n: Int, threshold: UInt64, mask: UnsafeMutablePointer<UInt8>) {
-        let tKey = UInt32(truncatingIfNeeded: threshold >> 32)
-        let tCol = UInt32(truncatingIfNeeded: threshold)
-        for j in 0..<n {
-            let key = keys[j]
-            let keep = key > tKey || (key == tKey && UInt32(truncatingIfNeeded: j) > tCol)
-            mask[j] = keep ? 1 : 0
-        }
+    static func writeMask(scores: UnsafePointer<Float>, n: Int, threshold: UInt64, mask: UnsafeMutablePointer<UInt8>) {
+        let tScore = scoreOfKey(UInt32(truncatingIfNeeded: threshold >> 32))
+        let tCol = Int(truncatingIfNeeded: threshold & 0xFFFF_FFFF)
+        // Columns up to tCol keep only strictly larger scores; later ones keep ties too.
+        let split = min(n, tCol + 1)
+        for j in 0..<split { mask[j] = scores[j] > tScore ? 1 : 0 }
+        for j in split..<n { mask[j] = scores[j] >= tScore ? 1 : 0 }
     }
 }
 
-/// Keys of a scored row.
+/// The float score whose `orderKey` is `key` (+0.0 for the zero key).
 @inline(__always)
-func computeKeys(_ scores: UnsafePointer<Float>, _ keys: UnsafeMutablePointer<UInt32>, count: Int) {
-    for j in 0..<count { keys[j] = orderKey(scores[j]) }
+func scoreOfKey(_ key: UInt32) -> Float {
+    let bits = key & 0x8000_0000 != 0 ? key ^ 0x8000_0000 : ~key
+    return Float(bitPattern: bits)
+}
+
+/// Keys of a scored row; returns the smallest and largest key.
+@inline(__always)
+@discardableResult
+func computeKeys(_ scores: UnsafePointer<Float>, _ keys: UnsafeMutablePointer<UInt32>, count: Int) -> (UInt32, UInt32) {
+    var lowest = UInt32.max, highest: UInt32 = 0
+    for j in 0..<count {
+        let key = orderKey(scores[j])
+        keys[j] = key
+        lowest = min(lowest, key)
+        highest = max(highest, key)
+    }
+    return (lowest, highest)
 }
 
 /// N:M selection of one row: in each run of m columns, keep the n with the highest
@@ -65,9 +75,7 @@ func computeKeys(_ scores: UnsafePointer<Float>, _ keys: UnsafeMutablePointer<UI
 func writeNMMask(keys: UnsafePointer<UInt32>, cols: Int, n: Int, m: Int, mask: UnsafeMutablePointer<UInt8>,
                  packed: UnsafeMutablePointer<UInt64>) {
     let prune = m - n
-    if m == 4 {
-        writeNM4Mask(keys: keys, cols: cols, prune: prune, mask: mask)
-    } else if m <= 16 {
+    if m <= 16 {  // (M = 4 normally takes writeNM4Mask on scores)
         var g = 0
         while g < cols {
             for i in 0..<m {
@@ -93,24 +101,23 @@ func writeNMMask(keys: UnsafePointer<UInt32>, cols: Int, n: Int, m: Int, mask: U
     }
 }
 
-/// M = 4: four groups at a time. The rank of an entry counts the group's entries before it in
-/// (key, index) order: rotation d compares entry i with entry (i + d) % 4, which comes before
-/// it on equal keys exactly when it wrapped around (i + d >= 4). A rotation is two unaligned
-/// loads (at +d and d - 4) blended by lane, so `keys` must be readable 4 entries before its
-/// start and after its end (RowScratch pads them).
+/// M = 4 on finite float32 scores: four groups at a time. The rank of an entry counts the
+/// group's entries before it in (score, index) order (-0.0 == +0.0, as for keys): rotation d
+/// compares entry i with entry (i + d) % 4, which comes before it on equal scores exactly when
+/// it wrapped around (i + d >= 4). A rotation is two unaligned loads (at +d and d - 4) blended
+/// by lane, so `scores` must be readable 4 entries before its start and after its end
+/// (RowScratch pads them).
 @inline(__always)
-func writeNM4Mask(keys: UnsafePointer<UInt32>, cols: Int, prune: Int, mask: UnsafeMutablePointer<UInt8>) {
-    typealias V = SIMD16<Int32>
-    let wrap1 = SIMDMask<V>(V(0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1))
-    let wrap2 = SIMDMask<V>(V(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1))
-    let wrap3 = SIMDMask<V>(V(0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1))
-    let one = V(repeating: 1), zero = V(repeating: 0)
-    let threshold = V(repeating: Int32(prune))
-    let raw = UnsafeRawPointer(keys)
-    @inline(__always) func load(_ at: Int) -> V {
-        // Signed view of the keys (key ^ 0x80000000 orders like the unsigned key).
-        V(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: 4 * at, as: SIMD16<UInt32>.self) ^ 0x8000_0000)
-    }
+func writeNM4Mask(scores: UnsafePointer<Float>, cols: Int, prune: Int, mask: UnsafeMutablePointer<UInt8>) {
+    typealias V = SIMD16<Float>
+    typealias I = SIMD16<Int32>
+    let wrap1 = SIMDMask<I>(I(0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1))
+    let wrap2 = SIMDMask<I>(I(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1))
+    let wrap3 = SIMDMask<I>(I(0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1))
+    let one = I(repeating: 1), zero = I(repeating: 0)
+    let threshold = I(repeating: Int32(prune))
+    let raw = UnsafeRawPointer(scores)
+    @inline(__always) func load(_ at: Int) -> V { raw.loadUnaligned(fromByteOffset: 4 * at, as: V.self) }
     var j = 0
     while j + 16 <= cols {
         let v = load(j)
@@ -125,7 +132,7 @@ func writeNM4Mask(keys: UnsafePointer<UInt32>, cols: Int, prune: Int, mask: Unsa
         j += 16
     }
     while j < cols {
-        let a = keys[j], b = keys[j + 1], c = keys[j + 2], d = keys[j + 3]
+        let a = scores[j], b = scores[j + 1], c = scores[j + 2], d = scores[j + 3]
         let ra = (b < a ? 1 : 0) + (c < a ? 1 : 0) + (d < a ? 1 : 0)
         let rb = (a <= b ? 1 : 0) + (c < b ? 1 : 0) + (d < b ? 1 : 0)
         let rc = (a <= c ? 1 : 0) + (b <= c ? 1 : 0) + (d < c ? 1 : 0)

@@ -50,7 +50,7 @@ enum StreamSelector {
         var bad = Array(repeating: (chunk: Int.max, row: 0), count: workers)
         bad.withUnsafeMutableBufferPointer { badSlots in
             forEachRow { w, c, kernel, r, s in
-                if s.keys(of: kernel, row: r) >= nonFiniteWord {
+                if s.keys(of: kernel, row: r).worst >= nonFiniteWord {
                     badSlots[w] = (c, r)
                     return false
                 }
@@ -62,7 +62,7 @@ enum StreamSelector {
         }
         if let first = bad.min(by: { $0.chunk < $1.chunk }), first.chunk != Int.max {
             let s = scratches[0]
-            throw kernels[chunks[first.chunk].layer].nonFiniteError(row: first.row, scratch: s.convert.base, scores: s.scores.base)
+            throw kernels[chunks[first.chunk].layer].nonFiniteError(row: first.row, scratch: s.convert.base, scores: s.scores)
         }
         if k == 0 || k == total {
             for (layer, kernel) in kernels.enumerated() {
@@ -75,7 +75,7 @@ enum StreamSelector {
         // Pass 2: histogram of the lower halves inside the bucket.
         histograms.base.update(repeating: 0, count: workers * 65536)
         forEachRow { w, _, kernel, r, s in
-            _ = s.keys(of: kernel, row: r)
+            s.keys(of: kernel, row: r)
             let histogram = histograms.base + w * 65536
             let keys = s.keys
             for j in 0..<kernel.cols where keys[j] >> 16 == upper { histogram[Int(keys[j] & 0xFFFF)] &+= 1 }
@@ -89,7 +89,7 @@ enum StreamSelector {
         let ties = try ScratchBuffer<Int>(repeating: 0, count: chunks.count)
         defer { withExtendedLifetime(ties) {} }
         forEachRow { _, c, kernel, r, s in
-            _ = s.keys(of: kernel, row: r)
+            s.keys(of: kernel, row: r)
             let keys = s.keys
             let mask = masks[chunks[c].layer] + r * kernel.cols
             var tied = 0
@@ -116,7 +116,7 @@ enum StreamSelector {
                 let kernel = kernels[chunk.layer]
                 var remaining = fixes[f].count
                 for r in chunk.rows where remaining > 0 {
-                    _ = s.keys(of: kernel, row: r)
+                    s.keys(of: kernel, row: r)
                     let keys = s.keys
                     let mask = masks[chunk.layer] + r * kernel.cols
                     for j in 0..<kernel.cols where remaining > 0 && keys[j] == threshold {
