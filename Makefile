@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Werror
 LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
-.PHONY: all lib test test-swift test-c test-python python demo bench install clean vectors
+.PHONY: all lib test test-swift test-c test-install test-python test-examples python demo bench install clean vectors
 
 all: lib
 
@@ -47,7 +47,7 @@ $(OUT):
 # ---------------------------------------------------------------------------------------------
 # Tests
 
-test: test-swift test-c test-python
+test: test-swift test-c test-install test-examples test-python
 
 test-swift:
 	$(SWIFT) test --parallel
@@ -71,6 +71,20 @@ $(OUT)/test_symbols: Tests/c/check_symbols.sh include/prunekit.h $(LIB) | $(OUT)
 test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp
 	$(OUT)/test_c Tests/vectors
 	$(OUT)/test_cpp Tests/vectors
+
+# Installs into a scratch prefix and builds the C++ example the way a C++ team would: pkg-config.
+test-install: $(LIB) | $(OUT)
+	rm -rf $(OUT)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(abspath $(OUT)/prefix)
+	PKG_CONFIG_PATH=$(abspath $(OUT)/prefix)/lib/pkgconfig $(CXX) -std=c++17 $(WARN) examples/cpp/prune.cpp \
+	    $$(PKG_CONFIG_PATH=$(abspath $(OUT)/prefix)/lib/pkgconfig pkg-config --cflags --libs prunekit) \
+	    -Wl,-rpath,$(abspath $(OUT)/prefix)/lib -o $(OUT)/prune_cpp
+	$(OUT)/prune_cpp
+	@readelf -d $(OUT)/prune_cpp | grep -q 'libprunekit.so.0' && echo "C++ example links libprunekit.so.0 from the installed prefix"
+
+test-examples: python $(OUT)/prune_layer
+	$(PYTHON) examples/python/prune_layer.py
+	$(SWIFT) run -q prune-example
 
 python: $(LIB)
 	PRUNEKIT_LIB_DIR=$(abspath $(LIBDIR)) $(PYTHON) -m pip install --no-build-isolation --no-deps -q ./bindings/python

@@ -38,6 +38,10 @@ let package = Package(
         /// The exported C functions only: argument checks, status codes and messages.
         .target(name: "PruneKitC", dependencies: ["PruneKit", "CPruneKit"], exclude: ["exports.map"]),
 
+        // MARK: - Examples
+
+        .executableTarget(name: "prune-example", dependencies: ["PruneKit"], path: "examples/swift"),
+
         // MARK: - Tests
 
         .testTarget(

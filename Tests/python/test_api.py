@@ -4,11 +4,17 @@ import time
 
 import numpy as np
 import pytest
-import torch
+try:
+    import torch
+except ImportError:
+    torch = None
 from hypothesis import given, settings, strategies as st
 
 import generate
 import prunekit
+
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 
 def rng(seed=0):
@@ -18,6 +24,7 @@ def rng(seed=0):
 # ------------------------------------------------------------------------------------------
 # Inputs
 
+@needs_torch
 def test_torch_float32_is_read_without_copy():
     t = torch.randn(8, 16)
     view = prunekit._view(t, "weight")
@@ -28,6 +35,7 @@ def test_torch_float32_is_read_without_copy():
     assert m.shape == (8, 16) and m.sum() == 8 * 8
 
 
+@needs_torch
 def test_torch_and_numpy_agree_for_every_dtype():
     w = rng(1).standard_normal((6, 32)).astype(np.float32)
     f = np.abs(rng(2).standard_normal(32)).astype(np.float32)
@@ -41,6 +49,7 @@ def test_torch_and_numpy_agree_for_every_dtype():
         assert np.array_equal(got.view(np.uint8), ref)
 
 
+@needs_torch
 def test_apply_mask_in_place_on_torch_and_strided_numpy():
     t = torch.randn(4, 8)
     before = t.clone()
@@ -74,6 +83,7 @@ def test_scores_match_one_float32_operation():
     np.testing.assert_array_equal(prunekit.score(w, "random", seed=11), generate.random_scores(11, 3, 10))
 
 
+@needs_torch
 def test_stats_as_features():
     x = rng(8).standard_normal((100, 10)).astype(np.float32) * np.arange(1, 11, dtype=np.float32)
     s = prunekit.Stats(10)
