@@ -1,19 +1,17 @@
 /// Per-worker scratch for scoring and selecting rows of up to `cols` entries.
 final class RowScratch {
-    /// Row scores and keys, each with 4 readable entries of padding on each side (for the N:M
-    /// kernels' shifted loads).
-    private let paddedScores: ScratchBuffer<Float>
-    var scores: UnsafeMutablePointer<Float> { paddedScores.base + 4 }
+    private let scoreBuffer: ScratchBuffer<Float>
+    private let keyBuffer: ScratchBuffer<UInt32>
     let convert: ScratchBuffer<Float>
-    private let paddedKeys: ScratchBuffer<UInt32>
-    var keys: UnsafeMutablePointer<UInt32> { paddedKeys.base + 4 }
     let candidates: ScratchBuffer<UInt64>
     let bins: ScratchBuffer<UInt32>
+    var scores: UnsafeMutablePointer<Float> { scoreBuffer.base }
+    var keys: UnsafeMutablePointer<UInt32> { keyBuffer.base }
 
     init(cols: Int) throws(PruneKitError) {
-        paddedScores = try ScratchBuffer(repeating: 0, count: cols + 8)
+        scoreBuffer = try ScratchBuffer(count: cols)
         convert = try ScratchBuffer(count: 2 * cols)
-        paddedKeys = try ScratchBuffer(repeating: 0, count: cols + 8)
+        keyBuffer = try ScratchBuffer(count: cols)
         candidates = try ScratchBuffer(count: cols)
         bins = try ScratchBuffer(count: RowSelector.binCount)
     }

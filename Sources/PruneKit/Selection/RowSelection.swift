@@ -101,34 +101,45 @@ func writeNMMask(keys: UnsafePointer<UInt32>, cols: Int, n: Int, m: Int, mask: U
     }
 }
 
-/// M = 4 on finite float32 scores: four groups at a time. The rank of an entry counts the
-/// group's entries before it in (score, index) order (-0.0 == +0.0, as for keys): rotation d
-/// compares entry i with entry (i + d) % 4, which comes before it on equal scores exactly when
-/// it wrapped around (i + d >= 4). A rotation is two unaligned loads (at +d and d - 4) blended
-/// by lane, so `scores` must be readable 4 entries before its start and after its end
-/// (RowScratch pads them).
+/// M = 4 on finite float32 scores, four groups at a time in structure-of-arrays form: A, B, C,
+/// D hold the first to fourth entry of four groups. Six strict comparisons give every pair's
+/// order (on equal scores the lower index comes first; -0.0 == +0.0, as for keys), each rank
+/// is a sum of comparison masks, and the four keep bytes of a group are packed into one
+/// little-endian 32-bit lane, so the mask is stored without transposing back.
 @inline(__always)
 func writeNM4Mask(scores: UnsafePointer<Float>, cols: Int, prune: Int, mask: UnsafeMutablePointer<UInt8>) {
-    typealias V = SIMD16<Float>
-    typealias I = SIMD16<Int32>
-    let wrap1 = SIMDMask<I>(I(0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, -1))
-    let wrap2 = SIMDMask<I>(I(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1))
-    let wrap3 = SIMDMask<I>(I(0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1))
-    let one = I(repeating: 1), zero = I(repeating: 0)
+    typealias I = SIMD4<Int32>
     let threshold = I(repeating: Int32(prune))
     let raw = UnsafeRawPointer(scores)
-    @inline(__always) func load(_ at: Int) -> V { raw.loadUnaligned(fromByteOffset: 4 * at, as: V.self) }
     var j = 0
     while j + 16 <= cols {
-        let v = load(j)
-        let o1 = load(j + 1).replacing(with: load(j - 3), where: wrap1)
-        let o2 = load(j + 2).replacing(with: load(j - 2), where: wrap2)
-        let o3 = load(j + 3).replacing(with: load(j - 1), where: wrap3)
-        var rank = zero.replacing(with: one, where: (o1 .< v) .| (wrap1 .& (o1 .== v)))
-        rank &+= zero.replacing(with: one, where: (o2 .< v) .| (wrap2 .& (o2 .== v)))
-        rank &+= zero.replacing(with: one, where: (o3 .< v) .| (wrap3 .& (o3 .== v)))
-        let keep = SIMD16<UInt8>(truncatingIfNeeded: zero.replacing(with: one, where: rank .>= threshold))
-        UnsafeMutableRawPointer(mask + j).storeBytes(of: keep, as: SIMD16<UInt8>.self)
+        let g0 = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD4<Float>.self)
+        let g1 = raw.loadUnaligned(fromByteOffset: 4 * j + 16, as: SIMD4<Float>.self)
+        let g2 = raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD4<Float>.self)
+        let g3 = raw.loadUnaligned(fromByteOffset: 4 * j + 48, as: SIMD4<Float>.self)
+        // 4 x 4 transpose (unpack low/high, then move halves).
+        let t0 = SIMD4(g0[0], g1[0], g0[1], g1[1]), t1 = SIMD4(g2[0], g3[0], g2[1], g3[1])
+        let t2 = SIMD4(g0[2], g1[2], g0[3], g1[3]), t3 = SIMD4(g2[2], g3[2], g2[3], g3[3])
+        let a = SIMD4(t0[0], t0[1], t1[0], t1[1]), b = SIMD4(t0[2], t0[3], t1[2], t1[3])
+        let c = SIMD4(t2[0], t2[1], t3[0], t3[1]), d = SIMD4(t2[2], t2[3], t3[2], t3[3])
+        // m_xy = -1 where y comes before x (y's score strictly smaller), else 0.
+        let mab = I(repeating: 0).replacing(with: -1, where: b .< a)
+        let mac = I(repeating: 0).replacing(with: -1, where: c .< a)
+        let mad = I(repeating: 0).replacing(with: -1, where: d .< a)
+        let mbc = I(repeating: 0).replacing(with: -1, where: c .< b)
+        let mbd = I(repeating: 0).replacing(with: -1, where: d .< b)
+        let mcd = I(repeating: 0).replacing(with: -1, where: d .< c)
+        let ra = 0 &- (mab &+ mac &+ mad)
+        let rb = 1 &+ mab &- (mbc &+ mbd)
+        let rc = 2 &+ mac &+ mbc &- mcd
+        let rd = 3 &+ mad &+ mbd &+ mcd
+        let one = I(repeating: 1), zero = I(repeating: 0)
+        let ka = zero.replacing(with: one, where: ra .>= threshold)
+        let kb = zero.replacing(with: one, where: rb .>= threshold)
+        let kc = zero.replacing(with: one, where: rc .>= threshold)
+        let kd = zero.replacing(with: one, where: rd .>= threshold)
+        let packed = ka | (kb &<< 8) | (kc &<< 16) | (kd &<< 24)
+        UnsafeMutableRawPointer(mask + j).storeBytes(of: packed, as: SIMD4<Int32>.self)
         j += 16
     }
     while j < cols {
