@@ -5,6 +5,8 @@ final class RowScratch {
     let convert: ScratchBuffer<Float>
     let candidates: ScratchBuffer<UInt64>
     let bins: ScratchBuffer<UInt32>
+    /// One row's mask bytes before they are packed into bits.
+    let rowMask: ScratchBuffer<UInt8>
     var scores: UnsafeMutablePointer<Float> { scoreBuffer.base }
     var keys: UnsafeMutablePointer<UInt32> { keyBuffer.base }
 
@@ -14,6 +16,7 @@ final class RowScratch {
         keyBuffer = try ScratchBuffer(count: cols)
         candidates = try ScratchBuffer(count: cols)
         bins = try ScratchBuffer(count: RowSelector.binCount)
+        rowMask = try ScratchBuffer(count: cols)
     }
 
     /// Scores and keys of a row; returns the kernel's finiteness word and the key range.
@@ -84,60 +87,94 @@ enum MaskEngine {
         let scratches = try makeScratches(workers: workers, cols: cols)
         defer { withExtendedLifetime(scratches) {} }
 
+        let k: Int
         switch selection {
-        case .nm(let n, let m):
-            try validate(kernel: kernel, workers: workers, scratches: scratches)
-            let packed = try ScratchBuffer<UInt64>(count: workers * m)
-            defer { withExtendedLifetime(packed) {} }
-            parallelFor(workers: workers) { w in
-                let s = scratches[w]
-                for r in partition(rows, workers: workers, worker: w) {
-                    if m == 4 {
-                        _ = kernel.score(row: r, count: cols, into: s.scores, scratch: s.convert.base)
-                        writeNM4Mask(scores: s.scores, cols: cols, prune: m - n, mask: mask + r * cols)
-                        continue
-                    }
-                    s.keys(of: kernel, row: r)
-                    writeNMMask(keys: s.keys, cols: cols, n: n, m: m, mask: mask + r * cols,
-                                packed: packed.base + w * m)
-                }
-            }
         case .perRow(let sparsity):
-            let k = prunedCount(groupSize: cols, sparsity: sparsity)
+            k = prunedCount(groupSize: cols, sparsity: sparsity)
             if k == 0 || k == cols {
                 try validate(kernel: kernel, workers: workers, scratches: scratches)
-                (mask).initialize(repeating: k == 0 ? 1 : 0, count: rows * cols)
+                mask.initialize(repeating: k == 0 ? 1 : 0, count: rows * cols)
                 return
             }
-            // Phase 1: validate every row and find its threshold; nothing is written yet.
-            let thresholds = try ScratchBuffer<UInt64>(count: rows)
-            defer { withExtendedLifetime(thresholds) {} }
-            var bad = FirstBadRow(workers: workers)
-            bad.rows.withUnsafeMutableBufferPointer { badRows in
-                parallelFor(workers: workers) { w in
-                    let s = scratches[w]
-                    for r in partition(rows, workers: workers, worker: w) {
-                        let (worst, lowest, highest) = s.keys(of: kernel, row: r)
-                        if worst >= nonFiniteWord { badRows[w] = r; break }
-                        thresholds.base[r] = RowSelector.threshold(
-                            keys: s.keys, n: cols, k: k, lowest: lowest, highest: highest,
-                            candidates: s.candidates.base, bins: s.bins.base)
-                    }
-                }
-            }
-            if let row = bad.first {
-                throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores)
-            }
-            // Phase 2: write.
-            parallelFor(workers: workers) { w in
-                let s = scratches[w]
-                for r in partition(rows, workers: workers, worker: w) {
-                    _ = kernel.score(row: r, count: cols, into: s.scores, scratch: s.convert.base)
-                    RowSelector.writeMask(scores: s.scores, n: cols, threshold: thresholds.base[r], mask: mask + r * cols)
-                }
-            }
+        case .nm: k = 0
         case .perLayer, .global:
             throw PruneKitError(.internal, "rowMask called with a layer-wide selection")
         }
+        // Phase 1: score, validate and select each row while it is in cache, keeping its mask
+        // as bits; nothing reaches `mask` until every row is known to be valid.
+        let bytesPerRow = (cols + 7) / 8
+        let bits = try ScratchBuffer<UInt8>(count: rows * bytesPerRow)
+        defer { withExtendedLifetime(bits) {} }
+        var bad = FirstBadRow(workers: workers)
+        bad.rows.withUnsafeMutableBufferPointer { badRows in
+            parallelFor(workers: workers) { w in
+                let s = scratches[w]
+                for r in partition(rows, workers: workers, worker: w) {
+                    switch selection {
+                    case .nm(let n, let m) where m == 4:
+                        let worst = kernel.score(row: r, count: cols, into: s.scores, scratch: s.convert.base)
+                        if worst >= nonFiniteWord { badRows[w] = r; return }
+                        writeNM4Mask(scores: s.scores, cols: cols, prune: m - n, mask: s.rowMask.base)
+                    case .nm(let n, let m):
+                        if s.keys(of: kernel, row: r).worst >= nonFiniteWord { badRows[w] = r; return }
+                        writeNMMask(keys: s.keys, cols: cols, n: n, m: m, mask: s.rowMask.base, packed: s.candidates.base)
+                    default:
+                        let (worst, lowest, highest) = s.keys(of: kernel, row: r)
+                        if worst >= nonFiniteWord { badRows[w] = r; return }
+                        let threshold = RowSelector.threshold(
+                            keys: s.keys, n: cols, k: k, lowest: lowest, highest: highest,
+                            candidates: s.candidates.base, bins: s.bins.base)
+                        RowSelector.writeMask(scores: s.scores, n: cols, threshold: threshold, mask: s.rowMask.base)
+                    }
+                    packBits(s.rowMask.base, count: cols, into: bits.base + r * bytesPerRow)
+                }
+            }
+        }
+        if let row = bad.first {
+            throw kernel.nonFiniteError(row: row, scratch: scratches[0].convert.base, scores: scratches[0].scores)
+        }
+        // Phase 2: write.
+        parallelFor(workers: workers) { w in
+            for r in partition(rows, workers: workers, worker: w) {
+                unpackBits(bits.base + r * bytesPerRow, count: cols, into: mask + r * cols)
+            }
+        }
+    }
+}
+
+/// Packs 0/1 bytes into bits (bit i of byte b = entry 8b + i): a multiply gathers the low bit
+/// of each of 8 bytes into the top byte.
+@inline(__always)
+func packBits(_ bytes: UnsafePointer<UInt8>, count: Int, into bits: UnsafeMutablePointer<UInt8>) {
+    let raw = UnsafeRawPointer(bytes)
+    var i = 0
+    while i + 8 <= count {
+        let v = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        bits[i / 8] = UInt8(truncatingIfNeeded: (v &* 0x0102_0408_1020_4080) >> 56)
+        i += 8
+    }
+    if i < count {
+        var last: UInt8 = 0
+        for j in i..<count { last |= bytes[j] << UInt8(j - i) }
+        bits[i / 8] = last
+    }
+}
+
+/// 0/1 bytes of every byte value: entry x holds byte i = bit i of x.
+let bitExpansion: [UInt64] = (0..<256).map { x in
+    (0..<8).reduce(UInt64(0)) { $0 | (UInt64((x >> $1) & 1) << (8 * UInt64($1))) }
+}
+
+/// The inverse of `packBits`.
+@inline(__always)
+func unpackBits(_ bits: UnsafePointer<UInt8>, count: Int, into bytes: UnsafeMutablePointer<UInt8>) {
+    bitExpansion.withUnsafeBufferPointer { table in
+        let raw = UnsafeMutableRawPointer(bytes)
+        var i = 0
+        while i + 8 <= count {
+            raw.storeBytes(of: table[Int(bits[i / 8])], toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        for j in i..<count { bytes[j] = (bits[i / 8] >> UInt8(j - i)) & 1 }
     }
 }
