@@ -22,12 +22,30 @@ struct RowSelector {
         }
         let inBin = Int(bins[bin])
         if inBin < n / 2 {
-            // Few entries fall in one of 1024 bins, so this branch is nearly always predicted.
+            // Few entries fall in one of 1024 bins: test 8 at a time, gather lane by lane on a hit.
             var found = 0
             let target = UInt32(bin)
-            for j in 0..<n where (keys[j] &- lowest) &>> UInt32(shift) == target {
-                candidates[found] = UInt64(keys[j]) << 32 | UInt64(j)
-                found &+= 1
+            let raw = UnsafeRawPointer(keys)
+            let lowV = SIMD8<UInt32>(repeating: lowest), targetV = SIMD8<UInt32>(repeating: target)
+            let shiftV = SIMD8<UInt32>(repeating: UInt32(shift))
+            var j = 0
+            while j + 8 <= n {
+                let v = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<UInt32>.self)
+                let hit = ((v &- lowV) &>> shiftV) .== targetV
+                if any(hit) {
+                    for lane in 0..<8 where hit[lane] {
+                        candidates[found] = UInt64(v[lane]) << 32 | UInt64(j + lane)
+                        found &+= 1
+                    }
+                }
+                j += 8
+            }
+            while j < n {
+                if (keys[j] &- lowest) &>> UInt32(shift) == target {
+                    candidates[found] = UInt64(keys[j]) << 32 | UInt64(j)
+                    found &+= 1
+                }
+                j += 1
             }
             return quickselect(candidates, count: found, rank: k - 1 - below)
         }
