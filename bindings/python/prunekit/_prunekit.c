@@ -79,6 +79,15 @@ static void fill_criterion(criterion_args *c, int kind, const Py_buffer *feature
     }
 }
 
+static void fill_selection(pk_selection *s, int scope, double sparsity, int n, int m, int threads) {
+    pk_selection_init(s);
+    s->scope = scope;
+    s->sparsity = sparsity;
+    s->n = n;
+    s->m = m;
+    s->num_threads = threads;
+}
+
 /* score(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out) */
 static PyObject *py_score(PyObject *self, PyObject *args) {
     (void)self;
@@ -127,12 +136,7 @@ static PyObject *py_mask(PyObject *self, PyObject *args) {
         criterion_args c;
         fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
         pk_selection s;
-        pk_selection_init(&s);
-        s.scope = scope;
-        s.sparsity = sparsity;
-        s.n = n;
-        s.m = m;
-        s.num_threads = threads;
+        fill_selection(&s, scope, sparsity, n, m, threads);
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
         status = pk_mask(&mat, &c.criterion, &s, (uint8_t *)out.buf);
@@ -187,12 +191,7 @@ static PyObject *py_mask_layers(PyObject *self, PyObject *args) {
     }
     {
         pk_selection s;
-        pk_selection_init(&s);
-        s.scope = scope;
-        s.sparsity = sparsity;
-        s.n = n;
-        s.m = m;
-        s.num_threads = threads;
+        fill_selection(&s, scope, sparsity, n, m, threads);
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
         status = pk_mask_layers(mats, crit_ptrs, (int64_t)count, &s, outs);
