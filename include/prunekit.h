@@ -88,7 +88,9 @@ enum pk_status_code {
     PK_ERROR_OUT_OF_MEMORY = 7,      /* scratch memory could not be allocated */
     PK_ERROR_CORRUPT_DATA = 8,       /* serialized bytes are truncated, corrupted or foreign */
     PK_ERROR_BUFFER_TOO_SMALL = 9,   /* a caller buffer cannot hold the output */
-    PK_ERROR_INTERNAL = 10           /* a bug in PruneKit: please report it */
+    PK_ERROR_INTERNAL = 10,          /* a bug in PruneKit: please report it */
+    PK_ERROR_NUMERIC = 11            /* a Hessian that stays not positive definite after the
+                                        dampening retries, or an update that overflowed */
 };
 
 /* A short static name for a status code ("PK_ERROR_NON_FINITE"), or "PK_UNKNOWN_STATUS". */
@@ -332,6 +334,98 @@ PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t 
  *         bytes; the message says which
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out);
+
+/* Creates an empty accumulator that also keeps the Gram matrix X^T X of its inputs (the layer
+ * Hessian up to scale, for pk_sparsegpt), accumulated in float64 with OpenBLAS dsyrk, merged by
+ * pk_stats_merge (both sides must keep one) and serialized with the rest (flag bit 0).
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE features <= 0 or > 32768
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_stats_create_gram(int64_t features, pk_stats **stats_out);
+
+/* Writes X^T X (features x features, row-major, symmetric) to out; length must be
+ * features * features.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, or the accumulator keeps no Gram matrix
+ * @retval PK_ERROR_INVALID_SHAPE length differs from features * features */
+PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t length);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reconstruction: second-order pruning that also updates the kept weights                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The Hessian these functions take is any positive multiple of X^T X over the layer's
+ * calibration inputs (results do not depend on the scale): cols x cols, row-major float64,
+ * symmetric (to 1e-6 relative), finite, non-negative diagonal. Inputs that never fire (zero
+ * diagonal) are handled as SparseGPT does: their diagonal becomes 1 and their weights 0.
+ *
+ * What is bit-identical: masks and weights for the same inputs, options and OpenBLAS build, across
+ * callers (C, Python, Swift) and across num_threads (the per-row work is split by rows only).
+ * OpenBLAS's own thread count may change the last bits of its GEMM and factorisations; the tests
+ * check masks exactly and weights to a tight tolerance across OPENBLAS_NUM_THREADS. */
+
+enum pk_precision {
+    PK_PRECISION_FLOAT32 = 0,
+    PK_PRECISION_FLOAT64 = 1
+};
+
+/* Option struct: set struct_size = sizeof(pk_reconstruction_options)
+ * (pk_reconstruction_options_init does). */
+typedef struct pk_reconstruction_options {
+    size_t struct_size;
+    int32_t scope;                  /* pk_sparsegpt: PK_SCOPE_LAYER (default) = unstructured, exactly
+                                       floor(sparsity * rows * B) pruned in every block of B columns
+                                       (ties by row-major position in the block); PK_SCOPE_NM = keep
+                                       n of every m columns per row, chosen as the group is reached */
+    int32_t precision;              /* enum pk_precision of all arithmetic; default FLOAT32 */
+    double sparsity;                /* default 0.5 */
+    int32_t n;                      /* default 2 */
+    int32_t m;                      /* default 4; must divide cols and block_size */
+    int64_t block_size;             /* columns per block, default 128 */
+    double dampening;               /* fraction of the mean Hessian diagonal added to it, 0.01 */
+    int32_t max_dampening_retries;  /* not positive definite: retry with 10x the dampening at most
+                                       this many times (default 4), then PK_ERROR_NUMERIC */
+    int32_t num_threads;            /* 0 = one per CPU; results do not depend on it */
+} pk_reconstruction_options;
+
+/* Fills *options with the defaults above and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_reconstruction_options_init(pk_reconstruction_options *options);
+
+/* SparseGPT (OBS with lazy column-block updates) on one layer: chooses the mask block by block
+ * from w^2 / [U]_cc^2 (U the upper Cholesky factor of the dampened inverse Hessian) and updates the
+ * kept weights to make up for the pruned ones.
+ * Reads weights and hessian. Writes mask_out (rows*cols bytes, 1 = keep) and the updated weights to
+ * weights_out (same rows and cols, any dtype, any stride; it may be the weights' own memory for
+ * in-place work) only on success. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, weights_out of another shape, m not dividing
+ *         cols or block_size
+ * @retval PK_ERROR_INVALID_ARGUMENT sparsity, N:M, block size, dampening, scope or precision out of
+ *         range; a non-symmetric hessian or a negative diagonal
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
+ * @retval PK_ERROR_NUMERIC not positive definite after the dampening retries
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_sparsegpt(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                              const pk_reconstruction_options *options, uint8_t *mask_out,
+                              const pk_matrix *weights_out);
+
+/* The same OBS update under a given mask (rows*cols bytes, 1 = keep; e.g. from pk_mask with any
+ * criterion): the pruned weights become 0 and the kept ones are updated. options->scope, sparsity,
+ * n and m are ignored. Writes weights_out only on success.
+ * @retval the codes of pk_sparsegpt; PK_ERROR_INVALID_ARGUMENT for a mask byte other than 0 or 1 */
+PK_API pk_status pk_reconstruct(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                                const uint8_t *mask, const pk_reconstruction_options *options,
+                                const pk_matrix *weights_out);
+
+/* Prunes whole input columns (keep_columns[c] == 0, cols bytes) and compensates with the kept
+ * ones in closed form: W'_K = W_K + W_P H_PK H_KK^-1 (least squares on the Hessian, dampened as
+ * above), W'_P = 0. Writes weights_out only on success.
+ * @retval the codes of pk_sparsegpt; PK_ERROR_INVALID_ARGUMENT for a keep byte other than 0 or 1 */
+PK_API pk_status pk_prune_columns(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                                  const uint8_t *keep_columns, const pk_reconstruction_options *options,
+                                  const pk_matrix *weights_out);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -12,6 +12,8 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
     case corruptData = 8
     case bufferTooSmall = 9
     case `internal` = 10
+    /// The Hessian stays not positive definite after the dampening retries.
+    case numeric = 11
 
     /// The C name of the status, as `pk_status_string` returns it.
     public var name: String {
@@ -27,6 +29,7 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
         case .corruptData: "PK_ERROR_CORRUPT_DATA"
         case .bufferTooSmall: "PK_ERROR_BUFFER_TOO_SMALL"
         case .internal: "PK_ERROR_INTERNAL"
+        case .numeric: "PK_ERROR_NUMERIC"
         }
     }
 }

@@ -47,6 +47,29 @@ public func pk_stats_create(_ features: Int64, _ statsOut: UnsafeMutablePointer<
     }
 }
 
+/// Implements `pk_status pk_stats_create_gram(int64_t features, pk_stats **stats_out)`.
+@c @implementation
+public func pk_stats_create_gram(_ features: Int64, _ statsOut: UnsafeMutablePointer<OpaquePointer?>?) -> pk_status {
+    run("pk_stats_create_gram") { () throws(PruneKitError) in
+        guard let statsOut else { throw nullPointer("stats_out") }
+        register(try ActivationStatistics(features: Int(features), gram: true), into: statsOut)
+    }
+}
+
+/// Implements `pk_status pk_stats_gram(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_gram(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    run("pk_stats_gram") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let out else { throw nullPointer("out") }
+        guard length == Int64(s.features) * Int64(s.features) else {
+            throw PruneKitError(.invalidShape, "out has length \(length), the Gram matrix has \(s.features * s.features) entries")
+        }
+        let g = try s.gram()
+        out.update(from: g, count: g.count)
+    }
+}
+
 /// Implements `void pk_stats_free(pk_stats *stats)`.
 @c @implementation
 public func pk_stats_free(_ stats: OpaquePointer?) {

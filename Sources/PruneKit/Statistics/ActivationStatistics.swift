@@ -1,3 +1,5 @@
+import COpenBLAS
+
 /// Streaming, mergeable per-feature statistics of calibration activations.
 ///
 /// Make / accumulate / use: create one per layer input, `accumulate` batches of activations
@@ -10,6 +12,8 @@
 public struct ActivationStatistics: Sendable, Equatable {
     /// The largest number of features an accumulator takes.
     public static let maxFeatures = 1 << 24
+    /// The largest number of features an accumulator with a Gram matrix takes (8 GiB of float64).
+    public static let maxGramFeatures = 1 << 15
 
     public let features: Int
     /// Tokens seen so far.
@@ -17,14 +21,23 @@ public struct ActivationStatistics: Sendable, Equatable {
     var means: [Double]
     var m2: [Double]
     var sumSquares: [Double]
+    /// X^T X, features x features row-major, when asked for: the layer Hessian up to scale.
+    /// Only the upper triangle is accumulated (OpenBLAS syrk); `gram()` returns it symmetric.
+    var gramUpper: [Double]?
 
-    /// An empty accumulator.
-    /// - Throws: `.invalidShape` unless 0 < features <= `maxFeatures`.
-    /// The C function is `pk_stats_create`.
-    public init(features: Int) throws(PruneKitError) {
-        guard features > 0, features <= Self.maxFeatures else {
-            throw .invalidShape("features must be in 1...\(Self.maxFeatures), got \(features)")
+    /// Whether the accumulator keeps the Gram matrix X^T X.
+    public var keepsGram: Bool { gramUpper != nil }
+
+    /// An empty accumulator; with `gram: true` it also keeps X^T X (SparseGPT's Hessian).
+    /// - Throws: `.invalidShape` unless 0 < features <= `maxFeatures` (`maxGramFeatures` with
+    ///   a Gram matrix).
+    /// The C functions are `pk_stats_create` and `pk_stats_create_gram`.
+    public init(features: Int, gram: Bool = false) throws(PruneKitError) {
+        let limit = gram ? Self.maxGramFeatures : Self.maxFeatures
+        guard features > 0, features <= limit else {
+            throw .invalidShape("features must be in 1...\(limit)\(gram ? " with a Gram matrix" : ""), got \(features)")
         }
+        if gram { gramUpper = Array(repeating: 0, count: features * features) }
         self.features = features
         count = 0
         means = Array(repeating: 0, count: features)
@@ -73,7 +86,44 @@ public struct ActivationStatistics: Sendable, Equatable {
                 batchM2.base[j] += d * d
             }
         }
+        if gramUpper != nil { accumulateGram(batch) }
         combine(count: tokens, means: batchMeans.base, m2: batchM2.base, sumSquares: squares.base)
+    }
+
+    /// gram += X^T X for a validated batch, in float64, chunks of up to 256 tokens through syrk.
+    private mutating func accumulateGram(_ batch: MatrixView) {
+        let f = features
+        let chunk = min(batch.rows, 256)
+        var rows = [Double](repeating: 0, count: chunk * f)
+        rows.withUnsafeMutableBufferPointer { a in
+            gramUpper!.withUnsafeMutableBufferPointer { g in
+                var t = 0
+                while t < batch.rows {
+                    let count = min(chunk, batch.rows - t)
+                    for i in 0..<count {
+                        let source = batch.doubles(row: t + i, count: f, scratch: a.baseAddress! + i * f)
+                        if source != UnsafePointer(a.baseAddress! + i * f) {
+                            (a.baseAddress! + i * f).update(from: source, count: f)
+                        }
+                    }
+                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(f), Int32(count), 1.0,
+                                a.baseAddress!, Int32(f), 1.0, g.baseAddress!, Int32(f))
+                    t += count
+                }
+            }
+        }
+    }
+
+    /// X^T X over every token seen, features x features row-major (symmetric).
+    /// - Throws: `.invalidArgument` if the accumulator was made without a Gram matrix.
+    /// The C function is `pk_stats_gram`.
+    public func gram() throws(PruneKitError) -> [Double] {
+        guard var g = gramUpper else {
+            throw .invalidArgument("these statistics keep no Gram matrix (create them with gram: true)")
+        }
+        let f = features
+        for i in 0..<f { for j in 0..<i { g[i * f + j] = g[j * f + i] } }
+        return g
     }
 
     /// Adds a batch held in a `Matrix` (tokens x features).
@@ -89,6 +139,12 @@ public struct ActivationStatistics: Sendable, Equatable {
     public mutating func merge(_ other: ActivationStatistics) throws(PruneKitError) {
         guard other.features == features else {
             throw .invalidShape("cannot merge statistics of \(other.features) features into \(features)")
+        }
+        guard other.keepsGram == keepsGram else {
+            throw .invalidArgument("cannot merge statistics with and without a Gram matrix")
+        }
+        if let otherGram = other.gramUpper {
+            for i in 0..<otherGram.count { gramUpper![i] += otherGram[i] }
         }
         other.means.withUnsafeBufferPointer { means in
             other.m2.withUnsafeBufferPointer { m2 in

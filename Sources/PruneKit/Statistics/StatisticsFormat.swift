@@ -3,10 +3,11 @@
 ///     offset  size  field
 ///     0       8     magic "PKSTATS\0"
 ///     8       4     format version (1)
-///     12      4     flags (0; bit 0 is reserved for a Gram matrix, which version 1 does not write)
+///     12      4     flags (bit 0: a Gram matrix follows the sums of squares)
 ///     16      8     features (u64)
 ///     24      8     count (u64, tokens)
 ///     32      8*F   mean, then 8*F M2, then 8*F sum of squares (IEEE double)
+///     32+24F  8*F*F the Gram matrix X^T X, row-major, full (when flag bit 0 is set)
 ///     end-8   8     FNV-1a 64 checksum of every preceding byte
 extension ActivationStatistics {
     static let magic: [UInt8] = Array("PKSTATS".utf8) + [0]
@@ -15,7 +16,7 @@ extension ActivationStatistics {
 
     /// The exact size of `serialized()`.
     /// The C function is `pk_stats_serialized_size`.
-    public var serializedSize: Int { Self.headerSize + 3 * 8 * features + 8 }
+    public var serializedSize: Int { Self.headerSize + 3 * 8 * features + (keepsGram ? 8 * features * features : 0) + 8 }
 
     /// The accumulator as bytes in the versioned statistics format.
     /// The C function is `pk_stats_serialize`.
@@ -23,12 +24,12 @@ extension ActivationStatistics {
         var out: [UInt8] = []
         out.reserveCapacity(serializedSize)
         out += Self.magic
-        appendLittleEndian(&out, UInt64(Self.formatVersion))  // version (u32) + flags (u32) = 0
+        appendLittleEndian(&out, UInt64(Self.formatVersion) | (keepsGram ? 1 << 32 : 0))  // version (u32), flags (u32)
         appendLittleEndian(&out, UInt64(features))
         appendLittleEndian(&out, UInt64(count))
-        for array in [means, m2, sumSquares] {
-            for value in array { appendLittleEndian(&out, value.bitPattern) }
-        }
+        // Doubles are copied as they sit in memory: the host is little-endian (checked below).
+        for array in [means, m2, sumSquares] { array.withUnsafeBytes { out.append(contentsOf: $0) } }
+        if keepsGram, let g = try? gram() { g.withUnsafeBytes { out.append(contentsOf: $0) } }
         appendLittleEndian(&out, fnv1a64(out[...]))
         return out
     }
@@ -44,15 +45,18 @@ extension ActivationStatistics {
         }
         guard bytes.prefix(8).elementsEqual(Self.magic) else { throw corrupt("not PruneKit statistics (bad magic)") }
         func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * $1) } }
-        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[at + $1]) << (8 * $1) } }
+        func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
         let version = u32(8), flags = u32(12)
         guard version == Self.formatVersion else {
             throw corrupt("format version \(version) is not supported (this library reads version \(Self.formatVersion))")
         }
-        guard flags == 0 else { throw corrupt("unknown flags 0x\(String(flags, radix: 16))") }
+        guard flags & ~1 == 0 else { throw corrupt("unknown flags 0x\(String(flags, radix: 16))") }
+        let hasGram = flags & 1 != 0
         let features = u64(16), count = u64(24)
-        guard features > 0, features <= UInt64(Self.maxFeatures) else { throw corrupt("feature count \(features) is out of range") }
-        let expected = Self.headerSize + 24 * Int(features) + 8
+        let limit = hasGram ? Self.maxGramFeatures : Self.maxFeatures
+        guard features > 0, features <= UInt64(limit) else { throw corrupt("feature count \(features) is out of range") }
+        let gramBytes = hasGram ? 8 * Int(features) * Int(features) : 0
+        let expected = Self.headerSize + 24 * Int(features) + gramBytes + 8
         guard bytes.count == expected else {
             throw corrupt(bytes.count < expected
                 ? "truncated: \(bytes.count) bytes, \(features) features need \(expected)"
@@ -62,9 +66,20 @@ extension ActivationStatistics {
         let computed = fnv1a64(UnsafeRawBufferPointer(rebasing: bytes[0..<(expected - 8)]))
         guard stored == computed else { throw corrupt("checksum mismatch: the bytes are corrupted") }
         guard count <= UInt64(Int.max) else { throw corrupt("token count \(count) is out of range") }
-        try self.init(features: Int(features))
+        try self.init(features: Int(features), gram: hasGram)
         self.count = Int(count)
         let f = Int(features)
+        if hasGram {
+            let base = Self.headerSize + 24 * f
+            for i in 0..<(f * f) {
+                let value = Double(bitPattern: u64(base + 8 * i))
+                guard value.isFinite else { throw corrupt("the Gram matrix holds a non-finite value at \(i)") }
+                gramUpper![i] = value
+            }
+            for i in 0..<f where gramUpper![i * f + i] < 0 {
+                throw corrupt("the Gram matrix has a negative diagonal at \(i)")
+            }
+        }
         for j in 0..<f {
             means[j] = Double(bitPattern: u64(Self.headerSize + 8 * j))
             m2[j] = Double(bitPattern: u64(Self.headerSize + 8 * (f + j)))
@@ -86,6 +101,10 @@ extension ActivationStatistics {
         self = try result.get()
     }
 }
+
+#if _endian(big)
+#error("the statistics format copies little-endian doubles directly")
+#endif
 
 private func appendLittleEndian(_ out: inout [UInt8], _ value: UInt64) {
     for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: value >> (8 * i))) }

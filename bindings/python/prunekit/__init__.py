@@ -29,7 +29,7 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "CRITERIA", "SCOPES", "__version__"]
+           "sparsegpt", "reconstruct", "prune_columns", "CRITERIA", "SCOPES", "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
@@ -255,10 +255,90 @@ def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
     return overall, rows
 
 
+_PRECISIONS = {"float32": 0, "float64": 1}
+
+
+def _hessian(hessian: Any, cols: int) -> np.ndarray:
+    if isinstance(hessian, Stats):
+        hessian = hessian.gram()
+    h = _as_numpy(hessian, "hessian")
+    if h.shape != (cols, cols):
+        raise ValueError(f"hessian has shape {h.shape}, the weight has {cols} columns (need ({cols}, {cols}))")
+    return np.ascontiguousarray(h, dtype=np.float64)
+
+
+def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, scope: int = 1, sparsity: float = 0.5,
+                 n: int = 2, m: int = 4, block_size: int = 128, dampening: float = 0.01, max_retries: int = 4,
+                 precision: str = "float32", threads: int = 0, want_mask: bool = False):
+    w = _view(weight, "weight")
+    h = _hessian(hessian, w.cols)
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if out is None:
+        target = np.empty(w.shape, dtype=w.array.dtype if w.dtype != _DTYPES["bfloat16"] else np.uint16)
+        result = target
+        if w.dtype == _DTYPES["bfloat16"] and _bfloat16_numpy_view(weight) is not None:
+            import torch
+            result = torch.from_numpy(target.view(np.int16)).view(torch.bfloat16)
+        o = _view(result, "out", writable=True)
+    else:
+        result = out
+        o = _view(out, "out", writable=True)
+    if given is not None:
+        g = _as_numpy(given, "mask")
+        g = np.ascontiguousarray(g.view(np.uint8) if g.dtype == np.bool_ else g, dtype=np.uint8).reshape(-1)
+    else:
+        g = None
+    mask = np.empty((w.rows, w.cols), dtype=np.uint8) if want_mask else None
+    options = (scope, _PRECISIONS[precision], float(sparsity), int(n), int(m), int(block_size), float(dampening),
+               int(max_retries), int(threads))
+    _prunekit.reconstruct(op, w.buffer, w.dtype, w.rows, w.cols, w.stride, h, w.cols, g, options, mask,
+                          o.buffer, o.dtype, o.stride)
+    return (mask.view(np.bool_), result) if want_mask else result
+
+
+def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
+              pattern: Union[str, Tuple[int, int], None] = None, block_size: int = 128, dampening: float = 0.01,
+              max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
+    """SparseGPT on one layer: (mask, updated weight).
+
+    hessian: X^T X of the layer's calibration inputs (any positive multiple), shape (cols, cols), or
+    a Stats made with gram=True. Unstructured: exactly int(sparsity * rows * block_size) pruned per
+    block of columns; pattern="2:4" keeps n of every m per row. The arithmetic runs in `precision`
+    ("float32" or "float64"). out: where the updated weight goes (the weight itself for in-place
+    work; default a new array of the weight's dtype). Raises ArithmeticError when the Hessian is
+    not positive definite after the dampening retries; nothing is written on any error.
+    """
+    if pattern is not None:
+        scope, s, n, m = _selection(None, "row", pattern)
+        scope, s = 3, 0.0
+    else:
+        scope, s, n, m = 1, float(sparsity if sparsity is not None else 0.5), 2, 4
+    return _reconstruct(0, weight, hessian, None, out, scope=scope, sparsity=s, n=n, m=m, block_size=block_size,
+                        dampening=dampening, max_retries=max_retries, precision=precision, threads=threads,
+                        want_mask=True)
+
+
+def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: int = 128, dampening: float = 0.01,
+                max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
+    """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight."""
+    return _reconstruct(1, weight, hessian, mask, out, block_size=block_size, dampening=dampening,
+                        max_retries=max_retries, precision=precision, threads=threads)
+
+
+def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: float = 0.01, max_retries: int = 4,
+                  precision: str = "float32", out: Any = None):
+    """Removes input columns (keep[c] False) and compensates with the kept ones in closed form
+    (least squares on the Hessian): the updated weight, zero in the removed columns."""
+    return _reconstruct(2, weight, hessian, keep, out, dampening=dampening, max_retries=max_retries,
+                        precision=precision)
+
+
 class Stats(_prunekit.Stats):
     """Streaming, mergeable per-feature statistics of calibration activations (float64).
 
-    Stats(features) makes an empty accumulator; update(batch) adds activations [tokens, features]
+    Stats(features) makes an empty accumulator (Stats(features, gram=True) also keeps X^T X for
+    sparsegpt()); update(batch) adds activations [tokens, features]
     (any batch size, any supported dtype, numpy or torch; higher-rank batches are flattened to
     [-1, features]); merge(other) adds another shard; to_bytes()/from_bytes() serialize. Read
     l2_norm() (Wanda), std() (STADE), mean(), variance(). Passing a Stats as features= to
@@ -291,6 +371,12 @@ class Stats(_prunekit.Stats):
     def std(self) -> np.ndarray:
         """Population standard deviation (STADE's feature scale)."""
         return self._get(3)
+
+    def gram(self) -> np.ndarray:
+        """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True)."""
+        out = np.empty((self.features, self.features), dtype=np.float64)
+        self._vector(4, out)
+        return out
 
     def __repr__(self) -> str:
         return f"prunekit.Stats(features={self.features}, count={self.count})"

@@ -27,6 +27,9 @@ static PyObject *raise_status(pk_status status) {
     case PK_ERROR_OUT_OF_MEMORY:
         type = PyExc_MemoryError;
         break;
+    case PK_ERROR_NUMERIC:
+        type = PyExc_ArithmeticError;
+        break;
     default:
         type = PruneKitError;
     }
@@ -250,6 +253,55 @@ static PyObject *py_mask_sparsity(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* reconstruct(op, weights, dtype, rows, cols, stride, hessian, hsize, given|None,
+ *             (scope, precision, sparsity, n, m, block, damp, retries, threads),
+ *             mask_out|None, out, out_dtype, out_stride)
+ * op: 0 pk_sparsegpt, 1 pk_reconstruct (given = mask), 2 pk_prune_columns (given = keep columns) */
+static PyObject *py_reconstruct(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
+    int op, dtype, odtype, scope, precision, n, m, retries, threads;
+    long long rows, cols, stride, hsize, block, ostride;
+    double sparsity, damp;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "iy*iLLLy*Lz*(iidiiLdii)z*w*iL", &op, &w, &dtype, &rows, &cols, &stride, &h, &hsize,
+                          &given, &scope, &precision, &sparsity, &n, &m, &block, &damp, &retries, &threads, &mask,
+                          &out, &odtype, &ostride))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&h, (Py_ssize_t)(hsize * hsize * 8), "hessian") &&
+        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
+        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) &&
+        (!given.buf || check_size(&given, (Py_ssize_t)(op == 2 ? cols : rows * cols), "given mask"))) {
+        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
+        pk_reconstruction_options o;
+        pk_reconstruction_options_init(&o);
+        o.scope = scope;
+        o.precision = precision;
+        o.sparsity = sparsity;
+        o.n = n;
+        o.m = m;
+        o.block_size = block;
+        o.dampening = damp;
+        o.max_dampening_retries = retries;
+        o.num_threads = threads;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        if (op == 0) status = pk_sparsegpt(&mat, (const double *)h.buf, hsize, &o, (uint8_t *)mask.buf, &res);
+        else if (op == 1) status = pk_reconstruct(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
+        else status = pk_prune_columns(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&given);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Stats: owns one pk_stats handle. */
 
@@ -272,11 +324,12 @@ static PyObject *stats_wrap(PyTypeObject *type, pk_stats *handle) {
 }
 
 static PyObject *stats_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"features", NULL};
+    static char *names[] = {"features", "gram", NULL};
     long long features;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L", names, &features)) return NULL;
+    int gram = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L|p", names, &features, &gram)) return NULL;
     pk_stats *handle = NULL;
-    pk_status status = pk_stats_create(features, &handle);
+    pk_status status = gram ? pk_stats_create_gram(features, &handle) : pk_stats_create(features, &handle);
     return status == PK_OK ? stats_wrap(type, handle) : raise_status(status);
 }
 
@@ -321,9 +374,14 @@ static PyObject *stats_vector(StatsObject *self, PyObject *args) {
     int which;
     Py_buffer out = {0};
     if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
-    pk_status (*getters[4])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance, pk_stats_std};
+    pk_status (*getters[5])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
+                                                                    pk_stats_std, pk_stats_gram};
     pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (which >= 0 && which < 4) status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
+    if (which >= 0 && which < 5) {
+        Py_BEGIN_ALLOW_THREADS
+        status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&out);
     return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
 }
@@ -402,6 +460,7 @@ static PyMethodDef methods[] = {
     {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
     {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
     {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
+    {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

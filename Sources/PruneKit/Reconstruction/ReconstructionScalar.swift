@@ -1,0 +1,93 @@
+import COpenBLAS
+
+/// The arithmetic precision of reconstruction. Raw values are pinned to `enum pk_precision`.
+public enum Precision: Int32, Sendable {
+    case float32 = 0
+    case float64 = 1
+}
+
+/// float32 or float64 with the BLAS and LAPACK calls reconstruction needs. Matrices are
+/// row-major; a symmetric matrix is its own transpose, so LAPACK's column-major routines apply
+/// directly, and a column-major lower factor L (A = L L^T) reads row-major as the upper factor
+/// U = L^T (A = U^T U).
+protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
+    init(_ value: Double)
+    var double: Double { get }
+    /// Order-preserving key (for exact ranking with ties broken by index).
+    var orderKey64: UInt64 { get }
+    /// C = alpha * A * B + beta * C, row-major, A m x k, B k x n.
+    static func gemm(m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                     b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// In place: the upper factor U with A = U^T U in the upper triangle (row-major). Returns
+    /// LAPACK's info (0 = success, > 0 = not positive definite).
+    static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
+    /// In place, after `choleskyUpper`: A^{-1} in the upper triangle.
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
+    /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
+    static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
+    /// Loads `count` elements of a view's row converted to Self.
+    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Self>, scratch: UnsafeMutablePointer<Double>)
+}
+
+private let lower: CChar = 76  // "L"
+
+extension Double: ReconstructionScalar {
+    var double: Double { self }
+    var orderKey64: UInt64 {
+        let bits = (self + 0).bitPattern
+        return bits ^ (UInt64(bitPattern: Int64(bitPattern: bits) >> 63) | 0x8000_0000_0000_0000)
+    }
+    static func gemm(m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                     b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                    b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    static func choleskyUpper(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        dpotrf_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        dpotri_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func solveRight(_ a: UnsafePointer<Double>, n: Int, b: UnsafeMutablePointer<Double>, rows: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
+        dpotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
+        return info
+    }
+    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Double>, scratch: UnsafeMutablePointer<Double>) {
+        let source = view.doubles(row: row, count: count, scratch: into)
+        if source != UnsafePointer(into) { into.update(from: source, count: count) }
+    }
+}
+
+extension Float: ReconstructionScalar {
+    var double: Double { Double(self) }
+    var orderKey64: UInt64 { UInt64(orderKey(self)) }
+    static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                    b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    static func choleskyUpper(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        spotrf_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        spotri_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func solveRight(_ a: UnsafePointer<Float>, n: Int, b: UnsafeMutablePointer<Float>, rows: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
+        spotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
+        return info
+    }
+    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Double>) {
+        let d = view.doubles(row: row, count: count, scratch: scratch)
+        for j in 0..<count { into[j] = Float(d[j]) }
+    }
+}

@@ -1,0 +1,363 @@
+/// Second-order pruning with weight updates: SparseGPT's OBS procedure, reconstruction of the kept
+/// weights under any given mask, and closed-form compensation for pruned input columns.
+///
+/// The Hessian is any positive multiple of X^T X over the layer's calibration inputs (the result
+/// does not depend on the scale), features x features, row-major float64, symmetric.
+public struct ReconstructionOptions: Sendable, Equatable {
+    /// What SparseGPT chooses: `.unstructured(sparsity:)` prunes exactly floor(s * rows * B)
+    /// entries of every block of B columns (the whole block competes, as in SparseGPT; ties by
+    /// row-major position in the block); `.nm(n:m:)` keeps n of every m consecutive columns per
+    /// row, chosen when the group is reached, from the already updated weights.
+    public enum Pattern: Sendable, Equatable {
+        case unstructured(sparsity: Double)
+        case nm(n: Int, m: Int)
+    }
+
+    public var pattern: Pattern
+    /// Columns per block (SparseGPT's default: 128).
+    public var blockSize: Int
+    /// Dampening added to the diagonal, as a fraction of its mean (default 0.01).
+    public var dampening: Double
+    /// When the dampened Hessian is not positive definite, retry with the dampening multiplied by
+    /// 10, at most this many times (default 4), then fail with `.numeric`.
+    public var maxDampeningRetries: Int
+    public var precision: Precision
+    /// Worker threads for the per-row work, 0 = one per CPU. OpenBLAS uses its own threads.
+    public var threads: Int
+
+    public init(pattern: Pattern = .unstructured(sparsity: 0.5), blockSize: Int = 128, dampening: Double = 0.01,
+                maxDampeningRetries: Int = 4, precision: Precision = .float32, threads: Int = 0) {
+        self.pattern = pattern
+        self.blockSize = blockSize
+        self.dampening = dampening
+        self.maxDampeningRetries = maxDampeningRetries
+        self.precision = precision
+        self.threads = threads
+    }
+
+    func validate(cols: Int) throws(PruneKitError) {
+        guard blockSize > 0 else { throw .invalidArgument("block size must be positive, got \(blockSize)") }
+        guard dampening >= 0, dampening.isFinite else { throw .invalidArgument("dampening must be finite and >= 0, got \(dampening)") }
+        guard maxDampeningRetries >= 0 else { throw .invalidArgument("max dampening retries must be >= 0") }
+        try checkThreads(threads)
+        switch pattern {
+        case .unstructured(let s):
+            guard s >= 0, s <= 1 else { throw .invalidArgument("sparsity must be in [0, 1], got \(s)") }
+        case .nm(let n, let m):
+            guard n > 0, m > 0, n < m else { throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)") }
+            guard cols % m == 0 else { throw .invalidShape("\(n):\(m) needs M to divide cols, but cols is \(cols)") }
+            guard blockSize % m == 0 else {
+                throw .invalidShape("\(n):\(m) needs M to divide the block size, but the block size is \(blockSize)")
+            }
+        }
+    }
+}
+
+/// What a reconstruction call does with the mask.
+enum MaskSource {
+    case choose                            // SparseGPT: chosen block by block
+    case given(UnsafePointer<UInt8>)       // reconstruct: 1 = keep
+}
+
+/// SparseGPT on one layer. Writes the mask (1 = keep) and the updated weights only on success;
+/// `output` may be the weights' own memory (in place) and may have another dtype.
+/// The C function is `pk_sparsegpt`.
+public func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+                      options: ReconstructionOptions, mask: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
+    try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
+                    source: .choose, maskOut: mask, output: output)
+}
+
+/// Updates the kept weights under a given mask (1 = keep) with SparseGPT's OBS machinery, so any
+/// criterion's mask gets the second-order update. `options.pattern` is ignored.
+/// The C function is `pk_reconstruct`.
+public func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+                               mask: UnsafePointer<UInt8>, options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
+    try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
+                    source: .given(mask), maskOut: nil, output: output)
+}
+
+func reconstruct(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: ReconstructionOptions,
+                 source: MaskSource, maskOut: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
+    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output)
+    if case .choose = source { try options.validate(cols: weights.cols) } else {
+        guard options.blockSize > 0 else { throw .invalidArgument("block size must be positive, got \(options.blockSize)") }
+        try checkThreads(options.threads)
+    }
+    if case .given(let m) = source { try checkMaskBytes(m, count: weights.rows * weights.cols) }
+    switch options.precision {
+    case .float32: try OBS<Float>.run(weights, hessian, options, source, maskOut, output)
+    case .float64: try OBS<Double>.run(weights, hessian, options, source, maskOut, output)
+    }
+}
+
+/// Shapes, finiteness, symmetry: everything checked before anything is written.
+func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, output: MatrixView) throws(PruneKitError) {
+    let n = weights.cols
+    guard hessianSize == n else {
+        throw .invalidShape("hessian is \(hessianSize) x \(hessianSize), the weights have \(n) columns")
+    }
+    guard output.rows == weights.rows, output.cols == weights.cols else {
+        throw .invalidShape("output is \(output.rows) x \(output.cols), weights are \(weights.rows) x \(weights.cols)")
+    }
+    var maxDiagonal = 0.0
+    for i in 0..<n {
+        let d = hessian[i * n + i]
+        guard d.isFinite else { throw .nonFinite("hessian at row \(i), column \(i) is \(d)") }
+        guard d >= 0 else { throw .invalidArgument("hessian diagonal at \(i) is negative (\(d)): not a Gram matrix") }
+        maxDiagonal = max(maxDiagonal, d)
+    }
+    for i in 0..<n {
+        for j in (i + 1)..<max(i + 1, n) {
+            let a = hessian[i * n + j], b = hessian[j * n + i]
+            guard a.isFinite, b.isFinite else { throw .nonFinite("hessian at row \(i), column \(j) is \(a.isFinite ? b : a)") }
+            if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
+                throw .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
+            }
+        }
+    }
+    // Weights: finite and representable.
+    let scratch = try ScratchBuffer<Double>(count: weights.cols)
+    defer { withExtendedLifetime(scratch) {} }
+    for r in 0..<weights.rows {
+        let row = weights.doubles(row: r, count: weights.cols, scratch: scratch.base)
+        for c in 0..<weights.cols where !row[c].isFinite {
+            throw .nonFinite("weight at row \(r), column \(c) is \(row[c])")
+        }
+    }
+}
+
+/// The factorisations shared by SparseGPT and column compensation: a dampened copy of the
+/// Hessian, with retries.
+enum Factor<T: ReconstructionScalar> {
+    /// Copies the Hessian (restricted to `indices` if given) into `into`, adds dampening and
+    /// factors it; retries with 10x the dampening when it is not positive definite.
+    static func dampenedCholesky(_ hessian: UnsafePointer<Double>, n full: Int, indices: [Int]?, options: ReconstructionOptions,
+                                 into a: UnsafeMutablePointer<T>, after: (UnsafeMutablePointer<T>, Int) -> Int32 = { _, _ in 0 }) throws(PruneKitError) {
+        let idx = indices ?? Array(0..<full)
+        let n = idx.count
+        var meanDiagonal = 0.0
+        for (p, i) in idx.enumerated() {
+            let d = hessian[i * full + i]
+            meanDiagonal += (d == 0 ? 1 : d) / Double(n)
+            _ = p
+        }
+        var damp = options.dampening * meanDiagonal
+        for attempt in 0...options.maxDampeningRetries {
+            for (p, i) in idx.enumerated() {
+                for (q, j) in idx.enumerated() { a[p * n + q] = T(hessian[i * full + j]) }
+                // Inputs that never fire: SparseGPT sets their diagonal to 1.
+                if hessian[i * full + i] == 0 { a[p * n + p] = 1 }
+                a[p * n + p] += T(damp)
+            }
+            if T.choleskyUpper(a, n: n) == 0, after(a, n) == 0 {
+                var finite = true
+                for i in 0..<(n * n) where !a[i].isFinite { finite = false; break }
+                if finite { return }
+            }
+            if attempt < options.maxDampeningRetries { damp = max(damp * 10, 1e-8 * max(meanDiagonal, 1)) }
+        }
+        throw PruneKitError(.numeric,
+            "the hessian is not positive definite after \(options.maxDampeningRetries) dampening retries (last dampening \(damp))")
+    }
+}
+
+/// SparseGPT's OBS procedure in precision T.
+enum OBS<T: ReconstructionScalar> {
+    static func run(_ weights: MatrixView, _ hessian: UnsafePointer<Double>, _ options: ReconstructionOptions,
+                    _ source: MaskSource, _ maskOut: UnsafeMutablePointer<UInt8>?, _ output: MatrixView) throws(PruneKitError) {
+        let rows = weights.rows, cols = weights.cols
+        let w = try ScratchBuffer<T>(count: try checkedProduct(rows, cols, "weights"))
+        let pruned = try ScratchBuffer<UInt8>(repeating: 0, count: rows * cols)
+        let u = try ScratchBuffer<T>(count: try checkedProduct(cols, cols, "hessian"))
+        let scratch = try ScratchBuffer<Double>(count: cols)
+        defer { withExtendedLifetime((w, pruned, u, scratch)) {} }
+        for r in 0..<rows { T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base) }
+        if case .given(let keep) = source {
+            for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
+        }
+        // Inputs that never fire carry no information: their weights go (as in SparseGPT).
+        for j in 0..<cols where hessian[j * cols + j] == 0 {
+            for r in 0..<rows { w.base[r * cols + j] = 0 }
+        }
+        // U: the upper Cholesky factor of the inverse of the dampened Hessian (Hinv = U^T U).
+        try Factor<T>.dampenedCholesky(hessian, n: cols, indices: nil, options: options, into: u.base) { a, n in
+            let info = T.inverseFromCholesky(a, n: n)
+            if info != 0 { return info }
+            for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }  // symmetric inverse
+            let again = T.choleskyUpper(a, n: n)
+            for i in 0..<n { for j in 0..<i { a[i * n + j] = 0 } }
+            return again
+        }
+        let workers = resolveThreads(options.threads, work: rows)
+        let errors = try ScratchBuffer<T>(count: rows * options.blockSize)
+        let keys = try ScratchBuffer<UInt64>(count: rows * options.blockSize)
+        defer { withExtendedLifetime((errors, keys)) {} }
+        var start = 0
+        while start < cols {
+            let end = min(start + options.blockSize, cols), count = end - start
+            if case .choose = source, case .unstructured(let sparsity) = options.pattern {
+                chooseBlockMask(w.base, u.base, rows: rows, cols: cols, start: start, count: count,
+                                k: prunedCount(groupSize: rows * count, sparsity: sparsity), keys: keys.base, pruned: pruned.base)
+            }
+            // Column by column inside the block; rows are independent here.
+            parallelFor(workers: workers) { worker in
+                for r in partition(rows, workers: workers, worker: worker) {
+                    let row = w.base + r * cols
+                    let err = errors.base + r * count
+                    for i in 0..<count {
+                        let c = start + i
+                        if case .choose = source, case .nm(let n, let m) = options.pattern, i % m == 0 {
+                            chooseGroupMask(row, u.base, cols: cols, column: c, n: n, m: m, pruned: pruned.base + r * cols)
+                        }
+                        let d = u.base[c * cols + c]
+                        let value = row[c]
+                        let q: T = pruned.base[r * cols + c] != 0 ? 0 : value
+                        let e = (value - q) / d
+                        err[i] = e
+                        if e != 0 {
+                            let hinvRow = u.base + c * cols
+                            for j in (c + 1)..<max(c + 1, end) { row[j] -= e * hinvRow[j] }
+                        }
+                        row[c] = q
+                    }
+                }
+            }
+            // The rest of the row: W[:, end...] -= Err * U[start..<end, end...].
+            if end < cols {
+                T.gemm(m: rows, n: cols - end, k: count, alpha: -1, a: errors.base, lda: count,
+                       b: u.base + start * cols + end, ldb: cols, beta: 1, c: w.base + end, ldc: cols)
+            }
+            start = end
+        }
+        // Write the results (everything was checked before any of this).
+        var bad = -1
+        for i in 0..<(rows * cols) where !w.base[i].isFinite { bad = i; break }
+        if bad >= 0 {
+            throw PruneKitError(.numeric, "the update produced a non-finite weight at row \(bad / cols), column \(bad % cols)")
+        }
+        try storeRows(w.base, rows: rows, cols: cols, into: output)
+        if let maskOut {
+            for i in 0..<(rows * cols) { maskOut[i] = pruned.base[i] == 0 ? 1 : 0 }
+        }
+    }
+
+    /// Unstructured: the k lowest w^2 / d^2 of the block (row-major position breaks ties).
+    static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
+                                k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>) {
+        guard k > 0 else { return }
+        for r in 0..<rows {
+            for i in 0..<count {
+                let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
+                keys[r * count + i] = (x * x / (d * d)).orderKey64
+            }
+        }
+        let total = rows * count
+        let marks = selectLowest(keys, count: total, k: k)
+        for p in 0..<total where marks[p] { pruned[(p / count) * cols + start + p % count] = 1 }
+    }
+
+    /// N:M: in columns column..<column+m of one row, prune the m - n lowest w^2 / d^2.
+    static func chooseGroupMask(_ row: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, cols: Int, column: Int, n: Int, m: Int,
+                                pruned: UnsafeMutablePointer<UInt8>) {
+        var order = [(UInt64, Int)]()
+        order.reserveCapacity(m)
+        for i in 0..<m {
+            let c = column + i, d = u[c * cols + c], x = row[c]
+            order.append(((x * x / (d * d)).orderKey64, i))
+        }
+        order.sort { $0 < $1 }
+        for (rank, entry) in order.enumerated() { pruned[column + entry.1] = rank < m - n ? 1 : 0 }
+    }
+
+    static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+        for r in 0..<rows {
+            let row = w + r * cols
+            let address = output.rowAddress(r)
+            switch output.dtype {
+            case .float32:
+                let p = address.assumingMemoryBound(to: Float.self)
+                for j in 0..<cols { p[j] = Float(row[j].double) }
+            case .float64:
+                let p = address.assumingMemoryBound(to: Double.self)
+                for j in 0..<cols { p[j] = row[j].double }
+            case .float16:
+                let p = address.assumingMemoryBound(to: Float16.self)
+                for j in 0..<cols { p[j] = Float16(Float(row[j].double)) }
+            case .bfloat16:
+                let p = address.assumingMemoryBound(to: BFloat16.self)
+                for j in 0..<cols { p[j] = BFloat16(Float(row[j].double)) }
+            }
+        }
+    }
+}
+
+/// Marks the k lowest keys, ties broken by position: exactly k marks.
+func selectLowest(_ keys: UnsafePointer<UInt64>, count: Int, k: Int) -> [Bool] {
+    var marks = [Bool](repeating: false, count: count)
+    guard k > 0 else { return marks }
+    if k >= count { return [Bool](repeating: true, count: count) }
+    var copy = Array(UnsafeBufferPointer(start: keys, count: count))
+    let threshold = copy.withUnsafeMutableBufferPointer { quickselect($0.baseAddress!, count: count, rank: k - 1) }
+    var below = 0
+    for i in 0..<count where keys[i] < threshold { below += 1 }
+    var ties = k - below
+    for i in 0..<count {
+        if keys[i] < threshold {
+            marks[i] = true
+        } else if keys[i] == threshold && ties > 0 {
+            marks[i] = true
+            ties -= 1
+        }
+    }
+    return marks
+}
+
+/// Prunes whole input columns (keep[col] == 0) and compensates with the kept ones in closed form:
+/// the least-squares W'_K = W_K + W_P H_PK H_KK^{-1} minimising ||(W - W') X^T||, W'_P = 0.
+/// The C function is `pk_prune_columns`.
+public func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
+                         options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
+    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output)
+    try checkMaskBytes(keepColumns, count: weights.cols)
+    guard options.dampening >= 0, options.dampening.isFinite, options.maxDampeningRetries >= 0 else {
+        throw .invalidArgument("dampening must be finite and >= 0")
+    }
+    switch options.precision {
+    case .float32: try ColumnCompensation<Float>.run(weights, hessian, keepColumns, options, output)
+    case .float64: try ColumnCompensation<Double>.run(weights, hessian, keepColumns, options, output)
+    }
+}
+
+enum ColumnCompensation<T: ReconstructionScalar> {
+    static func run(_ weights: MatrixView, _ hessian: UnsafePointer<Double>, _ keep: UnsafePointer<UInt8>,
+                    _ options: ReconstructionOptions, _ output: MatrixView) throws(PruneKitError) {
+        let rows = weights.rows, cols = weights.cols
+        let kept = (0..<cols).filter { keep[$0] != 0 }, gone = (0..<cols).filter { keep[$0] == 0 }
+        let w = try ScratchBuffer<T>(count: rows * cols)
+        let scratch = try ScratchBuffer<Double>(count: cols)
+        defer { withExtendedLifetime((w, scratch)) {} }
+        for r in 0..<rows { T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base) }
+        if !kept.isEmpty && !gone.isEmpty {
+            let nk = kept.count, np = gone.count
+            let hkk = try ScratchBuffer<T>(count: nk * nk)
+            let wp = try ScratchBuffer<T>(count: rows * np), hpk = try ScratchBuffer<T>(count: np * nk)
+            let delta = try ScratchBuffer<T>(count: rows * nk)
+            defer { withExtendedLifetime((hkk, wp, hpk, delta)) {} }
+            try Factor<T>.dampenedCholesky(hessian, n: cols, indices: kept, options: options, into: hkk.base)
+            for r in 0..<rows { for (p, j) in gone.enumerated() { wp.base[r * np + p] = w.base[r * cols + j] } }
+            for (p, i) in gone.enumerated() { for (q, j) in kept.enumerated() { hpk.base[p * nk + q] = T(hessian[i * cols + j]) } }
+            // delta = W_P H_PK, then delta := delta H_KK^{-1}.
+            T.gemm(m: rows, n: nk, k: np, alpha: 1, a: wp.base, lda: np, b: hpk.base, ldb: nk, beta: 0, c: delta.base, ldc: nk)
+            guard T.solveRight(hkk.base, n: nk, b: delta.base, rows: rows) == 0 else {
+                throw PruneKitError(.numeric, "solving with the kept columns' hessian failed")
+            }
+            for r in 0..<rows { for (q, j) in kept.enumerated() { w.base[r * cols + j] += delta.base[r * nk + q] } }
+        }
+        for r in 0..<rows { for j in gone { w.base[r * cols + j] = 0 } }
+        for i in 0..<(rows * cols) where !w.base[i].isFinite {
+            throw PruneKitError(.numeric, "the compensation produced a non-finite weight at row \(i / cols), column \(i % cols)")
+        }
+        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output)
+    }
+}
