@@ -12,7 +12,7 @@ struct ErrorTests {
             (.unsupportedDType, PK_ERROR_UNSUPPORTED_DTYPE.rawValue), (.nonFinite, PK_ERROR_NON_FINITE.rawValue),
             (.structSize, PK_ERROR_STRUCT_SIZE.rawValue), (.outOfMemory, PK_ERROR_OUT_OF_MEMORY.rawValue),
             (.corruptData, PK_ERROR_CORRUPT_DATA.rawValue), (.bufferTooSmall, PK_ERROR_BUFFER_TOO_SMALL.rawValue),
-            (.internal, PK_ERROR_INTERNAL.rawValue),
+            (.internal, PK_ERROR_INTERNAL.rawValue), (.numeric, PK_ERROR_NUMERIC.rawValue),
         ]
         #expect(header.count == PruneKitStatus.allCases.count)
         for (status, value) in header {
