@@ -345,6 +345,119 @@ static void test_stats(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* SparseGPT golden vectors (float64 arithmetic vs the numpy reference), and its errors. */
+static void test_sparsegpt(const char *folder) {
+    char path[1200], line[512];
+    snprintf(path, sizeof path, "%s/sparsegpt.txt", folder);
+    FILE *manifest = fopen(path, "r");
+    CHECK(manifest != NULL, "cannot open %s", path);
+    if (!manifest) return;
+    int cases = 0;
+    while (fgets(line, sizeof line, manifest)) {
+        char name[128] = "", op[32] = "", scope[16] = "";
+        double sparsity = 0;
+        int n = 0, m = 0, block = 0, rows = 0, cols = 0;
+        if (sscanf(line, "name=%127s op=%31s scope=%15s sparsity=%lf n=%d m=%d block=%d rows=%d cols=%d", name, op, scope,
+                   &sparsity, &n, &m, &block, &rows, &cols) != 9)
+            continue;
+        cases++;
+        snprintf(path, sizeof path, "%s/sgpt_%s.w.bin", folder, name);
+        double *w = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/sgpt_%s.h.bin", folder, name);
+        double *h = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/sgpt_%s.out.bin", folder, name);
+        double *expected = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/sgpt_%s.given.bin", folder, name);
+        uint8_t *given = (uint8_t *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/sgpt_%s.mask.bin", folder, name);
+        uint8_t *expected_mask = (uint8_t *)vec_read_file(path, NULL);
+        double *out = (double *)malloc(sizeof(double) * (size_t)(rows * cols));
+        uint8_t *mask = (uint8_t *)malloc((size_t)(rows * cols));
+        pk_matrix wm = {w, rows, cols, cols, PK_DTYPE_FLOAT64, 0};
+        pk_matrix om = {out, rows, cols, cols, PK_DTYPE_FLOAT64, 0};
+        pk_reconstruction_options o;
+        pk_reconstruction_options_init(&o);
+        o.precision = PK_PRECISION_FLOAT64;
+        o.block_size = block;
+        o.sparsity = sparsity;
+        o.scope = strcmp(scope, "nm") == 0 ? PK_SCOPE_NM : PK_SCOPE_LAYER;
+        o.n = n;
+        o.m = m;
+        pk_status status;
+        if (!strcmp(op, "sparsegpt")) status = pk_sparsegpt(&wm, h, cols, &o, mask, &om);
+        else if (!strcmp(op, "reconstruct")) status = pk_reconstruct(&wm, h, cols, given, &o, &om);
+        else status = pk_prune_columns(&wm, h, cols, given, &o, &om);
+        CHECK(status == PK_OK, "%s: %s", name, pk_last_error());
+        double scale = 0, worst = 0;
+        for (int i = 0; i < rows * cols; i++) {
+            scale = fmax(scale, fabs(expected[i]));
+            worst = fmax(worst, fabs(out[i] - expected[i]));
+        }
+        CHECK(worst <= 1e-9 * scale, "%s: weights differ by %g (scale %g)", name, worst, scale);
+        if (expected_mask) CHECK(memcmp(mask, expected_mask, (size_t)(rows * cols)) == 0, "%s: mask differs", name);
+
+        if (!strcmp(op, "sparsegpt")) {
+            /* Errors: nothing written. */
+            memset(mask, 0xAB, (size_t)(rows * cols));
+            memcpy(out, w, sizeof(double) * (size_t)(rows * cols));
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols - 1, &o, mask, &om), PK_ERROR_INVALID_SHAPE, "hessian");
+            CHECK_STATUS(pk_sparsegpt(&wm, NULL, cols, &o, mask, &om), PK_ERROR_NULL_POINTER, "hessian");
+            double saved = h[1];
+            h[1] += 1.0;
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &o, mask, &om), PK_ERROR_INVALID_ARGUMENT, "symmetric");
+            h[1] = nan("");
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &o, mask, &om), PK_ERROR_NON_FINITE, "hessian");
+            h[1] = saved;
+            pk_reconstruction_options bad = o;
+            bad.block_size = 0;
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &bad, mask, &om), PK_ERROR_INVALID_ARGUMENT, "block_size");
+            bad = o;
+            bad.scope = PK_SCOPE_NM; bad.n = 2; bad.m = 4; bad.block_size = 6;
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &bad, mask, &om), PK_ERROR_INVALID_SHAPE, "block size");
+            bad = o;
+            bad.precision = 7;
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &bad, mask, &om), PK_ERROR_INVALID_ARGUMENT, "precision");
+            bad = o;
+            bad.struct_size = 8;
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &bad, mask, &om), PK_ERROR_STRUCT_SIZE, "struct_size");
+            pk_matrix small = {out, rows, cols - 1, cols, PK_DTYPE_FLOAT64, 0};
+            CHECK_STATUS(pk_sparsegpt(&wm, h, cols, &o, mask, &small), PK_ERROR_INVALID_SHAPE, "output");
+            /* Never positive definite: a large negative eigenvalue, no retries. */
+            double *indefinite = (double *)calloc((size_t)(cols * cols), sizeof(double));
+            for (int i = 0; i < cols; i++) indefinite[i * cols + i] = 1.0;
+            indefinite[1] = indefinite[cols] = 1000.0;
+            bad = o;
+            bad.max_dampening_retries = 0;
+            CHECK_STATUS(pk_sparsegpt(&wm, indefinite, cols, &bad, mask, &om), PK_ERROR_NUMERIC, "positive definite");
+            free(indefinite);
+            CHECK(all_equal(mask, 0xAB, (size_t)(rows * cols)), "%s: mask written on error", name);
+            CHECK(memcmp(out, w, sizeof(double) * (size_t)(rows * cols)) == 0, "%s: weights written on error", name);
+        }
+        free(w); free(h); free(expected); free(given); free(expected_mask); free(out); free(mask);
+    }
+    fclose(manifest);
+    CHECK(cases >= 5, "only %d sparsegpt cases", cases);
+    printf("sparsegpt vectors: %d cases checked\n", cases);
+
+    /* The Gram matrix through the statistics handle. */
+    pk_stats *g = NULL;
+    CHECK(pk_stats_create_gram(3, &g) == PK_OK, "%s", pk_last_error());
+    double x[6] = {1, 2, 3, 4, 5, 6}, gram[9];
+    pk_matrix batch = {x, 2, 3, 3, PK_DTYPE_FLOAT64, 0};
+    CHECK(pk_stats_update(g, &batch) == PK_OK, "%s", pk_last_error());
+    CHECK(pk_stats_gram(g, gram, 9) == PK_OK, "%s", pk_last_error());
+    CHECK(gram[0] == 17 && gram[1] == 22 && gram[3] == 22 && gram[8] == 45, "gram %g %g %g %g", gram[0], gram[1], gram[3], gram[8]);
+    CHECK_STATUS(pk_stats_gram(g, gram, 8), PK_ERROR_INVALID_SHAPE, "length 8");
+    pk_stats *plain = NULL;
+    pk_stats_create(3, &plain);
+    CHECK_STATUS(pk_stats_gram(plain, gram, 9), PK_ERROR_INVALID_ARGUMENT, "Gram");
+    CHECK_STATUS(pk_stats_merge(g, plain), PK_ERROR_INVALID_ARGUMENT, "with and without");
+    pk_stats_free(g);
+    pk_stats_free(plain);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
@@ -354,6 +467,7 @@ int main(int argc, char **argv) {
     test_bad_input();
     test_apply_and_sparsity();
     test_stats();
+    test_sparsegpt(folder);
 #ifdef __cplusplus
     printf("C++17: ");
 #else

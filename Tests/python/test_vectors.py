@@ -79,5 +79,11 @@ def test_vectors_reproduce_from_the_reference(tmp_path):
     assert count == len(CASES)
     names = sorted(os.listdir(tmp_path))
     assert names == sorted(n for n in os.listdir(VECTORS) if n.endswith((".bin", ".txt")))
-    match, mismatch, errors = filecmp.cmpfiles(VECTORS, tmp_path, names, shallow=False)
+    exact = [n for n in names if not (n.startswith("sgpt_") and n.endswith((".out.bin", ".h.bin")))]
+    match, mismatch, errors = filecmp.cmpfiles(VECTORS, tmp_path, exact, shallow=False)
     assert not mismatch and not errors
+    # Float64 linear algebra may differ in the last bits between BLAS builds.
+    for name in set(names) - set(exact):
+        a = np.fromfile(os.path.join(VECTORS, name))
+        b = np.fromfile(os.path.join(tmp_path, name))
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(a).max(), err_msg=name)

@@ -11,13 +11,19 @@ Writes into the given folder:
   NAME.L<i>.g.bin        gradient, rows x cols of the weights' dtype (taylor)
   NAME.L<i>.mask.bin     expected mask, uint8, rows x cols (1 = keep)
 
+SparseGPT cases (sparsegpt.txt, sgpt_NAME.*.bin) come from sparsegpt_reference.py: weights,
+Hessian (float64), a given mask where the case has one, the expected keep mask and the expected
+updated weights (float64).
+
 Run `python3 Tests/vectors/generate.py Tests/vectors`; tests check the committed files equal a
-fresh run.
+fresh run (the float64 SparseGPT outputs to round-off, everything else byte for byte).
 """
 import os
 import sys
 
 import numpy as np
+
+import sparsegpt_reference
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "bfloat16": None}
 CRITERIA = ["magnitude", "random", "wanda", "stade", "taylor", "scores"]
@@ -226,7 +232,54 @@ def generate(folder):
         lines.append(case_line(name, criterion, scope, sparsity, n, m, seed, layers))
     with open(os.path.join(folder, "manifest.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    generate_sparsegpt(folder, np.random.default_rng(7))
     return len(lines)
+
+
+def sparsegpt_cases(rng):
+    """(name, op, scope, sparsity, n, m, block, W, H, given). op: sparsegpt, reconstruct, columns."""
+    def layer(rows, cols, tokens, dead=()):
+        mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
+        x = rng.standard_normal((tokens, cols)) @ (np.eye(cols) + mix) * rng.uniform(0.2, 3, cols)
+        x[:, list(dead)] = 0
+        return rng.standard_normal((rows, cols)), x.T @ x
+
+    out = []
+    w, h = layer(24, 48, 300)
+    out.append(("unstructured_24x48_b16", "sparsegpt", "layer", 0.5, 0, 0, 16, w, h, None))
+    w, h = layer(16, 32, 200)
+    out.append(("nm2of4_16x32_b8", "sparsegpt", "nm", 0.0, 2, 4, 8, w, h, None))
+    w, h = layer(10, 40, 150, dead=(3, 17))
+    out.append(("dead_inputs_10x40_b128", "sparsegpt", "layer", 0.3, 0, 0, 128, w, h, None))
+    w, h = layer(12, 36, 200)
+    magnitude = reference_masks([{"w": w.astype(np.float32), "dtype": "float32"}], "magnitude", "row", 0.6, 0, 0, 0)[0]
+    out.append(("reconstruct_magnitude_12x36_b12", "reconstruct", "layer", 0.0, 0, 0, 12, w, h, magnitude))
+    w, h = layer(9, 30, 120)
+    keep = np.ones(30, dtype=np.uint8)
+    keep[::4] = 0
+    out.append(("columns_9x30", "columns", "layer", 0.0, 0, 0, 128, w, h, keep))
+    return out
+
+
+def generate_sparsegpt(folder, rng):
+    lines = []
+    for name, op, scope, sparsity, n, m, block, w, h, given in sparsegpt_cases(rng):
+        base = os.path.join(folder, f"sgpt_{name}")
+        if op == "columns":
+            expected, keep = sparsegpt_reference.prune_columns(w, h, given), None
+        else:
+            expected, keep = sparsegpt_reference.sparsegpt(w, h, sparsity=sparsity, n=n, m=m, blocksize=block, keep=given)
+        w.astype(np.float64).tofile(base + ".w.bin")
+        h.astype(np.float64).tofile(base + ".h.bin")
+        expected.astype(np.float64).tofile(base + ".out.bin")
+        if given is not None:
+            given.astype(np.uint8).tofile(base + ".given.bin")
+        if op == "sparsegpt":
+            keep.astype(np.uint8).tofile(base + ".mask.bin")
+        lines.append(f"name={name} op={op} scope={scope} sparsity={sparsity!r} n={n} m={m} block={block} "
+                     f"rows={w.shape[0]} cols={w.shape[1]}")
+    with open(os.path.join(folder, "sparsegpt.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -287,6 +287,9 @@ def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, sc
     if given is not None:
         g = _as_numpy(given, "mask")
         g = np.ascontiguousarray(g.view(np.uint8) if g.dtype == np.bool_ else g, dtype=np.uint8).reshape(-1)
+        needed, what = (w.cols, "keep") if op == 2 else (w.rows * w.cols, "mask")
+        if g.size != needed:
+            raise ValueError(f"{what} has {g.size} entries, {needed} needed")
     else:
         g = None
     mask = np.empty((w.rows, w.cols), dtype=np.uint8) if want_mask else None
