@@ -23,6 +23,8 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// In place, after `choleskyUpper`: A^{-1} in the upper triangle.
     static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
+    /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
+    static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
     static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
     /// Loads `count` elements of a view's row converted to Self.
@@ -52,6 +54,11 @@ extension Double: ReconstructionScalar {
         dpotri_(&uplo, &size, a, &lda, &info)
         return info
     }
+    static func invertUpperFactor(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
+        dtrtri_(&uplo, &diag, &size, a, &lda, &info)
+        return info
+    }
     static func solveRight(_ a: UnsafePointer<Double>, n: Int, b: UnsafeMutablePointer<Double>, rows: Int) -> Int32 {
         var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
         dpotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
@@ -79,6 +86,11 @@ extension Float: ReconstructionScalar {
     static func inverseFromCholesky(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
         var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
         spotri_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func invertUpperFactor(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
+        var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
+        strtri_(&uplo, &diag, &size, a, &lda, &info)
         return info
     }
     static func solveRight(_ a: UnsafePointer<Float>, n: Int, b: UnsafeMutablePointer<Float>, rows: Int) -> Int32 {

@@ -107,12 +107,20 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
         guard d >= 0 else { throw .invalidArgument("hessian diagonal at \(i) is negative (\(d)): not a Gram matrix") }
         maxDiagonal = max(maxDiagonal, d)
     }
-    for i in 0..<n {
-        for j in (i + 1)..<max(i + 1, n) {
-            let a = hessian[i * n + j], b = hessian[j * n + i]
-            guard a.isFinite, b.isFinite else { throw .nonFinite("hessian at row \(i), column \(j) is \(a.isFinite ? b : a)") }
-            if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
-                throw .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
+    // Tiles of 64 x 64 against their mirror tiles, so both reads stay in cache.
+    let tile = 64
+    for ti in stride(from: 0, to: n, by: tile) {
+        for tj in stride(from: ti, to: n, by: tile) {
+            for i in ti..<min(ti + tile, n) {
+                for j in max(tj, i + 1)..<max(max(tj, i + 1), min(tj + tile, n)) {
+                    let a = hessian[i * n + j], b = hessian[j * n + i]
+                    guard a.isFinite, b.isFinite else {
+                        throw .nonFinite("hessian at row \(a.isFinite ? j : i), column \(a.isFinite ? i : j) is \(a.isFinite ? b : a)")
+                    }
+                    if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
+                        throw .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
+                    }
+                }
             }
         }
     }
@@ -135,6 +143,12 @@ enum Factor<T: ReconstructionScalar> {
     static func dampenedCholesky(_ hessian: UnsafePointer<Double>, n full: Int, indices: [Int]?, options: ReconstructionOptions,
                                  into a: UnsafeMutablePointer<T>, after: (UnsafeMutablePointer<T>, Int) -> Int32 = { _, _ in 0 }) throws(PruneKitError) {
         let idx = indices ?? Array(0..<full)
+        try dampenedCholesky(hessian, n: full, order: idx, options: options, into: a, after: after)
+    }
+
+    /// As above over the rows and columns `order` (in that order).
+    static func dampenedCholesky(_ hessian: UnsafePointer<Double>, n full: Int, order idx: [Int], options: ReconstructionOptions,
+                                 into a: UnsafeMutablePointer<T>, after: (UnsafeMutablePointer<T>, Int) -> Int32) throws(PruneKitError) {
         let n = idx.count
         var meanDiagonal = 0.0
         for (p, i) in idx.enumerated() {
@@ -181,15 +195,35 @@ enum OBS<T: ReconstructionScalar> {
             for r in 0..<rows { w.base[r * cols + j] = 0 }
         }
         // U: the upper Cholesky factor of the inverse of the dampened Hessian (Hinv = U^T U).
-        try Factor<T>.dampenedCholesky(hessian, n: cols, indices: nil, options: options, into: u.base) { a, n in
-            let info = T.inverseFromCholesky(a, n: n)
+        // With J the reversal, J H J = U~^T U~ gives H = V V^T for the upper V = J U~^T J, so
+        // Hinv = (V^-1)^T V^-1 and, the factor being unique, U = V^-1 = J (U~^-1)^T J: one
+        // factorisation and one triangular inverse instead of SparseGPT's factor, inverse, factor.
+        try Factor<T>.dampenedCholesky(hessian, n: cols, order: Array((0..<cols).reversed()), options: options,
+                                       into: u.base) { a, n in
+            let info = T.invertUpperFactor(a, n: n)  // a's upper triangle: U~^-1
             if info != 0 { return info }
-            for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }  // symmetric inverse
-            let again = T.choleskyUpper(a, n: n)
+            // U[i][j] = (U~^-1)[n-1-j][n-1-i]: an anti-transpose, which maps the upper triangle
+            // onto itself; swap each pair once, tile against mirror tile to stay in cache.
+            let tile = 64
+            for ti in stride(from: 0, to: n, by: tile) {
+                for tj in stride(from: ti, to: n, by: tile) {
+                    for i in ti..<min(ti + tile, n) {
+                        for j in max(tj, i)..<max(max(tj, i), min(tj + tile, n)) {
+                            let (p, q) = (n - 1 - j, n - 1 - i)
+                            if (p, q) > (i, j) { swap(&a[i * n + j], &a[p * n + q]) }
+                        }
+                    }
+                }
+            }
             for i in 0..<n { for j in 0..<i { a[i * n + j] = 0 } }
-            return again
+            return 0
         }
         let workers = resolveThreads(options.threads, work: rows)
+        // Sub-blocks of 16 columns (a multiple of M for N:M, whose groups must not straddle them).
+        let subBlock: Int = {
+            if case .choose = source, case .nm(_, let m) = options.pattern { return max(m, (16 + m - 1) / m * m) }
+            return 16
+        }()
         let errors = try ScratchBuffer<T>(count: rows * options.blockSize)
         let keys = try ScratchBuffer<UInt64>(count: rows * options.blockSize)
         defer { withExtendedLifetime((errors, keys)) {} }
@@ -200,28 +234,38 @@ enum OBS<T: ReconstructionScalar> {
                 chooseBlockMask(w.base, u.base, rows: rows, cols: cols, start: start, count: count,
                                 k: prunedCount(groupSize: rows * count, sparsity: sparsity), keys: keys.base, pruned: pruned.base)
             }
-            // Column by column inside the block; rows are independent here.
-            parallelFor(workers: workers) { worker in
-                for r in partition(rows, workers: workers, worker: worker) {
-                    let row = w.base + r * cols
-                    let err = errors.base + r * count
-                    for i in 0..<count {
-                        let c = start + i
-                        if case .choose = source, case .nm(let n, let m) = options.pattern, i % m == 0 {
-                            chooseGroupMask(row, u.base, cols: cols, column: c, n: n, m: m, pruned: pruned.base + r * cols)
+            // Column by column inside the block, in sub-blocks: rows are independent inside a
+            // sub-block; a sub-block's errors reach the rest of the block through one GEMM (the
+            // same lazy batching SparseGPT applies between blocks, one level down).
+            var subStart = start
+            while subStart < end {
+                let subEnd = min(subStart + subBlock, end)
+                parallelFor(workers: workers) { worker in
+                    for r in partition(rows, workers: workers, worker: worker) {
+                        let row = w.base + r * cols
+                        let err = errors.base + r * count - start
+                        for c in subStart..<subEnd {
+                            if case .choose = source, case .nm(let n, let m) = options.pattern, (c - start) % m == 0 {
+                                chooseGroupMask(row, u.base, cols: cols, column: c, n: n, m: m, pruned: pruned.base + r * cols)
+                            }
+                            let d = u.base[c * cols + c]
+                            let value = row[c]
+                            let q: T = pruned.base[r * cols + c] != 0 ? 0 : value
+                            let e = (value - q) / d
+                            err[c] = e
+                            if e != 0 {
+                                let hinvRow = u.base + c * cols
+                                for j in (c + 1)..<max(c + 1, subEnd) { row[j] -= e * hinvRow[j] }
+                            }
+                            row[c] = q
                         }
-                        let d = u.base[c * cols + c]
-                        let value = row[c]
-                        let q: T = pruned.base[r * cols + c] != 0 ? 0 : value
-                        let e = (value - q) / d
-                        err[i] = e
-                        if e != 0 {
-                            let hinvRow = u.base + c * cols
-                            for j in (c + 1)..<max(c + 1, end) { row[j] -= e * hinvRow[j] }
-                        }
-                        row[c] = q
                     }
                 }
+                if subEnd < end {
+                    T.gemm(m: rows, n: end - subEnd, k: subEnd - subStart, alpha: -1, a: errors.base + (subStart - start), lda: count,
+                           b: u.base + subStart * cols + subEnd, ldb: cols, beta: 1, c: w.base + subEnd, ldc: cols)
+                }
+                subStart = subEnd
             }
             // The rest of the row: W[:, end...] -= Err * U[start..<end, end...].
             if end < cols {
@@ -252,22 +296,35 @@ enum OBS<T: ReconstructionScalar> {
                 keys[r * count + i] = (x * x / (d * d)).orderKey64
             }
         }
-        let total = rows * count
-        let marks = selectLowest(keys, count: total, k: k)
-        for p in 0..<total where marks[p] { pruned[(p / count) * cols + start + p % count] = 1 }
+        let (threshold, ties) = selectLowest(keys, count: rows * count, k: k)
+        var tiesLeft = ties
+        for r in 0..<rows {
+            let rowKeys = keys + r * count, rowPruned = pruned + r * cols + start
+            for i in 0..<count {
+                let key = rowKeys[i]
+                if key < threshold || (key == threshold && tiesLeft > 0) {
+                    if key == threshold { tiesLeft -= 1 }
+                    rowPruned[i] = 1
+                }
+            }
+        }
     }
 
     /// N:M: in columns column..<column+m of one row, prune the m - n lowest w^2 / d^2.
     static func chooseGroupMask(_ row: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, cols: Int, column: Int, n: Int, m: Int,
                                 pruned: UnsafeMutablePointer<UInt8>) {
-        var order = [(UInt64, Int)]()
-        order.reserveCapacity(m)
-        for i in 0..<m {
-            let c = column + i, d = u[c * cols + c], x = row[c]
-            order.append(((x * x / (d * d)).orderKey64, i))
+        // Rank each entry in (score, position) order; groups are small, so count instead of sorting.
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: m) { keys in
+            for i in 0..<m {
+                let c = column + i, d = u[c * cols + c], x = row[c]
+                keys[i] = (x * x / (d * d)).orderKey64
+            }
+            for i in 0..<m {
+                var rank = 0
+                for j in 0..<m where keys[j] < keys[i] || (keys[j] == keys[i] && j < i) { rank += 1 }
+                pruned[column + i] = rank < m - n ? 1 : 0
+            }
         }
-        order.sort { $0 < $1 }
-        for (rank, entry) in order.enumerated() { pruned[column + entry.1] = rank < m - n ? 1 : 0 }
     }
 
     static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
@@ -292,25 +349,34 @@ enum OBS<T: ReconstructionScalar> {
     }
 }
 
-/// Marks the k lowest keys, ties broken by position: exactly k marks.
-func selectLowest(_ keys: UnsafePointer<UInt64>, count: Int, k: Int) -> [Bool] {
-    var marks = [Bool](repeating: false, count: count)
-    guard k > 0 else { return marks }
-    if k >= count { return [Bool](repeating: true, count: count) }
-    var copy = Array(UnsafeBufferPointer(start: keys, count: count))
-    let threshold = copy.withUnsafeMutableBufferPointer { quickselect($0.baseAddress!, count: count, rank: k - 1) }
-    var below = 0
-    for i in 0..<count where keys[i] < threshold { below += 1 }
-    var ties = k - below
+/// The k lowest of `keys` (1 <= k): returns the key T of rank k and how many entries equal to T
+/// are among the k (the first ones by position). Exactly: every key < T, plus that many of the
+/// keys == T in position order. One histogram pass over linear bins between the extreme keys
+/// finds the bin holding rank k; only that bin is selected exactly.
+func selectLowest(_ keys: UnsafePointer<UInt64>, count: Int, k: Int) -> (threshold: UInt64, ties: Int) {
+    var lowest = UInt64.max, highest: UInt64 = 0
     for i in 0..<count {
-        if keys[i] < threshold {
-            marks[i] = true
-        } else if keys[i] == threshold && ties > 0 {
-            marks[i] = true
-            ties -= 1
-        }
+        lowest = min(lowest, keys[i])
+        highest = max(highest, keys[i])
     }
-    return marks
+    let binCount = 4096
+    let range = highest &- lowest
+    let shift = UInt64(max(0, (64 - range.leadingZeroBitCount) - 12))
+    var bins = [Int](repeating: 0, count: binCount)
+    for i in 0..<count { bins[Int(truncatingIfNeeded: (keys[i] &- lowest) &>> shift)] &+= 1 }
+    var below = 0, bin = 0
+    while below + bins[bin] < k {
+        below += bins[bin]
+        bin += 1
+    }
+    var candidates: [UInt64] = []
+    candidates.reserveCapacity(bins[bin])
+    for i in 0..<count where (keys[i] &- lowest) &>> shift == UInt64(bin) { candidates.append(keys[i]) }
+    let threshold = candidates.withUnsafeMutableBufferPointer {
+        quickselect($0.baseAddress!, count: $0.count, rank: k - 1 - below)
+    }
+    let strictlyBelow = below + candidates.reduce(0) { $0 + ($1 < threshold ? 1 : 0) }
+    return (threshold, k - strictlyBelow)
 }
 
 /// Prunes whole input columns (keep[col] == 0) and compensates with the kept ones in closed form:
