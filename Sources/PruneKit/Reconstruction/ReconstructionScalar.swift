@@ -99,7 +99,12 @@ extension Float: ReconstructionScalar {
         return info
     }
     static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Double>) {
-        let d = view.doubles(row: row, count: count, scratch: scratch)
-        for j in 0..<count { into[j] = Float(d[j]) }
+        if view.dtype == .float64 {
+            let d = view.doubles(row: row, count: count, scratch: scratch)
+            for j in 0..<count { into[j] = Float(d[j]) }
+        } else {  // float32 as it is; the 16-bit types convert exactly
+            let f = view.floats(row: row, count: count, scratch: into)
+            if f != UnsafePointer(into) { into.update(from: f, count: count) }
+        }
     }
 }

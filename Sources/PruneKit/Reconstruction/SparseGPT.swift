@@ -124,13 +124,26 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
             }
         }
     }
-    // Weights: finite and representable.
+    // Weights: finite (read in their own width; float32 and the 16-bit types as float32).
     let scratch = try ScratchBuffer<Double>(count: weights.cols)
-    defer { withExtendedLifetime(scratch) {} }
+    let floats = try ScratchBuffer<Float>(count: weights.cols)
+    defer { withExtendedLifetime((scratch, floats)) {} }
     for r in 0..<weights.rows {
-        let row = weights.doubles(row: r, count: weights.cols, scratch: scratch.base)
-        for c in 0..<weights.cols where !row[c].isFinite {
-            throw .nonFinite("weight at row \(r), column \(c) is \(row[c])")
+        var finite = true
+        if weights.dtype == .float64 {
+            let row = weights.doubles(row: r, count: weights.cols, scratch: scratch.base)
+            var worst: UInt64 = 0
+            for c in 0..<weights.cols { worst = max(worst, row[c].bitPattern & 0x7FFF_FFFF_FFFF_FFFF) }
+            finite = worst < 0x7FF0_0000_0000_0000
+        } else {
+            let row = weights.floats(row: r, count: weights.cols, scratch: floats.base)
+            var worst: UInt32 = 0
+            for c in 0..<weights.cols { worst = max(worst, row[c].bitPattern & 0x7FFF_FFFF) }
+            finite = worst < 0x7F80_0000
+        }
+        if !finite {
+            let c = (0..<weights.cols).first { !weights.value(row: r, col: $0).isFinite }!
+            throw .nonFinite("weight at row \(r), column \(c) is \(weights.value(row: r, col: c))")
         }
     }
 }
@@ -224,6 +237,11 @@ enum OBS<T: ReconstructionScalar> {
             if case .choose = source, case .nm(_, let m) = options.pattern { return max(m, (16 + m - 1) / m * m) }
             return 16
         }()
+        // N:M groups chosen on the way (nil otherwise), decided once instead of per column.
+        let groups: (n: Int, m: Int)? = {
+            if case .choose = source, case .nm(let n, let m) = options.pattern { return (n, m) }
+            return nil
+        }()
         let errors = try ScratchBuffer<T>(count: rows * options.blockSize)
         let keys = try ScratchBuffer<UInt64>(count: rows * options.blockSize)
         defer { withExtendedLifetime((errors, keys)) {} }
@@ -232,7 +250,8 @@ enum OBS<T: ReconstructionScalar> {
             let end = min(start + options.blockSize, cols), count = end - start
             if case .choose = source, case .unstructured(let sparsity) = options.pattern {
                 chooseBlockMask(w.base, u.base, rows: rows, cols: cols, start: start, count: count,
-                                k: prunedCount(groupSize: rows * count, sparsity: sparsity), keys: keys.base, pruned: pruned.base)
+                                k: prunedCount(groupSize: rows * count, sparsity: sparsity), keys: keys.base, pruned: pruned.base,
+                                workers: workers)
             }
             // Column by column inside the block, in sub-blocks: rows are independent inside a
             // sub-block; a sub-block's errors reach the rest of the block through one GEMM (the
@@ -245,8 +264,8 @@ enum OBS<T: ReconstructionScalar> {
                         let row = w.base + r * cols
                         let err = errors.base + r * count - start
                         for c in subStart..<subEnd {
-                            if case .choose = source, case .nm(let n, let m) = options.pattern, (c - start) % m == 0 {
-                                chooseGroupMask(row, u.base, cols: cols, column: c, n: n, m: m, pruned: pruned.base + r * cols)
+                            if let groups, (c - start) % groups.m == 0 {
+                                chooseGroupMask(row, u.base, cols: cols, column: c, n: groups.n, m: groups.m, pruned: pruned.base + r * cols)
                             }
                             let d = u.base[c * cols + c]
                             let value = row[c]
@@ -288,12 +307,14 @@ enum OBS<T: ReconstructionScalar> {
 
     /// Unstructured: the k lowest w^2 / d^2 of the block (row-major position breaks ties).
     static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
-                                k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>) {
+                                k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>, workers: Int) {
         guard k > 0 else { return }
-        for r in 0..<rows {
-            for i in 0..<count {
-                let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
-                keys[r * count + i] = (x * x / (d * d)).orderKey64
+        parallelFor(workers: workers) { worker in
+            for r in partition(rows, workers: workers, worker: worker) {
+                for i in 0..<count {
+                    let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
+                    keys[r * count + i] = (x * x / (d * d)).orderKey64
+                }
             }
         }
         let (threshold, ties) = selectLowest(keys, count: rows * count, k: k)
@@ -328,6 +349,13 @@ enum OBS<T: ReconstructionScalar> {
     }
 
     static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+        // The working precision is the output's dtype: copy rows as they are.
+        if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
+            for r in 0..<rows {
+                output.rowAddress(r).copyMemory(from: w + r * cols, byteCount: cols * MemoryLayout<T>.stride)
+            }
+            return
+        }
         for r in 0..<rows {
             let row = w + r * cols
             let address = output.rowAddress(r)
