@@ -75,3 +75,37 @@ struct SparseGPTTests {
         if let expectedMask { #expect(mask == expectedMask) }
     }
 }
+
+@Suite("SparseGPT through the owned-matrix API")
+struct SparseGPTAPITests {
+    @Test("reconstruction lowers the output error, and bad Hessians are refused")
+    func ownedMatrices() throws {
+        var rng = TestRandom(21)
+        let (rows, cols, tokens) = (8, 32, 128)
+        var stats = try ActivationStatistics(features: cols, gram: true)
+        let x = try Matrix<Float>(rows: tokens, cols: cols, values: rng.floats(tokens * cols))
+        try stats.accumulate(x)
+        let w = try Matrix<Float>(rows: rows, cols: cols, values: rng.floats(rows * cols))
+        let (mask, updated) = try sparseGPT(w, hessian: try stats.gram(), options: .init(pattern: .nm(n: 2, m: 4), blockSize: 16))
+        #expect(mask.sparsity == 0.5)
+        func error(_ v: Matrix<Float>) -> Double {
+            var total = 0.0
+            for t in 0..<tokens {
+                for r in 0..<rows {
+                    var s = 0.0
+                    for c in 0..<cols { s += Double(w[r, c] - v[r, c]) * Double(x[t, c]) }
+                    total += s * s
+                }
+            }
+            return total
+        }
+        var masked = w
+        try applyMask(mask, to: &masked)
+        #expect(error(updated) < error(masked))
+        let again = try reconstructWeights(w, hessian: try stats.gram(), mask: mask, options: .init(blockSize: 16))
+        #expect(again.values.count == updated.values.count)
+        let dropped = try pruneColumns(w, hessian: try stats.gram(), keep: (0..<cols).map { $0 % 3 != 0 })
+        #expect((0..<rows).allSatisfy { dropped[$0, 0] == 0 })
+        #expect(throws: PruneKitError.self) { try sparseGPT(w, hessian: [1, 2, 3]) }
+    }
+}

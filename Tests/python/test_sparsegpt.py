@@ -181,3 +181,28 @@ def test_column_pruning_is_least_squares():
     gradient = (w.astype(np.float64) - out) @ h
     assert np.abs(gradient[:, keep]).max() < 1e-8 * np.abs(w @ h).max()
     assert output_error(w, out, x) < output_error(w, w * keep, x)
+
+
+def test_openblas_thread_count_changes_at_most_round_off(tmp_path):
+    """OpenBLAS reads OPENBLAS_NUM_THREADS at load, so each count runs in its own process."""
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, prunekit, sys\n"
+        "rng = np.random.default_rng(11)\n"
+        "x = rng.standard_normal((600, 192)); x[:, 1:] += 0.5 * x[:, :-1]\n"
+        "w = rng.standard_normal((96, 192)).astype(np.float32)\n"
+        "m, out = prunekit.sparsegpt(w, x.T @ x, 0.5, block_size=32)\n"
+        "m24, out24 = prunekit.sparsegpt(w, x.T @ x, pattern='2:4', block_size=32)\n"
+        "np.savez(sys.argv[1], m=m, out=out, m24=m24, out24=out24)\n"
+    )
+    results = []
+    for threads in ("1", "2"):
+        path = tmp_path / f"t{threads}.npz"
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads)
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        results.append(np.load(path))
+    one, two = results
+    assert np.array_equal(one["m"], two["m"]) and np.array_equal(one["m24"], two["m24"])
+    for key in ("out", "out24"):
+        np.testing.assert_allclose(one[key], two[key], rtol=0, atol=1e-5 * np.abs(one[key]).max())
