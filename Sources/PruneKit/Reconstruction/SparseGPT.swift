@@ -163,11 +163,11 @@ enum Factor<T: ReconstructionScalar> {
     static func dampenedCholesky(_ hessian: UnsafePointer<Double>, n full: Int, order idx: [Int], options: ReconstructionOptions,
                                  into a: UnsafeMutablePointer<T>, after: (UnsafeMutablePointer<T>, Int) -> Int32) throws(PruneKitError) {
         let n = idx.count
+        // Dead inputs count with the 1 they get below, as in SparseGPT.
         var meanDiagonal = 0.0
-        for (p, i) in idx.enumerated() {
+        for i in idx {
             let d = hessian[i * full + i]
             meanDiagonal += (d == 0 ? 1 : d) / Double(n)
-            _ = p
         }
         var damp = options.dampening * meanDiagonal
         for attempt in 0...options.maxDampeningRetries {
