@@ -54,40 +54,63 @@ struct ScoreKernel {
     @inline(__always)
     func score(row: Int, from start: Int = 0, count: Int, into out: UnsafeMutablePointer<Float>,
                scratch: UnsafeMutablePointer<Float>) -> UInt32 {
+        forEachScore(row: row, from: start, count: count, scratch: scratch) { j, s in out[j] = s }
+    }
+
+    /// Scores, their order keys, and the key range of a row in one pass.
+    @inline(__always)
+    func scoresAndKeys(row: Int, count: Int, scores: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<UInt32>,
+                       scratch: UnsafeMutablePointer<Float>) -> (worst: UInt32, lowest: UInt32, highest: UInt32) {
+        var lowest = UInt32.max, highest: UInt32 = 0
+        let worst = forEachScore(row: row, count: count, scratch: scratch) { j, s in
+            scores[j] = s
+            let key = orderKey(s)
+            keys[j] = key
+            lowest = min(lowest, key)
+            highest = max(highest, key)
+        }
+        return (worst, lowest, highest)
+    }
+
+    /// Calls `body(j, score)` for columns `start ..< start + count` of `row` (j from 0), one
+    /// loop per criterion so each vectorizes; returns the finiteness word described at `score`.
+    @inline(__always)
+    func forEachScore(row: Int, from start: Int = 0, count: Int, scratch: UnsafeMutablePointer<Float>,
+                      _ body: (Int, Float) -> Void) -> UInt32 {
         let w = weights.floats(row: row, from: start, count: count, scratch: scratch)
         var worst: UInt32 = 0
         switch kind {
         case .magnitude:
             for j in 0..<count {
                 let s = abs(w[j])
-                out[j] = s
+                body(j, s)
                 worst = max(worst, s.bitPattern)
             }
         case .scaled(let features):
             let f = features + start
             for j in 0..<count {
                 let s = abs(w[j]) * f[j]
-                out[j] = s
+                body(j, s)
                 worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
             }
         case .taylor(let gradient):
             let g = gradient.floats(row: row, from: start, count: count, scratch: scratch + count)
             for j in 0..<count {
                 let s = abs(w[j] * g[j])
-                out[j] = s
+                body(j, s)
                 worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
             }
         case .scores:
             for j in 0..<count {
                 let s = w[j]
-                out[j] = s
+                body(j, s)
                 worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
             }
         case .random(let seed):
             let first = UInt64(row) &* UInt64(cols) &+ UInt64(start)
             for j in 0..<count {
                 worst = max(worst, w[j].bitPattern & 0x7FFF_FFFF)
-                out[j] = randomScore(seed: seed, position: first &+ UInt64(j))
+                body(j, randomScore(seed: seed, position: first &+ UInt64(j)))
             }
         }
         return worst

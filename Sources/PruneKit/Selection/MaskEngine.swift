@@ -23,9 +23,7 @@ final class RowScratch {
     @inline(__always)
     @discardableResult
     func keys(of kernel: ScoreKernel, row: Int) -> (worst: UInt32, lowest: UInt32, highest: UInt32) {
-        let worst = kernel.score(row: row, count: kernel.cols, into: scores, scratch: convert.base)
-        let (lowest, highest) = computeKeys(scores, keys, count: kernel.cols)
-        return (worst, lowest, highest)
+        kernel.scoresAndKeys(row: row, count: kernel.cols, scores: scores, keys: keys, scratch: convert.base)
     }
 }
 
@@ -83,6 +81,9 @@ enum MaskEngine {
     /// through `StreamSelector`).
     static func rowMask(kernel: ScoreKernel, selection: Selection, threads: Int, into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
         let rows = kernel.rows, cols = kernel.cols
+        guard cols <= Int(Int32.max) else {
+            throw .invalidShape("\(kernel.label)rows of \(cols) columns are longer than per-row and N:M selection take (2^31 - 1)")
+        }
         let workers = resolveThreads(threads, work: rows)
         let scratches = try makeScratches(workers: workers, cols: cols)
         defer { withExtendedLifetime(scratches) {} }

@@ -73,20 +73,6 @@ func scoreOfKey(_ key: UInt32) -> Float {
     return Float(bitPattern: bits)
 }
 
-/// Keys of a scored row; returns the smallest and largest key.
-@inline(__always)
-@discardableResult
-func computeKeys(_ scores: UnsafePointer<Float>, _ keys: UnsafeMutablePointer<UInt32>, count: Int) -> (UInt32, UInt32) {
-    var lowest = UInt32.max, highest: UInt32 = 0
-    for j in 0..<count {
-        let key = orderKey(scores[j])
-        keys[j] = key
-        lowest = min(lowest, key)
-        highest = max(highest, key)
-    }
-    return (lowest, highest)
-}
-
 /// N:M selection of one row: in each run of m columns, keep the n with the highest
 /// (key, position) and prune the rest.
 @inline(__always)
