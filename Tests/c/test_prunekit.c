@@ -3,6 +3,7 @@
 #include <prunekit.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +459,29 @@ static void test_sparsegpt(const char *folder) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* pk_last_error is per thread: a failure on another thread does not change this thread's. */
+static void *fail_on_other_thread(void *out) {
+    pk_stats *never = NULL;
+    pk_stats_create(-5, &never);
+    strncpy((char *)out, pk_last_error(), 255);
+    return NULL;
+}
+
+static void test_thread_local_errors(void) {
+    pk_stats *never = NULL;
+    CHECK_STATUS(pk_stats_create(0, &never), PK_ERROR_INVALID_SHAPE, "got 0");
+    char other[256] = "";
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, fail_on_other_thread, other) == 0, "pthread_create");
+    pthread_join(thread, NULL);
+    CHECK(strstr(other, "got -5") != NULL, "other thread saw '%s'", other);
+    CHECK(strstr(pk_last_error(), "got 0") != NULL, "this thread's message became '%s'", pk_last_error());
+    /* Success leaves the message in place. */
+    CHECK(pk_version_number() > 0 && strstr(pk_last_error(), "got 0") != NULL, "message cleared by a success");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
@@ -468,6 +492,7 @@ int main(int argc, char **argv) {
     test_apply_and_sparsity();
     test_stats();
     test_sparsegpt(folder);
+    test_thread_local_errors();
 #ifdef __cplusplus
     printf("C++17: ");
 #else

@@ -1,5 +1,6 @@
 /* prune_layer: the main job until a real model arrives. Prunes one 1024 x 4096 linear layer
- * whose inputs have a few large-scale features (as LLM activations do), with every criterion
+ * whose inputs have a few large-scale features and correlated features (as LLM activations do),
+ * with every criterion
  * and selection, calibrating on one set of tokens and evaluating the layer's output error on a
  * disjoint set. Prints what it did.
  *
@@ -40,10 +41,20 @@ static double now(void) {
         }                                                                                \
     } while (0)
 
-/* Activations: per-feature scales spanning two orders of magnitude, a few outlier features. */
+/* Activations: per-feature scales spanning two orders of magnitude, a few outlier features, and
+ * features correlated through a shared low-rank component (as real layer inputs are). */
+enum { LATENT = 32 };
+static float basis[LATENT][COLS];
 static void activations(float *x, int tokens, const float *scale) {
-    for (int t = 0; t < tokens; t++)
-        for (int j = 0; j < COLS; j++) x[(size_t)t * COLS + j] = scale[j] * normal();
+    for (int t = 0; t < tokens; t++) {
+        float a[LATENT];
+        for (int l = 0; l < LATENT; l++) a[l] = normal();
+        float *row = x + (size_t)t * COLS;
+        for (int j = 0; j < COLS; j++) row[j] = 0.5f * normal();
+        for (int l = 0; l < LATENT; l++)
+            for (int j = 0; j < COLS; j++) row[j] += a[l] * basis[l][j];
+        for (int j = 0; j < COLS; j++) row[j] *= scale[j];
+    }
 }
 
 /* || (W - W') X^T ||_F / || W X^T ||_F over the evaluation tokens. */
@@ -75,10 +86,12 @@ int main(void) {
     if (!w || !pruned || !scale || !x || !eval || !mask || !row_sparsity) return 1;
     for (size_t i = 0; i < (size_t)ROWS * COLS; i++) w[i] = 0.02f * normal();
     for (int j = 0; j < COLS; j++) scale[j] = (float)(0.1 * pow(100.0, uniform())) * (j % 97 == 0 ? 20.0f : 1.0f);
+    for (int l = 0; l < LATENT; l++)
+        for (int j = 0; j < COLS; j++) basis[l][j] = normal() / sqrtf((float)LATENT);
 
     /* Calibration: stream batches through an accumulator (never holding them all). */
     pk_stats *stats = NULL;
-    CHECK(pk_stats_create(COLS, &stats));
+    CHECK(pk_stats_create_gram(COLS, &stats)); /* also keeps X^T X for SparseGPT */
     double t0 = now();
     for (int b = 0; b < CALIBRATION / BATCH; b++) {
         activations(x, BATCH, scale);
@@ -136,8 +149,28 @@ int main(void) {
         printf("%-10s %-10s %8.1f%% %11.4f %10.2f\n", runs[i].name, selection_name, 100 * overall,
                output_error(w, pruned, eval), 1e3 * elapsed);
     }
+    /* Second order: SparseGPT chooses the mask and updates the kept weights (OBS). */
+    double *hessian = malloc(sizeof(double) * COLS * COLS);
+    if (!hessian) return 1;
+    CHECK(pk_stats_gram(stats, hessian, (int64_t)COLS * COLS));
+    for (int nm = 0; nm < 2; nm++) {
+        pk_matrix weights = {w, ROWS, COLS, COLS, PK_DTYPE_FLOAT32, 0};
+        pk_matrix target = {pruned, ROWS, COLS, COLS, PK_DTYPE_FLOAT32, 0};
+        pk_reconstruction_options options;
+        pk_reconstruction_options_init(&options);
+        if (nm) options.scope = PK_SCOPE_NM;
+        double start = now();
+        CHECK(pk_sparsegpt(&weights, hessian, COLS, &options, mask, &target));
+        double elapsed = now() - start;
+        double overall = 0;
+        CHECK(pk_mask_sparsity(mask, ROWS, COLS, NULL, &overall));
+        printf("%-10s %-10s %8.1f%% %11.4f %10.2f\n", "sparsegpt", nm ? "2:4" : "block 50%", 100 * overall,
+               output_error(w, pruned, eval), 1e3 * elapsed);
+    }
+    free(hessian);
     printf("\nout. error = ||(W - W_pruned) X|| / ||W X|| on %d held-out tokens; activation-aware criteria\n"
-           "(wanda, stade) keep the weights that meet large inputs.\n", EVALUATION);
+           "(wanda, stade) keep the weights that meet large inputs; sparsegpt also updates the kept\n"
+           "weights (second order). mask ms includes sparsegpt's weight update.\n", EVALUATION);
     pk_stats_free(stats);
     free(w); free(pruned); free(scale); free(x); free(eval); free(mask); free(row_sparsity);
     free(norm64); free(std64); free(norm); free(stdv);
