@@ -259,6 +259,49 @@ PK_API pk_status pk_mask_sparsity(const uint8_t *mask, int64_t rows, int64_t col
                                   double *row_sparsity_out, double *overall_out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Sparse formats: export pruned weights as consumers load them, and back                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Values keep the weights' dtype and are written contiguously. An entry is present when it is
+ * non-zero (+0.0 and -0.0 are zeros). Layouts, also in docs/sparse-formats.md:
+ *  - 2:4 compressed: values rows x cols/2 (group g's two kept values at 2g and 2g+1, in column
+ *    order); metadata rows x ceil(cols/8) bytes, one nibble per group of 4 columns in byte g/2
+ *    (low nibble for even g): bits 0-1 the first kept position (0-3), bits 2-3 the second,
+ *    first < second; an unused last high nibble is 0. A group with fewer than 2 non-zeros keeps
+ *    zeros at its lowest free positions. (Row-major; cuSPARSELt's tensor-core ordering of the
+ *    same nibbles is a permutation of this.)
+ *  - CSR: row_offsets rows + 1, columns nnz (both int64; columns increase within a row), values nnz.
+ *  - Bit mask: bits rows x ceil(cols/8) bytes (bit j % 8 of byte j / 8 of a row: entry j is
+ *    present), values nnz in row-major order.
+ * Export functions read the weights (non-finite values are an error) and write only on success;
+ * import functions check the structure before writing dense_out (zeros where nothing is stored).
+ * None keeps a pointer. */
+
+/* The number of non-zero entries (for sizing CSR and bit-mask outputs).
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE,
+ *         PK_ERROR_NON_FINITE */
+PK_API pk_status pk_count_nonzero(const pk_matrix *weights, int64_t *nnz_out);
+
+/* 2:4 compression. @retval PK_ERROR_INVALID_SHAPE cols not divisible by 4;
+ * @retval PK_ERROR_INVALID_ARGUMENT a group of 4 with more than 2 non-zeros (the message names it) */
+PK_API pk_status pk_export_24(const pk_matrix *weights, void *values_out, uint8_t *metadata_out);
+/* @retval PK_ERROR_CORRUPT_DATA metadata whose positions do not increase */
+PK_API pk_status pk_import_24(const void *values, const uint8_t *metadata, const pk_matrix *dense_out);
+
+/* CSR. capacity = room in columns_out and values_out. @retval PK_ERROR_BUFFER_TOO_SMALL */
+PK_API pk_status pk_export_csr(const pk_matrix *weights, int64_t capacity, int64_t *row_offsets_out,
+                               int64_t *columns_out, void *values_out);
+/* @retval PK_ERROR_CORRUPT_DATA offsets not starting at 0 or decreasing, columns out of range or
+ *         not increasing within a row */
+PK_API pk_status pk_import_csr(const int64_t *row_offsets, const int64_t *columns, const void *values,
+                               const pk_matrix *dense_out);
+
+/* Bit mask. capacity = room in values_out. @retval PK_ERROR_BUFFER_TOO_SMALL */
+PK_API pk_status pk_export_bitmask(const pk_matrix *weights, int64_t capacity, uint8_t *bits_out, void *values_out);
+/* @retval PK_ERROR_CORRUPT_DATA bits set past the last column */
+PK_API pk_status pk_import_bitmask(const uint8_t *bits, const void *values, const pk_matrix *dense_out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Calibration statistics                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -50,6 +50,7 @@ public struct PruneKitError: Error, Sendable, CustomStringConvertible, Equatable
     static func invalidArgument(_ message: String) -> PruneKitError { .init(.invalidArgument, message) }
     static func invalidShape(_ message: String) -> PruneKitError { .init(.invalidShape, message) }
     static func nonFinite(_ message: String) -> PruneKitError { .init(.nonFinite, message) }
+    static func corruptData(_ message: String) -> PruneKitError { .init(.corruptData, message) }
     static func outOfMemory(bytes: Int) -> PruneKitError {
         .init(.outOfMemory, "could not allocate \(bytes) bytes of scratch memory")
     }

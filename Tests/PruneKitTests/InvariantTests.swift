@@ -144,3 +144,46 @@ struct InvariantTests {
         #expect(random[1, 2] == randomScore(seed: 5, position: 8))
     }
 }
+
+@Suite("Sparse formats")
+struct SparseFormatTests {
+    @Test("2:4, CSR and bit mask round-trip a pruned float16 matrix")
+    func roundTrips() throws {
+        var rng = TestRandom(17)
+        var w = try Matrix<Float16>(rows: 5, cols: 16, floats: rng.floats(80))
+        try applyMask(try pruningMask(for: w, criterion: .magnitude, selection: .nm(n: 2, m: 4)), to: &w)
+        var weights = w.values
+        var values = [UInt16](repeating: 0, count: 40), meta = [UInt8](repeating: 0, count: 10)
+        var back = [Float16](repeating: 1, count: 80), fromCSR = [Float16](repeating: 1, count: 80)
+        var offsets = [Int64](repeating: 0, count: 6), columns = [Int64](repeating: 0, count: 80)
+        var packed = [UInt16](repeating: 0, count: 80)
+        try weights.withUnsafeMutableBytes { wb in
+            let view = try MatrixView(base: wb.baseAddress!, dtype: .float16, rows: 5, cols: 16, rowStride: 16)
+            #expect(try SparseFormats.countNonZero(view) == 40)
+            try values.withUnsafeMutableBytes { v in
+                try meta.withUnsafeMutableBufferPointer { m in
+                    try SparseFormats.export24(view, values: v.baseAddress!, metadata: m.baseAddress!)
+                    try back.withUnsafeMutableBytes { b in
+                        let out = try MatrixView(base: b.baseAddress!, dtype: .float16, rows: 5, cols: 16, rowStride: 16)
+                        try SparseFormats.import24(values: UnsafeRawPointer(v.baseAddress!), metadata: m.baseAddress!, into: out)
+                    }
+                }
+            }
+            try offsets.withUnsafeMutableBufferPointer { o in
+                try columns.withUnsafeMutableBufferPointer { c in
+                    try packed.withUnsafeMutableBytes { p in
+                        try SparseFormats.exportCSR(view, capacity: 80, rowOffsets: o.baseAddress!, columns: c.baseAddress!, values: p.baseAddress!)
+                        try fromCSR.withUnsafeMutableBytes { b in
+                            let out = try MatrixView(base: b.baseAddress!, dtype: .float16, rows: 5, cols: 16, rowStride: 16)
+                            try SparseFormats.importCSR(rowOffsets: o.baseAddress!, columns: c.baseAddress!,
+                                                        values: UnsafeRawPointer(p.baseAddress!), into: out)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(back == w.values)
+        #expect(fromCSR == w.values)
+        #expect(offsets == [0, 8, 16, 24, 32, 40])
+    }
+}

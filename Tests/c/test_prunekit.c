@@ -459,6 +459,40 @@ static void test_sparsegpt(const char *folder) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* Sparse formats: round trips through every format, refusals, nothing written on error. */
+static void test_sparse_formats(void) {
+    enum { R = 3, C = 12 };
+    float w[R * C], back[R * C], values24[R * C / 2], values[R * C];
+    uint8_t meta[R * 2], bits[R * 2];
+    int64_t offsets[R + 1], columns[R * C], nnz = -1;
+    for (int i = 0; i < R * C; i++) w[i] = (i % 4 == 1 || i % 4 == 2) ? (float)(i + 1) : 0.0f; /* 2:4 */
+    w[4 + 1] = 0.0f; /* a group with one non-zero */
+    pk_matrix m = {w, R, C, C, PK_DTYPE_FLOAT32, 0}, out = {back, R, C, C, PK_DTYPE_FLOAT32, 0};
+    CHECK(pk_count_nonzero(&m, &nnz) == PK_OK && nnz == R * C / 2 - 1, "nnz %lld", (long long)nnz);
+    CHECK(pk_export_24(&m, values24, meta) == PK_OK, "%s", pk_last_error());
+    CHECK(meta[0] == ((1 | 2 << 2) | (0 | 2 << 2) << 4), "metadata byte 0 is 0x%02x", meta[0]);
+    memset(back, 0xFF, sizeof back);
+    CHECK(pk_import_24(values24, meta, &out) == PK_OK && memcmp(back, w, sizeof w) == 0, "2:4 round trip");
+    CHECK(pk_export_csr(&m, nnz, offsets, columns, values) == PK_OK, "%s", pk_last_error());
+    CHECK(offsets[0] == 0 && offsets[R] == nnz && columns[0] == 1, "csr structure");
+    memset(back, 0xFF, sizeof back);
+    CHECK(pk_import_csr(offsets, columns, values, &out) == PK_OK && memcmp(back, w, sizeof w) == 0, "csr round trip");
+    CHECK(pk_export_bitmask(&m, nnz, bits, values) == PK_OK && bits[0] == 0x46 && bits[1] == 0x06, "bits %02x %02x", bits[0], bits[1]);
+    memset(back, 0xFF, sizeof back);
+    CHECK(pk_import_bitmask(bits, values, &out) == PK_OK && memcmp(back, w, sizeof w) == 0, "bitmask round trip");
+    /* Refusals. */
+    CHECK_STATUS(pk_export_csr(&m, nnz - 1, offsets, columns, values), PK_ERROR_BUFFER_TOO_SMALL, "capacity");
+    w[0] = 5.0f; /* three non-zeros in group 0 of row 0 */
+    memset(meta, 0xAB, sizeof meta);
+    CHECK_STATUS(pk_export_24(&m, values24, meta), PK_ERROR_INVALID_ARGUMENT, "row 0, columns 0...3");
+    CHECK(all_equal(meta, 0xAB, sizeof meta), "metadata written on error");
+    uint8_t bad_meta[R * 2] = {0x03, 0, 0, 0, 0, 0};
+    CHECK_STATUS(pk_import_24(values24, bad_meta, &out), PK_ERROR_CORRUPT_DATA, "increase");
+    int64_t bad_offsets[R + 1] = {0, 5, 3, 3};
+    CHECK_STATUS(pk_import_csr(bad_offsets, columns, values, &out), PK_ERROR_CORRUPT_DATA, "decrease");
+    CHECK_STATUS(pk_export_24(&m, NULL, meta), PK_ERROR_NULL_POINTER, "values_out");
+}
+
 /* pk_last_error is per thread: a failure on another thread does not change this thread's. */
 static void *fail_on_other_thread(void *out) {
     pk_stats *never = NULL;
@@ -493,6 +527,7 @@ int main(int argc, char **argv) {
     test_stats();
     test_sparsegpt(folder);
     test_thread_local_errors();
+    test_sparse_formats();
 #ifdef __cplusplus
     printf("C++17: ");
 #else

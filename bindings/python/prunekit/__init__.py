@@ -29,7 +29,8 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "sparsegpt", "reconstruct", "prune_columns", "CRITERIA", "SCOPES", "__version__"]
+           "sparsegpt", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
+           "to_bitmask", "from_bitmask", "CRITERIA", "SCOPES", "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
@@ -335,6 +336,96 @@ def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: float = 0.
     (least squares on the Hessian): the updated weight, zero in the removed columns."""
     return _reconstruct(2, weight, hessian, keep, out, dampening=dampening, max_retries=max_retries,
                         precision=precision)
+
+
+# ------------------------------------------------------------------------------------------
+# Sparse formats (layouts in docs/sparse-formats.md). Values keep the weight's dtype (bfloat16
+# values come back as uint16 bit patterns).
+
+def _values_dtype(w: _View) -> np.dtype:
+    return np.dtype(np.uint16) if w.dtype == _DTYPES["bfloat16"] else w.array.dtype
+
+
+def _dense_out(shape: Tuple[int, int], dtype: np.dtype) -> Tuple[np.ndarray, int]:
+    code = _DTYPES["bfloat16"] if dtype == np.uint16 else _DTYPES.get(np.dtype(dtype).name)
+    if code is None:
+        raise TypeError(f"values dtype {dtype} is not supported")
+    return np.empty(shape, dtype=dtype), code
+
+
+def to_24(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """2:4 compressed form: (values [rows, cols/2], metadata uint8 [rows, ceil(cols/8)]).
+    Raises ValueError for a weight that is not 2:4."""
+    w = _view(weight, "weight")
+    if w.cols % 4:
+        raise ValueError(f"2:4 needs cols divisible by 4, got {w.cols}")
+    values = np.empty((w.rows, w.cols // 2), dtype=_values_dtype(w))
+    metadata = np.empty((w.rows, (w.cols // 4 + 1) // 2), dtype=np.uint8)
+    _prunekit.sparse_export(1, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, values, metadata, None)
+    return values, metadata
+
+
+def from_24(values: Any, metadata: Any) -> np.ndarray:
+    """Dense weights from to_24's output."""
+    v = np.ascontiguousarray(_as_numpy(values, "values"))
+    md = np.ascontiguousarray(_as_numpy(metadata, "metadata"), dtype=np.uint8)
+    if v.ndim != 2 or md.shape != (v.shape[0], (v.shape[1] // 2 + 1) // 2):
+        raise ValueError(f"values {v.shape} and metadata {md.shape} do not describe a 2:4 matrix")
+    dense, code = _dense_out((v.shape[0], 2 * v.shape[1]), v.dtype)
+    _prunekit.sparse_import(1, v, md, None, dense, code, dense.shape[0], dense.shape[1], dense.shape[1])
+    return dense
+
+
+def _nnz(w: _View) -> int:
+    return _prunekit.sparse_export(0, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, None, None, None)
+
+
+def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of the non-zeros: (row_offsets int64 [rows+1], columns int64 [nnz], values [nnz])."""
+    w = _view(weight, "weight")
+    nnz = _nnz(w)
+    offsets, columns = np.empty(w.rows + 1, np.int64), np.empty(max(nnz, 1), np.int64)
+    values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
+    _prunekit.sparse_export(2, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, offsets, columns, values)
+    return offsets, columns[:nnz], values[:nnz]
+
+
+def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
+    """Dense weights from CSR."""
+    rows, cols = shape
+    offsets = np.ascontiguousarray(_as_numpy(row_offsets, "row_offsets"), dtype=np.int64)
+    cols_ = np.ascontiguousarray(_as_numpy(columns, "columns"), dtype=np.int64)
+    v = np.ascontiguousarray(_as_numpy(values, "values"))
+    if offsets.shape != (rows + 1,) or cols_.shape != v.shape or (rows and offsets[-1] != len(v)):
+        raise ValueError("row_offsets, columns and values do not describe a CSR matrix of that shape")
+    dense, code = _dense_out((rows, cols), v.dtype)
+    _prunekit.sparse_import(2, offsets, cols_ if len(cols_) else np.zeros(1, np.int64),
+                            v if len(v) else np.zeros(1, v.dtype), dense, code, rows, cols, cols)
+    return dense
+
+
+def to_bitmask(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """(bits uint8 [rows, ceil(cols/8)], values [nnz] in row-major order)."""
+    w = _view(weight, "weight")
+    nnz = _nnz(w)
+    bits = np.empty((w.rows, (w.cols + 7) // 8), np.uint8)
+    values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
+    _prunekit.sparse_export(3, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, bits, values, None)
+    return bits, values[:nnz]
+
+
+def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
+    """Dense weights from a bit mask and its values."""
+    rows, cols = shape
+    b = np.ascontiguousarray(_as_numpy(bits, "bits"), dtype=np.uint8)
+    v = np.ascontiguousarray(_as_numpy(values, "values"))
+    if b.shape != (rows, (cols + 7) // 8):
+        raise ValueError(f"bits have shape {b.shape}, ({rows}, {(cols + 7) // 8}) needed")
+    if int(np.unpackbits(b, axis=1, bitorder="little")[:, :cols].sum()) != len(v):
+        raise ValueError("the bit mask and the number of values disagree")
+    dense, code = _dense_out((rows, cols), v.dtype)
+    _prunekit.sparse_import(3, b, v if len(v) else np.zeros(1, v.dtype), None, dense, code, rows, cols, cols)
+    return dense
 
 
 class Stats(_prunekit.Stats):

@@ -302,6 +302,62 @@ static PyObject *py_reconstruct(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
+ * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
+ * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
+static PyObject *py_sparse_export(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, a = {0}, b = {0}, c = {0};
+    int kind, dtype;
+    long long rows, cols, stride, capacity;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "iy*iLLLLz*z*z*", &kind, &w, &dtype, &rows, &cols, &stride, &capacity, &a, &b, &c)) return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        int64_t nnz = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 0) status = pk_count_nonzero(&m, &nnz);
+        else if (kind == 1) status = pk_export_24(&m, a.buf, (uint8_t *)b.buf);
+        else if (kind == 2) status = pk_export_csr(&m, capacity, (int64_t *)a.buf, (int64_t *)b.buf, c.buf);
+        else status = pk_export_bitmask(&m, capacity, (uint8_t *)a.buf, b.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&c);
+    return result;
+}
+
+/* sparse_import(kind, in_a, in_b, in_c|None, dense, dtype, rows, cols, stride)
+ * kind 1: pk_import_24 (values, metadata); 2: pk_import_csr (row_offsets, columns, values);
+ * 3: pk_import_bitmask (bits, values). */
+static PyObject *py_sparse_import(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer a = {0}, b = {0}, c = {0}, d = {0};
+    int kind, dtype;
+    long long rows, cols, stride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "iy*y*z*w*iLLL", &kind, &a, &b, &c, &d, &dtype, &rows, &cols, &stride)) return NULL;
+    if (check_size(&d, matrix_bytes(rows, cols, stride, dtype), "dense")) {
+        pk_matrix m = {d.buf, rows, cols, stride, dtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 1) status = pk_import_24(a.buf, (const uint8_t *)b.buf, &m);
+        else if (kind == 2) status = pk_import_csr((const int64_t *)a.buf, (const int64_t *)b.buf, c.buf, &m);
+        else status = pk_import_bitmask((const uint8_t *)a.buf, b.buf, &m);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&d);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Stats: owns one pk_stats handle. */
 
@@ -461,6 +517,8 @@ static PyMethodDef methods[] = {
     {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
     {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
     {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
+    {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
+    {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
