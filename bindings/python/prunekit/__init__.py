@@ -30,7 +30,8 @@ from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
            "sparsegpt", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
-           "to_bitmask", "from_bitmask", "CRITERIA", "SCOPES", "__version__"]
+           "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
+           "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
@@ -85,9 +86,25 @@ def _bfloat16_numpy_view(x: Any) -> Optional[np.ndarray]:
     return None
 
 
+class bfloat16:
+    """Marks a uint16 numpy array as bfloat16 bit patterns (as read from a file), so that
+    mask(), apply_mask() and the rest treat it as bfloat16 without a copy."""
+
+    __slots__ = ("bits",)
+
+    def __init__(self, bits: np.ndarray):
+        if not isinstance(bits, np.ndarray) or bits.dtype != np.uint16:
+            raise TypeError("bfloat16() takes a uint16 numpy array of bfloat16 bit patterns")
+        self.bits = bits
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.bits.shape
+
+
 def _view(x: Any, name: str, writable: bool = False) -> _View:
     """Shapes an argument into a 2-D view. Reads copy only what cannot be viewed; writes refuse."""
-    bf16 = _bfloat16_numpy_view(x)
+    bf16 = x.bits if isinstance(x, bfloat16) else _bfloat16_numpy_view(x)
     if bf16 is not None:
         a, code = bf16, _DTYPES["bfloat16"]
     else:
@@ -426,6 +443,46 @@ def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     dense, code = _dense_out((rows, cols), v.dtype)
     _prunekit.sparse_import(3, b, v if len(v) else np.zeros(1, v.dtype), None, dense, code, rows, cols, cols)
     return dense
+
+
+_BUNDLE_MAGIC = b"PKSTATSB"
+
+
+def save_stats(path: str, stats: "dict[str, Stats]") -> None:
+    """Writes named accumulators (e.g. per layer weight name) to one file: magic, count, then
+    for each: name length (u32), UTF-8 name, byte length (u64), Stats.to_bytes()."""
+    import struct
+    with open(path, "wb") as f:
+        f.write(_BUNDLE_MAGIC + struct.pack("<I", len(stats)))
+        for name, s in stats.items():
+            key, blob = name.encode(), s.to_bytes()
+            f.write(struct.pack("<I", len(key)) + key + struct.pack("<Q", len(blob)) + blob)
+
+
+def load_stats(path: str) -> "dict[str, Stats]":
+    """Reads a file written by save_stats; ValueError on anything malformed."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != _BUNDLE_MAGIC or len(data) < 12:
+        raise ValueError(f"{path}: not a PruneKit statistics bundle")
+    (count,), at, out = struct.unpack_from("<I", data, 8), 12, {}
+    for _ in range(count):
+        if at + 4 > len(data):
+            raise ValueError(f"{path}: truncated statistics bundle")
+        (n,) = struct.unpack_from("<I", data, at)
+        name = data[at + 4:at + 4 + n].decode()
+        at += 4 + n
+        if at + 8 > len(data):
+            raise ValueError(f"{path}: truncated statistics bundle")
+        (size,) = struct.unpack_from("<Q", data, at)
+        if at + 8 + size > len(data):
+            raise ValueError(f"{path}: truncated statistics bundle")
+        out[name] = Stats.from_bytes(data[at + 8:at + 8 + size])
+        at += 8 + size
+    if at != len(data):
+        raise ValueError(f"{path}: {len(data) - at} trailing bytes in the statistics bundle")
+    return out
 
 
 class Stats(_prunekit.Stats):

@@ -1,0 +1,5 @@
+import sys
+
+from prunekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""prunekit: prune safetensors checkpoints from the command line.
+
+    prunekit prune model.safetensors -o pruned.safetensors --method wanda --sparsity 0.5 --stats calib.pkstats
+    prunekit prune model.safetensors -o pruned.safetensors --method magnitude --pattern 2:4 --exclude embed
+    prunekit inspect pruned.safetensors --pattern 2:4
+    prunekit export pruned.safetensors layer.weight --format 2:4 -o layer.npz
+
+Tensors are processed one at a time from a memory map and keep their dtype (float32, float16,
+bfloat16, float64); tensors not pruned are copied byte for byte. Every tensor and option is
+checked before anything is written, and the output appears only when the whole run succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+import prunekit
+from prunekit.safetensors import SafeTensorsError, SafeTensorsFile, rewrite
+
+METHODS = ("magnitude", "random", "wanda", "stade", "sparsegpt")
+
+
+class Plan:
+    """What happens to one tensor."""
+
+    def __init__(self, method: str, sparsity: Optional[float], pattern: Optional[str], scope: str):
+        self.method, self.sparsity, self.pattern, self.scope = method, sparsity, pattern, scope
+
+    def describe(self) -> str:
+        return f"{self.method} {self.pattern or f'{self.scope} {self.sparsity:g}'}"
+
+
+def parse_override(text: str):
+    """'REGEX=skip' or 'REGEX=key:value,key:value' (keys: method, sparsity, pattern, scope)."""
+    if "=" not in text:
+        raise ValueError(f"--override {text!r}: expected REGEX=skip or REGEX=key:value,...")
+    regex, spec = text.rsplit("=", 1)
+    if spec == "skip":
+        return re.compile(regex), None
+    fields = {}
+    for item in spec.split(","):
+        key, _, value = item.partition(":")
+        if key not in ("method", "sparsity", "pattern", "scope") or not value:
+            raise ValueError(f"--override {text!r}: unknown setting {item!r}")
+        fields[key] = value
+    return re.compile(regex), fields
+
+
+def plans_for(source: SafeTensorsFile, args) -> Dict[str, Plan]:
+    include = [re.compile(r) for r in args.include]
+    exclude = [re.compile(r) for r in args.exclude]
+    overrides = [parse_override(o) for o in args.override]
+    plans = {}
+    for t in source:
+        if len(t.shape) < 2 or t.prunekit_dtype is None:
+            continue
+        if include and not any(r.search(t.name) for r in include):
+            continue
+        if any(r.search(t.name) for r in exclude):
+            continue
+        settings = dict(method=args.method, sparsity=args.sparsity, pattern=args.pattern, scope=args.scope)
+        skip = False
+        for regex, fields in overrides:
+            if regex.search(t.name):
+                if fields is None:
+                    skip = True
+                else:
+                    settings.update(fields)
+        if skip:
+            continue
+        if settings["method"] not in METHODS:
+            raise ValueError(f"{t.name}: unknown method {settings['method']!r}")
+        pattern = settings["pattern"]
+        sparsity = None if pattern else float(settings["sparsity"])
+        plans[t.name] = Plan(settings["method"], sparsity, pattern, settings["scope"])
+    return plans
+
+
+def check_plans(source: SafeTensorsFile, plans: Dict[str, Plan], stats) -> None:
+    """Everything that can fail before a byte is written."""
+    for name, plan in plans.items():
+        t = source.tensors[name]
+        cols = int(np.prod(t.shape[1:]))
+        if plan.pattern:
+            n, m = (int(x) for x in plan.pattern.split(":"))
+            if not 0 < n < m or cols % m:
+                raise ValueError(f"{name}: pattern {plan.pattern} does not fit {cols} columns")
+        elif not 0 <= plan.sparsity <= 1:
+            raise ValueError(f"{name}: sparsity {plan.sparsity} is outside [0, 1]")
+        if plan.method in ("wanda", "stade", "sparsegpt"):
+            if stats is None:
+                raise ValueError(f"{name}: method {plan.method} needs --stats")
+            if name not in stats:
+                raise ValueError(f"{name}: no statistics for this tensor in the --stats file")
+            if stats[name].features != cols:
+                raise ValueError(f"{name}: statistics have {stats[name].features} features, the tensor has {cols} columns")
+
+
+def as_input(array: np.ndarray, dtype: str):
+    return prunekit.bfloat16(array) if dtype == "bfloat16" else array
+
+
+def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats, args) -> float:
+    rows = t.shape[0]
+    weight = as_input(original.reshape(rows, -1), t.prunekit_dtype)
+    kwargs = dict(pattern=plan.pattern) if plan.pattern else dict(scope=plan.scope)
+    sparsity = plan.sparsity if plan.sparsity is not None else 0.5
+    out = as_input(target.reshape(rows, -1), t.prunekit_dtype)
+    if plan.method == "sparsegpt":
+        mask, _ = prunekit.sparsegpt(weight, stats[t.name], sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+    else:
+        features = None
+        if plan.method in ("wanda", "stade"):
+            features = stats[t.name]
+        mask = prunekit.mask(weight, sparsity, criterion=plan.method, features=features, seed=args.seed,
+                             threads=args.threads, **kwargs)
+        target.reshape(rows, -1)[...] = original.reshape(rows, -1)
+        prunekit.apply_mask(out, mask)
+    return 1.0 - float(mask.mean())
+
+
+def cmd_prune(args) -> int:
+    source = SafeTensorsFile(args.input)
+    stats = prunekit.load_stats(args.stats) if args.stats else None
+    plans = plans_for(source, args)
+    check_plans(source, plans, stats)
+    if not plans:
+        raise ValueError("no tensor matches: nothing to prune (check --include/--exclude)")
+    done = [0]
+    total_start = time.perf_counter()
+
+    def replace(t, original, target):
+        plan = plans.get(t.name)
+        if plan is None:
+            return False
+        start = time.perf_counter()
+        achieved = prune_tensor(t, original, target, plan, stats, args)
+        done[0] += 1
+        if not args.quiet:
+            print(f"[{done[0]}/{len(plans)}] {t.name} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
+                  f"sparsity {achieved:.3f} ({1e3 * (time.perf_counter() - start):.0f} ms)", file=sys.stderr, flush=True)
+        return True
+
+    rewrite(source, args.output, replace)
+    if not args.quiet:
+        print(f"wrote {args.output}: {len(plans)} of {len(source.tensors)} tensors pruned in "
+              f"{time.perf_counter() - total_start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def nm_ok(array2d: np.ndarray, n: int, m: int) -> bool:
+    if array2d.shape[1] % m:
+        return False
+    return bool(((array2d != 0).reshape(array2d.shape[0], -1, m).sum(-1) <= n).all())
+
+
+def cmd_inspect(args) -> int:
+    source = SafeTensorsFile(args.file)
+    n, m = (int(x) for x in args.pattern.split(":"))
+    print(f"{'tensor':50s} {'dtype':5s} {'shape':>16s} {'sparsity':>9s} {args.pattern:>5s}")
+    for t in source:
+        a = source.array(t.name)
+        if t.dtype == "BF16":
+            nonzero = (a & 0x7FFF) != 0
+        else:
+            nonzero = a != 0
+        sparsity = 1.0 - float(nonzero.mean()) if a.size else 0.0
+        pattern = "-"
+        if len(t.shape) >= 2 and t.prunekit_dtype:
+            pattern = "yes" if nm_ok(nonzero.reshape(t.shape[0], -1), n, m) else "no"
+        print(f"{t.name:50s} {t.dtype:5s} {str(list(t.shape)):>16s} {sparsity:9.3f} {pattern:>5s}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    source = SafeTensorsFile(args.file)
+    if args.tensor not in source.tensors:
+        raise ValueError(f"{args.file}: no tensor {args.tensor!r}")
+    t = source.tensors[args.tensor]
+    if t.prunekit_dtype is None or len(t.shape) < 2:
+        raise ValueError(f"{args.tensor}: only floating tensors of 2 or more dimensions can be exported")
+    weight = as_input(source.array(t.name).reshape(t.shape[0], -1), t.prunekit_dtype)
+    if args.format == "2:4":
+        values, metadata = prunekit.to_24(weight)
+        arrays = dict(values=values, metadata=metadata)
+    elif args.format == "csr":
+        offsets, columns, values = prunekit.to_csr(weight)
+        arrays = dict(row_offsets=offsets, columns=columns, values=values)
+    else:
+        bits, values = prunekit.to_bitmask(weight)
+        arrays = dict(bits=bits, values=values)
+    np.savez(args.output, shape=np.array(t.shape), dtype=np.array(t.dtype), **arrays)
+    print(f"wrote {args.output}: {args.tensor} as {args.format}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prunekit", description="Prune safetensors checkpoints with PruneKit.")
+    sub = p.add_subparsers(dest="command", required=True)
+    prune = sub.add_parser("prune", help="prune a checkpoint into a new file")
+    prune.add_argument("input")
+    prune.add_argument("-o", "--output", required=True)
+    prune.add_argument("--method", default="magnitude", choices=METHODS)
+    prune.add_argument("--sparsity", type=float, default=0.5)
+    prune.add_argument("--pattern", help="N:M, e.g. 2:4 (instead of --sparsity)")
+    prune.add_argument("--scope", default="row", choices=("row", "layer"))
+    prune.add_argument("--stats", help="statistics bundle (prunekit.save_stats): per tensor name")
+    prune.add_argument("--include", action="append", default=[], metavar="REGEX", help="prune only matching tensors")
+    prune.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="never prune matching tensors")
+    prune.add_argument("--override", action="append", default=[], metavar="REGEX=SPEC",
+                       help="per-tensor settings: REGEX=skip or REGEX=sparsity:0.3,pattern:2:4,method:wanda")
+    prune.add_argument("--seed", type=int, default=0)
+    prune.add_argument("--threads", type=int, default=0)
+    prune.add_argument("--quiet", action="store_true")
+    prune.set_defaults(run=cmd_prune)
+    inspect = sub.add_parser("inspect", help="per-tensor sparsity and N:M compliance")
+    inspect.add_argument("file")
+    inspect.add_argument("--pattern", default="2:4")
+    inspect.set_defaults(run=cmd_inspect)
+    export = sub.add_parser("export", help="one tensor in a sparse format (.npz)")
+    export.add_argument("file")
+    export.add_argument("tensor")
+    export.add_argument("--format", required=True, choices=("2:4", "csr", "bitmask"))
+    export.add_argument("-o", "--output", required=True)
+    export.set_defaults(run=cmd_export)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (SafeTensorsError, ValueError, TypeError, ArithmeticError, OSError) as e:
+        print(f"prunekit: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
