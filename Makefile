@@ -21,7 +21,7 @@ WARN := -Wall -Wextra -Werror
 LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
-.PHONY: all lib test test-swift test-c test-install test-python test-examples python demo main demo-deps bench install clean vectors
+.PHONY: all lib test test-swift test-c test-install test-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors
 
 all: lib
 
@@ -83,7 +83,15 @@ test-install: $(LIB) | $(OUT)
 	$(OUT)/prune_cpp
 	@readelf -d $(OUT)/prune_cpp | grep -q 'libprunekit.so.0' && echo "C++ example links libprunekit.so.0 from the installed prefix"
 
-test-examples: python $(OUT)/prune_layer demo-deps
+# The C++ inference example, configured with CMake against the prefix test-install made.
+test-cpp-minilm: test-install python demo-deps
+	$(PYTHON) examples/cpp/minilm/prepare_tokens.py $(OUT)/minilm-cpp --calibration 32 --evaluation 32
+	cmake -S examples/cpp/minilm -B $(OUT)/minilm-cpp-build -DCMAKE_PREFIX_PATH=$(abspath $(OUT)/prefix) \
+	    -DCMAKE_BUILD_RPATH=$(abspath $(OUT)/prefix)/lib > /dev/null
+	cmake --build $(OUT)/minilm-cpp-build > /dev/null
+	$(OUT)/minilm-cpp-build/minilm_cpp "$$(cat $(OUT)/minilm-cpp/model.path)" $(OUT)/minilm-cpp
+
+test-examples: python $(OUT)/prune_layer demo-deps test-cpp-minilm
 	$(PYTHON) examples/python/prune_layer.py
 	$(SWIFT) run -q prune-example
 	$(PYTHON) examples/python/minilm.py --calibration 16 --evaluation 24 --plot $(OUT)/minilm-smoke.png
@@ -137,6 +145,9 @@ install: $(LIB)
 	ln -sf libprunekit.so.0 $(DESTDIR)$(PREFIX)/lib/libprunekit.so
 	install -m 644 include/prunekit.h $(DESTDIR)$(PREFIX)/include/prunekit.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' prunekit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/prunekit.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/PruneKit
+	sed -e 's|@VERSION@|$(VERSION)|g' cmake/PruneKitConfig.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/PruneKit/PruneKitConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' cmake/PruneKitConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/PruneKit/PruneKitConfigVersion.cmake
 
 clean:
 	rm -rf $(OUT) .build $(BUILD) bindings/python/build
