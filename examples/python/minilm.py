@@ -135,6 +135,7 @@ METHODS = [  # label, pattern or sparsity, how
     ("wanda", "50%", dict(criterion="wanda")),
     ("stade", "50%", dict(criterion="stade")),
     ("sparsegpt", "50%", dict(sparsegpt=True)),
+    ("wanda+obs", "50%", dict(criterion="wanda", reconstruct=True)),
     ("magnitude", "2:4", dict(criterion="magnitude")),
     ("wanda", "2:4", dict(criterion="wanda")),
     ("sparsegpt", "2:4", dict(sparsegpt=True)),
@@ -153,7 +154,8 @@ def prune(weights, stats, selection, how):
             features = stats[name] if how["criterion"] in ("wanda", "stade") else None
             mask = prunekit.mask(w, sparsity, pattern=pattern, criterion=how["criterion"], features=features,
                                  seed=how.get("seed", 0))
-            pruned[name + ".weight"] = w * mask
+            # "+obs": the criterion's mask, then SparseGPT's second-order update of the kept weights.
+            pruned[name + ".weight"] = prunekit.reconstruct(w, stats[name], mask) if how.get("reconstruct") else w * mask
     return pruned
 
 
