@@ -171,11 +171,26 @@ enum Factor<T: ReconstructionScalar> {
         }
         var damp = options.dampening * meanDiagonal
         for attempt in 0...options.maxDampeningRetries {
-            for (p, i) in idx.enumerated() {
-                for (q, j) in idx.enumerated() { a[p * n + q] = T(hessian[i * full + j]) }
-                // Inputs that never fire: SparseGPT sets their diagonal to 1.
-                if hessian[i * full + i] == 0 { a[p * n + p] = 1 }
-                a[p * n + p] += T(damp)
+            idx.withUnsafeBufferPointer { ix in
+                // Concrete per precision: the generic conversion is a witness call per element.
+                if T.self == Float.self {
+                    let f = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Float.self)
+                    for p in 0..<n {
+                        let source = hessian + ix[p] * full, row = f + p * n
+                        for q in 0..<n { row[q] = Float(source[ix[q]]) }
+                    }
+                } else {
+                    let d = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Double.self)
+                    for p in 0..<n {
+                        let source = hessian + ix[p] * full, row = d + p * n
+                        for q in 0..<n { row[q] = source[ix[q]] }
+                    }
+                }
+                for p in 0..<n {
+                    // Inputs that never fire: SparseGPT sets their diagonal to 1.
+                    if hessian[ix[p] * full + ix[p]] == 0 { a[p * n + p] = 1 }
+                    a[p * n + p] += T(damp)
+                }
             }
             if T.choleskyUpper(a, n: n) == 0, after(a, n) == 0 {
                 var finite = true
@@ -207,6 +222,7 @@ enum OBS<T: ReconstructionScalar> {
         for j in 0..<cols where hessian[j * cols + j] == 0 {
             for r in 0..<rows { w.base[r * cols + j] = 0 }
         }
+        let workers = resolveThreads(options.threads, work: rows)
         // U: the upper Cholesky factor of the inverse of the dampened Hessian (Hinv = U^T U).
         // With J the reversal, J H J = U~^T U~ gives H = V V^T for the upper V = J U~^T J, so
         // Hinv = (V^-1)^T V^-1 and, the factor being unique, U = V^-1 = J (U~^-1)^T J: one
@@ -216,22 +232,26 @@ enum OBS<T: ReconstructionScalar> {
             let info = T.invertUpperFactor(a, n: n)  // a's upper triangle: U~^-1
             if info != 0 { return info }
             // U[i][j] = (U~^-1)[n-1-j][n-1-i]: an anti-transpose, which maps the upper triangle
-            // onto itself; swap each pair once, tile against mirror tile to stay in cache.
-            let tile = 64
-            for ti in stride(from: 0, to: n, by: tile) {
-                for tj in stride(from: ti, to: n, by: tile) {
-                    for i in ti..<min(ti + tile, n) {
-                        for j in max(tj, i)..<max(max(tj, i), min(tj + tile, n)) {
-                            let (p, q) = (n - 1 - j, n - 1 - i)
-                            if (p, q) > (i, j) { swap(&a[i * n + j], &a[p * n + q]) }
+            // onto itself. Each pair is swapped once, by its lexicographically smaller side, tile
+            // against mirror tile to stay in cache; tile rows go to different workers (no pair is
+            // touched by two).
+            let tile = 64, tileRows = (n + tile - 1) / tile
+            parallelFor(workers: min(workers, tileRows)) { worker in
+                for tileRow in partition(tileRows, workers: min(workers, tileRows), worker: worker) {
+                    let ti = tileRow * tile
+                    for tj in stride(from: ti, to: n, by: tile) {
+                        for i in ti..<min(ti + tile, n) {
+                            for j in max(tj, i)..<max(max(tj, i), min(tj + tile, n)) {
+                                let (p, q) = (n - 1 - j, n - 1 - i)
+                                if (p, q) > (i, j) { swap(&a[i * n + j], &a[p * n + q]) }
+                            }
                         }
                     }
+                    for i in ti..<min(ti + tile, n) { for j in 0..<i { a[i * n + j] = 0 } }
                 }
             }
-            for i in 0..<n { for j in 0..<i { a[i * n + j] = 0 } }
             return 0
         }
-        let workers = resolveThreads(options.threads, work: rows)
         // Sub-blocks of 16 columns (a multiple of M for N:M, whose groups must not straddle them).
         let subBlock: Int = {
             if case .choose = source, case .nm(_, let m) = options.pattern { return max(m, (16 + m - 1) / m * m) }
@@ -306,28 +326,62 @@ enum OBS<T: ReconstructionScalar> {
     }
 
     /// Unstructured: the k lowest w^2 / d^2 of the block (row-major position breaks ties).
+    /// Keys, their range, the histogram and the marking run by row partition; the few entries
+    /// equal to the threshold are marked in position order, so the result does not depend on
+    /// the number of workers.
     static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
                                 k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>, workers: Int) {
         guard k > 0 else { return }
-        parallelFor(workers: workers) { worker in
-            for r in partition(rows, workers: workers, worker: worker) {
-                for i in 0..<count {
-                    let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
-                    keys[r * count + i] = (x * x / (d * d)).orderKey64
+        let binCount = 4096
+        var ranges = [(low: UInt64, high: UInt64)](repeating: (.max, 0), count: workers)
+        ranges.withUnsafeMutableBufferPointer { slots in
+            parallelFor(workers: workers) { worker in
+                var low = UInt64.max, high: UInt64 = 0
+                for r in partition(rows, workers: workers, worker: worker) {
+                    for i in 0..<count {
+                        let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
+                        let key = (x * x / (d * d)).orderKey64
+                        keys[r * count + i] = key
+                        low = min(low, key)
+                        high = max(high, key)
+                    }
+                }
+                slots[worker] = (low, high)
+            }
+        }
+        let lowest = ranges.map(\.low).min()!, highest = ranges.map(\.high).max()!
+        let shift = UInt64(max(0, (64 - (highest &- lowest).leadingZeroBitCount) - 12))
+        var histograms = [Int](repeating: 0, count: workers * binCount)
+        histograms.withUnsafeMutableBufferPointer { h in
+            parallelFor(workers: workers) { worker in
+                let mine = h.baseAddress! + worker * binCount
+                for r in partition(rows, workers: workers, worker: worker) {
+                    for i in 0..<count { mine[Int(truncatingIfNeeded: (keys[r * count + i] &- lowest) &>> shift)] &+= 1 }
                 }
             }
         }
-        let (threshold, ties) = selectLowest(keys, count: rows * count, k: k)
-        var tiesLeft = ties
-        for r in 0..<rows {
-            let rowKeys = keys + r * count, rowPruned = pruned + r * cols + start
-            for i in 0..<count {
-                let key = rowKeys[i]
-                if key < threshold || (key == threshold && tiesLeft > 0) {
-                    if key == threshold { tiesLeft -= 1 }
-                    rowPruned[i] = 1
-                }
+        var below = 0, bin = 0
+        func binTotal(_ b: Int) -> Int { (0..<workers).reduce(0) { $0 + histograms[$1 * binCount + b] } }
+        while below + binTotal(bin) < k {
+            below += binTotal(bin)
+            bin += 1
+        }
+        var candidates: [UInt64] = []
+        candidates.reserveCapacity(binTotal(bin))
+        for p in 0..<(rows * count) where (keys[p] &- lowest) &>> shift == UInt64(bin) { candidates.append(keys[p]) }
+        let threshold = candidates.withUnsafeMutableBufferPointer {
+            quickselect($0.baseAddress!, count: $0.count, rank: k - 1 - below)
+        }
+        var ties = k - below - candidates.reduce(0) { $0 + ($1 < threshold ? 1 : 0) }
+        parallelFor(workers: workers) { worker in
+            for r in partition(rows, workers: workers, worker: worker) {
+                let rowKeys = keys + r * count, rowPruned = pruned + r * cols + start
+                for i in 0..<count where rowKeys[i] < threshold { rowPruned[i] = 1 }
             }
+        }
+        for p in 0..<(rows * count) where ties > 0 && keys[p] == threshold {
+            pruned[(p / count) * cols + start + p % count] = 1
+            ties -= 1
         }
     }
 
@@ -375,36 +429,6 @@ enum OBS<T: ReconstructionScalar> {
             }
         }
     }
-}
-
-/// The k lowest of `keys` (1 <= k): returns the key T of rank k and how many entries equal to T
-/// are among the k (the first ones by position). Exactly: every key < T, plus that many of the
-/// keys == T in position order. One histogram pass over linear bins between the extreme keys
-/// finds the bin holding rank k; only that bin is selected exactly.
-func selectLowest(_ keys: UnsafePointer<UInt64>, count: Int, k: Int) -> (threshold: UInt64, ties: Int) {
-    var lowest = UInt64.max, highest: UInt64 = 0
-    for i in 0..<count {
-        lowest = min(lowest, keys[i])
-        highest = max(highest, keys[i])
-    }
-    let binCount = 4096
-    let range = highest &- lowest
-    let shift = UInt64(max(0, (64 - range.leadingZeroBitCount) - 12))
-    var bins = [Int](repeating: 0, count: binCount)
-    for i in 0..<count { bins[Int(truncatingIfNeeded: (keys[i] &- lowest) &>> shift)] &+= 1 }
-    var below = 0, bin = 0
-    while below + bins[bin] < k {
-        below += bins[bin]
-        bin += 1
-    }
-    var candidates: [UInt64] = []
-    candidates.reserveCapacity(bins[bin])
-    for i in 0..<count where (keys[i] &- lowest) &>> shift == UInt64(bin) { candidates.append(keys[i]) }
-    let threshold = candidates.withUnsafeMutableBufferPointer {
-        quickselect($0.baseAddress!, count: $0.count, rank: k - 1 - below)
-    }
-    let strictlyBelow = below + candidates.reduce(0) { $0 + ($1 < threshold ? 1 : 0) }
-    return (threshold, k - strictlyBelow)
 }
 
 /// Prunes whole input columns (keep[col] == 0) and compensates with the kept ones in closed form:
