@@ -79,7 +79,8 @@ public func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Doubl
 
 func reconstruct(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: ReconstructionOptions,
                  source: MaskSource, maskOut: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
-    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output)
+    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
+                                  threads: options.threads)
     if case .choose = source { try options.validate(cols: weights.cols) } else {
         guard options.blockSize > 0 else { throw .invalidArgument("block size must be positive, got \(options.blockSize)") }
         try checkThreads(options.threads)
@@ -92,7 +93,8 @@ func reconstruct(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSiz
 }
 
 /// Shapes, finiteness, symmetry: everything checked before anything is written.
-func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, output: MatrixView) throws(PruneKitError) {
+func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, output: MatrixView,
+                               threads: Int) throws(PruneKitError) {
     let n = weights.cols
     guard hessianSize == n else {
         throw .invalidShape("hessian is \(hessianSize) x \(hessianSize), the weights have \(n) columns")
@@ -124,28 +126,10 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
             }
         }
     }
-    // Weights: finite (read in their own width; float32 and the 16-bit types as float32).
-    let scratch = try ScratchBuffer<Double>(count: weights.cols)
-    let floats = try ScratchBuffer<Float>(count: weights.cols)
-    defer { withExtendedLifetime((scratch, floats)) {} }
-    for r in 0..<weights.rows {
-        var finite = true
-        if weights.dtype == .float64 {
-            let row = weights.doubles(row: r, count: weights.cols, scratch: scratch.base)
-            var worst: UInt64 = 0
-            for c in 0..<weights.cols { worst = max(worst, row[c].bitPattern & 0x7FFF_FFFF_FFFF_FFFF) }
-            finite = worst < 0x7FF0_0000_0000_0000
-        } else {
-            let row = weights.floats(row: r, count: weights.cols, scratch: floats.base)
-            var worst: UInt32 = 0
-            for c in 0..<weights.cols { worst = max(worst, row[c].bitPattern & 0x7FFF_FFFF) }
-            finite = worst < 0x7F80_0000
-        }
-        if !finite {
-            let c = (0..<weights.cols).first { !weights.value(row: r, col: $0).isFinite }!
-            throw .nonFinite("weight at row \(r), column \(c) is \(weights.value(row: r, col: c))")
-        }
-    }
+    // Weights: finite, checked in parallel by the mask engine's validation (same messages).
+    let kernel = try ScoreKernel(weights: weights, criterion: .magnitude)
+    let workers = resolveThreads(threads, work: weights.rows)
+    try MaskEngine.validate(kernel: kernel, workers: workers, scratches: try makeScratches(workers: workers, cols: weights.cols))
 }
 
 /// The factorisations shared by SparseGPT and column compensation: a dampened copy of the
@@ -209,12 +193,17 @@ enum OBS<T: ReconstructionScalar> {
     static func run(_ weights: MatrixView, _ hessian: UnsafePointer<Double>, _ options: ReconstructionOptions,
                     _ source: MaskSource, _ maskOut: UnsafeMutablePointer<UInt8>?, _ output: MatrixView) throws(PruneKitError) {
         let rows = weights.rows, cols = weights.cols
+        let workers = resolveThreads(options.threads, work: rows)
         let w = try ScratchBuffer<T>(count: try checkedProduct(rows, cols, "weights"))
         let pruned = try ScratchBuffer<UInt8>(repeating: 0, count: rows * cols)
         let u = try ScratchBuffer<T>(count: try checkedProduct(cols, cols, "hessian"))
-        let scratch = try ScratchBuffer<Double>(count: cols)
+        let scratch = try ScratchBuffer<Double>(count: workers * cols)
         defer { withExtendedLifetime((w, pruned, u, scratch)) {} }
-        for r in 0..<rows { T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base) }
+        parallelFor(workers: workers) { worker in
+            for r in partition(rows, workers: workers, worker: worker) {
+                T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base + worker * cols)
+            }
+        }
         if case .given(let keep) = source {
             for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
         }
@@ -222,7 +211,6 @@ enum OBS<T: ReconstructionScalar> {
         for j in 0..<cols where hessian[j * cols + j] == 0 {
             for r in 0..<rows { w.base[r * cols + j] = 0 }
         }
-        let workers = resolveThreads(options.threads, work: rows)
         // U: the upper Cholesky factor of the inverse of the dampened Hessian (Hinv = U^T U).
         // With J the reversal, J H J = U~^T U~ gives H = V V^T for the upper V = J U~^T J, so
         // Hinv = (V^-1)^T V^-1 and, the factor being unique, U = V^-1 = J (U~^-1)^T J: one
@@ -405,8 +393,11 @@ enum OBS<T: ReconstructionScalar> {
     static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
         // The working precision is the output's dtype: copy rows as they are.
         if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
-            for r in 0..<rows {
-                output.rowAddress(r).copyMemory(from: w + r * cols, byteCount: cols * MemoryLayout<T>.stride)
+            let workers = resolveThreads(0, work: rows)
+            parallelFor(workers: workers) { worker in
+                for r in partition(rows, workers: workers, worker: worker) {
+                    output.rowAddress(r).copyMemory(from: w + r * cols, byteCount: cols * MemoryLayout<T>.stride)
+                }
             }
             return
         }
@@ -436,7 +427,8 @@ enum OBS<T: ReconstructionScalar> {
 /// The C function is `pk_prune_columns`.
 public func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
                          options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
-    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output)
+    try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
+                                  threads: options.threads)
     try checkMaskBytes(keepColumns, count: weights.cols)
     guard options.dampening >= 0, options.dampening.isFinite, options.maxDampeningRetries >= 0 else {
         throw .invalidArgument("dampening must be finite and >= 0")
