@@ -216,7 +216,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
     args, _ = _criterion_args(w, criterion, features, gradient, seed)
     scope_code, s, n, m = _selection(sparsity, scope, pattern)
     out = np.empty((w.rows, w.cols), dtype=np.uint8)
-    _prunekit.mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, scope_code, s, n, m, int(threads), out)
+    _prunekit.mask_layers([(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)], scope_code, s, n, m, int(threads))
     return out.view(np.bool_)
 
 

@@ -120,41 +120,9 @@ static PyObject *py_score(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* mask(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
- *      scope, sparsity, n, m, threads, out) */
-static PyObject *py_mask(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, f = {0}, g = {0}, out = {0};
-    int dtype, kind, gdtype, scope, n, m, threads;
-    long long rows, cols, stride, gstride;
-    unsigned long long seed;
-    double sparsity;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKidiiiw*", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype,
-                          &gstride, &seed, &scope, &sparsity, &n, &m, &threads, &out))
-        return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&out, (Py_ssize_t)(rows * cols), "mask")) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
-        pk_selection s;
-        fill_selection(&s, scope, sparsity, n, m, threads);
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask(&mat, &c.criterion, &s, (uint8_t *)out.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
-    PyBuffer_Release(&out);
-    return result;
-}
-
 /* mask_layers(layers, scope, sparsity, n, m, threads) where layers is a list of tuples
- * (weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out). */
+ * (weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out).
+ * One layer is pk_mask's case: the library treats a one-layer list exactly like it. */
 static PyObject *py_mask_layers(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *list;
@@ -512,7 +480,6 @@ static PyObject *py_version(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"score", py_score, METH_VARARGS, NULL},
-    {"mask", py_mask, METH_VARARGS, NULL},
     {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
     {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
     {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
