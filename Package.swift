@@ -26,13 +26,15 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        /// Compiler builtins (prefetch) for the core. A C shim: no Swift API.
+        .target(name: "CPruneKitShims"),
         /// The C header include/prunekit.h as a Clang module, so that the Swift implementation of
         /// each `pk_` function is checked against its declaration (`@c @implementation`).
         .systemLibrary(name: "CPruneKit", path: "include"),
         /// The Swift core: views, statistics, scoring, selection, reconstruction, application.
         .target(
             name: "PruneKit",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CPruneKitShims"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         /// The exported C functions only: argument checks, status codes and messages.

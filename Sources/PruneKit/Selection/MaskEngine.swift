@@ -1,3 +1,5 @@
+import CPruneKitShims
+
 /// Per-worker scratch for scoring and selecting rows of up to `cols` entries.
 final class RowScratch {
     private let scoreBuffer: ScratchBuffer<Float>
@@ -122,6 +124,10 @@ enum MaskEngine {
                     default:
                         let (worst, lowest, highest) = s.keys(of: kernel, row: r)
                         if worst >= nonFiniteWord { badRows[w] = r; return }
+                        // The next row's weights arrive while this row is selected.
+                        if r + 1 < rows {
+                            prunekit_prefetch(kernel.weights.rowAddress(r + 1), cols * kernel.weights.dtype.size)
+                        }
                         let threshold = RowSelector.threshold(
                             keys: s.keys, n: cols, k: k, lowest: lowest, highest: highest,
                             candidates: s.candidates.base, bins: s.bins.base)

@@ -1,0 +1,1 @@
+// The shims are header-only; SwiftPM needs one source file per C target.
