@@ -245,23 +245,33 @@ def test_masks_do_not_depend_on_threads():
 
 
 def test_the_gil_is_released_while_the_library_works():
-    w = rng(17).standard_normal((2048, 4096)).astype(np.float32)
-    done = threading.Event()
+    """Deterministic, not timed: with a huge switch interval the interpreter never takes the GIL
+    from a thread, so the main thread can only run while the worker is inside the library if the
+    library released the GIL. It counts to 100000 (a few ms) during a layer-wide mask of 16M
+    entries (tens of ms or more) and checks the worker is still busy when it is done."""
+    import sys
+    w = rng(17).standard_normal((4096, 4096)).astype(np.float32)
+    entered, done = threading.Event(), threading.Event()
 
     def work():
-        for _ in range(3):
-            prunekit.mask(w, 0.5, scope="layer", threads=1)
+        entered.set()
+        prunekit.mask(w, 0.5, scope="layer", threads=1)
         done.set()
 
-    thread = threading.Thread(target=work)
-    spins = 0
-    thread.start()
-    while not done.is_set():
-        spins += 1
-        time.sleep(0)
-    thread.join()
-    # With the GIL held for the whole call, this loop could not run while the mask is computed.
-    assert spins > 1000
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        entered.wait()
+        count = 0
+        while count < 100_000:
+            count += 1
+        worker_still_busy = not done.is_set()
+        thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert worker_still_busy
 
 
 # ------------------------------------------------------------------------------------------
