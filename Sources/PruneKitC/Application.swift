@@ -20,8 +20,7 @@ public func pk_mask_sparsity(_ mask: UnsafePointer<UInt8>?, _ rows: Int64, _ col
                              _ overallOut: UnsafeMutablePointer<Double>?) -> pk_status {
     run("pk_mask_sparsity") { () throws(PruneKitError) in
         guard let mask else { throw nullPointer("mask") }
-        // Check everything before writing the per-row output.
-        _ = try maskSparsity(mask, rows: Int(rows), cols: Int(cols))
+        // maskSparsity checks the shape and every byte before it writes a per-row figure.
         let overall = try maskSparsity(mask, rows: Int(rows), cols: Int(cols), rowSparsity: rowSparsityOut)
         overallOut?.pointee = overall
     }

@@ -21,8 +21,6 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     /// In place: the upper factor U with A = U^T U in the upper triangle (row-major). Returns
     /// LAPACK's info (0 = success, > 0 = not positive definite).
     static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
-    /// In place, after `choleskyUpper`: A^{-1} in the upper triangle.
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
@@ -47,11 +45,6 @@ extension Double: ReconstructionScalar {
     static func choleskyUpper(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
         var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
         dpotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        dpotri_(&uplo, &size, a, &lda, &info)
         return info
     }
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
@@ -81,11 +74,6 @@ extension Float: ReconstructionScalar {
     static func choleskyUpper(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
         var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
         spotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        spotri_(&uplo, &size, a, &lda, &info)
         return info
     }
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
