@@ -470,6 +470,189 @@ PK_API pk_status pk_prune_columns(const pk_matrix *weights, const double *hessia
                                   const uint8_t *keep_columns, const pk_reconstruction_options *options,
                                   const pk_matrix *weights_out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Structured pruning: channels, heads, blocks; coupled groups; compaction                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* PruneKit cannot see a model graph, so the host declares what belongs together: a group is the
+ * set of tensors (members) that share one structural axis, e.g. for an MLP's hidden channels the
+ * rows of the first layer, its bias, and the columns of the second layer; for a conv channel the
+ * conv's rows, the batch-norm vectors and the next conv's columns (span kh*kw); for attention
+ * heads the q, k and v rows (span head_dim) and the output projection's columns (span head_dim).
+ * A vector (bias, batch-norm scale) is a 1 x n matrix split along its columns.
+ *
+ * Structure scores are float64. For PK_STRUCTURE_L1 / _L2 each scored member's entry scores (its
+ * criterion, e.g. magnitude, Wanda) are summed over the structure as |s| / s^2 in float64 (L2
+ * then takes the square root), then reduced across the scored members and normalised per group.
+ * Selection ranks by (score, index) ascending inside a group, by (score, group, index) across
+ * the groups of a stage; counts are exact as elsewhere: floor(ratio * n) in IEEE double. Results
+ * never depend on num_threads. */
+
+enum pk_axis {
+    PK_AXIS_ROWS = 0,    /* structure i = rows [i*span, (i+1)*span) */
+    PK_AXIS_COLS = 1,    /* structure i = columns [i*span, (i+1)*span) */
+    PK_AXIS_BLOCKS = 2   /* structure (i, j) = rows [i*span, (i+1)*span) x columns
+                            [j*block_cols, (j+1)*block_cols) (the last ones may be smaller),
+                            numbered i * ceil(cols / block_cols) + j; cannot be compacted */
+};
+
+/* One tensor of a group. This struct is frozen: it will not grow. */
+typedef struct pk_group_member {
+    pk_matrix tensor;                /* read; written only by pk_apply_structures */
+    int32_t axis;                    /* enum pk_axis */
+    int32_t scored;                  /* 1: its entries count towards the structure scores;
+                                        0: it is only compacted or masked (not checked for
+                                        non-finite values) */
+    int64_t span;                    /* rows (ROWS, BLOCKS) or columns (COLS) per structure, > 0;
+                                        the extent along the axis must be a multiple (not BLOCKS) */
+    int64_t block_cols;              /* BLOCKS: columns per block; otherwise ignored */
+    const pk_criterion *criterion;   /* entry scores for L1/L2 (NULL = magnitude); Wanda's and
+                                        STADE's feature_values index this tensor's columns */
+} pk_group_member;
+
+/* A group. This struct is frozen: it will not grow. */
+typedef struct pk_group {
+    const pk_group_member *members;
+    int64_t member_count;            /* > 0; every member has the same number of structures */
+    int64_t min_keep;                /* structures the group always keeps, 0 ... n */
+    int32_t stage;                   /* groups of one stage are ranked together (GLOBAL), keep
+                                        the same count (UNIFORM) and share a stage value; 0 ...
+                                        stage_count - 1 (0 when there are no stage values) */
+    int32_t reserved;                /* set to 0 */
+    const pk_stats *activations;     /* PK_STRUCTURE_MEAN_ABS_ACTIVATION / _NONZERO_FRACTION:
+                                        statistics of the structures' outputs, features = n * k
+                                        (k features per structure, averaged); else NULL */
+} pk_group;
+
+enum pk_structure_criterion {
+    PK_STRUCTURE_L1 = 0,   /* sum of |entry score| over the structure: magnitude -> L1 norm,
+                              Wanda -> activation-weighted norm, Taylor -> sum |w*g|; a
+                              batch-norm scale vector as the only scored member -> |gamma|
+                              (network slimming) */
+    PK_STRUCTURE_L2 = 1,   /* sqrt of the sum of squared entry scores (L2 norm for magnitude) */
+    PK_STRUCTURE_MEAN_ABS_ACTIVATION = 2,   /* mean |x| of the outputs (group->activations) */
+    PK_STRUCTURE_NONZERO_FRACTION = 3       /* 1 - zero fraction of the outputs (1 - APoZ) */
+};
+
+enum pk_reduction {
+    PK_REDUCE_SUM = 0, PK_REDUCE_MEAN = 1, PK_REDUCE_MAX = 2   /* across scored members */
+};
+
+enum pk_normalization {    /* per group, before selection; a zero divisor leaves scores as they are */
+    PK_NORMALIZE_NONE = 0, PK_NORMALIZE_MEAN = 1, PK_NORMALIZE_MAX = 2, PK_NORMALIZE_SUM = 3,
+    PK_NORMALIZE_STANDARD = 4   /* (s - mean) / std */
+};
+
+enum pk_structure_mode {
+    PK_SELECT_PER_GROUP = 0,   /* each group prunes floor(value * n) of its n structures */
+    PK_SELECT_GLOBAL = 1,      /* the groups of a stage are ranked together: floor(value * total)
+                                  pruned, skipping groups down to min_keep */
+    PK_SELECT_UNIFORM = 2,     /* every group of a stage keeps n_min - floor(value * n_min),
+                                  n_min its smallest group: the same width everywhere */
+    PK_SELECT_THRESHOLD = 3    /* structures whose score is below the stage's value are pruned;
+                                  a group keeps at least min_keep (its best) */
+};
+
+/* Option struct: set struct_size = sizeof(pk_structure_options) (pk_structure_options_init does). */
+typedef struct pk_structure_options {
+    size_t struct_size;
+    int32_t criterion;            /* enum pk_structure_criterion; default PK_STRUCTURE_L2 */
+    int32_t reduction;            /* enum pk_reduction; default PK_REDUCE_SUM */
+    int32_t normalization;        /* enum pk_normalization; default PK_NORMALIZE_NONE */
+    int32_t mode;                 /* enum pk_structure_mode; default PK_SELECT_PER_GROUP */
+    double ratio;                 /* the value (fraction pruned, in [0, 1]; the threshold in
+                                     THRESHOLD mode) of every group when stage_values is NULL;
+                                     default 0.5 */
+    const double *stage_values;   /* NULL, or stage_count values indexed by group->stage */
+    int64_t stage_count;
+    int64_t multiple;             /* kept counts are rounded up to a multiple of this (never above
+                                     the group's size), after min_keep; default 1 */
+    const double *scores;         /* NULL, or the caller's structure scores (all groups, in
+                                     order): used instead of computing them; still normalised */
+    int32_t num_threads;          /* 0 = one per CPU; results do not depend on it */
+    int32_t reserved;             /* set to 0 */
+} pk_structure_options;
+
+/* Fills *options with the defaults above and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_structure_options_init(pk_structure_options *options);
+
+/* Scores and selects the structures of group_count groups. Writes keep_out (one byte per
+ * structure, 1 = keep, the groups' structures concatenated in order) and, if not NULL, scores_out
+ * (as many doubles: the normalised scores the selection ranked) only on success. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_INVALID_SHAPE group_count <= 0, members disagreeing in their number of
+ *         structures, an extent that is not a multiple of the span, activations of the wrong size
+ * @retval PK_ERROR_INVALID_ARGUMENT an unknown enum value (axis, criterion, mode, ...), span <= 0,
+ *         a ratio outside [0, 1], a stage out of range, min_keep outside 0 ... n, a min_keep that
+ *         makes the target impossible, a group with no scored member
+ * @retval PK_ERROR_NON_FINITE a non-finite weight, score or threshold
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_select_structures(const pk_group *groups, int64_t group_count,
+                                      const pk_structure_options *options, uint8_t *keep_out,
+                                      double *scores_out);
+
+/* Closed-form compensation of one member while compacting. This struct is frozen. */
+typedef struct pk_compensation {
+    int64_t member;                                  /* index of a PK_AXIS_COLS member */
+    const double *hessian;                           /* its cols x cols Hessian (X^T X) */
+    int64_t hessian_size;                            /* its cols */
+    const pk_reconstruction_options *options;        /* dampening, precision; NULL = defaults */
+} pk_compensation;
+
+/* Compacts every member of a group by a selection (keep: one byte per structure, 0 or 1):
+ * outputs[i] receives member i without its pruned rows (ROWS) or columns (COLS), in the same
+ * dtype: (kept * span) x cols or rows x (kept * span). Outputs must not overlap the members or
+ * each other. kept_indices_out (if not NULL) receives the kept structure indices in increasing
+ * order. With compensation (if not NULL), the column member it names is first updated in closed
+ * form for its removed columns, as pk_prune_columns does (least squares on its Hessian), then
+ * compacted. Writes only on success; keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE (members disagree)
+ * @retval PK_ERROR_BUFFER_TOO_SMALL an output smaller than its compacted member
+ * @retval PK_ERROR_INVALID_SHAPE an output of another shape
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE an output of another dtype
+ * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1, nothing kept, a BLOCKS member,
+ *         overlapping outputs, a compensation member that is not a COLS member
+ * @retval the codes of pk_prune_columns for the compensation */
+PK_API pk_status pk_compact_group(const pk_group *group, const uint8_t *keep,
+                                  const pk_compensation *compensation, const pk_matrix *outputs,
+                                  int64_t *kept_indices_out);
+
+/* Sets the pruned structures (keep byte 0) of every member to +0.0 in place: the selection
+ * applied as masks, shapes unchanged. Checks everything before writing.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1 */
+PK_API pk_status pk_apply_structures(const pk_group *group, const uint8_t *keep);
+
+/* The entry mask (rows*cols bytes of member `member`'s tensor, 1 = keep) of a selection, e.g.
+ * the block mask of a PK_AXIS_BLOCKS member. Writes mask_out only on success.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE
+ * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1, member out of range */
+PK_API pk_status pk_structure_mask(const pk_group *group, int64_t member, const uint8_t *keep,
+                                   uint8_t *mask_out);
+
+/* Key-cache channel pruning driven by the queries (ThinK): for key head h and channel c the
+ * score is ||K[:, h*d + c]|| * sqrt(sum over the query heads of its group of ||Q[:, q*d + c]||^2),
+ * the Frobenius norm of the channel's rank-one term in Q K^T (norms in float64). Each head drops
+ * floor(ratio * d) channels, ranked by (score, channel) ascending.
+ * queries: [query tokens, query_heads * d], query_heads a multiple of heads (grouped-query
+ * attention); keys: [key tokens, heads * d]. Writes keep_out (heads * d bytes, 1 = keep) and, if
+ * not NULL, scores_out (heads * d doubles) only on success. Keeps nothing.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_NON_FINITE
+ * @retval PK_ERROR_INVALID_SHAPE heads <= 0 or not dividing the widths
+ * @retval PK_ERROR_INVALID_ARGUMENT ratio outside [0, 1] or NaN */
+PK_API pk_status pk_key_channels(const pk_matrix *queries, const pk_matrix *keys, int64_t heads,
+                                 double ratio, uint8_t *keep_out, double *scores_out);
+
+/* Per-feature activity of an accumulator, for channel scoring: the mean |x|, and the fraction of
+ * tokens that are exactly zero (APoZ after a ReLU). Accumulators keep both since 0.1; one restored
+ * from bytes without them (or merged with such) reports PK_ERROR_INVALID_ARGUMENT.
+ * @retval as pk_stats_mean */
+PK_API pk_status pk_stats_mean_abs(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_zero_fraction(const pk_stats *stats, double *out, int64_t length);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -144,6 +144,18 @@ public func pk_stats_mean(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<D
     writeFeatures("pk_stats_mean", stats, out, length) { s throws(PruneKitError) in try s.mean() }
 }
 
+/// Implements `pk_status pk_stats_mean_abs(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_mean_abs(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_mean_abs", stats, out, length) { s throws(PruneKitError) in try s.meanAbsolute() }
+}
+
+/// Implements `pk_status pk_stats_zero_fraction(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_zero_fraction(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    writeFeatures("pk_stats_zero_fraction", stats, out, length) { s throws(PruneKitError) in try s.zeroFraction() }
+}
+
 /// Implements `pk_status pk_stats_variance(const pk_stats *, double *out, int64_t length)`.
 @c @implementation
 public func pk_stats_variance(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {

@@ -21,9 +21,18 @@ public struct ActivationStatistics: Sendable, Equatable {
     var means: [Double]
     var m2: [Double]
     var sumSquares: [Double]
+    /// Sum of |x| and the number of exact zeros per feature (mean absolute activation and the
+    /// zero fraction that structured pruning scores channels by). Empty when restored from bytes
+    /// written before they were kept.
+    var absSums: [Double]
+    var zeroCounts: [Double]
     /// X^T X, features x features row-major, when asked for: the layer Hessian up to scale.
     /// Only the upper triangle is accumulated (OpenBLAS syrk); `gram()` returns it symmetric.
     var gramUpper: [Double]?
+
+    /// Whether the accumulator has the per-feature |x| sums and zero counts (always, unless it was
+    /// restored from bytes written without them, or merged with such an accumulator).
+    public var keepsActivity: Bool { absSums.count == features }
 
     /// Whether the accumulator keeps the Gram matrix X^T X.
     public var keepsGram: Bool { gramUpper != nil }
@@ -43,6 +52,8 @@ public struct ActivationStatistics: Sendable, Equatable {
         means = Array(repeating: 0, count: features)
         m2 = Array(repeating: 0, count: features)
         sumSquares = Array(repeating: 0, count: features)
+        absSums = Array(repeating: 0, count: features)
+        zeroCounts = Array(repeating: 0, count: features)
     }
 
     /// Adds a batch of activations: `batch.rows` tokens of `batch.cols == features` features.
@@ -59,7 +70,9 @@ public struct ActivationStatistics: Sendable, Equatable {
         let scratch = try ScratchBuffer<Double>(count: f)
         let sums = try ScratchBuffer<Double>(repeating: 0, count: f)
         let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
-        defer { withExtendedLifetime((scratch, sums, squares)) {} }
+        let absolute = try ScratchBuffer<Double>(repeating: 0, count: f)
+        let zeros = try ScratchBuffer<Double>(repeating: 0, count: f)
+        defer { withExtendedLifetime((scratch, sums, squares, absolute, zeros)) {} }
         // Pass 1: sums and sums of squares, checking finiteness row by row.
         for t in 0..<tokens {
             let x = batch.doubles(row: t, count: f, scratch: scratch.base)
@@ -67,6 +80,8 @@ public struct ActivationStatistics: Sendable, Equatable {
             for j in 0..<f {
                 sums.base[j] += x[j]
                 squares.base[j] += x[j] * x[j]
+                absolute.base[j] += Swift.abs(x[j])
+                zeros.base[j] += x[j] == 0 ? 1 : 0
                 worst = max(worst, x[j].bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
             }
             if worst >= 0x7FF0_0000_0000_0000 {
@@ -88,6 +103,12 @@ public struct ActivationStatistics: Sendable, Equatable {
         }
         if gramUpper != nil { accumulateGram(batch) }
         combine(count: tokens, means: batchMeans.base, m2: batchM2.base, sumSquares: squares.base)
+        if keepsActivity {
+            for j in 0..<f {
+                absSums[j] += absolute.base[j]
+                zeroCounts[j] += zeros.base[j]
+            }
+        }
     }
 
     /// gram += X^T X for a validated batch, in float64, chunks of up to 256 tokens through syrk.
@@ -143,6 +164,15 @@ public struct ActivationStatistics: Sendable, Equatable {
         guard other.keepsGram == keepsGram else {
             throw .invalidArgument("cannot merge statistics with and without a Gram matrix")
         }
+        if keepsActivity && other.keepsActivity {
+            for j in 0..<features {
+                absSums[j] += other.absSums[j]
+                zeroCounts[j] += other.zeroCounts[j]
+            }
+        } else {
+            absSums = []
+            zeroCounts = []
+        }
         if let otherGram = other.gramUpper {
             for i in 0..<otherGram.count { gramUpper![i] += otherGram[i] }
         }
@@ -196,6 +226,32 @@ public struct ActivationStatistics: Sendable, Equatable {
     /// The C function is `pk_stats_std`.
     public func standardDeviation() throws(PruneKitError) -> [Double] {
         try variance().map { $0.squareRoot() }
+    }
+
+    /// The mean |x| per feature (the mean absolute activation of a channel whose outputs these
+    /// are).
+    /// - Throws: `.invalidArgument` when empty or restored without activity data.
+    /// The C function is `pk_stats_mean_abs`.
+    public func meanAbsolute() throws(PruneKitError) -> [Double] {
+        try requireActivity()
+        let n = Double(count)
+        return absSums.map { $0 / n }
+    }
+
+    /// The fraction of tokens whose value is exactly zero, per feature (APoZ, the average
+    /// percentage of zeros, for a channel after its activation function).
+    /// The C function is `pk_stats_zero_fraction`.
+    public func zeroFraction() throws(PruneKitError) -> [Double] {
+        try requireActivity()
+        let n = Double(count)
+        return zeroCounts.map { $0 / n }
+    }
+
+    private func requireActivity() throws(PruneKitError) {
+        try requireData()
+        guard keepsActivity else {
+            throw .invalidArgument("these statistics have no |x| sums and zero counts (restored from bytes written without them, or merged with such statistics)")
+        }
     }
 
     private func requireData() throws(PruneKitError) {

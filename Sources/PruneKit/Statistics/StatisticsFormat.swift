@@ -3,11 +3,12 @@
 ///     offset  size  field
 ///     0       8     magic "PKSTATS\0"
 ///     8       4     format version (1)
-///     12      4     flags (bit 0: a Gram matrix follows the sums of squares)
+///     12      4     flags (bit 0: a Gram matrix; bit 1: |x| sums and zero counts)
 ///     16      8     features (u64)
 ///     24      8     count (u64, tokens)
 ///     32      8*F   mean, then 8*F M2, then 8*F sum of squares (IEEE double)
-///     32+24F  8*F*F the Gram matrix X^T X, row-major, full (when flag bit 0 is set)
+///     ...     16*F  with bit 1: sum of |x|, then the zero count per feature (IEEE double)
+///     ...     8*F*F with bit 0: the Gram matrix X^T X, row-major, full
 ///     end-8   8     FNV-1a 64 checksum of every preceding byte
 extension ActivationStatistics {
     static let magic: [UInt8] = Array("PKSTATS".utf8) + [0]
@@ -16,7 +17,9 @@ extension ActivationStatistics {
 
     /// The exact size of `serialized()`.
     /// The C function is `pk_stats_serialized_size`.
-    public var serializedSize: Int { Self.headerSize + 3 * 8 * features + (keepsGram ? 8 * features * features : 0) + 8 }
+    public var serializedSize: Int {
+        Self.headerSize + 3 * 8 * features + (keepsActivity ? 16 * features : 0) + (keepsGram ? 8 * features * features : 0) + 8
+    }
 
     /// The accumulator as bytes in the versioned statistics format.
     /// The C function is `pk_stats_serialize`.
@@ -24,11 +27,12 @@ extension ActivationStatistics {
         var out: [UInt8] = []
         out.reserveCapacity(serializedSize)
         out += Self.magic
-        appendLittleEndian(&out, UInt64(Self.formatVersion) | (keepsGram ? 1 << 32 : 0))  // version (u32), flags (u32)
+        let flags: UInt64 = (keepsGram ? 1 : 0) | (keepsActivity ? 2 : 0)
+        appendLittleEndian(&out, UInt64(Self.formatVersion) | flags << 32)  // version (u32), flags (u32)
         appendLittleEndian(&out, UInt64(features))
         appendLittleEndian(&out, UInt64(count))
         // Doubles are copied as they sit in memory: the host is little-endian (checked below).
-        for array in [means, m2, sumSquares] { array.withUnsafeBytes { out.append(contentsOf: $0) } }
+        for array in [means, m2, sumSquares, absSums, zeroCounts] { array.withUnsafeBytes { out.append(contentsOf: $0) } }
         if keepsGram, let g = try? gram() { g.withUnsafeBytes { out.append(contentsOf: $0) } }
         appendLittleEndian(&out, fnv1a64(out[...]))
         return out
@@ -50,13 +54,14 @@ extension ActivationStatistics {
         guard version == Self.formatVersion else {
             throw corrupt("format version \(version) is not supported (this library reads version \(Self.formatVersion))")
         }
-        guard flags & ~1 == 0 else { throw corrupt("unknown flags 0x\(String(flags, radix: 16))") }
-        let hasGram = flags & 1 != 0
+        guard flags & ~3 == 0 else { throw corrupt("unknown flags 0x\(String(flags, radix: 16))") }
+        let hasGram = flags & 1 != 0, hasActivity = flags & 2 != 0
         let features = u64(16), count = u64(24)
         let limit = hasGram ? Self.maxGramFeatures : Self.maxFeatures
         guard features > 0, features <= UInt64(limit) else { throw corrupt("feature count \(features) is out of range") }
         let gramBytes = hasGram ? 8 * Int(features) * Int(features) : 0
-        let expected = Self.headerSize + 24 * Int(features) + gramBytes + 8
+        let activityBytes = hasActivity ? 16 * Int(features) : 0
+        let expected = Self.headerSize + 24 * Int(features) + activityBytes + gramBytes + 8
         guard bytes.count == expected else {
             throw corrupt(bytes.count < expected
                 ? "truncated: \(bytes.count) bytes, \(features) features need \(expected)"
@@ -70,7 +75,7 @@ extension ActivationStatistics {
         self.count = Int(count)
         let f = Int(features)
         if hasGram {
-            let base = Self.headerSize + 24 * f
+            let base = Self.headerSize + 24 * f + activityBytes
             for i in 0..<(f * f) {
                 let value = Double(bitPattern: u64(base + 8 * i))
                 guard value.isFinite else { throw corrupt("the Gram matrix holds a non-finite value at \(i)") }
@@ -90,6 +95,19 @@ extension ActivationStatistics {
             if count == 0, means[j] != 0 || m2[j] != 0 || sumSquares[j] != 0 {
                 throw corrupt("an empty accumulator with non-zero values at feature \(j)")
             }
+        }
+        if hasActivity {
+            for j in 0..<f {
+                absSums[j] = Double(bitPattern: u64(Self.headerSize + 8 * (3 * f + j)))
+                zeroCounts[j] = Double(bitPattern: u64(Self.headerSize + 8 * (4 * f + j)))
+                guard absSums[j].isFinite, absSums[j] >= 0, zeroCounts[j] >= 0, zeroCounts[j] <= Double(count),
+                      zeroCounts[j] == zeroCounts[j].rounded() else {
+                    throw corrupt("feature \(j) holds |x| sums or zero counts no accumulator can hold")
+                }
+            }
+        } else {
+            absSums = []
+            zeroCounts = []
         }
     }
 

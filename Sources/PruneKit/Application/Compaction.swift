@@ -1,0 +1,193 @@
+/// Applying a structure selection: compact every member of a group into physically smaller
+/// dense tensors, zero the pruned structures in place, or expand the selection into an entry
+/// mask. Selections come from `structureSelection` (or the caller): one byte per structure,
+/// 1 = keep.
+
+/// Closed-form compensation of one column member while compacting (`pruneColumns` on it).
+public struct StructureCompensation: @unchecked Sendable {
+    /// The index of a `.cols` member of the group (the next layer, whose inputs are removed).
+    public var member: Int
+    /// That member's cols x cols Hessian (X^T X of its inputs), row-major.
+    public var hessian: UnsafePointer<Double>
+    public var hessianSize: Int
+    public var options: ReconstructionOptions
+
+    public init(member: Int, hessian: UnsafePointer<Double>, hessianSize: Int, options: ReconstructionOptions = .init()) {
+        self.member = member
+        self.hessian = hessian
+        self.hessianSize = hessianSize
+        self.options = options
+    }
+}
+
+/// Checks a group and its keep bytes; returns the structure count and the kept indices.
+func checkSelection(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) -> (n: Int, kept: [Int]) {
+    let n = try group.structureCount(label: "group: ")
+    try checkMaskBytes(keep, count: n)
+    return (n, (0..<n).filter { keep[$0] != 0 })
+}
+
+/// The element columns (or rows) that survive when `kept` structures of `span` stay.
+func keptElements(_ kept: [Int], span: Int) -> [Int] {
+    var out: [Int] = []
+    out.reserveCapacity(kept.count * span)
+    for i in kept { for e in (i * span)..<((i + 1) * span) { out.append(e) } }
+    return out
+}
+
+/// The byte range a view spans.
+func byteRange(_ m: MatrixView) -> Range<UInt> {
+    let start = UInt(bitPattern: m.base)
+    return start..<(start + UInt(((m.rows - 1) * m.rowStride + m.cols) * m.dtype.size))
+}
+
+/// Writes the compacted form of every member of `group` into `outputs` (one per member, same
+/// dtype, the member's shape minus the pruned rows or columns), and the kept structure indices
+/// in increasing order into `keptIndices` (if given). With `compensation`, that column member's
+/// kept columns are first updated in closed form for the removed ones. Everything is checked
+/// before anything is written; outputs must not overlap the members or each other.
+/// The C function is `pk_compact_group`.
+public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+                         keptIndices: UnsafeMutablePointer<Int64>? = nil, compensation: StructureCompensation? = nil,
+                         threads: Int = 0) throws(PruneKitError) {
+    let (n, kept) = try checkSelection(group, keep: keep)
+    guard threads >= 0 else { throw .invalidArgument("num_threads must be >= 0, got \(threads)") }
+    guard !kept.isEmpty else { throw .invalidArgument("the selection keeps no structure of \(n); a compacted tensor cannot be empty") }
+    guard outputs.count == group.members.count else {
+        throw .invalidShape("\(outputs.count) outputs for \(group.members.count) members")
+    }
+    for (m, member) in group.members.enumerated() {
+        let t = member.tensor, out = outputs[m]
+        let label = "outputs[\(m)]"
+        let (rows, cols): (Int, Int)
+        switch member.axis {
+        case .rows(let span): (rows, cols) = (kept.count * span, t.cols)
+        case .cols(let span): (rows, cols) = (t.rows, kept.count * span)
+        case .blocks:
+            throw .invalidArgument("member \(m) is split into blocks, which cannot be compacted; apply the selection as a mask")
+        }
+        guard out.dtype == t.dtype else {
+            throw PruneKitError(.unsupportedDType, "\(label) is \(out.dtype.name), member \(m) is \(t.dtype.name); compaction keeps the dtype")
+        }
+        if out.rows < rows || out.cols < cols {
+            throw PruneKitError(.bufferTooSmall, "\(label) is \(out.rows) x \(out.cols), the compacted member \(m) is \(rows) x \(cols)")
+        }
+        guard out.rows == rows, out.cols == cols else {
+            throw .invalidShape("\(label) is \(out.rows) x \(out.cols), the compacted member \(m) is \(rows) x \(cols)")
+        }
+        let range = byteRange(out)
+        for (k, other) in group.members.enumerated() where byteRange(other.tensor).overlaps(range) {
+            throw .invalidArgument("\(label) overlaps member \(k)'s memory; compact into separate buffers")
+        }
+        for k in 0..<m where byteRange(outputs[k]).overlaps(range) {
+            throw .invalidArgument("\(label) overlaps outputs[\(k)]")
+        }
+    }
+    // Compensation goes into a scratch copy of the member, which is then compacted.
+    var sources = group.members.map(\.tensor)
+    var compensated: ScratchBuffer<UInt8>?
+    defer { withExtendedLifetime(compensated) {} }
+    if let c = compensation {
+        guard c.member >= 0, c.member < group.members.count else {
+            throw .invalidArgument("compensation member \(c.member) is not a member of the group")
+        }
+        let member = group.members[c.member]
+        guard case .cols(let span) = member.axis else {
+            throw .invalidArgument("compensation member \(c.member) is not split along its columns")
+        }
+        let t = member.tensor
+        var keepColumns = [UInt8](repeating: 0, count: t.cols)
+        for e in keptElements(kept, span: span) { keepColumns[e] = 1 }
+        let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(t.rows * t.cols, t.dtype.size, "compensated member"))
+        compensated = buffer
+        let view = try MatrixView(base: buffer.base, dtype: t.dtype, rows: t.rows, cols: t.cols, rowStride: t.cols,
+                                  name: "compensated member")
+        try keepColumns.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try pruneColumns(weights: t, hessian: c.hessian, hessianSize: c.hessianSize, keepColumns: k.baseAddress!,
+                             options: c.options, output: view)
+        }
+        sources[c.member] = view
+    }
+    for (m, member) in group.members.enumerated() {
+        switch member.axis {
+        case .rows(let span): copyRows(from: sources[m], rows: keptElements(kept, span: span), into: outputs[m], threads: threads)
+        case .cols(let span): gatherColumns(from: sources[m], cols: keptElements(kept, span: span), into: outputs[m], threads: threads)
+        case .blocks: break
+        }
+    }
+    if let keptIndices { for (k, i) in kept.enumerated() { keptIndices[k] = Int64(i) } }
+}
+
+private func copyRows(from source: MatrixView, rows: [Int], into out: MatrixView, threads: Int) {
+    let bytes = source.cols * source.dtype.size
+    let workers = resolveThreads(threads, work: rows.count / 64 + 1)
+    parallelFor(workers: workers) { worker in
+        for k in partition(rows.count, workers: workers, worker: worker) {
+            out.rowAddress(k).copyMemory(from: source.rowAddress(rows[k]), byteCount: bytes)
+        }
+    }
+}
+
+private func gatherColumns(from source: MatrixView, cols: [Int], into out: MatrixView, threads: Int) {
+    let workers = resolveThreads(threads, work: source.rows / 64 + 1)
+    cols.withUnsafeBufferPointer { index in
+        parallelFor(workers: workers) { worker in
+            for r in partition(source.rows, workers: workers, worker: worker) {
+                let from = source.rowAddress(r), to = out.rowAddress(r)
+                switch source.dtype.size {
+                case 4: gather(UInt32.self, from, to, index)
+                case 8: gather(UInt64.self, from, to, index)
+                default: gather(UInt16.self, from, to, index)
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func gather<T>(_: T.Type, _ from: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ index: UnsafeBufferPointer<Int>) {
+    let s = from.assumingMemoryBound(to: T.self), d = to.assumingMemoryBound(to: T.self)
+    for k in 0..<index.count { d[k] = s[index[k]] }
+}
+
+/// Sets the pruned structures (keep byte 0) of every member to +0.0, in place.
+/// The C function is `pk_apply_structures`.
+public func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) {
+    let (n, _) = try checkSelection(group, keep: keep)
+    for member in group.members {
+        let t = member.tensor
+        let mask = try ScratchBuffer<UInt8>(count: t.rows * t.cols)
+        defer { withExtendedLifetime(mask) {} }
+        writeStructureMask(member.axis, rows: t.rows, cols: t.cols, structures: n, keep: keep, into: mask.base)
+        try applyMask(mask.base, to: t)
+    }
+}
+
+/// Expands a selection into the entry mask of one member (rows * cols bytes, 1 = keep).
+/// The C function is `pk_structure_mask`.
+public func structureMask(_ group: StructureGroupView, member: Int, keep: UnsafePointer<UInt8>,
+                          into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
+    let (n, _) = try checkSelection(group, keep: keep)
+    guard member >= 0, member < group.members.count else {
+        throw .invalidArgument("member \(member) is outside the group's \(group.members.count) members")
+    }
+    let t = group.members[member].tensor
+    writeStructureMask(group.members[member].axis, rows: t.rows, cols: t.cols, structures: n, keep: keep, into: mask)
+}
+
+func writeStructureMask(_ axis: StructureAxis, rows: Int, cols: Int, structures n: Int, keep: UnsafePointer<UInt8>,
+                        into mask: UnsafeMutablePointer<UInt8>) {
+    switch axis {
+    case .rows(let span):
+        for r in 0..<rows { (mask + r * cols).initialize(repeating: keep[r / span], count: cols) }
+    case .cols(let span):
+        for j in 0..<cols { mask[j] = keep[j / span] }
+        for r in 1..<max(rows, 1) { (mask + r * cols).update(from: mask, count: cols) }
+    case .blocks(let br, let bc):
+        let perRow = (cols + bc - 1) / bc
+        for r in 0..<rows {
+            let row = mask + r * cols, blocks = keep + (r / br) * perRow
+            for j in 0..<cols { row[j] = blocks[j / bc] }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+// The structured pruning functions of prunekit.h: groups, selection, compaction, key channels.
+import CPruneKit
+import PruneKit
+
+func structureDefaults() -> pk_structure_options {
+    pk_structure_options(
+        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_L2.rawValue),
+        reduction: Int32(PK_REDUCE_SUM.rawValue), normalization: Int32(PK_NORMALIZE_NONE.rawValue),
+        mode: Int32(PK_SELECT_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
+        scores: nil, num_threads: 0, reserved: 0)
+}
+
+func enumValue<E: RawRepresentable>(_ raw: Int32, _ name: String, _ kind: String) throws(PruneKitError) -> E where E.RawValue == Int32 {
+    guard let value = E(rawValue: raw) else { throw PruneKitError(.invalidArgument, "\(name) \(raw) is not a \(kind)") }
+    return value
+}
+
+func structureOptions(_ pointer: UnsafePointer<pk_structure_options>?) throws(PruneKitError) -> (StructureOptions, scores: UnsafePointer<Double>?) {
+    let o = try readOptions(pointer, name: "options", defaults: structureDefaults())
+    var options = StructureOptions(
+        criterion: try enumValue(o.criterion, "options->criterion", "pk_structure_criterion"),
+        reduction: try enumValue(o.reduction, "options->reduction", "pk_reduction"),
+        normalization: try enumValue(o.normalization, "options->normalization", "pk_normalization"),
+        mode: try enumValue(o.mode, "options->mode", "pk_structure_mode"),
+        ratio: o.ratio, multiple: Int(o.multiple), threads: Int(o.num_threads))
+    if let values = o.stage_values {
+        guard o.stage_count > 0, o.stage_count <= 1 << 20 else {
+            throw PruneKitError(.invalidShape, "options->stage_count \(o.stage_count) is out of range")
+        }
+        options.stageValues = Array(UnsafeBufferPointer(start: values, count: Int(o.stage_count)))
+    } else if o.stage_count != 0 {
+        throw nullPointer("options->stage_values (stage_count is \(o.stage_count))")
+    }
+    return (options, o.scores)
+}
+
+/// A group argument as the core sees it. `criterion` decides whether activity is read.
+func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion) throws(PruneKitError) -> StructureGroupView {
+    guard let members = g.members else { throw nullPointer("\(name).members") }
+    guard g.member_count > 0, g.member_count <= 1 << 16 else {
+        throw PruneKitError(.invalidShape, "\(name).member_count must be in 1...65536, got \(g.member_count)")
+    }
+    var views: [StructureMemberView] = []
+    for i in 0..<Int(g.member_count) {
+        let m = members[i]
+        let label = "\(name).members[\(i)]"
+        let tensor = try matrixView(m.tensor, "\(label).tensor")
+        let axis: StructureAxis
+        switch UInt32(bitPattern: m.axis) {
+        case PK_AXIS_ROWS.rawValue: axis = .rows(span: Int(m.span))
+        case PK_AXIS_COLS.rawValue: axis = .cols(span: Int(m.span))
+        case PK_AXIS_BLOCKS.rawValue: axis = .blocks(rows: Int(m.span), cols: Int(m.block_cols))
+        default: throw PruneKitError(.invalidArgument, "\(label).axis \(m.axis) is not a pk_axis")
+        }
+        guard m.scored == 0 || m.scored == 1 else {
+            throw PruneKitError(.invalidArgument, "\(label).scored must be 0 or 1, got \(m.scored)")
+        }
+        let c: CriterionView = m.criterion == nil ? .magnitude : try criterionView(m.criterion, "\(label).criterion")
+        views.append(StructureMemberView(tensor: tensor, axis: axis, scored: m.scored == 1, criterion: c))
+    }
+    var activity: [Double]?
+    if criterion == .meanAbsActivation || criterion == .nonzeroFraction {
+        guard g.activations != nil else { throw nullPointer("\(name).activations (the activation criteria need them)") }
+        let stats = try snapshot(OpaquePointer(UnsafeRawPointer(g.activations!)), "\(name).activations")
+        activity = criterion == .meanAbsActivation ? try stats.meanAbsolute() : try stats.zeroFraction().map { 1 - $0 }
+    }
+    guard g.min_keep >= 0, g.min_keep <= Int64(Int32.max) else {
+        throw PruneKitError(.invalidArgument, "\(name).min_keep \(g.min_keep) is out of range")
+    }
+    return StructureGroupView(members: views, minKeep: Int(g.min_keep), stage: Int(g.stage), activity: activity)
+}
+
+func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: StructureCriterion) throws(PruneKitError) -> [StructureGroupView] {
+    guard let groups else { throw nullPointer("groups") }
+    guard count > 0, count <= 1 << 24 else { throw PruneKitError(.invalidShape, "group_count must be in 1...2^24, got \(count)") }
+    var views: [StructureGroupView] = []
+    for i in 0..<Int(count) { views.append(try groupView(groups[i], "groups[\(i)]", criterion: criterion)) }
+    return views
+}
+
+/// Implements `pk_status pk_structure_options_init(pk_structure_options *options)`.
+@c @implementation
+public func pk_structure_options_init(_ options: UnsafeMutablePointer<pk_structure_options>?) -> pk_status {
+    run("pk_structure_options_init") { () throws(PruneKitError) in
+        guard let options else { throw nullPointer("options") }
+        options.pointee = structureDefaults()
+    }
+}
+
+/// Implements `pk_status pk_select_structures(const pk_group *, int64_t, const pk_structure_options *,
+/// uint8_t *keep_out, double *scores_out)`.
+@c @implementation
+public func pk_select_structures(_ groups: UnsafePointer<pk_group>?, _ groupCount: Int64,
+                                 _ options: UnsafePointer<pk_structure_options>?, _ keepOut: UnsafeMutablePointer<UInt8>?,
+                                 _ scoresOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_select_structures") { () throws(PruneKitError) in
+        let (o, given) = try structureOptions(options)
+        let views = try groupViews(groups, groupCount, criterion: o.criterion)
+        guard let keepOut else { throw nullPointer("keep_out") }
+        var givenBuffer: UnsafeBufferPointer<Double>?
+        if let given {
+            // The caller's scores cover every structure; count them first to know the length.
+            var total = 0
+            for (g, group) in views.enumerated() {
+                total += try group.structureCount(label: "groups[\(g)]: ")
+            }
+            givenBuffer = UnsafeBufferPointer(start: given, count: total)
+        }
+        let (scores, keep) = try structureSelection(groups: views, options: o, scores: givenBuffer)
+        keepOut.update(from: keep, count: keep.count)
+        scoresOut?.update(from: scores, count: scores.count)
+    }
+}
+
+/// Implements `pk_status pk_compact_group(const pk_group *, const uint8_t *keep, const pk_compensation *,
+/// const pk_matrix *outputs, int64_t *kept_indices_out)`.
+@c @implementation
+public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?,
+                             _ compensation: UnsafePointer<pk_compensation>?, _ outputs: UnsafePointer<pk_matrix>?,
+                             _ keptIndicesOut: UnsafeMutablePointer<Int64>?) -> pk_status {
+    run("pk_compact_group") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let keep else { throw nullPointer("keep") }
+        guard let outputs else { throw nullPointer("outputs") }
+        var outs: [MatrixView] = []
+        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        var c: StructureCompensation?
+        if let p = compensation?.pointee {
+            let h = try hessianArgument(p.hessian, p.hessian_size)
+            let o: ReconstructionOptions
+            if let q = p.options {
+                o = try reconstructionOptions(q)
+            } else {
+                var defaults = reconstructionDefaults()
+                o = try withUnsafePointer(to: &defaults) { (q) throws(PruneKitError) in try reconstructionOptions(q) }
+            }
+            c = StructureCompensation(member: Int(p.member), hessian: h, hessianSize: Int(p.hessian_size), options: o)
+        }
+        try compactGroup(view, keep: keep, outputs: outs, keptIndices: keptIndicesOut, compensation: c)
+    }
+}
+
+/// Implements `pk_status pk_apply_structures(const pk_group *, const uint8_t *keep)`.
+@c @implementation
+public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?) -> pk_status {
+    run("pk_apply_structures") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let keep else { throw nullPointer("keep") }
+        try applyStructures(view, keep: keep)
+    }
+}
+
+/// Implements `pk_status pk_structure_mask(const pk_group *, int64_t member, const uint8_t *keep, uint8_t *mask_out)`.
+@c @implementation
+public func pk_structure_mask(_ group: UnsafePointer<pk_group>?, _ member: Int64, _ keep: UnsafePointer<UInt8>?,
+                              _ maskOut: UnsafeMutablePointer<UInt8>?) -> pk_status {
+    run("pk_structure_mask") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let keep else { throw nullPointer("keep") }
+        guard let maskOut else { throw nullPointer("mask_out") }
+        try structureMask(view, member: Int(member), keep: keep, into: maskOut)
+    }
+}
+
+/// Implements `pk_status pk_key_channels(const pk_matrix *, const pk_matrix *, int64_t, double,
+/// uint8_t *keep_out, double *scores_out)`.
+@c @implementation
+public func pk_key_channels(_ queries: UnsafePointer<pk_matrix>?, _ keys: UnsafePointer<pk_matrix>?, _ heads: Int64,
+                            _ ratio: Double, _ keepOut: UnsafeMutablePointer<UInt8>?,
+                            _ scoresOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_key_channels") { () throws(PruneKitError) in
+        let q = try matrixView(queries, "queries")
+        let k = try matrixView(keys, "keys")
+        guard let keepOut else { throw nullPointer("keep_out") }
+        let (scores, keep) = try keyChannelSelection(queries: q, keys: k, heads: Int(heads), ratio: ratio)
+        keepOut.update(from: keep, count: keep.count)
+        scoresOut?.update(from: scores, count: scores.count)
+    }
+}
