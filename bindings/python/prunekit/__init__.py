@@ -31,7 +31,8 @@ from ._prunekit import PruneKitError
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
            "sparsegpt", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
-           "__version__"]
+           "Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
+           "block_masks", "key_channels", "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
@@ -529,5 +530,17 @@ class Stats(_prunekit.Stats):
         self._vector(4, out)
         return out
 
+    def mean_abs(self) -> np.ndarray:
+        """Mean |x| per feature (a channel's mean absolute activation, for structured pruning)."""
+        return self._get(5)
+
+    def zero_fraction(self) -> np.ndarray:
+        """Fraction of tokens exactly zero per feature (APoZ after a ReLU)."""
+        return self._get(6)
+
     def __repr__(self) -> str:
         return f"prunekit.Stats(features={self.features}, count={self.count})"
+
+
+from .structured import (Member, Group, select, structure_scores, compact, apply_structures,  # noqa: E402
+                         structure_mask, block_masks, key_channels)

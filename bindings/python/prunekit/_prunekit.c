@@ -327,12 +327,267 @@ static PyObject *py_sparse_import(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Structured pruning. A group comes as (members, min_keep, stage, stats|None); a member as
+ * (tensor, dtype, rows, cols, stride, axis, scored, span, block_cols,
+ *  kind, features|None, gradient|None, gdtype, gstride, seed). */
+
+typedef struct StatsObject StatsObject;
+static pk_stats *stats_handle(PyObject *object);
+
+typedef struct group_args {
+    Py_ssize_t count;
+    Py_buffer *buffers; /* 3 per member: tensor, features, gradient (buf NULL when absent) */
+    pk_group_member *members;
+    criterion_args *crits;
+    pk_group group;
+} group_args;
+
+static void group_release(group_args *g) {
+    for (Py_ssize_t i = 0; g->buffers && i < 3 * g->count; i++)
+        if (g->buffers[i].obj) PyBuffer_Release(&g->buffers[i]);
+    PyMem_Free(g->buffers);
+    PyMem_Free(g->members);
+    PyMem_Free(g->crits);
+    memset(g, 0, sizeof(*g));
+}
+
+static int get_buffer(PyObject *object, Py_buffer *buffer, int writable) {
+    if (object == Py_None) return 1;
+    return PyObject_GetBuffer(object, buffer, PyBUF_SIMPLE | (writable ? PyBUF_WRITABLE : 0)) == 0;
+}
+
+/* Fills *g from a group tuple; on failure sets an exception, releases what it took, returns 0. */
+static int group_parse(PyObject *tuple, int writable, group_args *g) {
+    PyObject *list, *stats;
+    long long min_keep;
+    int stage;
+    memset(g, 0, sizeof(*g));
+    if (!PyArg_ParseTuple(tuple, "O!LiO", &PyList_Type, &list, &min_keep, &stage, &stats)) return 0;
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    size_t slots = (size_t)(count > 0 ? count : 1);
+    g->buffers = (Py_buffer *)PyMem_Calloc(slots * 3, sizeof(Py_buffer));
+    g->members = (pk_group_member *)PyMem_Calloc(slots, sizeof(pk_group_member));
+    g->crits = (criterion_args *)PyMem_Calloc(slots, sizeof(criterion_args));
+    if (!g->buffers || !g->members || !g->crits) {
+        PyErr_NoMemory();
+        group_release(g);
+        return 0;
+    }
+    g->count = count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *tensor, *features, *gradient;
+        int dtype, axis, scored, kind, gdtype;
+        long long rows, cols, stride, span, block_cols, gstride;
+        unsigned long long seed;
+        Py_buffer *b = &g->buffers[3 * i];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiiLLiOOiLK", &tensor, &dtype, &rows, &cols, &stride, &axis,
+                              &scored, &span, &block_cols, &kind, &features, &gradient, &gdtype, &gstride, &seed) ||
+            !get_buffer(tensor, &b[0], writable) || !get_buffer(features, &b[1], 0) || !get_buffer(gradient, &b[2], 0) ||
+            !check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "tensor")) {
+            group_release(g);
+            return 0;
+        }
+        pk_group_member *m = &g->members[i];
+        pk_matrix t = {b[0].buf, rows, cols, stride, dtype, 0};
+        m->tensor = t;
+        m->axis = axis;
+        m->scored = scored;
+        m->span = span;
+        m->block_cols = block_cols;
+        fill_criterion(&g->crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
+        m->criterion = &g->crits[i].criterion;
+    }
+    g->group.members = g->members;
+    g->group.member_count = (int64_t)count;
+    g->group.min_keep = (int64_t)min_keep;
+    g->group.stage = stage;
+    if (stats != Py_None) {
+        g->group.activations = stats_handle(stats);
+        if (!g->group.activations) {
+            group_release(g);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* select_structures(groups, (criterion, reduction, normalization, mode, ratio, multiple, threads),
+ *                   stage_values|None, scores|None, keep_out, scores_out) */
+static PyObject *py_select_structures(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list;
+    Py_buffer stages = {0}, given = {0}, keep = {0}, scores = {0};
+    int criterion, reduction, normalization, mode, threads;
+    double ratio;
+    long long multiple;
+    if (!PyArg_ParseTuple(args, "O!(iiiidLi)z*z*w*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
+                          &mode, &ratio, &multiple, &threads, &stages, &given, &keep, &scores))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
+    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
+    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    PyObject *result = NULL;
+    if (!groups || !plain) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; parsed < count; parsed++) {
+        if (!group_parse(PyList_GET_ITEM(list, parsed), 0, &groups[parsed])) goto done;
+        plain[parsed] = groups[parsed].group;
+    }
+    {
+        pk_structure_options o;
+        pk_structure_options_init(&o);
+        o.criterion = criterion;
+        o.reduction = reduction;
+        o.normalization = normalization;
+        o.mode = mode;
+        o.ratio = ratio;
+        o.multiple = multiple;
+        o.num_threads = threads;
+        if (stages.buf) {
+            o.stage_values = (const double *)stages.buf;
+            o.stage_count = (int64_t)(stages.len / 8);
+        }
+        o.scores = (const double *)given.buf;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_select_structures(plain, (int64_t)count, &o, (uint8_t *)keep.buf, (double *)scores.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+done:
+    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
+    PyMem_Free(groups);
+    PyMem_Free(plain);
+    PyBuffer_Release(&stages);
+    PyBuffer_Release(&given);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&scores);
+    return result;
+}
+
+/* group_op(op, group, keep, ...):
+ *   op 0 compact: outputs [(buffer, dtype, rows, cols, stride)], kept_out, compensation|None
+ *        where compensation = (member, hessian, size, (precision, damp, retries))
+ *   op 1 apply in place;  op 2 structure mask: member, mask_out */
+static PyObject *py_group_op(PyObject *self, PyObject *args) {
+    (void)self;
+    int op;
+    PyObject *group_tuple, *extra = Py_None, *compensation = Py_None;
+    Py_buffer keep = {0}, out = {0}, hessian = {0};
+    long long member = 0;
+    if (!PyArg_ParseTuple(args, "iOy*|OOw*L", &op, &group_tuple, &keep, &extra, &compensation, &out, &member)) return NULL;
+    group_args g;
+    PyObject *result = NULL;
+    Py_buffer *outputs = NULL;
+    pk_matrix *mats = NULL;
+    Py_ssize_t acquired = 0;
+    if (!group_parse(group_tuple, op == 1, &g)) {
+        PyBuffer_Release(&keep);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    pk_status status;
+    if (op == 0) {
+        if (!PyList_Check(extra) || PyList_GET_SIZE(extra) != g.count) {
+            PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+            goto done;
+        }
+        outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
+        mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
+        if (!outputs || !mats) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (; acquired < g.count; acquired++) {
+            int dtype;
+            long long rows, cols, stride;
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(extra, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
+                goto done;
+            if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
+                acquired++;
+                goto done;
+            }
+            pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
+            mats[acquired] = m;
+        }
+        pk_compensation c = {0, NULL, 0, NULL};
+        pk_reconstruction_options ro;
+        int with_compensation = compensation != Py_None;
+        if (with_compensation) {
+            int precision, retries;
+            double damp;
+            long long size;
+            if (!PyArg_ParseTuple(compensation, "Ly*L(idi)", &c.member, &hessian, &size, &precision, &damp, &retries)) goto done;
+            if (!check_size(&hessian, (Py_ssize_t)(size * size * 8), "hessian")) goto done;
+            pk_reconstruction_options_init(&ro);
+            ro.precision = precision;
+            ro.dampening = damp;
+            ro.max_dampening_retries = retries;
+            c.hessian = (const double *)hessian.buf;
+            c.hessian_size = size;
+            c.options = &ro;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, with_compensation ? &c : NULL, mats, (int64_t *)out.buf);
+        Py_END_ALLOW_THREADS
+    } else if (op == 1) {
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+done:
+    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
+    PyMem_Free(outputs);
+    PyMem_Free(mats);
+    group_release(&g);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hessian);
+    return result;
+}
+
+/* key_channels(q, qdtype, qrows, qcols, qstride, k, kdtype, krows, kcols, kstride, heads, ratio, keep_out, scores_out) */
+static PyObject *py_key_channels(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer q = {0}, k = {0}, keep = {0}, scores = {0};
+    int qdtype, kdtype;
+    long long qrows, qcols, qstride, krows, kcols, kstride, heads;
+    double ratio;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLy*iLLLLdw*w*", &q, &qdtype, &qrows, &qcols, &qstride, &k, &kdtype, &krows, &kcols,
+                          &kstride, &heads, &ratio, &keep, &scores))
+        return NULL;
+    if (check_size(&q, matrix_bytes(qrows, qcols, qstride, qdtype), "queries") &&
+        check_size(&k, matrix_bytes(krows, kcols, kstride, kdtype), "keys") && check_size(&keep, (Py_ssize_t)kcols, "keep") &&
+        check_size(&scores, (Py_ssize_t)(kcols * 8), "scores")) {
+        pk_matrix qm = {q.buf, qrows, qcols, qstride, qdtype, 0}, km = {k.buf, krows, kcols, kstride, kdtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_key_channels(&qm, &km, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&scores);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Stats: owns one pk_stats handle. */
 
-typedef struct {
+struct StatsObject {
     PyObject_HEAD
     pk_stats *handle;
-} StatsObject;
+};
 
 static PyTypeObject StatsType;
 
@@ -393,15 +648,16 @@ static PyObject *stats_merge(StatsObject *self, PyObject *other) {
     return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
 }
 
-/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std */
+/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std, 4 gram, 5 mean |x|, 6 zero fraction */
 static PyObject *stats_vector(StatsObject *self, PyObject *args) {
     int which;
     Py_buffer out = {0};
     if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
-    pk_status (*getters[5])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
-                                                                    pk_stats_std, pk_stats_gram};
+    pk_status (*getters[7])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
+                                                                    pk_stats_std, pk_stats_gram, pk_stats_mean_abs,
+                                                                    pk_stats_zero_fraction};
     pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (which >= 0 && which < 5) {
+    if (which >= 0 && which < 7) {
         Py_BEGIN_ALLOW_THREADS
         status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
         Py_END_ALLOW_THREADS
@@ -472,6 +728,14 @@ static PyTypeObject StatsType = {
 
 /* ------------------------------------------------------------------------------------------ */
 
+static pk_stats *stats_handle(PyObject *object) {
+    if (!PyObject_TypeCheck(object, &StatsType)) {
+        PyErr_SetString(PyExc_TypeError, "activations must be a prunekit.Stats");
+        return NULL;
+    }
+    return ((StatsObject *)object)->handle;
+}
+
 static PyObject *py_version(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
@@ -486,6 +750,9 @@ static PyMethodDef methods[] = {
     {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
     {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
+    {"select_structures", py_select_structures, METH_VARARGS, NULL},
+    {"group_op", py_group_op, METH_VARARGS, NULL},
+    {"key_channels", py_key_channels, METH_VARARGS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -1,0 +1,274 @@
+"""Structured pruning: channels, heads and blocks of coupled tensors, selection, compaction.
+
+PruneKit cannot see a model graph, so the caller declares a Group: the tensors (Members) that
+share one structural axis, each with its axis. For an MLP's hidden channels:
+
+    g = prunekit.Group([prunekit.Member(w1, "rows"), prunekit.Member(b1),       # b1: 1-D vector
+                        prunekit.Member(w2, "cols")])
+    keep, = prunekit.select([g], 0.5)                     # bool per hidden channel, True = keep
+    (w1s, b1s, w2s), kept = prunekit.compact(g, keep)     # physically smaller arrays
+
+Conv weights [out, in, kh, kw] are viewed as [out, in*kh*kw]; a "cols" member of such a weight
+has span kh*kw by default. Heads: Member(q, "rows", span=head_dim) ... Member(o, "cols",
+span=head_dim). Blocks: Member(w, "blocks", block=(32, 32)). Scores are float64; selection ranks
+by (score, index) inside a group and by (score, group, index) across the groups of a stage;
+counts are exact (int(ratio * n)); results never depend on threads.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _prunekit, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
+
+__all__ = ["Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
+           "block_masks", "key_channels", "STRUCTURE_CRITERIA", "MODES"]
+
+_AXES = {"rows": 0, "cols": 1, "blocks": 2}
+STRUCTURE_CRITERIA = {"l1": 0, "l2": 1, "mean_abs_activation": 2, "nonzero_fraction": 3}
+_REDUCTIONS = {"sum": 0, "mean": 1, "max": 2}
+_NORMALIZATIONS = {None: 0, "none": 0, "mean": 1, "max": 2, "sum": 3, "standard": 4}
+MODES = {"per_group": 0, "global": 1, "uniform": 2, "threshold": 3}
+
+
+class Member:
+    """One tensor of a group and the axis along which its structures lie.
+
+    axis: "rows" (structure i = rows [i*span, (i+1)*span)), "cols" (columns likewise), or
+    "blocks" with block=(rows, cols). A 1-D tensor (bias, batch-norm vector) is a row of entries:
+    its axis is ignored and span 1 unless given. span defaults to 1, or kh*kw for "cols" of an
+    N-D conv weight. scored=False members are compacted and masked but do not count towards
+    scores. criterion/features/gradient/seed give the entry scores (as in mask()).
+    """
+
+    def __init__(self, tensor: Any, axis: str = "rows", span: Optional[int] = None, *,
+                 block: Optional[Tuple[int, int]] = None, scored: bool = True, criterion: str = "magnitude",
+                 features: Any = None, gradient: Any = None, seed: int = 0):
+        self.tensor = tensor
+        shape = tuple(tensor.shape)
+        self.vector = len(shape) == 1
+        if axis not in _AXES:
+            raise ValueError(f"axis must be one of {sorted(_AXES)}, got {axis!r}")
+        if self.vector:
+            axis = "cols"
+        if axis == "blocks":
+            if block is None or len(block) != 2:
+                raise ValueError("axis 'blocks' needs block=(rows, cols)")
+            span, block_cols = int(block[0]), int(block[1])
+        else:
+            block_cols = 0
+            if span is None:
+                span = int(np.prod(shape[2:])) if axis == "cols" and len(shape) > 2 else 1
+        self.axis, self.span, self.block_cols = axis, int(span), block_cols
+        self.scored = bool(scored)
+        self.criterion, self.features, self.gradient, self.seed = criterion, features, gradient, seed
+
+    def _view(self, writable: bool) -> _View:
+        t = self.tensor
+        if self.vector:
+            t = t.reshape(1, -1) if not hasattr(t, "bits") else t
+        return _view(t, "tensor", writable=writable)
+
+    def _args(self, writable: bool = False):
+        v = self._view(writable)
+        crit, g = _criterion_args(v, self.criterion, self.features, self.gradient, self.seed)
+        return (v.buffer, v.dtype, v.rows, v.cols, v.stride, _AXES[self.axis], int(self.scored), self.span,
+                self.block_cols) + crit, v, g
+
+
+class Group:
+    """Members sharing one structural axis. min_keep: structures always kept (global and
+    threshold selection; elsewhere a target that keeps fewer is an error). stage: groups of one
+    stage are ranked together (global), share a width (uniform) and a stage value. activations:
+    a Stats of the structures' outputs, for the activation criteria."""
+
+    def __init__(self, members: Sequence[Member], *, min_keep: int = 0, stage: int = 0,
+                 activations: Optional[Stats] = None):
+        if not members:
+            raise ValueError("a group needs at least one member")
+        self.members = list(members)
+        self.min_keep, self.stage, self.activations = int(min_keep), int(stage), activations
+
+    def _args(self, writable: bool = False):
+        parts = [m._args(writable) for m in self.members]
+        keepalive = [(v, g) for _, v, g in parts]
+        return ([p for p, _, _ in parts], self.min_keep, self.stage, self.activations), keepalive
+
+    def structures(self) -> int:
+        """The number of structures (as the first member sees it; the library checks the rest)."""
+        m = self.members[0]
+        v = m._view(False)
+        if m.axis == "rows":
+            return v.rows // m.span
+        if m.axis == "cols":
+            return v.cols // m.span
+        return -(-v.rows // m.span) * -(-v.cols // m.block_cols)
+
+
+def _keep_bytes(keep: Any, n: int) -> np.ndarray:
+    k = np.asarray(keep)
+    if k.shape != (n,):
+        raise ValueError(f"keep has shape {k.shape}, the group has {n} structures")
+    if k.dtype != np.bool_ and not np.isin(k, (0, 1)).all():
+        raise ValueError("keep must hold only True/False (or 0/1)")
+    return np.ascontiguousarray(k, dtype=np.uint8)
+
+
+def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, reduction: str,
+            normalize: Optional[str], stage_values: Any, multiple: int, scores: Any, threads: int):
+    groups = list(groups)
+    for name, value, table in (("mode", mode, MODES), ("criterion", criterion, STRUCTURE_CRITERIA),
+                               ("reduction", reduction, _REDUCTIONS), ("normalize", normalize, _NORMALIZATIONS)):
+        if value not in table:
+            raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
+    if not groups:
+        raise ValueError("select() needs at least one group")
+    args, keepalive = zip(*(g._args() for g in groups))
+    counts = [g.structures() for g in groups]
+    total = sum(counts)
+    stages = None if stage_values is None else np.ascontiguousarray(stage_values, dtype=np.float64).reshape(-1)
+    given = None
+    if scores is not None:
+        given = np.ascontiguousarray(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]))
+        if given.shape != (total,):
+            raise ValueError(f"scores hold {given.size} values, the groups have {total} structures")
+    keep = np.empty(total, dtype=np.uint8)
+    out = np.empty(total, dtype=np.float64)
+    options = (STRUCTURE_CRITERIA[criterion], _REDUCTIONS[reduction], _NORMALIZATIONS[normalize], MODES[mode],
+               float(ratio), int(multiple), int(threads))
+    _prunekit.select_structures(list(args), options, stages, given, keep, out)
+    del keepalive
+    bounds = np.cumsum([0] + counts)
+    return ([keep[a:b].astype(bool) for a, b in zip(bounds[:-1], bounds[1:])],
+            [out[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_group", criterion: str = "l2",
+           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None, multiple: int = 1,
+           scores: Any = None, threads: int = 0) -> List[np.ndarray]:
+    """Which structures of each group stay: a list of bool arrays (True = keep), one per group.
+
+    mode: "per_group" (each group prunes int(ratio * n)), "global" (the groups of a stage are
+    ranked together, keeping min_keep per group), "uniform" (every group of a stage keeps the
+    same count, from its smallest group), "threshold" (scores below the stage's value go; ratio
+    is the threshold). stage_values: one ratio (threshold) per stage, indexed by Group.stage.
+    criterion: "l1", "l2" (norms of the scored members' entry scores), "mean_abs_activation",
+    "nonzero_fraction" (from Group.activations). reduction across members: "sum", "mean", "max".
+    normalize per group: None, "mean", "max", "sum", "standard". multiple: kept counts rounded up
+    to a multiple. scores: your own structure scores (one array per group) instead of computing.
+    """
+    return _select(groups, ratio, mode, criterion, reduction, normalize, stage_values, multiple, scores, threads)[0]
+
+
+def structure_scores(groups: Sequence[Group], *, criterion: str = "l2", reduction: str = "sum",
+                     normalize: Optional[str] = None, threads: int = 0) -> List[np.ndarray]:
+    """The (normalised) float64 score of every structure of each group, as select() ranks them."""
+    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, None, 1, None, threads)[1]
+
+
+def _like(array: np.ndarray, original: Any) -> Any:
+    """Returns a torch tensor when the caller passed one (bfloat16 included), else the array."""
+    if type(original).__module__.startswith("torch"):
+        import torch
+        if _bfloat16_numpy_view(original) is not None:
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(array)
+    return array
+
+
+def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tuple[List[Any], np.ndarray]:
+    """Physically smaller copies of every member without the pruned structures, and the kept
+    indices. Shapes follow the members: rows members lose rows, cols members lose columns (an N-D
+    conv weight its input channels), vectors lose entries. compensate={"member": i, "hessian": H
+    (or a Stats with gram=True), "dampening": 0.01, "precision": "float32"} first updates cols
+    member i in closed form for its removed inputs (least squares on H)."""
+    n = group.structures()
+    k = _keep_bytes(keep, n)
+    kept = int(k.sum())
+    args, keepalive = group._args()
+    outputs, specs, results = [], [], []
+    for m in group.members:
+        v = m._view(False)
+        shape = tuple(m.tensor.shape)
+        if m.axis == "rows" and not m.vector:
+            rows, cols = kept * m.span, v.cols
+            final = (rows,) + shape[1:]
+        elif m.axis == "cols" or m.vector:
+            rows, cols = v.rows, kept * m.span
+            if m.vector:
+                final = (cols,)
+            elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
+                final = (shape[0], kept) + shape[2:]
+            else:
+                final = (rows, cols)
+        else:
+            raise ValueError("block members cannot be compacted; use structure_mask() or apply_structures()")
+        out = np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype)
+        outputs.append(out)
+        specs.append((out, v.dtype, rows, cols, cols))
+        results.append((out, final, m.tensor))
+    comp = None
+    if compensate is not None:
+        i = int(compensate["member"])
+        cols = group.members[i]._view(False).cols
+        h = _hessian(compensate["hessian"], cols)
+        precision = compensate.get("precision", "float32")
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+        comp = (i, h, cols, (_PRECISIONS[precision], float(compensate.get("dampening", 0.01)),
+                             int(compensate.get("max_retries", 4))))
+    indices = np.empty(max(kept, 1), dtype=np.int64)
+    _prunekit.group_op(0, args, k, specs, comp, indices)
+    del keepalive
+    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept]
+
+
+def apply_structures(group: Group, keep: Any) -> None:
+    """Zeroes the pruned structures of every member in place (shapes unchanged)."""
+    k = _keep_bytes(keep, group.structures())
+    args, keepalive = group._args(writable=True)
+    _prunekit.group_op(1, args, k)
+    del keepalive
+
+
+def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
+    """The entry mask (bool, the member tensor's shape) of a selection for one member."""
+    k = _keep_bytes(keep, group.structures())
+    args, keepalive = group._args()
+    m = group.members[member] if 0 <= member < len(group.members) else None
+    if m is None:
+        raise ValueError(f"member {member} is outside the group's {len(group.members)} members")
+    v = m._view(False)
+    out = np.empty((v.rows, v.cols), dtype=np.uint8)
+    _prunekit.group_op(2, args, k, None, None, out, int(member))
+    del keepalive
+    return out.view(bool).reshape(tuple(m.tensor.shape))
+
+
+def block_masks(weights: Sequence[Any], block: Tuple[int, int], sparsity: float = 0.5, *,
+                criterion: str = "magnitude", features: Any = None, norm: str = "l2", mode: str = "per_group",
+                min_keep: int = 0, multiple: int = 1, normalize: Optional[str] = None) -> List[np.ndarray]:
+    """Block-structured masks: removes whole block[0] x block[1] blocks of each weight, scored by
+    the block norm ("l1"/"l2") of the entry scores (magnitude, or Wanda with features=), at a
+    sparsity per layer (mode "per_group"), globally ("global"), or the same count everywhere
+    ("uniform"). features may be a list (one per weight)."""
+    weights = list(weights)
+    feats = features if isinstance(features, (list, tuple)) else [features] * len(weights)
+    groups = [Group([Member(w, "blocks", block=block, criterion=criterion, features=f)], min_keep=min_keep)
+              for w, f in zip(weights, feats)]
+    keeps = select(groups, sparsity, mode=mode, criterion=norm, multiple=multiple, normalize=normalize)
+    return [structure_mask(g, k) for g, k in zip(groups, keeps)]
+
+
+def key_channels(queries: Any, keys: Any, heads: int, ratio: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Query-driven key-cache channel pruning (ThinK): per key head, drops int(ratio * head_dim)
+    channels with the smallest ||Q[:, c]|| * ||K[:, c]||. queries: [tokens, query_heads * d]
+    (query_heads a multiple of heads), keys: [tokens, heads * d]. Returns keep (bool, heads * d)
+    and the float64 scores."""
+    q, k = _view(queries, "queries"), _view(keys, "keys")
+    keep = np.empty(k.cols, dtype=np.uint8)
+    scores = np.empty(k.cols, dtype=np.float64)
+    _prunekit.key_channels(q.buffer, q.dtype, q.rows, q.cols, q.stride, k.buffer, k.dtype, k.rows, k.cols, k.stride,
+                           int(heads), float(ratio), keep, scores)
+    return keep.view(bool), scores
