@@ -164,7 +164,9 @@ def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_grou
 def structure_scores(groups: Sequence[Group], *, criterion: str = "l2", reduction: str = "sum",
                      normalize: Optional[str] = None, threads: int = 0) -> List[np.ndarray]:
     """The (normalised) float64 score of every structure of each group, as select() ranks them."""
-    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, None, 1, None, threads)[1]
+    groups = list(groups)
+    stages = [0.0] * (max([g.stage for g in groups] + [0]) + 1)   # scoring ignores stages
+    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, 1, None, threads)[1]
 
 
 def _like(array: np.ndarray, original: Any) -> Any:
@@ -186,6 +188,8 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
     n = group.structures()
     k = _keep_bytes(keep, n)
     kept = int(k.sum())
+    if kept == 0:
+        raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
     args, keepalive = group._args()
     outputs, specs, results = [], [], []
     for m in group.members:
