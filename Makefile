@@ -53,10 +53,10 @@ test: test-swift test-c test-install test-examples test-python
 test-swift:
 	$(SWIFT) test --parallel
 
-$(OUT)/test_c: Tests/c/test_prunekit.c Tests/c/vectors.h include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_c: Tests/c/test_prunekit.c Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK) -lm -pthread
 
-$(OUT)/test_cpp: Tests/c/test_prunekit.c Tests/c/vectors.h include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_cpp: Tests/c/test_prunekit.c Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK) -pthread
 
 $(OUT)/test_header_c.o: Tests/c/test_header.c include/prunekit.h | $(OUT)

@@ -516,6 +516,8 @@ static void test_thread_local_errors(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+#include "structures.h"
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
@@ -528,6 +530,8 @@ int main(int argc, char **argv) {
     test_sparsegpt(folder);
     test_thread_local_errors();
     test_sparse_formats();
+    test_structure_vectors(folder);
+    test_structure_compaction_and_errors();
 #ifdef __cplusplus
     printf("C++17: ");
 #else
