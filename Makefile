@@ -128,12 +128,16 @@ $(OUT)/prune_layer: examples/c/prune_layer.c include/prunekit.h $(LIB) | $(OUT)
 $(OUT)/bench_masks: benchmarks/bench_masks.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_masks.c $(LINK) -lm
 
+$(OUT)/bench_structures: benchmarks/bench_structures.c include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_structures.c $(LINK) -lm
+
 $(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude $$(pkg-config --cflags openblas) -o $@ benchmarks/bench_sparsegpt.c $(LINK) $$(pkg-config --libs openblas)
 
-bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt python
+bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python
 	$(PYTHON) benchmarks/bench_masks.py --c-bench $(OUT)/bench_masks
 	$(PYTHON) benchmarks/bench_sparsegpt.py --c-bench $(OUT)/bench_sparsegpt
+	$(PYTHON) benchmarks/bench_structures.py --c-bench $(OUT)/bench_structures
 
 # ---------------------------------------------------------------------------------------------
 # Install: library, header, pkg-config file

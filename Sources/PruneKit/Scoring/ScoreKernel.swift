@@ -49,8 +49,8 @@ struct ScoreKernel {
     var cols: Int { weights.cols }
 
     /// Scores of `row`, columns `start ..< start + count`, into `out`. `scratch` holds 2 * count
-    /// floats. Returns the largest `bits & 0x7FFFFFFF` over the values that must be finite
-    /// (the scores, and the weights for random scores): >= 0x7F800000 means one is not.
+    /// floats. Returns UInt32.max if a value that must be finite (the scores, and the weights for
+    /// random scores) is not, else 0; callers test `>= 0x7F800000`.
     @inline(__always)
     func score(row: Int, from start: Int = 0, count: Int, into out: UnsafeMutablePointer<Float>,
                scratch: UnsafeMutablePointer<Float>) -> UInt32 {
@@ -78,42 +78,42 @@ struct ScoreKernel {
     func forEachScore(row: Int, from start: Int = 0, count: Int, scratch: UnsafeMutablePointer<Float>,
                       _ body: (Int, Float) -> Void) -> UInt32 {
         let w = weights.floats(row: row, from: start, count: count, scratch: scratch)
-        var worst: UInt32 = 0
+        var flags: UInt32 = 0
         switch kind {
         case .magnitude:
             for j in 0..<count {
                 let s = abs(w[j])
                 body(j, s)
-                worst = max(worst, s.bitPattern)
+                flags |= nonFiniteFlag(s.bitPattern)
             }
         case .scaled(let features):
             let f = features + start
             for j in 0..<count {
                 let s = abs(w[j]) * f[j]
                 body(j, s)
-                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+                flags |= nonFiniteFlag(s.bitPattern)
             }
         case .taylor(let gradient):
             let g = gradient.floats(row: row, from: start, count: count, scratch: scratch + count)
             for j in 0..<count {
                 let s = abs(w[j] * g[j])
                 body(j, s)
-                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+                flags |= nonFiniteFlag(s.bitPattern)
             }
         case .scores:
             for j in 0..<count {
                 let s = w[j]
                 body(j, s)
-                worst = max(worst, s.bitPattern & 0x7FFF_FFFF)
+                flags |= nonFiniteFlag(s.bitPattern)
             }
         case .random(let seed):
             let first = UInt64(row) &* UInt64(cols) &+ UInt64(start)
             for j in 0..<count {
-                worst = max(worst, w[j].bitPattern & 0x7FFF_FFFF)
+                flags |= nonFiniteFlag(w[j].bitPattern)
                 body(j, randomScore(seed: seed, position: first &+ UInt64(j)))
             }
         }
-        return worst
+        return flags & 0x8000_0000 != 0 ? UInt32.max : 0
     }
 
     /// The error for the first non-finite value of `row` (call after `score` reported one).
@@ -140,6 +140,14 @@ struct ScoreKernel {
         }
         return PruneKitError(.internal, "\(label)row \(row) was reported non-finite but no value is")
     }
+}
+
+/// Bit 31 of the result is set iff `bits` is a float32 infinity or NaN (its exponent, all ones,
+/// carries into bit 31). OR-ing these over a row is cheap in SIMD where an unsigned maximum
+/// (baseline x86-64 has none) is not.
+@inline(__always)
+func nonFiniteFlag(_ bits: UInt32) -> UInt32 {
+    (bits & 0x7F80_0000) &+ 0x0080_0000
 }
 
 /// Order-preserving map from float32 scores to UInt32 keys: a < b as floats iff key(a) < key(b),

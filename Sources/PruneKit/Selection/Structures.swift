@@ -231,34 +231,70 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let workers = resolveThreads(threads, work: chunks)
     let partials = try ScratchBuffer<Double>(repeating: 0, count: chunks * width)
     let rowSums = try ScratchBuffer<Double>(repeating: 0, count: width == 0 ? rows : 0)
-    let scratch = try ScratchBuffer<Float>(count: workers * 3 * cols)
+    let scratch = try ScratchBuffer<Float>(count: workers * 12 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
     defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
     let axis = member.axis
+    // Magnitude needs no score buffer: |w| and w^2 come straight from the (float32) row.
+    let direct: Bool = if case .magnitude = kernel.kind { true } else { false }
     parallelFor(workers: workers) { worker in
-        let s = scratch.base + worker * 3 * cols
-        let conv = s + 2 * cols
+        /// Row r's entry scores (in scratch slot 0...3), or nil (and the row recorded) when one
+        /// is not finite.
+        func entries(_ r: Int, _ slot: Int = 0) -> UnsafePointer<Float>? {
+            let s = scratch.base + (worker * 4 + slot) * 3 * cols
+            let conv = s + 2 * cols
+            if direct {
+                let w = kernel.weights.floats(row: r, count: cols, scratch: s)
+                var flags: UInt32 = 0
+                for j in 0..<cols { flags |= nonFiniteFlag(w[j].bitPattern) }
+                if flags & 0x8000_0000 == 0 { return w }
+            } else if kernel.score(row: r, count: cols, into: conv, scratch: s) < 0x7F80_0000 {
+                return UnsafePointer(conv)
+            }
+            bad.base[worker] = min(bad.base[worker], r)
+            return nil
+        }
         for chunk in partition(chunks, workers: workers, worker: worker) {
             let acc = partials.base + chunk * width
-            for r in (chunk * chunkRows)..<min(rows, (chunk + 1) * chunkRows) {
-                if kernel.score(row: r, count: cols, into: conv, scratch: s) >= 0x7F80_0000 {
-                    bad.base[worker] = min(bad.base[worker], r)
-                    continue
+            var r = chunk * chunkRows
+            let end = min(rows, (chunk + 1) * chunkRows)
+            if case .cols = axis {
+                // Four rows at a time: acc[j] += (a^2 + b^2) + (c^2 + d^2), a fixed order.
+                while r + 4 <= end {
+                    guard let a = entries(r), let b = entries(r + 1, 1), let c = entries(r + 2, 2), let d = entries(r + 3, 3) else {
+                        r += 4
+                        continue
+                    }
+                    if squared {
+                        for j in 0..<cols {
+                            let (x, y, z, w) = (Double(a[j]), Double(b[j]), Double(c[j]), Double(d[j]))
+                            acc[j] += (x * x + y * y) + (z * z + w * w)
+                        }
+                    } else {
+                        for j in 0..<cols {
+                            acc[j] += (Double(Swift.abs(a[j])) + Double(Swift.abs(b[j]))) + (Double(Swift.abs(c[j])) + Double(Swift.abs(d[j])))
+                        }
+                    }
+                    r += 4
                 }
+            }
+            while r < end {
+                defer { r += 1 }
+                guard let x = entries(r) else { continue }
                 switch axis {
                 case .rows:
-                    rowSums.base[r] = segmentSum(conv, count: cols, squared: squared)
+                    rowSums.base[r] = segmentSum(x, count: cols, squared: squared)
                 case .cols:
                     if squared {
-                        for j in 0..<cols { let v = Double(conv[j]); acc[j] += v * v }
+                        for j in 0..<cols { let v = Double(x[j]); acc[j] += v * v }
                     } else {
-                        for j in 0..<cols { acc[j] += Double(Swift.abs(conv[j])) }
+                        for j in 0..<cols { acc[j] += Double(Swift.abs(x[j])) }
                     }
                 case .blocks(_, let c):
                     var b = 0, j = 0
                     while j < cols {
                         let w = min(c, cols - j)
-                        acc[b] += segmentSum(conv + j, count: w, squared: squared)
+                        acc[b] += segmentSum(x + j, count: w, squared: squared)
                         j += w
                         b += 1
                     }
