@@ -495,14 +495,16 @@ func selectStructures(scores: [Double], plan: StructurePlan, minKeep: [Int], sta
             }
             // Rank the stage's structures by (score, group, index) and prune from the bottom,
             // skipping groups that are down to their minimum.
-            var order: [(score: Double, group: Int, index: Int)] = []
-            order.reserveCapacity(total)
-            for g in members { for i in 0..<plan.counts[g] { order.append((scores[plan.offsets[g] + i] + 0, g, i)) } }
-            order.sort { ($0.score, $0.group, $0.index) < ($1.score, $1.group, $1.index) }
+            // Position in the concatenation orders (group, index) too.
+            var positions: [Int] = []
+            positions.reserveCapacity(total)
+            for g in members { positions += plan.offsets[g]..<plan.offsets[g + 1] }
+            var groupOf = [Int](repeating: 0, count: plan.total)
+            for g in members { for p in plan.offsets[g]..<plan.offsets[g + 1] { groupOf[p] = g } }
             var pruned = [Int](repeating: 0, count: groupCount)
             var done = 0
-            for entry in order where done < target {
-                let g = entry.group
+            for entry in rankAscending(scores, positions) where done < target {
+                let g = groupOf[entry]
                 if pruned[g] < plan.counts[g] - minKeep[g] {
                     pruned[g] += 1
                     done += 1
@@ -523,10 +525,20 @@ func selectStructures(scores: [Double], plan: StructurePlan, minKeep: [Int], sta
         let o = plan.offsets[g], n = plan.counts[g]
         let prune = n - keep[g]
         guard prune > 0 else { continue }
-        let ranked = (0..<n).sorted { (scores[o + $0] + 0, $0) < (scores[o + $1] + 0, $1) }
-        for i in ranked.prefix(prune) { flags[o + i] = 0 }
+        for p in rankAscending(scores, Array(o..<(o + n))).prefix(prune) { flags[p] = 0 }
     }
     return flags
+}
+
+/// `positions` sorted by (scores[position], position) ascending, -0.0 equal to +0.0.
+func rankAscending(_ scores: [Double], _ positions: [Int]) -> [Int] {
+    struct Entry { var key: UInt64; var position: Int }
+    var entries = positions.map { p -> Entry in
+        let bits = (scores[p] + 0).bitPattern
+        return Entry(key: bits ^ (UInt64(bitPattern: Int64(bitPattern: bits) >> 63) | 0x8000_0000_0000_0000), position: p)
+    }
+    entries.sort { $0.key < $1.key || ($0.key == $1.key && $0.position < $1.position) }
+    return entries.map(\.position)
 }
 
 /// Scores (computed, or the caller's) and keep flags of every group's structures, concatenated
