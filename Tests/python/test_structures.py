@@ -341,3 +341,21 @@ def test_bad_input():
         pk.select([pk.Group([pk.Member(w1, "rows")])], criterion="mean_abs_activation")
     with pytest.raises(ValueError, match="heads"):
         pk.key_channels(w1, w2, heads=3, ratio=0.5)
+
+
+def test_taylor_and_wanda_structure_scores_sum_entry_scores():
+    w = rng.standard_normal((10, 7)).astype(np.float32)
+    g = rng.standard_normal((10, 7)).astype(np.float32)
+    norms = (rng.random(7) + 0.5).astype(np.float32)
+    taylor, = pk.structure_scores([pk.Group([pk.Member(w, "rows", criterion="taylor", gradient=g)])], criterion="l1")
+    np.testing.assert_allclose(taylor, np.abs(w * g).astype(np.float64).sum(1), rtol=1e-12)
+    wanda, = pk.structure_scores([pk.Group([pk.Member(w, "cols", criterion="wanda", features=norms)])], criterion="l2")
+    entry = (np.abs(w) * norms).astype(np.float64)
+    np.testing.assert_allclose(wanda, np.sqrt((entry ** 2).sum(0)), rtol=1e-12)
+    # Reductions across members and per-group normalisation.
+    a = pk.Group([pk.Member(w, "rows"), pk.Member(w.T.copy(), "cols")])
+    s_sum, = pk.structure_scores([a], criterion="l1")
+    s_max, = pk.structure_scores([a], criterion="l1", reduction="max")
+    s_norm, = pk.structure_scores([a], criterion="l1", normalize="max")
+    np.testing.assert_allclose(s_sum, 2 * s_max, rtol=1e-15)
+    assert s_norm.max() == 1.0
