@@ -125,10 +125,10 @@ main: python demo-deps
 $(OUT)/prune_layer: examples/c/prune_layer.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ examples/c/prune_layer.c $(LINK) -lm
 
-$(OUT)/bench_masks: benchmarks/bench_masks.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/bench_masks: benchmarks/bench_masks.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_masks.c $(LINK) -lm
 
-$(OUT)/bench_structures: benchmarks/bench_structures.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/bench_structures: benchmarks/bench_structures.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_structures.c $(LINK) -lm
 
 $(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c include/prunekit.h $(LIB) | $(OUT)

@@ -10,11 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
 
 static uint64_t state = 0x9E3779B97F4A7C15ULL;
 static float normal(void) { /* sum of 4 uniforms, centred: cheap and good enough here */

@@ -12,17 +12,7 @@
 
 #define LAYERS 8
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t state = 0x853c49e6748fea9bULL;
-static float uniform(void) {
-    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)(state >> 40) * (1.0f / 16777216.0f);
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
     const int64_t d = 2048, hidden = 5632, n = d * hidden;
