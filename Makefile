@@ -131,7 +131,7 @@ $(OUT)/bench_masks: benchmarks/bench_masks.c benchmarks/bench_common.h include/p
 $(OUT)/bench_structures: benchmarks/bench_structures.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_structures.c $(LINK) -lm
 
-$(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude $$(pkg-config --cflags openblas) -o $@ benchmarks/bench_sparsegpt.c $(LINK) $$(pkg-config --libs openblas)
 
 bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <time.h>
 
-static double now(void) {
+static inline double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -13,7 +13,7 @@ static double now(void) {
 
 /* A 64-bit LCG; uniform() returns its top 24 bits scaled to [0, 1). */
 static uint64_t bench_state = 0x853c49e6748fea9bULL;
-static float uniform(void) {
+static inline float uniform(void) {
     bench_state = bench_state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (float)(bench_state >> 40) * (1.0f / 16777216.0f);
 }
