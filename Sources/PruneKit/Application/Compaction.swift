@@ -150,16 +150,30 @@ private func gather<T>(_: T.Type, _ from: UnsafeMutableRawPointer, _ to: UnsafeM
     for k in 0..<index.count { d[k] = s[index[k]] }
 }
 
-/// Sets the pruned structures (keep byte 0) of every member to +0.0, in place.
+/// Sets the pruned structures (keep byte 0) of every member to +0.0 (all-zero bits in every
+/// dtype), in place.
 /// The C function is `pk_apply_structures`.
 public func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) {
     let (n, _) = try checkSelection(group, keep: keep)
     for member in group.members {
-        let t = member.tensor
-        let mask = try ScratchBuffer<UInt8>(count: t.rows * t.cols)
-        defer { withExtendedLifetime(mask) {} }
-        writeStructureMask(member.axis, rows: t.rows, cols: t.cols, structures: n, keep: keep, into: mask.base)
-        try applyMask(mask.base, to: t)
+        let t = member.tensor, size = t.dtype.size
+        func zero(row r: Int, from col: Int, count: Int) {
+            (t.rowAddress(r) + col * size).initializeMemory(as: UInt8.self, repeating: 0, count: count * size)
+        }
+        switch member.axis {
+        case .rows(let span):
+            for r in 0..<t.rows where keep[r / span] == 0 { zero(row: r, from: 0, count: t.cols) }
+        case .cols(let span):
+            let gone = (0..<n).filter { keep[$0] == 0 }
+            for r in 0..<t.rows { for i in gone { zero(row: r, from: i * span, count: span) } }
+        case .blocks(let br, let bc):
+            let perRow = (t.cols + bc - 1) / bc
+            for r in 0..<t.rows {
+                for b in 0..<perRow where keep[(r / br) * perRow + b] == 0 {
+                    zero(row: r, from: b * bc, count: min(bc, t.cols - b * bc))
+                }
+            }
+        }
     }
 }
 

@@ -43,32 +43,14 @@ public func keyChannelSelection(queries: MatrixView, keys: MatrixView, heads: In
     return (scores, keep)
 }
 
-/// Sum over rows of x^2 per column, float64, rows in order.
+/// Sum over rows of x^2 per column in float64: the accumulator's sums of squares (its finiteness
+/// check names the token and channel).
 func columnSquareSums(_ m: MatrixView, name: String) throws(PruneKitError) -> [Double] {
-    var sums = [Double](repeating: 0, count: m.cols)
-    let scratch = try ScratchBuffer<Double>(count: m.cols)
-    defer { withExtendedLifetime(scratch) {} }
-    for r in 0..<m.rows {
-        let x = m.doubles(row: r, count: m.cols, scratch: scratch.base)
-        var worst: UInt64 = 0
-        for j in 0..<m.cols {
-            sums[j] += x[j] * x[j]
-            worst = max(worst, x[j].bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
-        }
-        if worst >= 0x7FF0_0000_0000_0000 {
-            let j = (0..<m.cols).first { !x[$0].isFinite }!
-            throw .nonFinite("\(name) at token \(r), channel \(j) is \(x[j])")
-        }
+    var stats = try ActivationStatistics(features: m.cols)
+    do {
+        try stats.accumulate(m)
+    } catch {
+        throw PruneKitError(error.status, "\(name)s: \(error.message)")
     }
-    return sums
-}
-
-extension StructurePlan {
-    /// A plan over flat groups of the given sizes (no tensors behind them).
-    init(counts: [Int]) {
-        self.counts = counts
-        var offsets = [0]
-        for n in counts { offsets.append(offsets.last! + n) }
-        self.offsets = offsets
-    }
+    return stats.sumSquares
 }

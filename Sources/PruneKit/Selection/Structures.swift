@@ -231,7 +231,8 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let workers = resolveThreads(threads, work: chunks)
     let partials = try ScratchBuffer<Double>(repeating: 0, count: chunks * width)
     let rowSums = try ScratchBuffer<Double>(repeating: 0, count: width == 0 ? rows : 0)
-    let scratch = try ScratchBuffer<Float>(count: workers * 12 * cols)
+    let slots = if case .cols = member.axis { 4 } else { 1 }   // column sums take four rows at once
+    let scratch = try ScratchBuffer<Float>(count: workers * slots * 3 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
     defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
     let axis = member.axis
@@ -241,7 +242,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
         /// Row r's entry scores (in scratch slot 0...3), or nil (and the row recorded) when one
         /// is not finite.
         func entries(_ r: Int, _ slot: Int = 0) -> UnsafePointer<Float>? {
-            let s = scratch.base + (worker * 4 + slot) * 3 * cols
+            let s = scratch.base + (worker * slots + slot) * 3 * cols
             let conv = s + 2 * cols
             if direct {
                 let w = kernel.weights.floats(row: r, count: cols, scratch: s)
@@ -346,7 +347,7 @@ struct StructurePlan {
                 guard v >= 0, v <= 1 else { throw .invalidArgument("\(name) must be in [0, 1], got \(v)") }
             }
         }
-        var counts: [Int] = [], offsets = [0]
+        var counts: [Int] = []
         for (g, group) in groups.enumerated() {
             let label = "group \(g): "
             let n = try group.structureCount(label: label)
@@ -374,9 +375,15 @@ struct StructurePlan {
                 }
             }
             counts.append(n)
-            offsets.append(offsets.last! + n)
         }
+        self.init(counts: counts)
+    }
+
+    /// A plan over groups of the given sizes (checked by the caller).
+    init(counts: [Int]) {
         self.counts = counts
+        var offsets = [0]
+        for n in counts { offsets.append(offsets.last! + n) }
         self.offsets = offsets
     }
 }
@@ -485,6 +492,8 @@ func selectStructures(scores: [Double], plan: StructurePlan, minKeep: [Int], sta
             }
         }
     case .global:
+        var groupOf = [Int](repeating: 0, count: plan.total)
+        for g in 0..<groupCount { for p in plan.offsets[g]..<plan.offsets[g + 1] { groupOf[p] = g } }
         for stage in Set(stages).sorted() {
             let members = (0..<groupCount).filter { stages[$0] == stage }
             let total = members.reduce(0) { $0 + plan.counts[$1] }
@@ -499,8 +508,6 @@ func selectStructures(scores: [Double], plan: StructurePlan, minKeep: [Int], sta
             var positions: [Int] = []
             positions.reserveCapacity(total)
             for g in members { positions += plan.offsets[g]..<plan.offsets[g + 1] }
-            var groupOf = [Int](repeating: 0, count: plan.total)
-            for g in members { for p in plan.offsets[g]..<plan.offsets[g + 1] { groupOf[p] = g } }
             var pruned = [Int](repeating: 0, count: groupCount)
             var done = 0
             for entry in rankAscending(scores, positions) where done < target {
@@ -533,10 +540,7 @@ func selectStructures(scores: [Double], plan: StructurePlan, minKeep: [Int], sta
 /// `positions` sorted by (scores[position], position) ascending, -0.0 equal to +0.0.
 func rankAscending(_ scores: [Double], _ positions: [Int]) -> [Int] {
     struct Entry { var key: UInt64; var position: Int }
-    var entries = positions.map { p -> Entry in
-        let bits = (scores[p] + 0).bitPattern
-        return Entry(key: bits ^ (UInt64(bitPattern: Int64(bitPattern: bits) >> 63) | 0x8000_0000_0000_0000), position: p)
-    }
+    var entries = positions.map { Entry(key: scores[$0].orderKey64, position: $0) }
     entries.sort { $0.key < $1.key || ($0.key == $1.key && $0.position < $1.position) }
     return entries.map(\.position)
 }

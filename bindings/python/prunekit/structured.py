@@ -192,8 +192,7 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
     args, keepalive = group._args()
     outputs, specs, results = [], [], []
-    for m in group.members:
-        v = m._view(False)
+    for m, (v, _) in zip(group.members, keepalive):
         shape = tuple(m.tensor.shape)
         if m.axis == "rows" and not m.vector:
             rows, cols = kept * m.span, v.cols
@@ -215,7 +214,7 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
     comp = None
     if compensate is not None:
         i = int(compensate["member"])
-        cols = group.members[i]._view(False).cols
+        cols = keepalive[i][0].cols
         h = _hessian(compensate["hessian"], cols)
         precision = compensate.get("precision", "float32")
         if precision not in _PRECISIONS:
@@ -239,11 +238,10 @@ def apply_structures(group: Group, keep: Any) -> None:
 def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
     """The entry mask (bool, the member tensor's shape) of a selection for one member."""
     k = _keep_bytes(keep, group.structures())
-    args, keepalive = group._args()
-    m = group.members[member] if 0 <= member < len(group.members) else None
-    if m is None:
+    if not 0 <= member < len(group.members):
         raise ValueError(f"member {member} is outside the group's {len(group.members)} members")
-    v = m._view(False)
+    args, keepalive = group._args()
+    m, (v, _) = group.members[member], keepalive[member]
     out = np.empty((v.rows, v.cols), dtype=np.uint8)
     _prunekit.group_op(2, args, k, None, None, out, int(member))
     del keepalive
