@@ -135,7 +135,7 @@ $(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c benchmarks/bench_common.h i
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude $$(pkg-config --cflags openblas) -o $@ benchmarks/bench_sparsegpt.c $(LINK) $$(pkg-config --libs openblas)
 
 bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python
-	$(PYTHON) benchmarks/bench_masks.py --c-bench $(OUT)/bench_masks
+	$(PYTHON) benchmarks/bench_masks.py --c-bench $(OUT)/bench_masks --repeats 5
 	$(PYTHON) benchmarks/bench_sparsegpt.py --c-bench $(OUT)/bench_sparsegpt
 	$(PYTHON) benchmarks/bench_structures.py --c-bench $(OUT)/bench_structures
 

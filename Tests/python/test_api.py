@@ -293,6 +293,25 @@ def test_masks_match_the_reference_and_count_exactly(rows, cols, sparsity, quant
         assert (got == 0).sum() == int(rows * cols * sparsity)
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), cols=st.integers(1, 300), sparsity=st.floats(0.01, 0.99),
+       criterion=st.sampled_from(["magnitude", "wanda", "taylor"]), dtype=st.sampled_from(["float32", "float16"]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_row_masks_of_nonnegative_criteria_match_the_reference(rows, cols, sparsity, criterion, dtype, seed):
+    """Per-row selection keys magnitude, Wanda and Taylor scores by their bit patterns, eight
+    lanes at a time with a scalar tail: any width, zero and -0.0 feature values, ties."""
+    r = np.random.default_rng(seed)
+    w = (r.integers(-3, 4, (rows, cols)) * 0.25 if seed % 2 else r.standard_normal((rows, cols))).astype(dtype)
+    f = np.abs(r.standard_normal(cols)).astype(np.float32)
+    f[r.random(cols) < 0.2] = 0.0
+    f[r.random(cols) < 0.2] = -0.0
+    g = r.integers(-2, 3, (rows, cols)).astype(dtype)
+    layer = {"w": w, "dtype": dtype, "f": f, "g": g}
+    got = prunekit.mask(w, sparsity, criterion=criterion, features=f, gradient=g).view(np.uint8)
+    ref = generate.reference_masks([layer], criterion, "row", sparsity, 0, 0, 0)[0]
+    assert np.array_equal(got, ref)
+
+
 @settings(max_examples=40, deadline=None)
 @given(nm=st.sampled_from([(1, 2), (2, 4), (1, 4), (3, 4), (4, 8), (2, 8), (7, 16), (9, 32)]),
        groups=st.integers(1, 9), rows=st.integers(1, 4), seed=st.integers(0, 2 ** 32 - 1))

@@ -72,6 +72,81 @@ struct ScoreKernel {
         return (worst, lowest, highest)
     }
 
+    /// True for criteria whose scores are never below zero (magnitude, Wanda, STADE, Taylor):
+    /// the bit patterns of such scores (as +0 for zero) order as the scores do, so selection can
+    /// use them as keys directly (`nonnegativeScores`).
+    var scoresAreNonnegative: Bool {
+        switch kind {
+        case .magnitude, .scaled, .taylor: true
+        case .random, .scores: false
+        }
+    }
+
+    /// For a `scoresAreNonnegative` criterion: the scores of `row` into `out` (zero as +0, so
+    /// they equal `score`'s up to the sign of zero), the smallest and largest of their bit
+    /// patterns, and the finiteness word described at `score`. One pass in explicit 8-lane
+    /// float vectors: the range is a float minimum and maximum, which baseline x86-64 SIMD has
+    /// (its integer min/max is signed 16-bit only).
+    @inline(__always)
+    func nonnegativeScores(row: Int, count: Int, into out: UnsafeMutablePointer<Float>,
+                           scratch: UnsafeMutablePointer<Float>) -> (worst: UInt32, lowest: UInt32, highest: UInt32) {
+        let w = UnsafeRawPointer(weights.floats(row: row, count: count, scratch: scratch))
+        // Each score is |w * factor|: the factor is 1 for magnitude (read from one 8-lane
+        // constant, a stride of 0 bytes), the feature value, or the gradient.
+        switch kind {
+        case .magnitude:
+            return withUnsafeBytes(of: V8(repeating: 1)) { ones in
+                nonnegativeRange(count: count, into: out, weights: w, factors: ones.baseAddress!, factorStride: 0)
+            }
+        case .scaled(let features):
+            return nonnegativeRange(count: count, into: out, weights: w, factors: UnsafeRawPointer(features), factorStride: 4)
+        case .taylor(let gradient):
+            let g = UnsafeRawPointer(gradient.floats(row: row, count: count, scratch: scratch + count))
+            return nonnegativeRange(count: count, into: out, weights: w, factors: g, factorStride: 4)
+        case .random, .scores:
+            preconditionFailure("nonnegativeScores on a criterion with signed scores")
+        }
+    }
+
+    typealias V8 = SIMD8<Float>
+
+    /// Stores |weights[j] * factors[j * factorStride / 4]| for j in 0..<count, tracking the range
+    /// and the finiteness word. |a * b| equals |a| * |b| for every finite value; the absolute
+    /// value is taken last so that zero is always +0.
+    @inline(__always)
+    private func nonnegativeRange(count: Int, into out: UnsafeMutablePointer<Float>, weights w: UnsafeRawPointer,
+                                  factors: UnsafeRawPointer, factorStride: Int) -> (worst: UInt32, lowest: UInt32, highest: UInt32) {
+        let signless = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+        let exponent = SIMD8<UInt32>(repeating: 0x7F80_0000), carry = SIMD8<UInt32>(repeating: 0x0080_0000)
+        var low = V8(repeating: .infinity), high = V8(repeating: 0)
+        var flags = SIMD8<UInt32>(repeating: 0)
+        let store = UnsafeMutableRawPointer(out)
+        var j = 0
+        while j + 8 <= count {
+            let product = w.loadUnaligned(fromByteOffset: 4 * j, as: V8.self)
+                * factors.loadUnaligned(fromByteOffset: factorStride * j, as: V8.self)
+            let bits = unsafeBitCast(product, to: SIMD8<UInt32>.self) & signless
+            let s = unsafeBitCast(bits, to: V8.self)
+            store.storeBytes(of: s, toByteOffset: 4 * j, as: V8.self)
+            low = low.replacing(with: s, where: s .< low)
+            high = high.replacing(with: s, where: s .> high)
+            flags |= (bits & exponent) &+ carry
+            j += 8
+        }
+        var lowest = low.min(), highest = high.max()
+        var flag = flags[0] | flags[1] | flags[2] | flags[3] | flags[4] | flags[5] | flags[6] | flags[7]
+        while j < count {
+            let s = abs(w.load(fromByteOffset: 4 * j, as: Float.self)
+                * factors.load(fromByteOffset: factorStride == 0 ? 0 : 4 * j, as: Float.self))
+            out[j] = s
+            lowest = Swift.min(lowest, s)
+            highest = Swift.max(highest, s)
+            flag |= nonFiniteFlag(s.bitPattern)
+            j += 1
+        }
+        return (flag & 0x8000_0000 != 0 ? UInt32.max : 0, lowest.bitPattern, highest.bitPattern)
+    }
+
     /// Calls `body(j, score)` for columns `start ..< start + count` of `row` (j from 0), one
     /// loop per criterion so each vectorizes; returns the finiteness word described at `score`.
     @inline(__always)

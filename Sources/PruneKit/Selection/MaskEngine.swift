@@ -17,7 +17,7 @@ final class RowScratch {
         convert = try ScratchBuffer(count: 2 * cols)
         keyBuffer = try ScratchBuffer(count: cols)
         candidates = try ScratchBuffer(count: cols)
-        bins = try ScratchBuffer(count: RowSelector.binCount)
+        bins = try ScratchBuffer(count: 2 * RowSelector.binCount)
         rowMask = try ScratchBuffer(count: cols)
     }
 
@@ -122,15 +122,21 @@ enum MaskEngine {
                         if s.keys(of: kernel, row: r).worst >= nonFiniteWord { badRows[w] = r; return }
                         writeNMMask(keys: s.keys, cols: cols, n: n, m: m, mask: s.rowMask.base, packed: s.candidates.base)
                     default:
-                        let (worst, lowest, highest) = s.keys(of: kernel, row: r)
+                        // Nonnegative scores serve as their own keys (their bit patterns);
+                        // the threshold is turned back into an order key (sign bit set).
+                        let nonnegative = kernel.scoresAreNonnegative
+                        let (worst, lowest, highest) = nonnegative
+                            ? kernel.nonnegativeScores(row: r, count: cols, into: s.scores, scratch: s.convert.base)
+                            : s.keys(of: kernel, row: r)
                         if worst >= nonFiniteWord { badRows[w] = r; return }
                         // The next row's weights arrive while this row is selected.
                         if r + 1 < rows {
                             prunekit_prefetch(kernel.weights.rowAddress(r + 1), cols * kernel.weights.dtype.size)
                         }
-                        let threshold = RowSelector.threshold(
-                            keys: s.keys, n: cols, k: k, lowest: lowest, highest: highest,
-                            candidates: s.candidates.base, bins: s.bins.base)
+                        var threshold = RowSelector.threshold(
+                            keys: nonnegative ? UnsafeRawPointer(s.scores) : UnsafeRawPointer(s.keys), n: cols, k: k,
+                            lowest: lowest, highest: highest, candidates: s.candidates.base, bins: s.bins.base)
+                        if nonnegative { threshold |= 0x8000_0000 << 32 }
                         RowSelector.writeMask(scores: s.scores, n: cols, threshold: threshold, mask: s.rowMask.base)
                     }
                     packBits(s.rowMask.base, count: cols, into: bits.base + r * bytesPerRow)

@@ -8,13 +8,28 @@ struct RowSelector {
     /// every entry at or below it in (key, column) order is pruned. Requires 0 < k < n.
     /// `candidates` holds n elements, `bins` `binCount`.
     @inline(__always)
-    static func threshold(keys: UnsafePointer<UInt32>, n: Int, k: Int, lowest: UInt32, highest: UInt32,
+    /// `keys` is read through a raw pointer, so it may be the bit patterns of nonnegative float
+    /// scores (which order as the scores do) as well as `orderKey`s.
+    static func threshold(keys: UnsafeRawPointer, n: Int, k: Int, lowest: UInt32, highest: UInt32,
                           candidates: UnsafeMutablePointer<UInt64>, bins: UnsafeMutablePointer<UInt32>) -> UInt64 {
+        @inline(__always) func key(_ j: Int) -> UInt32 { keys.load(fromByteOffset: 4 * j, as: UInt32.self) }
         // Shift so that (key - lowest) >> shift < binCount.
         let range = highest &- lowest
         let shift = max(0, (32 - range.leadingZeroBitCount) - 10)
-        bins.initialize(repeating: 0, count: binCount)
-        for j in 0..<n { bins[Int(truncatingIfNeeded: (keys[j] &- lowest) &>> UInt32(shift))] &+= 1 }
+        // Two interleaved histograms, so that neighbours in the same bin do not wait on each
+        // other's increment; summed afterwards.
+        bins.initialize(repeating: 0, count: 2 * binCount)
+        let second = bins + binCount
+        let s32 = UInt32(shift)
+        var j0 = 0
+        while j0 + 2 <= n {
+            let a = keys.load(fromByteOffset: 4 * j0, as: UInt32.self), b = keys.load(fromByteOffset: 4 * j0 + 4, as: UInt32.self)
+            bins[Int(truncatingIfNeeded: (a &- lowest) &>> s32)] &+= 1
+            second[Int(truncatingIfNeeded: (b &- lowest) &>> s32)] &+= 1
+            j0 += 2
+        }
+        if j0 < n { bins[Int(truncatingIfNeeded: (key(j0) &- lowest) &>> s32)] &+= 1 }
+        for b in 0..<binCount { bins[b] &+= second[b] }
         var below = 0, bin = 0
         while below + Int(bins[bin]) < k {
             below += Int(bins[bin])
@@ -25,14 +40,13 @@ struct RowSelector {
             // Few entries fall in one of 1024 bins: test 8 at a time, gather lane by lane on a hit.
             var found = 0
             let target = UInt32(bin)
-            let raw = UnsafeRawPointer(keys)
             let lowV = SIMD8<UInt32>(repeating: lowest), targetV = SIMD8<UInt32>(repeating: target)
             let shiftV = SIMD8<UInt32>(repeating: UInt32(shift))
             var j = 0
             while j + 8 <= n {
-                let v = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<UInt32>.self)
+                let v = keys.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<UInt32>.self)
                 let hit = ((v &- lowV) &>> shiftV) .== targetV
-                if any(hit) {
+                if anyLane(hit) {
                     for lane in 0..<8 where hit[lane] {
                         candidates[found] = UInt64(v[lane]) << 32 | UInt64(j + lane)
                         found &+= 1
@@ -41,15 +55,15 @@ struct RowSelector {
                 j += 8
             }
             while j < n {
-                if (keys[j] &- lowest) &>> UInt32(shift) == target {
-                    candidates[found] = UInt64(keys[j]) << 32 | UInt64(j)
+                if (key(j) &- lowest) &>> UInt32(shift) == target {
+                    candidates[found] = UInt64(key(j)) << 32 | UInt64(j)
                     found &+= 1
                 }
                 j += 1
             }
             return quickselect(candidates, count: found, rank: k - 1 - below)
         }
-        for j in 0..<n { candidates[j] = UInt64(keys[j]) << 32 | UInt64(j) }
+        for j in 0..<n { candidates[j] = UInt64(key(j)) << 32 | UInt64(j) }
         return quickselect(candidates, count: n, rank: k - 1)
     }
 
@@ -64,6 +78,15 @@ struct RowSelector {
         for j in 0..<split { mask[j] = scores[j] > tScore ? 1 : 0 }
         for j in split..<n { mask[j] = scores[j] >= tScore ? 1 : 0 }
     }
+}
+
+/// Whether any lane of `mask` is set: the two halves OR-ed and read as two 64-bit words, which
+/// lowers to a few instructions where the generic reduction extracts lane by lane.
+@inline(__always)
+func anyLane(_ mask: SIMDMask<SIMD8<Int32>>) -> Bool {
+    let lanes = SIMD8<Int32>(repeating: 0).replacing(with: -1, where: mask)
+    let words = unsafeBitCast(lanes.lowHalf | lanes.highHalf, to: SIMD2<UInt64>.self)
+    return words[0] | words[1] != 0
 }
 
 /// The float score whose `orderKey` is `key` (+0.0 for the zero key).
