@@ -25,8 +25,9 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
     static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
-    /// Loads `count` elements of a view's row converted to Self.
-    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Self>, scratch: UnsafeMutablePointer<Double>)
+    /// Loads elements `start ..< start + count` of a view's row converted to Self.
+    static func load(_ view: MatrixView, row: Int, from start: Int, count: Int, into: UnsafeMutablePointer<Self>,
+                     scratch: UnsafeMutablePointer<Double>)
 }
 
 private let lower: CChar = 76  // "L"
@@ -57,8 +58,9 @@ extension Double: ReconstructionScalar {
         dpotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
         return info
     }
-    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Double>, scratch: UnsafeMutablePointer<Double>) {
-        let source = view.doubles(row: row, count: count, scratch: into)
+    static func load(_ view: MatrixView, row: Int, from start: Int = 0, count: Int, into: UnsafeMutablePointer<Double>,
+                     scratch: UnsafeMutablePointer<Double>) {
+        let source = view.doubles(row: row, from: start, count: count, scratch: into)
         if source != UnsafePointer(into) { into.update(from: source, count: count) }
     }
 }
@@ -86,12 +88,13 @@ extension Float: ReconstructionScalar {
         spotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
         return info
     }
-    static func load(_ view: MatrixView, row: Int, count: Int, into: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Double>) {
+    static func load(_ view: MatrixView, row: Int, from start: Int = 0, count: Int, into: UnsafeMutablePointer<Float>,
+                     scratch: UnsafeMutablePointer<Double>) {
         if view.dtype == .float64 {
-            let d = view.doubles(row: row, count: count, scratch: scratch)
+            let d = view.doubles(row: row, from: start, count: count, scratch: scratch)
             for j in 0..<count { into[j] = Float(d[j]) }
         } else {  // float32 as it is; the 16-bit types convert exactly
-            let f = view.floats(row: row, count: count, scratch: into)
+            let f = view.floats(row: row, from: start, count: count, scratch: into)
             if f != UnsafePointer(into) { into.update(from: f, count: count) }
         }
     }

@@ -157,17 +157,23 @@ enum Factor<T: ReconstructionScalar> {
         for attempt in 0...options.maxDampeningRetries {
             idx.withUnsafeBufferPointer { ix in
                 // Concrete per precision: the generic conversion is a witness call per element.
+                // Rows split among workers (each writes its own rows).
+                let workers = resolveThreads(options.threads, work: n)
                 if T.self == Float.self {
                     let f = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Float.self)
-                    for p in 0..<n {
-                        let source = hessian + ix[p] * full, row = f + p * n
-                        for q in 0..<n { row[q] = Float(source[ix[q]]) }
+                    parallelFor(workers: workers) { worker in
+                        for p in partition(n, workers: workers, worker: worker) {
+                            let source = hessian + ix[p] * full, row = f + p * n
+                            for q in 0..<n { row[q] = Float(source[ix[q]]) }
+                        }
                     }
                 } else {
                     let d = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Double.self)
-                    for p in 0..<n {
-                        let source = hessian + ix[p] * full, row = d + p * n
-                        for q in 0..<n { row[q] = source[ix[q]] }
+                    parallelFor(workers: workers) { worker in
+                        for p in partition(n, workers: workers, worker: worker) {
+                            let source = hessian + ix[p] * full, row = d + p * n
+                            for q in 0..<n { row[q] = source[ix[q]] }
+                        }
                     }
                 }
                 for p in 0..<n {
@@ -192,35 +198,41 @@ enum Factor<T: ReconstructionScalar> {
 enum OBS<T: ReconstructionScalar> {
     static func run(_ weights: MatrixView, _ hessian: UnsafePointer<Double>, _ options: ReconstructionOptions,
                     _ source: MaskSource, _ maskOut: UnsafeMutablePointer<UInt8>?, _ output: MatrixView) throws(PruneKitError) {
-        let rows = weights.rows, cols = weights.cols
+        // The procedure, column c at a time: with U the upper Cholesky factor of the inverse of
+        // the dampened Hessian (Hinv = U^T U) and w the row as updated so far, prune or keep
+        // w_c (q_c = 0 or w_c), e_c = (w_c - q_c) / U_cc, and w_j -= e_c U_cj for j > c.
+        //
+        // Summed over all columns this is e U = W0 - Q (W0 the original weights, Q the result),
+        // so e = (W0 - Q) V with V = U^-1, the upper factor of H = V V^T, which one Cholesky
+        // factorisation gives: with J the reversal, J H J = U~^T U~ and V = J U~^T J. Splitting
+        // the columns before a block (<s) from the block's (B), U_{<s,B} = -U_{<s,<s} V_{<s,B}
+        // U_BB, so the block's weights as the procedure reaches it are
+        //     W_B = W0_B - e_{<s} U_{<s,B} = W0_B + Z_B U_BB,  Z_B = (W0 - Q)_{<s} V_{<s,B}.
+        // Z is accumulated block by block (one GEMM per block with V, as SparseGPT's lazy batch
+        // does with U); U_BB is the inverse of one 128 x 128 diagonal block of V. No inverse of
+        // the whole factor is formed (SparseGPT: factor, inverse, factor).
+        let rows = weights.rows, cols = weights.cols, blockSize = options.blockSize
         let workers = resolveThreads(options.threads, work: rows)
-        let w = try ScratchBuffer<T>(count: try checkedProduct(rows, cols, "weights"))
+        // w: Z for the columns not reached yet (0 at first), the results for those done.
+        let w = try ScratchBuffer<T>(repeating: 0, count: try checkedProduct(rows, cols, "weights"))
         let pruned = try ScratchBuffer<UInt8>(repeating: 0, count: rows * cols)
-        let u = try ScratchBuffer<T>(count: try checkedProduct(cols, cols, "hessian"))
-        let scratch = try ScratchBuffer<Double>(count: workers * cols)
-        defer { withExtendedLifetime((w, pruned, u, scratch)) {} }
-        parallelFor(workers: workers) { worker in
-            for r in partition(rows, workers: workers, worker: worker) {
-                T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base + worker * cols)
-            }
-        }
+        let v = try ScratchBuffer<T>(count: try checkedProduct(cols, cols, "hessian"))
+        let scratch = try ScratchBuffer<Double>(count: workers * blockSize)
+        // Per block: W0_B (then W0_B - Q_B), Z_B, U_BB, and U's diagonal for the whole layer.
+        let origin = try ScratchBuffer<T>(count: rows * blockSize)
+        let reached = try ScratchBuffer<T>(count: rows * blockSize)
+        let inverse = try ScratchBuffer<T>(count: blockSize * blockSize)
+        let diagonal = try ScratchBuffer<T>(count: cols)
+        let keys = try ScratchBuffer<UInt64>(count: rows * blockSize)
+        let prunedList = try ScratchBuffer<Int32>(count: workers * blockSize)
+        defer { withExtendedLifetime((w, pruned, v, scratch, origin, reached, inverse, diagonal, keys, prunedList)) {} }
         if case .given(let keep) = source {
             for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
         }
-        // Inputs that never fire carry no information: their weights go (as in SparseGPT).
-        for j in 0..<cols where hessian[j * cols + j] == 0 {
-            for r in 0..<rows { w.base[r * cols + j] = 0 }
-        }
-        // U: the upper Cholesky factor of the inverse of the dampened Hessian (Hinv = U^T U).
-        // With J the reversal, J H J = U~^T U~ gives H = V V^T for the upper V = J U~^T J, so
-        // Hinv = (V^-1)^T V^-1 and, the factor being unique, U = V^-1 = J (U~^-1)^T J: one
-        // factorisation and one triangular inverse instead of SparseGPT's factor, inverse, factor.
         try Factor<T>.dampenedCholesky(hessian, n: cols, order: Array((0..<cols).reversed()), options: options,
-                                       into: u.base) { a, n in
-            let info = T.invertUpperFactor(a, n: n)  // a's upper triangle: U~^-1
-            if info != 0 { return info }
-            // U[i][j] = (U~^-1)[n-1-j][n-1-i]: an anti-transpose, which maps the upper triangle
-            // onto itself. Each pair is swapped once, by its lexicographically smaller side, tile
+                                       into: v.base) { a, n in
+            // V[i][j] = U~[n-1-j][n-1-i]: an anti-transpose, which maps the upper triangle onto
+            // itself. Each pair is swapped once, by its lexicographically smaller side, tile
             // against mirror tile to stay in cache; tile rows go to different workers (no pair is
             // touched by two).
             let tile = 64, tileRows = (n + tile - 1) / tile
@@ -240,64 +252,84 @@ enum OBS<T: ReconstructionScalar> {
             }
             return 0
         }
-        // Sub-blocks of 16 columns (a multiple of M for N:M, whose groups must not straddle them).
-        let subBlock: Int = {
-            if case .choose = source, case .nm(_, let m) = options.pattern { return max(m, (16 + m - 1) / m * m) }
-            return 16
-        }()
         // N:M groups chosen on the way (nil otherwise), decided once instead of per column.
         let groups: (n: Int, m: Int)? = {
             if case .choose = source, case .nm(let n, let m) = options.pattern { return (n, m) }
             return nil
         }()
-        let errors = try ScratchBuffer<T>(count: rows * options.blockSize)
-        let keys = try ScratchBuffer<UInt64>(count: rows * options.blockSize)
-        defer { withExtendedLifetime((errors, keys)) {} }
         var start = 0
         while start < cols {
-            let end = min(start + options.blockSize, cols), count = end - start
+            let end = min(start + blockSize, cols), count = end - start
+            // U_BB = V_BB^-1 (upper; LAPACK's diagonal is 1 / V_cc, as the whole inverse's).
+            for i in 0..<count {
+                for j in 0..<count { inverse.base[i * count + j] = j < i ? 0 : v.base[(start + i) * cols + start + j] }
+            }
+            if T.invertUpperFactor(inverse.base, n: count) != 0 {
+                throw PruneKitError(.numeric, "the factor of the hessian is singular in columns \(start)..<\(end)")
+            }
+            for i in 0..<count { diagonal.base[start + i] = inverse.base[i * count + i] }
+            // W_B = W0_B + Z_B U_BB. W0 is the caller's weights, read again (nothing has been
+            // written to them); inputs that never fire carry no information and their weights
+            // go, as in SparseGPT.
+            parallelFor(workers: workers) { worker in
+                for r in partition(rows, workers: workers, worker: worker) {
+                    let row = w.base + r * cols + start, zero = origin.base + r * count
+                    T.load(weights, row: r, from: start, count: count, into: zero, scratch: scratch.base + worker * blockSize)
+                    for i in 0..<count where hessian[(start + i) * cols + start + i] == 0 { zero[i] = 0 }
+                    (reached.base + r * count).update(from: row, count: count)
+                    row.update(from: zero, count: count)
+                }
+            }
+            if start > 0 {
+                T.gemm(m: rows, n: count, k: count, alpha: 1, a: reached.base, lda: count, b: inverse.base, ldb: count,
+                       beta: 1, c: w.base + start, ldc: cols)
+            }
             if case .choose = source, case .unstructured(let sparsity) = options.pattern {
-                chooseBlockMask(w.base, u.base, rows: rows, cols: cols, start: start, count: count,
+                chooseBlockMask(w.base, diagonal.base, rows: rows, cols: cols, start: start, count: count,
                                 k: prunedCount(groupSize: rows * count, sparsity: sparsity), keys: keys.base, pruned: pruned.base,
                                 workers: workers)
             }
-            // Column by column inside the block, in sub-blocks: rows are independent inside a
-            // sub-block; a sub-block's errors reach the rest of the block through one GEMM (the
-            // same lazy batching SparseGPT applies between blocks, one level down).
-            var subStart = start
-            while subStart < end {
-                let subEnd = min(subStart + subBlock, end)
-                parallelFor(workers: workers) { worker in
-                    for r in partition(rows, workers: workers, worker: worker) {
-                        let row = w.base + r * cols
-                        let err = errors.base + r * count - start
-                        for c in subStart..<subEnd {
-                            if let groups, (c - start) % groups.m == 0 {
-                                chooseGroupMask(row, u.base, cols: cols, column: c, n: groups.n, m: groups.m, pruned: pruned.base + r * cols)
-                            }
-                            let d = u.base[c * cols + c]
-                            let value = row[c]
-                            let q: T = pruned.base[r * cols + c] != 0 ? 0 : value
-                            let e = (value - q) / d
-                            err[c] = e
-                            if e != 0 {
-                                let hinvRow = u.base + c * cols
-                                for j in (c + 1)..<max(c + 1, subEnd) { row[j] -= e * hinvRow[j] }
-                            }
-                            row[c] = q
+            // Column by column inside the block, row by row: rows are independent inside a
+            // block, so each worker takes whole rows through the block, with the row's block
+            // segment and U_BB in cache. A kept entry has no error and updates nothing, so each
+            // segment's pruned columns are listed first (without branches: the pattern is
+            // random) and only they are visited, in column order. A segment is an N:M group,
+            // chosen from the updated weights when it is reached, or the whole block. Then
+            // origin := W0_B - Q_B for the next GEMM. Each row sees the same operations in the
+            // same order whatever the partition.
+            let segment = groups?.m ?? count
+            parallelFor(workers: workers) { worker in
+                let list = prunedList.base + worker * blockSize
+                for r in partition(rows, workers: workers, worker: worker) {
+                    let row = w.base + r * cols, prunedRow = pruned.base + r * cols
+                    var first = start
+                    while first < end {
+                        let last = min(first + segment, end)
+                        if let groups {
+                            chooseGroupMask(row, diagonal.base, column: first, n: groups.n, m: groups.m, pruned: prunedRow)
                         }
+                        var listed = 0
+                        for c in first..<last {
+                            list[listed] = Int32(truncatingIfNeeded: c)
+                            listed &+= Int(prunedRow[c] & 1)
+                        }
+                        for i in 0..<listed {
+                            let c = Int(list[i])
+                            let e = row[c] / diagonal.base[c]
+                            row[c] = 0
+                            let inverseRow = inverse.base + (c - start) * count - start
+                            for j in (c + 1)..<end { row[j] -= e * inverseRow[j] }
+                        }
+                        first = last
                     }
+                    let zero = origin.base + r * count, done = row + start
+                    for i in 0..<count { zero[i] -= done[i] }
                 }
-                if subEnd < end {
-                    T.gemm(m: rows, n: end - subEnd, k: subEnd - subStart, alpha: -1, a: errors.base + (subStart - start), lda: count,
-                           b: u.base + subStart * cols + subEnd, ldb: cols, beta: 1, c: w.base + subEnd, ldc: cols)
-                }
-                subStart = subEnd
             }
-            // The rest of the row: W[:, end...] -= Err * U[start..<end, end...].
+            // Z for the columns after the block: += (W0_B - Q_B) V[B, end...].
             if end < cols {
-                T.gemm(m: rows, n: cols - end, k: count, alpha: -1, a: errors.base, lda: count,
-                       b: u.base + start * cols + end, ldb: cols, beta: 1, c: w.base + end, ldc: cols)
+                T.gemm(m: rows, n: cols - end, k: count, alpha: 1, a: origin.base, lda: count,
+                       b: v.base + start * cols + end, ldb: cols, beta: 1, c: w.base + end, ldc: cols)
             }
             start = end
         }
@@ -317,24 +349,30 @@ enum OBS<T: ReconstructionScalar> {
     /// Keys, their range, the histogram and the marking run by row partition; the few entries
     /// equal to the threshold are marked in position order, so the result does not depend on
     /// the number of workers.
-    static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
+    static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ diagonal: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
                                 k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>, workers: Int) {
         guard k > 0 else { return }
         let binCount = 4096
+        // d^2 of the block's columns, once (the same product as per entry).
+        var squares = [T](repeating: 0, count: count)
+        for i in 0..<count { squares[i] = diagonal[start + i] * diagonal[start + i] }
         var ranges = [(low: UInt64, high: UInt64)](repeating: (.max, 0), count: workers)
         ranges.withUnsafeMutableBufferPointer { slots in
+            squares.withUnsafeBufferPointer { dd in
             parallelFor(workers: workers) { worker in
                 var low = UInt64.max, high: UInt64 = 0
                 for r in partition(rows, workers: workers, worker: worker) {
+                    let row = w + r * cols + start
                     for i in 0..<count {
-                        let c = start + i, d = u[c * cols + c], x = w[r * cols + c]
-                        let key = (x * x / (d * d)).orderKey64
+                        let x = row[i]
+                        let key = (x * x / dd[i]).orderKey64
                         keys[r * count + i] = key
                         low = min(low, key)
                         high = max(high, key)
                     }
                 }
                 slots[worker] = (low, high)
+            }
             }
         }
         let lowest = ranges.map(\.low).min()!, highest = ranges.map(\.high).max()!
@@ -354,32 +392,47 @@ enum OBS<T: ReconstructionScalar> {
             below += binTotal(bin)
             bin += 1
         }
-        var candidates: [UInt64] = []
-        candidates.reserveCapacity(binTotal(bin))
-        for p in 0..<(rows * count) where (keys[p] &- lowest) &>> shift == UInt64(bin) { candidates.append(keys[p]) }
+        // The threshold bin's entries with their positions, gathered by row partition and
+        // joined in worker order, so they are in position order.
+        var gathered = [[(key: UInt64, position: Int)]](repeating: [], count: workers)
+        gathered.withUnsafeMutableBufferPointer { lists in
+            parallelFor(workers: workers) { worker in
+                var mine: [(key: UInt64, position: Int)] = []
+                for r in partition(rows, workers: workers, worker: worker) {
+                    for p in (r * count)..<(r * count + count) where (keys[p] &- lowest) &>> shift == UInt64(bin) {
+                        mine.append((keys[p], p))
+                    }
+                }
+                lists[worker] = mine
+            }
+        }
+        let inBin = gathered.joined()
+        var candidates = inBin.map(\.key)
         let threshold = candidates.withUnsafeMutableBufferPointer {
             quickselect($0.baseAddress!, count: $0.count, rank: k - 1 - below)
         }
-        var ties = k - below - candidates.reduce(0) { $0 + ($1 < threshold ? 1 : 0) }
+        var ties = k - below - inBin.reduce(0) { $0 + ($1.key < threshold ? 1 : 0) }
         parallelFor(workers: workers) { worker in
             for r in partition(rows, workers: workers, worker: worker) {
                 let rowKeys = keys + r * count, rowPruned = pruned + r * cols + start
-                for i in 0..<count where rowKeys[i] < threshold { rowPruned[i] = 1 }
+                // Without a branch: half the entries go, in no pattern a predictor can follow.
+                for i in 0..<count { rowPruned[i] = rowKeys[i] < threshold ? 1 : 0 }
             }
         }
-        for p in 0..<(rows * count) where ties > 0 && keys[p] == threshold {
+        // Entries equal to the threshold all lie in its bin: the first ones in position order go.
+        for (key, p) in inBin where ties > 0 && key == threshold {
             pruned[(p / count) * cols + start + p % count] = 1
             ties -= 1
         }
     }
 
     /// N:M: in columns column..<column+m of one row, prune the m - n lowest w^2 / d^2.
-    static func chooseGroupMask(_ row: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, cols: Int, column: Int, n: Int, m: Int,
+    static func chooseGroupMask(_ row: UnsafeMutablePointer<T>, _ diagonal: UnsafePointer<T>, column: Int, n: Int, m: Int,
                                 pruned: UnsafeMutablePointer<UInt8>) {
         // Rank each entry in (score, position) order; groups are small, so count instead of sorting.
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: m) { keys in
             for i in 0..<m {
-                let c = column + i, d = u[c * cols + c], x = row[c]
+                let c = column + i, d = diagonal[c], x = row[c]
                 keys[i] = (x * x / (d * d)).orderKey64
             }
             for i in 0..<m {
@@ -447,7 +500,7 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         let w = try ScratchBuffer<T>(count: rows * cols)
         let scratch = try ScratchBuffer<Double>(count: cols)
         defer { withExtendedLifetime((w, scratch)) {} }
-        for r in 0..<rows { T.load(weights, row: r, count: cols, into: w.base + r * cols, scratch: scratch.base) }
+        for r in 0..<rows { T.load(weights, row: r, from: 0, count: cols, into: w.base + r * cols, scratch: scratch.base) }
         if !kept.isEmpty && !gone.isEmpty {
             let nk = kept.count, np = gone.count
             let hkk = try ScratchBuffer<T>(count: nk * nk)
@@ -471,3 +524,4 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output)
     }
 }
+
