@@ -25,6 +25,9 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
     static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
+    /// Whether none of `count` values is infinite or NaN: an OR of exponent flags, which
+    /// vectorizes (a loop that stops at the first bad value does not).
+    static func allFinite(_ values: UnsafePointer<Self>, count: Int) -> Bool
     /// Loads elements `start ..< start + count` of a view's row converted to Self.
     static func load(_ view: MatrixView, row: Int, from start: Int, count: Int, into: UnsafeMutablePointer<Self>,
                      scratch: UnsafeMutablePointer<Double>)
@@ -34,6 +37,15 @@ private let lower: CChar = 76  // "L"
 
 extension Double: ReconstructionScalar {
     var double: Double { self }
+    static func allFinite(_ values: UnsafePointer<Double>, count: Int) -> Bool {
+        // (exponent bits) + (lowest exponent bit) carries into bit 63 iff the exponent is all ones.
+        let bits = UnsafeRawPointer(values)
+        var flags: UInt64 = 0
+        for i in 0..<count {
+            flags |= (bits.load(fromByteOffset: 8 * i, as: UInt64.self) & 0x7FF0_0000_0000_0000) &+ 0x0010_0000_0000_0000
+        }
+        return flags & 0x8000_0000_0000_0000 == 0
+    }
     var orderKey64: UInt64 {
         let bits = (self + 0).bitPattern
         return bits ^ (UInt64(bitPattern: Int64(bitPattern: bits) >> 63) | 0x8000_0000_0000_0000)
@@ -67,6 +79,12 @@ extension Double: ReconstructionScalar {
 
 extension Float: ReconstructionScalar {
     var double: Double { Double(self) }
+    static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+        let bits = UnsafeRawPointer(values)
+        var flags: UInt32 = 0
+        for i in 0..<count { flags |= nonFiniteFlag(bits.load(fromByteOffset: 4 * i, as: UInt32.self)) }
+        return flags & 0x8000_0000 == 0
+    }
     var orderKey64: UInt64 { UInt64(orderKey(self)) }
     static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

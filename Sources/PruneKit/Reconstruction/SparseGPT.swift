@@ -183,9 +183,7 @@ enum Factor<T: ReconstructionScalar> {
                 }
             }
             if T.choleskyUpper(a, n: n) == 0, after(a, n) == 0 {
-                var finite = true
-                for i in 0..<(n * n) where !a[i].isFinite { finite = false; break }
-                if finite { return }
+                if T.allFinite(a, count: n * n) { return }
             }
             if attempt < options.maxDampeningRetries { damp = max(damp * 10, 1e-8 * max(meanDiagonal, 1)) }
         }
@@ -334,9 +332,9 @@ enum OBS<T: ReconstructionScalar> {
             start = end
         }
         // Write the results (everything was checked before any of this).
-        var bad = -1
-        for i in 0..<(rows * cols) where !w.base[i].isFinite { bad = i; break }
-        if bad >= 0 {
+        if !T.allFinite(w.base, count: rows * cols) {
+            var bad = 0
+            while w.base[bad].isFinite { bad += 1 }
             throw PruneKitError(.numeric, "the update produced a non-finite weight at row \(bad / cols), column \(bad % cols)")
         }
         try storeRows(w.base, rows: rows, cols: cols, into: output)
