@@ -268,14 +268,15 @@ enum OBS<T: ReconstructionScalar> {
             for i in 0..<count { diagonal.base[start + i] = inverse.base[i * count + i] }
             // W_B = W0_B + Z_B U_BB. W0 is the caller's weights, read again (nothing has been
             // written to them); inputs that never fire carry no information and their weights
-            // go, as in SparseGPT.
+            // go, as in SparseGPT (found once per block, not per row).
+            let dead = (0..<count).filter { hessian[(start + $0) * cols + start + $0] == 0 }
             parallelFor(workers: workers) { worker in
                 for r in partition(rows, workers: workers, worker: worker) {
-                    let row = w.base + r * cols + start, zero = origin.base + r * count
-                    T.load(weights, row: r, from: start, count: count, into: zero, scratch: scratch.base + worker * blockSize)
-                    for i in 0..<count where hessian[(start + i) * cols + start + i] == 0 { zero[i] = 0 }
+                    let row = w.base + r * cols + start, original = origin.base + r * count
+                    T.load(weights, row: r, from: start, count: count, into: original, scratch: scratch.base + worker * blockSize)
+                    for i in dead { original[i] = 0 }
                     (reached.base + r * count).update(from: row, count: count)
-                    row.update(from: zero, count: count)
+                    row.update(from: original, count: count)
                 }
             }
             if start > 0 {
@@ -320,8 +321,8 @@ enum OBS<T: ReconstructionScalar> {
                         }
                         first = last
                     }
-                    let zero = origin.base + r * count, done = row + start
-                    for i in 0..<count { zero[i] -= done[i] }
+                    let original = origin.base + r * count, done = row + start
+                    for i in 0..<count { original[i] -= done[i] }
                 }
             }
             // Z for the columns after the block: += (W0_B - Q_B) V[B, end...].
