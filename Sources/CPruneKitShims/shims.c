@@ -1,1 +1,132 @@
-// The shims are header-only; SwiftPM needs one source file per C target.
+// Wide-vector kernels of prunekit_shims.h: AVX2 + FMA through target attributes, so the rest of
+// the library stays baseline x86-64 and the choice is made at run time.
+#include "prunekit_shims.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+
+int prunekit_wide_supported(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_FMA)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;   /* the OS saves the XMM and YMM state */
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & bit_AVX2) ? 1 : 0;
+}
+
+static inline uint32_t flag_of(uint32_t bits) { return (bits & 0x7F800000u) + 0x00800000u; }
+
+__attribute__((target("avx2,fma")))
+double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t *flags) {
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000), carry = _mm256_set1_epi32(0x00800000),
+                  magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    __m256i f = _mm256_setzero_si256();
+    ptrdiff_t j = 0;
+    if (squared) {
+        for (; j + 8 <= count; j += 8) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x + j));
+            f = _mm256_or_si256(f, _mm256_add_epi32(_mm256_and_si256(bits, exponent), carry));
+            __m256 v = _mm256_castsi256_ps(bits);
+            __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+            low = _mm256_fmadd_pd(v0, v0, low);
+            high = _mm256_fmadd_pd(v1, v1, high);
+        }
+    } else {
+        for (; j + 8 <= count; j += 8) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x + j));
+            f = _mm256_or_si256(f, _mm256_add_epi32(_mm256_and_si256(bits, exponent), carry));
+            __m256 v = _mm256_castsi256_ps(_mm256_and_si256(bits, magnitude));
+            low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
+    }
+    __m128i f4 = _mm_or_si128(_mm256_castsi256_si128(f), _mm256_extracti128_si256(f, 1));
+    f4 = _mm_or_si128(f4, _mm_shuffle_epi32(f4, 0x4E));
+    f4 = _mm_or_si128(f4, _mm_shuffle_epi32(f4, 0xB1));
+    uint32_t flag = (uint32_t)_mm_cvtsi128_si32(f4);
+    double tail = 0;
+    for (; j < count; j++) {
+        uint32_t bits;
+        __builtin_memcpy(&bits, x + j, 4);
+        flag |= flag_of(bits);
+        double v = (double)x[j];
+        tail += squared ? v * v : fabs(v);
+    }
+    *flags |= flag;
+    __m256d half = _mm256_add_pd(low, high);                                    /* l0+l4, l1+l5, l2+l6, l3+l7 */
+    __m128d quarter = _mm_add_pd(_mm256_castpd256_pd128(half), _mm256_extractf128_pd(half, 1));
+    return (_mm_cvtsd_f64(quarter) + _mm_cvtsd_f64(_mm_unpackhi_pd(quarter, quarter))) + tail;
+}
+
+__attribute__((target("avx2,fma")))
+uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
+                                   int squared) {
+    const __m128i exponent = _mm_set1_epi32(0x7F800000), carry = _mm_set1_epi32(0x00800000),
+                  magnitude = _mm_set1_epi32(0x7FFFFFFF);
+    __m128i f = _mm_setzero_si128();
+    ptrdiff_t j = 0;
+    for (; j + 4 <= count; j += 4) {
+        __m256d sum = _mm256_loadu_pd(acc + j);
+        for (ptrdiff_t q = 0; q < quads; q++) {
+            const float *const *r = rows + 4 * q;
+            __m128i a = _mm_loadu_si128((const __m128i *)(r[0] + j)), b = _mm_loadu_si128((const __m128i *)(r[1] + j)),
+                    c = _mm_loadu_si128((const __m128i *)(r[2] + j)), d = _mm_loadu_si128((const __m128i *)(r[3] + j));
+            f = _mm_or_si128(f, _mm_or_si128(_mm_or_si128(_mm_add_epi32(_mm_and_si128(a, exponent), carry),
+                                                          _mm_add_epi32(_mm_and_si128(b, exponent), carry)),
+                                             _mm_or_si128(_mm_add_epi32(_mm_and_si128(c, exponent), carry),
+                                                          _mm_add_epi32(_mm_and_si128(d, exponent), carry))));
+            if (squared) {
+                __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(a)), y = _mm256_cvtps_pd(_mm_castsi128_ps(b)),
+                        z = _mm256_cvtps_pd(_mm_castsi128_ps(c)), w = _mm256_cvtps_pd(_mm_castsi128_ps(d));
+                /* (x^2 + y^2) + (z^2 + w^2): each square is exact, so the fused forms round alike */
+                sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_fmadd_pd(x, x, _mm256_mul_pd(y, y)),
+                                                       _mm256_fmadd_pd(z, z, _mm256_mul_pd(w, w))));
+            } else {
+                __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(a, magnitude))),
+                        y = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(b, magnitude))),
+                        z = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(c, magnitude))),
+                        w = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(d, magnitude)));
+                sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_add_pd(x, y), _mm256_add_pd(z, w)));
+            }
+        }
+        _mm256_storeu_pd(acc + j, sum);
+    }
+    f = _mm_or_si128(f, _mm_shuffle_epi32(f, 0x4E));
+    f = _mm_or_si128(f, _mm_shuffle_epi32(f, 0xB1));
+    uint32_t flag = (uint32_t)_mm_cvtsi128_si32(f);
+    for (; j < count; j++) {
+        double sum = acc[j];
+        for (ptrdiff_t q = 0; q < quads; q++) {
+            const float *const *r = rows + 4 * q;
+            uint32_t bits[4];
+            for (int i = 0; i < 4; i++) {
+                __builtin_memcpy(&bits[i], r[i] + j, 4);
+                flag |= flag_of(bits[i]);
+            }
+            double x = r[0][j], y = r[1][j], z = r[2][j], w = r[3][j];
+            sum += squared ? (x * x + y * y) + (z * z + w * w) : (fabs(x) + fabs(y)) + (fabs(z) + fabs(w));
+        }
+        acc[j] = sum;
+    }
+    return flag;
+}
+
+#else   /* no wide kernels on this architecture or compiler: never chosen */
+
+int prunekit_wide_supported(void) { return 0; }
+double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t *flags) {
+    (void)x; (void)count; (void)squared; (void)flags;
+    return 0;
+}
+uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
+                                   int squared) {
+    (void)rows; (void)quads; (void)acc; (void)count; (void)squared;
+    return 0;
+}
+#endif

@@ -359,3 +359,37 @@ def test_taylor_and_wanda_structure_scores_sum_entry_scores():
     s_norm, = pk.structure_scores([a], criterion="l1", normalize="max")
     np.testing.assert_allclose(s_sum, 2 * s_max, rtol=1e-15)
     assert s_norm.max() == 1.0
+
+
+def test_wide_and_baseline_kernels_give_the_same_scores(tmp_path):
+    """Where the CPU has AVX2, structure sums use wide kernels; PRUNEKIT_SIMD=baseline forces
+    the baseline loops. Scores (float64) must be the same bit for bit, so that selections do
+    not depend on the machine. Each setting runs in its own process (it is read once)."""
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, prunekit as pk, sys\n"
+        "rng = np.random.default_rng(5)\n"
+        "out = {}\n"
+        "for rows, cols in [(67, 300), (130, 33), (9, 1031)]:\n"
+        "    a = (rng.standard_normal((rows, cols)) * 1e3).astype(np.float32)\n"
+        "    b = (rng.standard_normal((cols, rows)) * 1e-3).astype(np.float32)\n"
+        "    f = np.abs(rng.standard_normal(cols)).astype(np.float32)\n"
+        "    for crit in ('l1', 'l2'):\n"
+        "        g = [pk.Group([pk.Member(a, 'rows'), pk.Member(b, 'cols')]),\n"
+        "             pk.Group([pk.Member(a, 'rows', criterion='wanda', features=f)]),\n"
+        "             pk.Group([pk.Member(a, 'blocks', block=(4, 8))])]\n"
+        "        for i, s in enumerate(pk.structure_scores(g, criterion=crit, threads=2)):\n"
+        "            out[f'{rows}x{cols}-{crit}-{i}'] = s\n"
+        "np.savez(sys.argv[1], **out)\n"
+    )
+    results = []
+    for simd in ("baseline", "default"):
+        path = tmp_path / f"{simd}.npz"
+        env = dict(os.environ, PRUNEKIT_SIMD=simd)
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        results.append(np.load(path))
+    baseline, default = results
+    assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 18
+    for key in baseline.files:
+        assert baseline[key].tobytes() == default[key].tobytes(), key

@@ -1,11 +1,34 @@
-// Compiler builtins the Swift core needs and Swift does not expose. A C shim: no Swift API.
+// Compiler builtins and wide-vector kernels the Swift core needs and Swift does not expose.
+// A C shim: no Swift API of its own, nothing exported from libprunekit.so.
 #ifndef PRUNEKIT_SHIMS_H
 #define PRUNEKIT_SHIMS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /// Asks for the cache lines of [address, address + bytes) ahead of use (a hint; never faults).
 static inline void prunekit_prefetch(const void *address, size_t bytes) {
     const char *p = (const char *)address;
     for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
 }
+
+// Wide kernels (AVX2 + FMA, chosen at run time). Each gives bit-for-bit the result of the
+// baseline Swift loop it stands for: the same float64 additions in the same order (a fused
+// multiply-add of a float32 square changes nothing, since the square of a float32 is exact in
+// float64). Call them only when prunekit_wide_supported() says so.
+
+/// 1 when the CPU and the operating system support AVX2 and FMA (and the kernels were built),
+/// else 0.
+int prunekit_wide_supported(void);
+
+/// Sum over x[0 ..< count) of x^2 (squared != 0) or |x| in float64, as `segmentSum` does:
+/// eight lanes (j mod 8) added as (l0+l4 + l2+l6) + (l1+l5 + l3+l7), then the tail in order.
+/// ORs (bits & 0x7F800000) + 0x00800000 of every entry into *flags (bit 31 set: some entry is
+/// not finite).
+double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t *flags);
+
+/// For each quad q < quads of rows (rows[4q ... 4q+3] = a, b, c, d), in order:
+/// acc[j] += (a[j]^2 + b[j]^2) + (c[j]^2 + d[j]^2) (squared) or (|a|+|b|) + (|c|+|d|), for
+/// j < count, in float64. Returns the OR of the non-finite flags (as above) of all the rows.
+uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
+                                   int squared);
 #endif

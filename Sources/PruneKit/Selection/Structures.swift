@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CPruneKitShims
+
 /// Structured pruning: the host declares groups of tensors that share one structural axis
 /// (the rows of one layer, the columns of the next, the entries of a bias or batch-norm vector,
 /// the blocks of rows of q/k/v that make a head); PruneKit scores each structure, selects which
@@ -181,6 +188,18 @@ public struct StructureGroupView: @unchecked Sendable {
 
 // MARK: - Scoring
 
+/// Whether the AVX2 + FMA kernels of the C shim may be used: the CPU and OS support them and
+/// PRUNEKIT_SIMD is not "baseline" (which forces the baseline x86-64 loops, for comparison).
+let wideKernels: Bool = {
+    if let choice = getenv("PRUNEKIT_SIMD"), String(cString: choice) == "baseline" { return false }
+    return prunekit_wide_supported() != 0
+}()
+
+/// Quads of rows the wide column-sum kernel adds per pass over the sums. One: more rows at
+/// once means more concurrent memory streams, and measured slower (8-member bench, column
+/// members only: 13-18 ms with one quad, 19-28 ms with two, 21-25 ms with four).
+let wideQuads = 1
+
 /// Rows handled per task when column sums are split across threads: fixed, so that the order of
 /// additions (and so the result) does not depend on the thread count.
 let structureRowChunk = 64
@@ -217,8 +236,12 @@ func segmentSum(_ x: UnsafePointer<Float>, count: Int, squared: Bool) -> Double 
 /// One member's sums over each structure (of |s| or s^2 for entry scores s), into `sums`
 /// (structure count doubles, overwritten). Rows are taken in fixed chunks (64 rows, or one block
 /// row) whose partial sums combine in chunk order, so the result does not depend on threads.
+///
+/// `wide`: use the AVX2 kernels where the CPU has them (the results are the same bit for bit;
+/// tests compare both paths).
 func memberStructureSums(_ member: StructureMemberView, structures n: Int, squared: Bool, threads: Int,
-                         label: String, into sums: UnsafeMutablePointer<Double>) throws(PruneKitError) {
+                         label: String, into sums: UnsafeMutablePointer<Double>,
+                         wide: Bool = wideKernels) throws(PruneKitError) {
     let kernel = try ScoreKernel(weights: member.tensor, criterion: member.criterion, label: label)
     let rows = kernel.rows, cols = kernel.cols
     let chunkRows: Int, width: Int
@@ -231,21 +254,26 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let workers = resolveThreads(threads, work: chunks)
     let partials = try ScratchBuffer<Double>(repeating: 0, count: chunks * width)
     let rowSums = try ScratchBuffer<Double>(repeating: 0, count: width == 0 ? rows : 0)
-    let slots = if case .cols = member.axis { 4 } else { 1 }   // column sums take four rows at once
+    // Column sums take four rows at once (up to 4 * wideQuads with the wide kernel).
+    let slots = if case .cols = member.axis { wide ? 4 * wideQuads : 4 } else { 1 }
+    let rowPointers = try ScratchBuffer<UnsafePointer<Float>?>(repeating: nil, count: workers * 4 * wideQuads)
     let scratch = try ScratchBuffer<Float>(count: workers * slots * 3 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
-    defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
+    defer { withExtendedLifetime((partials, rowSums, scratch, bad, rowPointers)) {} }
     let axis = member.axis
     // Magnitude needs no score buffer: |w| and w^2 come straight from the (float32) row.
     let direct: Bool = if case .magnitude = kernel.kind { true } else { false }
     parallelFor(workers: workers) { worker in
         /// Row r's entry scores (in scratch slot 0...3), or nil (and the row recorded) when one
         /// is not finite.
-        func entries(_ r: Int, _ slot: Int = 0) -> UnsafePointer<Float>? {
+        /// With `checked: false` (magnitude, wide kernels) the row is returned as it is: the wide
+        /// kernel that sums it reports non-finite entries, and the caller records the row.
+        func entries(_ r: Int, _ slot: Int = 0, checked: Bool = true) -> UnsafePointer<Float>? {
             let s = scratch.base + (worker * slots + slot) * 3 * cols
             let conv = s + 2 * cols
             if direct {
                 let w = kernel.weights.floats(row: r, count: cols, scratch: s)
+                if !checked { return w }
                 var flags: UInt32 = 0
                 for j in 0..<cols { flags |= nonFiniteFlag(w[j].bitPattern) }
                 if flags & 0x8000_0000 == 0 { return w }
@@ -255,12 +283,33 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
             bad.base[worker] = min(bad.base[worker], r)
             return nil
         }
+        /// The first of rows r ..< r + count with a non-finite entry score, recorded (the wide
+        /// kernels only say that one of them has one).
+        func recordFirstBad(_ r: Int, _ count: Int) {
+            for row in r..<(r + count) where entries(row) == nil { return }
+        }
         for chunk in partition(chunks, workers: workers, worker: worker) {
             let acc = partials.base + chunk * width
             var r = chunk * chunkRows
             let end = min(rows, (chunk + 1) * chunkRows)
             if case .cols = axis {
                 // Four rows at a time: acc[j] += (a^2 + b^2) + (c^2 + d^2), a fixed order.
+                // The same sums by the AVX2 kernel, up to 16 rows per pass over the sums;
+                // magnitude rows are checked as they are summed.
+                while wide, r + 4 <= end {
+                    let quads = min(wideQuads, (end - r) / 4)
+                    var complete = true
+                    for i in 0..<(4 * quads) {
+                        guard let row = entries(r + i, i, checked: !direct) else { complete = false; break }
+                        rowPointers.base[worker * 4 * wideQuads + i] = row
+                    }
+                    if complete {
+                        let flags = prunekit_wide_column_sums(rowPointers.base + worker * 4 * wideQuads, quads, acc, cols,
+                                                              squared ? 1 : 0)
+                        if direct, flags & 0x8000_0000 != 0 { recordFirstBad(r, 4 * quads) }
+                    }
+                    r += 4 * quads
+                }
                 while r + 4 <= end {
                     guard let a = entries(r), let b = entries(r + 1, 1), let c = entries(r + 2, 2), let d = entries(r + 3, 3) else {
                         r += 4
@@ -279,6 +328,15 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
                     r += 4
                 }
             }
+            if wide, case .rows = axis {
+                while r < end {
+                    defer { r += 1 }
+                    guard let x = entries(r, checked: !direct) else { continue }
+                    var flags: UInt32 = 0
+                    rowSums.base[r] = prunekit_wide_sum(x, cols, squared ? 1 : 0, &flags)
+                    if direct, flags & 0x8000_0000 != 0 { recordFirstBad(r, 1) }
+                }
+            }
             while r < end {
                 defer { r += 1 }
                 guard let x = entries(r) else { continue }
@@ -295,7 +353,12 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
                     var b = 0, j = 0
                     while j < cols {
                         let w = min(c, cols - j)
-                        acc[b] += segmentSum(x + j, count: w, squared: squared)
+                        if wide {
+                            var flags: UInt32 = 0   // already checked
+                            acc[b] += prunekit_wide_sum(x + j, w, squared ? 1 : 0, &flags)
+                        } else {
+                            acc[b] += segmentSum(x + j, count: w, squared: squared)
+                        }
                         j += w
                         b += 1
                     }
