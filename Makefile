@@ -129,7 +129,7 @@ $(OUT)/bench_masks: benchmarks/bench_masks.c benchmarks/bench_common.h include/p
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_masks.c $(LINK) -lm
 
 $(OUT)/bench_structures: benchmarks/bench_structures.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
-	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_structures.c $(LINK) -lm
+	$(CC) -std=c99 $(WARN) -O2 -Iinclude -o $@ benchmarks/bench_structures.c $(LINK) -lm -pthread
 
 $(OUT)/bench_sparsegpt: benchmarks/bench_sparsegpt.c benchmarks/bench_common.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 $(WARN) -O2 -Iinclude $$(pkg-config --cflags openblas) -o $@ benchmarks/bench_sparsegpt.c $(LINK) $$(pkg-config --libs openblas)

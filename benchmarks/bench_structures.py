@@ -98,6 +98,11 @@ def main():
     print(f"  speed-up vs numpy: C API {t_np / total_c:.1f}x (target 10x), Python {t_np / t_py:.1f}x")
     print(f"  compaction / one memory pass (C): {c['compact'] / c['pass']:.2f}x (target <= 3x); "
           f"score+select / pass: {c['select'] / c['pass']:.2f}x")
+    floor = c["floor_read"] + c["floor_compact"]
+    print(f"  memory floor, 2 threads: scoring reads every weight {c['floor_read'] * 1e3:.1f} ms + compaction "
+          f"copies half, reads a quarter more {c['floor_compact'] * 1e3:.1f} ms = {floor * 1e3:.1f} ms "
+          f"(numpy / floor {t_np / floor:.1f}x; C API / floor: score+select {c['select'] / c['floor_read']:.2f}x, "
+          f"compact {c['compact'] / c['floor_compact']:.2f}x)")
 
 
 if __name__ == "__main__":
