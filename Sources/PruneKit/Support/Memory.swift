@@ -4,6 +4,9 @@ import Glibc
 import Musl
 #endif
 
+private let hugePageSize = 2 << 20
+private let hugePageThreshold = 8 << 20
+
 /// A malloc-backed buffer that reports allocation failure as an error instead of trapping
 /// (Swift's own allocation kills the host process on failure).
 ///
@@ -15,7 +18,18 @@ final class ScratchBuffer<Element> {
 
     init(count: Int) throws(PruneKitError) {
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
-        guard !overflow, let raw = malloc(bytes) else { throw .outOfMemory(bytes: bytes) }
+        guard !overflow else { throw .outOfMemory(bytes: bytes) }
+        var raw: UnsafeMutableRawPointer?
+        if bytes >= hugePageThreshold {
+            // Large buffers on 2 MiB boundaries, marked for transparent huge pages: their first
+            // touch then costs one fault per 2 MiB instead of one per 4 KiB (a 4096 x 4096 float
+            // buffer: 32 faults instead of 16384). A hint; the kernel may ignore it.
+            guard posix_memalign(&raw, hugePageSize, bytes) == 0, let r = raw else { throw .outOfMemory(bytes: bytes) }
+            _ = madvise(r, (bytes + hugePageSize - 1) / hugePageSize * hugePageSize, MADV_HUGEPAGE)
+        } else {
+            raw = malloc(bytes)
+        }
+        guard let raw else { throw .outOfMemory(bytes: bytes) }
         base = raw.bindMemory(to: Element.self, capacity: max(count, 1))
         self.count = count
     }
