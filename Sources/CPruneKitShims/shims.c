@@ -2,6 +2,10 @@
 // the library stays baseline x86-64 and the choice is made at run time.
 #include "prunekit_shims.h"
 
+/* Products and differences stay separate operations (no fused multiply-add where the source
+ * writes a * b - c): the kernels must round as the baseline loops do. */
+#pragma STDC FP_CONTRACT OFF
+
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <cpuid.h>
 #include <immintrin.h>
@@ -117,6 +121,49 @@ uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, do
     return flag;
 }
 
+/* The 8-lane mask of the first `left` lanes (left in 1...7). */
+__attribute__((target("avx2,fma")))
+static inline __m256i first_lanes(ptrdiff_t left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+__attribute__((target("avx2,fma")))
+void prunekit_wide_obs_float(float *row, const int32_t *list, ptrdiff_t listed, const float *diagonal,
+                             const float *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count) {
+    for (ptrdiff_t i = 0; i < listed; i++) {
+        ptrdiff_t c = list[i];
+        __m128 e1 = _mm_div_ss(_mm_set_ss(row[c]), _mm_set_ss(diagonal[c]));
+        row[c] = 0;
+        const float *u = inverse + (c - start) * count - start;
+        __m256 e = _mm256_broadcastss_ps(e1);
+        ptrdiff_t j = c + 1;
+        for (; j + 8 <= end; j += 8)
+            _mm256_storeu_ps(row + j, _mm256_sub_ps(_mm256_loadu_ps(row + j), _mm256_mul_ps(e, _mm256_loadu_ps(u + j))));
+        if (j < end) {
+            __m256i m = first_lanes(end - j);
+            __m256 x = _mm256_maskload_ps(row + j, m), y = _mm256_maskload_ps(u + j, m);
+            _mm256_maskstore_ps(row + j, m, _mm256_sub_ps(x, _mm256_mul_ps(e, y)));
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed, const double *diagonal,
+                              const double *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count) {
+    for (ptrdiff_t i = 0; i < listed; i++) {
+        ptrdiff_t c = list[i];
+        __m128d e1 = _mm_div_sd(_mm_set_sd(row[c]), _mm_set_sd(diagonal[c]));
+        row[c] = 0;
+        const double *u = inverse + (c - start) * count - start;
+        __m256d e = _mm256_broadcastsd_pd(e1);
+        ptrdiff_t j = c + 1;
+        for (; j + 4 <= end; j += 4)
+            _mm256_storeu_pd(row + j, _mm256_sub_pd(_mm256_loadu_pd(row + j), _mm256_mul_pd(e, _mm256_loadu_pd(u + j))));
+        for (; j < end; j++)
+            _mm_store_sd(row + j, _mm_sub_sd(_mm_load_sd(row + j), _mm_mul_sd(e1, _mm_load_sd(u + j))));
+    }
+}
+
 #else   /* no wide kernels on this architecture or compiler: never chosen */
 
 int prunekit_wide_supported(void) { return 0; }
@@ -128,5 +175,13 @@ uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, do
                                    int squared) {
     (void)rows; (void)quads; (void)acc; (void)count; (void)squared;
     return 0;
+}
+void prunekit_wide_obs_float(float *row, const int32_t *list, ptrdiff_t listed, const float *diagonal,
+                             const float *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count) {
+    (void)row; (void)list; (void)listed; (void)diagonal; (void)inverse; (void)start; (void)end; (void)count;
+}
+void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed, const double *diagonal,
+                              const double *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count) {
+    (void)row; (void)list; (void)listed; (void)diagonal; (void)inverse; (void)start; (void)end; (void)count;
 }
 #endif

@@ -73,3 +73,46 @@ import Testing
         }
     }
 }
+
+/// SparseGPT's in-block updates: the AVX2 kernel against the baseline loop, bit for bit.
+@Suite struct WideBlockUpdateTests {
+    func compare<T: ReconstructionScalar>(_: T.Type, seed: UInt64) {
+        var random = TestRandom(seed)
+        for (start, count) in [(0, 128), (256, 128), (40, 13), (7, 1), (0, 9), (3, 64)] {
+            let end = start + count
+            var row = (0..<end).map { _ in T(Double(random.normal())) }
+            let diagonal = (0..<end).map { _ in T(Double(0.5 + random.uniform())) }
+            var inverse = [T](repeating: 0, count: count * count)
+            for i in 0..<count { for j in i..<count { inverse[i * count + j] = T(Double(random.normal())) } }
+            // Pruned columns in column order, about half, always including the last one.
+            let list = (start..<end).filter { $0 == end - 1 || random.next() % 2 == 0 }.map { Int32($0) }
+            var wide = row
+            diagonal.withUnsafeBufferPointer { d in
+                inverse.withUnsafeBufferPointer { u in
+                    list.withUnsafeBufferPointer { l in
+                        row.withUnsafeMutableBufferPointer { r in
+                            OBS<T>.blockUpdates(r.baseAddress!, list: l.baseAddress!, listed: l.count, diagonal: d.baseAddress!,
+                                                inverse: u.baseAddress!, start: start, end: end, count: count, wide: false)
+                        }
+                        wide.withUnsafeMutableBufferPointer { r in
+                            OBS<T>.blockUpdates(r.baseAddress!, list: l.baseAddress!, listed: l.count, diagonal: d.baseAddress!,
+                                                inverse: u.baseAddress!, start: start, end: end, count: count, wide: true)
+                        }
+                    }
+                }
+            }
+            #expect(row.map(\.double.bitPattern) == wide.map(\.double.bitPattern), "\(T.self) start \(start) count \(count)")
+            #expect(list.allSatisfy { row[Int($0)] == 0 })
+        }
+    }
+
+    @Test func float32UpdatesAreTheSameBitForBit() {
+        guard prunekit_wide_supported() != 0 else { return }
+        compare(Float.self, seed: 51)
+    }
+
+    @Test func float64UpdatesAreTheSameBitForBit() {
+        guard prunekit_wide_supported() != 0 else { return }
+        compare(Double.self, seed: 53)
+    }
+}

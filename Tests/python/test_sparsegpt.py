@@ -206,3 +206,32 @@ def test_openblas_thread_count_changes_at_most_round_off(tmp_path):
     assert np.array_equal(one["m"], two["m"]) and np.array_equal(one["m24"], two["m24"])
     for key in ("out", "out24"):
         np.testing.assert_allclose(one[key], two[key], rtol=0, atol=1e-5 * np.abs(one[key]).max())
+
+
+def test_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
+    """SparseGPT's in-block updates run as an AVX2 kernel where the CPU has it; PRUNEKIT_SIMD=
+    baseline forces the baseline loop. Both do the same roundings, so masks and weights are the
+    same bytes (same machine, same OpenBLAS). Each setting runs in its own process."""
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, prunekit, sys\n"
+        "rng = np.random.default_rng(12)\n"
+        "x = rng.standard_normal((700, 200)); x[:, 1:] += 0.5 * x[:, :-1]\n"
+        "w = rng.standard_normal((90, 200)).astype(np.float32)\n"
+        "out = {}\n"
+        "for p in ('float32', 'float64'):\n"
+        "    out['m' + p], out['w' + p] = prunekit.sparsegpt(w, x.T @ x, 0.5, block_size=64, precision=p)\n"
+        "    out['n' + p], out['v' + p] = prunekit.sparsegpt(w, x.T @ x, pattern='2:4', block_size=40, precision=p)\n"
+        "np.savez(sys.argv[1], **out)\n"
+    )
+    results = []
+    for simd in ("baseline", "default"):
+        path = tmp_path / f"{simd}.npz"
+        env = dict(os.environ, PRUNEKIT_SIMD=simd)
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        results.append(np.load(path))
+    baseline, default = results
+    assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 8
+    for key in baseline.files:
+        assert baseline[key].tobytes() == default[key].tobytes(), key

@@ -31,4 +31,13 @@ double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t 
 /// j < count, in float64. Returns the OR of the non-finite flags (as above) of all the rows.
 uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
                                    int squared);
+
+/// SparseGPT's updates inside one block of one row: for each listed (pruned) column c, in list
+/// order, e = row[c] / diagonal[c], row[c] = 0, and row[j] -= e * u[j] for c < j < end, with
+/// u = inverse + (c - start) * count - start (row c of the block's U_BB, indexed by column).
+/// Products and differences are rounded separately, as in the baseline loop.
+void prunekit_wide_obs_float(float *row, const int32_t *list, ptrdiff_t listed, const float *diagonal,
+                             const float *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count);
+void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed, const double *diagonal,
+                              const double *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count);
 #endif

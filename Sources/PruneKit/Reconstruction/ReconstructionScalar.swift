@@ -1,4 +1,5 @@
 import COpenBLAS
+import CPruneKitShims
 
 /// The arithmetic precision of reconstruction. Raw values are pinned to `enum pk_precision`.
 public enum Precision: Int32, Sendable {
@@ -21,6 +22,9 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     /// In place: the upper factor U with A = U^T U in the upper triangle (row-major). Returns
     /// LAPACK's info (0 = success, > 0 = not positive definite).
     static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
+    /// In place: the lower factor L with A = L L^T in the lower triangle (row-major; the upper
+    /// triangle is left as it was). Returns LAPACK's info.
+    static func choleskyLower(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
@@ -28,14 +32,23 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     /// Whether none of `count` values is infinite or NaN: an OR of exponent flags, which
     /// vectorizes (a loop that stops at the first bad value does not).
     static func allFinite(_ values: UnsafePointer<Self>, count: Int) -> Bool
+    /// SparseGPT's in-block updates of one row by the AVX2 kernel (`prunekit_wide_obs_*`), the
+    /// same arithmetic as the baseline loop. Only when `wideKernels`.
+    static func wideUpdates(_ row: UnsafeMutablePointer<Self>, _ list: UnsafePointer<Int32>, _ listed: Int,
+                            _ diagonal: UnsafePointer<Self>, _ inverse: UnsafePointer<Self>, _ start: Int, _ end: Int, _ count: Int)
     /// Loads elements `start ..< start + count` of a view's row converted to Self.
     static func load(_ view: MatrixView, row: Int, from start: Int, count: Int, into: UnsafeMutablePointer<Self>,
                      scratch: UnsafeMutablePointer<Double>)
 }
 
 private let lower: CChar = 76  // "L"
+private let upper: CChar = 85  // "U"
 
 extension Double: ReconstructionScalar {
+    static func wideUpdates(_ row: UnsafeMutablePointer<Double>, _ list: UnsafePointer<Int32>, _ listed: Int,
+                            _ diagonal: UnsafePointer<Double>, _ inverse: UnsafePointer<Double>, _ start: Int, _ end: Int, _ count: Int) {
+        prunekit_wide_obs_double(row, list, listed, diagonal, inverse, start, end, count)
+    }
     var double: Double { self }
     static func allFinite(_ values: UnsafePointer<Double>, count: Int) -> Bool {
         // (exponent bits) + (lowest exponent bit) carries into bit 63 iff the exponent is all ones.
@@ -60,6 +73,11 @@ extension Double: ReconstructionScalar {
         dpotrf_(&uplo, &size, a, &lda, &info)
         return info
     }
+    static func choleskyLower(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        var uplo = upper, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        dpotrf_(&uplo, &size, a, &lda, &info)
+        return info
+    }
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
         var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
         dtrtri_(&uplo, &diag, &size, a, &lda, &info)
@@ -78,6 +96,10 @@ extension Double: ReconstructionScalar {
 }
 
 extension Float: ReconstructionScalar {
+    static func wideUpdates(_ row: UnsafeMutablePointer<Float>, _ list: UnsafePointer<Int32>, _ listed: Int,
+                            _ diagonal: UnsafePointer<Float>, _ inverse: UnsafePointer<Float>, _ start: Int, _ end: Int, _ count: Int) {
+        prunekit_wide_obs_float(row, list, listed, diagonal, inverse, start, end, count)
+    }
     var double: Double { Double(self) }
     static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
         let bits = UnsafeRawPointer(values)
@@ -93,6 +115,11 @@ extension Float: ReconstructionScalar {
     }
     static func choleskyUpper(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
         var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        spotrf_(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    static func choleskyLower(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
+        var uplo = upper, size = Int32(n), lda = Int32(n), info: Int32 = 0
         spotrf_(&uplo, &size, a, &lda, &info)
         return info
     }

@@ -143,9 +143,11 @@ enum Factor<T: ReconstructionScalar> {
         try dampenedCholesky(hessian, n: full, order: idx, options: options, into: a, after: after)
     }
 
-    /// As above over the rows and columns `order` (in that order).
+    /// As above over the rows and columns `order` (in that order); with `lowerFactor` the lower
+    /// factor L (A = L L^T, row-major lower triangle) instead of the upper one.
     static func dampenedCholesky(_ hessian: UnsafePointer<Double>, n full: Int, order idx: [Int], options: ReconstructionOptions,
-                                 into a: UnsafeMutablePointer<T>, after: (UnsafeMutablePointer<T>, Int) -> Int32) throws(PruneKitError) {
+                                 lowerFactor: Bool = false, into a: UnsafeMutablePointer<T>,
+                                 after: (UnsafeMutablePointer<T>, Int) -> Int32) throws(PruneKitError) {
         let n = idx.count
         // Dead inputs count with the 1 they get below, as in SparseGPT.
         var meanDiagonal = 0.0
@@ -159,12 +161,31 @@ enum Factor<T: ReconstructionScalar> {
                 // Concrete per precision: the generic conversion is a witness call per element.
                 // Rows split among workers (each writes its own rows).
                 let workers = resolveThreads(options.threads, work: n)
-                if T.self == Float.self {
+                // The whole Hessian in reverse order (SparseGPT): rows read backwards, which
+                // vectorizes where a gather through the index list does not.
+                let reversed = n == full && n > 0 && ix[0] == n - 1 && ix[n - 1] == 0 && (0..<n).allSatisfy { ix[$0] == n - 1 - $0 }
+                if T.self == Float.self, reversed {
+                    let f = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Float.self)
+                    parallelFor(workers: workers) { worker in
+                        for p in partition(n, workers: workers, worker: worker) {
+                            let source = hessian + (n - 1 - p) * full + (n - 1), row = f + p * n
+                            for q in 0..<n { row[q] = Float(source[-q]) }
+                        }
+                    }
+                } else if T.self == Float.self {
                     let f = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Float.self)
                     parallelFor(workers: workers) { worker in
                         for p in partition(n, workers: workers, worker: worker) {
                             let source = hessian + ix[p] * full, row = f + p * n
                             for q in 0..<n { row[q] = Float(source[ix[q]]) }
+                        }
+                    }
+                } else if reversed {
+                    let d = UnsafeMutableRawPointer(a).assumingMemoryBound(to: Double.self)
+                    parallelFor(workers: workers) { worker in
+                        for p in partition(n, workers: workers, worker: worker) {
+                            let source = hessian + (n - 1 - p) * full + (n - 1), row = d + p * n
+                            for q in 0..<n { row[q] = source[-q] }
                         }
                     }
                 } else {
@@ -182,7 +203,8 @@ enum Factor<T: ReconstructionScalar> {
                     a[p * n + p] += T(damp)
                 }
             }
-            if T.choleskyUpper(a, n: n) == 0, after(a, n) == 0 {
+            let info = lowerFactor ? T.choleskyLower(a, n: n) : T.choleskyUpper(a, n: n)
+            if info == 0, after(a, n) == 0 {
                 if T.allFinite(a, count: n * n) { return }
             }
             if attempt < options.maxDampeningRetries { damp = max(damp * 10, 1e-8 * max(meanDiagonal, 1)) }
@@ -202,7 +224,7 @@ enum OBS<T: ReconstructionScalar> {
         //
         // Summed over all columns this is e U = W0 - Q (W0 the original weights, Q the result),
         // so e = (W0 - Q) V with V = U^-1, the upper factor of H = V V^T, which one Cholesky
-        // factorisation gives: with J the reversal, J H J = U~^T U~ and V = J U~^T J. Splitting
+        // factorisation gives: with J the reversal, J H J = L L^T and V = J L J. Splitting
         // the columns before a block (<s) from the block's (B), U_{<s,B} = -U_{<s,<s} V_{<s,B}
         // U_BB, so the block's weights as the procedure reaches it are
         //     W_B = W0_B - e_{<s} U_{<s,B} = W0_B + Z_B U_BB,  Z_B = (W0 - Q)_{<s} V_{<s,B}.
@@ -228,24 +250,22 @@ enum OBS<T: ReconstructionScalar> {
             for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
         }
         try Factor<T>.dampenedCholesky(hessian, n: cols, order: Array((0..<cols).reversed()), options: options,
-                                       into: v.base) { a, n in
-            // V[i][j] = U~[n-1-j][n-1-i]: an anti-transpose, which maps the upper triangle onto
-            // itself. Each pair is swapped once, by its lexicographically smaller side, tile
-            // against mirror tile to stay in cache; tile rows go to different workers (no pair is
-            // touched by two).
-            let tile = 64, tileRows = (n + tile - 1) / tile
-            parallelFor(workers: min(workers, tileRows)) { worker in
-                for tileRow in partition(tileRows, workers: min(workers, tileRows), worker: worker) {
-                    let ti = tileRow * tile
-                    for tj in stride(from: ti, to: n, by: tile) {
-                        for i in ti..<min(ti + tile, n) {
-                            for j in max(tj, i)..<max(max(tj, i), min(tj + tile, n)) {
-                                let (p, q) = (n - 1 - j, n - 1 - i)
-                                if (p, q) > (i, j) { swap(&a[i * n + j], &a[p * n + q]) }
-                            }
-                        }
+                                       lowerFactor: true, into: v.base) { a, n in
+            // J H J = L L^T, so H = (J L J)(J L J)^T and V = J L J: V[i][j] = L[n-1-i][n-1-j],
+            // the whole buffer read backwards. Rows i and n-1-i swap reversed, a pair per step
+            // (pairs split among workers); then the part below V's diagonal (LAPACK left the
+            // other triangle of J H J there) is cleared.
+            let pairs = (n + 1) / 2
+            parallelFor(workers: min(workers, pairs)) { worker in
+                for i in partition(pairs, workers: min(workers, pairs), worker: worker) {
+                    let top = a + i * n, bottom = a + (n - 1 - i) * n
+                    if top == bottom {
+                        for j in 0..<(n / 2) { swap(&top[j], &top[n - 1 - j]) }
+                    } else {
+                        for j in 0..<n { swap(&top[j], &bottom[n - 1 - j]) }
+                        for j in 0..<(n - 1 - i) { bottom[j] = 0 }
                     }
-                    for i in ti..<min(ti + tile, n) { for j in 0..<i { a[i * n + j] = 0 } }
+                    for j in 0..<i { top[j] = 0 }
                 }
             }
             return 0
@@ -296,7 +316,7 @@ enum OBS<T: ReconstructionScalar> {
             // chosen from the updated weights when it is reached, or the whole block. Then
             // origin := W0_B - Q_B for the next GEMM. Each row sees the same operations in the
             // same order whatever the partition.
-            let segment = groups?.m ?? count
+            let segment = groups?.m ?? count, wide = wideKernels
             parallelFor(workers: workers) { worker in
                 let list = prunedList.base + worker * blockSize
                 for r in partition(rows, workers: workers, worker: worker) {
@@ -312,13 +332,8 @@ enum OBS<T: ReconstructionScalar> {
                             list[listed] = Int32(truncatingIfNeeded: c)
                             listed &+= Int(prunedRow[c] & 1)
                         }
-                        for i in 0..<listed {
-                            let c = Int(list[i])
-                            let e = row[c] / diagonal.base[c]
-                            row[c] = 0
-                            let inverseRow = inverse.base + (c - start) * count - start
-                            for j in (c + 1)..<end { row[j] -= e * inverseRow[j] }
-                        }
+                        blockUpdates(row, list: list, listed: listed, diagonal: diagonal.base, inverse: inverse.base,
+                                     start: start, end: end, count: count, wide: wide)
                         first = last
                     }
                     let original = origin.base + r * count, done = row + start
@@ -341,6 +356,25 @@ enum OBS<T: ReconstructionScalar> {
         try storeRows(w.base, rows: rows, cols: cols, into: output)
         if let maskOut {
             for i in 0..<(rows * cols) { maskOut[i] = pruned.base[i] == 0 ? 1 : 0 }
+        }
+    }
+
+    /// One row's updates inside a block: for each listed (pruned) column c, in list order,
+    /// e = w_c / U_cc, w_c = 0 and w_j -= e U_cj for c < j < end (U_BB row c is
+    /// `inverse + (c - start) * count`). `wide`: the AVX2 kernel, the same arithmetic.
+    @inline(__always)
+    static func blockUpdates(_ row: UnsafeMutablePointer<T>, list: UnsafePointer<Int32>, listed: Int, diagonal: UnsafePointer<T>,
+                             inverse: UnsafePointer<T>, start: Int, end: Int, count: Int, wide: Bool) {
+        if wide {
+            T.wideUpdates(row, list, listed, diagonal, inverse, start, end, count)
+            return
+        }
+        for i in 0..<listed {
+            let c = Int(list[i])
+            let e = row[c] / diagonal[c]
+            row[c] = 0
+            let inverseRow = inverse + (c - start) * count - start
+            for j in (c + 1)..<end { row[j] -= e * inverseRow[j] }
         }
     }
 

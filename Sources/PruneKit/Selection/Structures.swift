@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CPruneKitShims
 
 /// Structured pruning: the host declares groups of tensors that share one structural axis
@@ -187,13 +182,6 @@ public struct StructureGroupView: @unchecked Sendable {
 }
 
 // MARK: - Scoring
-
-/// Whether the AVX2 + FMA kernels of the C shim may be used: the CPU and OS support them and
-/// PRUNEKIT_SIMD is not "baseline" (which forces the baseline x86-64 loops, for comparison).
-let wideKernels: Bool = {
-    if let choice = getenv("PRUNEKIT_SIMD"), String(cString: choice) == "baseline" { return false }
-    return prunekit_wide_supported() != 0
-}()
 
 /// Quads of rows the wide column-sum kernel adds per pass over the sums. One: more rows at
 /// once means more concurrent memory streams, and measured slower (8-member bench, column
