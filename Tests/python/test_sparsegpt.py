@@ -235,3 +235,21 @@ def test_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
     assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 8
     for key in baseline.files:
         assert baseline[key].tobytes() == default[key].tobytes(), key
+
+
+def test_the_first_bad_hessian_entry_is_reported_whatever_the_threads():
+    """The symmetry check runs 64 x 64 tile rows on several workers; the error names the entry a
+    serial scan meets first (lowest tile row, then position), for any thread count."""
+    rng = np.random.default_rng(8)
+    w, x = correlated(rng, 8, 300, 400)
+    h = x.T @ x
+    h[130, 250] += 1.0     # tile row 2
+    h[70, 280] += 1.0      # tile row 1: met first
+    h[200, 201] = np.nan   # tile row 3
+    messages = set()
+    for threads in (1, 2, 3, 5):
+        with pytest.raises(ValueError) as caught:
+            prunekit.sparsegpt(w, h, threads=threads)
+        messages.add(str(caught.value))
+    assert len(messages) == 1
+    assert "(70, 280)" in messages.pop()

@@ -109,27 +109,47 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
         guard d >= 0 else { throw .invalidArgument("hessian diagonal at \(i) is negative (\(d)): not a Gram matrix") }
         maxDiagonal = max(maxDiagonal, d)
     }
-    // Tiles of 64 x 64 against their mirror tiles, so both reads stay in cache.
-    let tile = 64
-    for ti in stride(from: 0, to: n, by: tile) {
-        for tj in stride(from: ti, to: n, by: tile) {
-            for i in ti..<min(ti + tile, n) {
-                for j in max(tj, i + 1)..<max(max(tj, i + 1), min(tj + tile, n)) {
-                    let a = hessian[i * n + j], b = hessian[j * n + i]
-                    guard a.isFinite, b.isFinite else {
-                        throw .nonFinite("hessian at row \(a.isFinite ? j : i), column \(a.isFinite ? i : j) is \(a.isFinite ? b : a)")
-                    }
-                    if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
-                        throw .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
-                    }
+    // Tiles of 64 x 64 against their mirror tiles, so both reads stay in cache. Tile rows are
+    // dealt to workers in turn (the rows shrink along the triangle); each worker stops at its
+    // first bad entry, and the error of the lowest tile row is the one a serial scan meets first.
+    let tile = 64, tileRows = (n + tile - 1) / tile
+    let tileWorkers = resolveThreads(threads, work: tileRows)
+    var firstErrors = [(tileRow: Int, error: PruneKitError)?](repeating: nil, count: tileWorkers)
+    firstErrors.withUnsafeMutableBufferPointer { found in
+        parallelFor(workers: tileWorkers) { worker in
+            for tileRow in stride(from: worker, to: tileRows, by: tileWorkers) {
+                if let error = checkSymmetricTileRow(hessian, n: n, from: tileRow * tile, tile: tile, maxDiagonal: maxDiagonal) {
+                    found[worker] = (tileRow, error)
+                    return
                 }
             }
         }
     }
+    if let first = firstErrors.compactMap({ $0 }).min(by: { $0.tileRow < $1.tileRow }) { throw first.error }
     // Weights: finite, checked in parallel by the mask engine's validation (same messages).
     let kernel = try ScoreKernel(weights: weights, criterion: .magnitude)
     let workers = resolveThreads(threads, work: weights.rows)
     try MaskEngine.validate(kernel: kernel, workers: workers, scratches: try makeScratches(workers: workers, cols: weights.cols))
+}
+
+/// The first non-finite or asymmetric entry of the Hessian in tile row [ti, ti + tile), tile by
+/// tile against the mirror tiles, or nil.
+private func checkSymmetricTileRow(_ hessian: UnsafePointer<Double>, n: Int, from ti: Int, tile: Int,
+                                   maxDiagonal: Double) -> PruneKitError? {
+    for tj in stride(from: ti, to: n, by: tile) {
+        for i in ti..<min(ti + tile, n) {
+            for j in max(tj, i + 1)..<max(max(tj, i + 1), min(tj + tile, n)) {
+                let a = hessian[i * n + j], b = hessian[j * n + i]
+                guard a.isFinite, b.isFinite else {
+                    return .nonFinite("hessian at row \(a.isFinite ? j : i), column \(a.isFinite ? i : j) is \(a.isFinite ? b : a)")
+                }
+                if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
+                    return .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
+                }
+            }
+        }
+    }
+    return nil
 }
 
 /// The factorisations shared by SparseGPT and column compensation: a dampened copy of the
