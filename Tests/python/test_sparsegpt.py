@@ -6,7 +6,7 @@ import pytest
 
 import prunekit
 import sparsegpt_reference as ref
-from conftest import VECTORS
+from conftest import VECTORS, results_per_environment
 
 
 def load_cases():
@@ -185,8 +185,6 @@ def test_column_pruning_is_least_squares():
 
 def test_openblas_thread_count_changes_at_most_round_off(tmp_path):
     """OpenBLAS reads OPENBLAS_NUM_THREADS at load, so each count runs in its own process."""
-    import subprocess
-    import sys
     script = (
         "import numpy as np, prunekit, sys\n"
         "rng = np.random.default_rng(11)\n"
@@ -196,13 +194,7 @@ def test_openblas_thread_count_changes_at_most_round_off(tmp_path):
         "m24, out24 = prunekit.sparsegpt(w, x.T @ x, pattern='2:4', block_size=32)\n"
         "np.savez(sys.argv[1], m=m, out=out, m24=m24, out24=out24)\n"
     )
-    results = []
-    for threads in ("1", "2"):
-        path = tmp_path / f"t{threads}.npz"
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads)
-        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
-        results.append(np.load(path))
-    one, two = results
+    one, two = results_per_environment(script, tmp_path, "OPENBLAS_NUM_THREADS", ("1", "2"))
     assert np.array_equal(one["m"], two["m"]) and np.array_equal(one["m24"], two["m24"])
     for key in ("out", "out24"):
         np.testing.assert_allclose(one[key], two[key], rtol=0, atol=1e-5 * np.abs(one[key]).max())
@@ -212,8 +204,6 @@ def test_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
     """SparseGPT's in-block updates run as an AVX2 kernel where the CPU has it; PRUNEKIT_SIMD=
     baseline forces the baseline loop. Both do the same roundings, so masks and weights are the
     same bytes (same machine, same OpenBLAS). Each setting runs in its own process."""
-    import subprocess
-    import sys
     script = (
         "import numpy as np, prunekit, sys\n"
         "rng = np.random.default_rng(12)\n"
@@ -225,13 +215,7 @@ def test_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
         "    out['n' + p], out['v' + p] = prunekit.sparsegpt(w, x.T @ x, pattern='2:4', block_size=40, precision=p)\n"
         "np.savez(sys.argv[1], **out)\n"
     )
-    results = []
-    for simd in ("baseline", "default"):
-        path = tmp_path / f"{simd}.npz"
-        env = dict(os.environ, PRUNEKIT_SIMD=simd)
-        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
-        results.append(np.load(path))
-    baseline, default = results
+    baseline, default = results_per_environment(script, tmp_path, "PRUNEKIT_SIMD", ("baseline", "default"))
     assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 8
     for key in baseline.files:
         assert baseline[key].tobytes() == default[key].tobytes(), key

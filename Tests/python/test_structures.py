@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import prunekit as pk
+from conftest import results_per_environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "..", "vectors", "structures")
@@ -365,8 +366,6 @@ def test_wide_and_baseline_kernels_give_the_same_scores(tmp_path):
     """Where the CPU has AVX2, structure sums use wide kernels; PRUNEKIT_SIMD=baseline forces
     the baseline loops. Scores (float64) must be the same bit for bit, so that selections do
     not depend on the machine. Each setting runs in its own process (it is read once)."""
-    import subprocess
-    import sys
     script = (
         "import numpy as np, prunekit as pk, sys\n"
         "rng = np.random.default_rng(5)\n"
@@ -383,13 +382,7 @@ def test_wide_and_baseline_kernels_give_the_same_scores(tmp_path):
         "            out[f'{rows}x{cols}-{crit}-{i}'] = s\n"
         "np.savez(sys.argv[1], **out)\n"
     )
-    results = []
-    for simd in ("baseline", "default"):
-        path = tmp_path / f"{simd}.npz"
-        env = dict(os.environ, PRUNEKIT_SIMD=simd)
-        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
-        results.append(np.load(path))
-    baseline, default = results
+    baseline, default = results_per_environment(script, tmp_path, "PRUNEKIT_SIMD", ("baseline", "default"))
     assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 18
     for key in baseline.files:
         assert baseline[key].tobytes() == default[key].tobytes(), key
