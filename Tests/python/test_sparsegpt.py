@@ -237,3 +237,14 @@ def test_the_first_bad_hessian_entry_is_reported_whatever_the_threads():
         messages.add(str(caught.value))
     assert len(messages) == 1
     assert "(70, 280)" in messages.pop()
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_zero_sparsity_keeps_everything_unchanged(precision):
+    rng = np.random.default_rng(9)
+    w, x = correlated(rng, 40, 96, 300)
+    # Earlier calls leave freed scratch memory with nonzero contents for the next one to reuse.
+    prunekit.sparsegpt(w, x.T @ x, 0.5, block_size=32, precision=precision)
+    mask, out = prunekit.sparsegpt(w, x.T @ x, 0.0, block_size=32, precision=precision)
+    assert mask.all()
+    np.testing.assert_array_equal(out, w)

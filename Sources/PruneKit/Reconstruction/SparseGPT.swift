@@ -253,9 +253,12 @@ enum OBS<T: ReconstructionScalar> {
         // the whole factor is formed (SparseGPT: factor, inverse, factor).
         let rows = weights.rows, cols = weights.cols, blockSize = options.blockSize
         let workers = resolveThreads(options.threads, work: rows)
-        // w: Z for the columns not reached yet (0 at first), the results for those done.
-        let w = try ScratchBuffer<T>(repeating: 0, count: try checkedProduct(rows, cols, "weights"))
-        let pruned = try ScratchBuffer<UInt8>(repeating: 0, count: rows * cols)
+        // w: Z for the columns not reached yet, the results for those done.
+        // Neither needs clearing: the first block's cross GEMM writes Z for every later column
+        // (beta 0), each block's columns are loaded before use, and every mask entry is written
+        // (the given mask, or each block or group as it is chosen).
+        let w = try ScratchBuffer<T>(count: try checkedProduct(rows, cols, "weights"))
+        let pruned = try ScratchBuffer<UInt8>(count: rows * cols)
         let v = try ScratchBuffer<T>(count: try checkedProduct(cols, cols, "hessian"))
         let scratch = try ScratchBuffer<Double>(count: workers * blockSize)
         // Per block: W0_B (then W0_B - Q_B), Z_B, U_BB, and U's diagonal for the whole layer.
@@ -315,7 +318,7 @@ enum OBS<T: ReconstructionScalar> {
                     let row = w.base + r * cols + start, original = origin.base + r * count
                     T.load(weights, row: r, from: start, count: count, into: original, scratch: scratch.base + worker * blockSize)
                     for i in dead { original[i] = 0 }
-                    (reached.base + r * count).update(from: row, count: count)
+                    if start > 0 { (reached.base + r * count).update(from: row, count: count) }
                     row.update(from: original, count: count)
                 }
             }
@@ -363,7 +366,7 @@ enum OBS<T: ReconstructionScalar> {
             // Z for the columns after the block: += (W0_B - Q_B) V[B, end...].
             if end < cols {
                 T.gemm(m: rows, n: cols - end, k: count, alpha: 1, a: origin.base, lda: count,
-                       b: v.base + start * cols + end, ldb: cols, beta: 1, c: w.base + end, ldc: cols)
+                       b: v.base + start * cols + end, ldb: cols, beta: start == 0 ? 0 : 1, c: w.base + end, ldc: cols)
             }
             start = end
         }
@@ -404,7 +407,10 @@ enum OBS<T: ReconstructionScalar> {
     /// the number of workers.
     static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ diagonal: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
                                 k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>, workers: Int) {
-        guard k > 0 else { return }
+        guard k > 0 else {
+            for r in 0..<rows { (pruned + r * cols + start).update(repeating: 0, count: count) }
+            return
+        }
         let binCount = 4096
         // d^2 of the block's columns, once (the same product as per entry).
         var squares = [T](repeating: 0, count: count)
