@@ -69,54 +69,44 @@ double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t 
 }
 
 __attribute__((target("avx2,fma")))
-uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
-                                   int squared) {
+uint32_t prunekit_wide_column_sums4(const float *a, const float *b, const float *c, const float *d, double *acc,
+                                    ptrdiff_t count, int squared) {
     const __m128i exponent = _mm_set1_epi32(0x7F800000), carry = _mm_set1_epi32(0x00800000),
                   magnitude = _mm_set1_epi32(0x7FFFFFFF);
     __m128i f = _mm_setzero_si128();
     ptrdiff_t j = 0;
     for (; j + 4 <= count; j += 4) {
-        __m256d sum = _mm256_loadu_pd(acc + j);
-        for (ptrdiff_t q = 0; q < quads; q++) {
-            const float *const *r = rows + 4 * q;
-            __m128i a = _mm_loadu_si128((const __m128i *)(r[0] + j)), b = _mm_loadu_si128((const __m128i *)(r[1] + j)),
-                    c = _mm_loadu_si128((const __m128i *)(r[2] + j)), d = _mm_loadu_si128((const __m128i *)(r[3] + j));
-            f = _mm_or_si128(f, _mm_or_si128(_mm_or_si128(_mm_add_epi32(_mm_and_si128(a, exponent), carry),
-                                                          _mm_add_epi32(_mm_and_si128(b, exponent), carry)),
-                                             _mm_or_si128(_mm_add_epi32(_mm_and_si128(c, exponent), carry),
-                                                          _mm_add_epi32(_mm_and_si128(d, exponent), carry))));
-            if (squared) {
-                __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(a)), y = _mm256_cvtps_pd(_mm_castsi128_ps(b)),
-                        z = _mm256_cvtps_pd(_mm_castsi128_ps(c)), w = _mm256_cvtps_pd(_mm_castsi128_ps(d));
-                /* (x^2 + y^2) + (z^2 + w^2): each square is exact, so the fused forms round alike */
-                sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_fmadd_pd(x, x, _mm256_mul_pd(y, y)),
-                                                       _mm256_fmadd_pd(z, z, _mm256_mul_pd(w, w))));
-            } else {
-                __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(a, magnitude))),
-                        y = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(b, magnitude))),
-                        z = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(c, magnitude))),
-                        w = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_and_si128(d, magnitude)));
-                sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_add_pd(x, y), _mm256_add_pd(z, w)));
-            }
+        __m128i ra = _mm_loadu_si128((const __m128i *)(a + j)), rb = _mm_loadu_si128((const __m128i *)(b + j)),
+                rc = _mm_loadu_si128((const __m128i *)(c + j)), rd = _mm_loadu_si128((const __m128i *)(d + j));
+        f = _mm_or_si128(f, _mm_or_si128(_mm_or_si128(_mm_add_epi32(_mm_and_si128(ra, exponent), carry),
+                                                      _mm_add_epi32(_mm_and_si128(rb, exponent), carry)),
+                                         _mm_or_si128(_mm_add_epi32(_mm_and_si128(rc, exponent), carry),
+                                                      _mm_add_epi32(_mm_and_si128(rd, exponent), carry))));
+        if (!squared) {
+            ra = _mm_and_si128(ra, magnitude);
+            rb = _mm_and_si128(rb, magnitude);
+            rc = _mm_and_si128(rc, magnitude);
+            rd = _mm_and_si128(rd, magnitude);
         }
-        _mm256_storeu_pd(acc + j, sum);
+        __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(ra)), y = _mm256_cvtps_pd(_mm_castsi128_ps(rb)),
+                z = _mm256_cvtps_pd(_mm_castsi128_ps(rc)), w = _mm256_cvtps_pd(_mm_castsi128_ps(rd));
+        /* (x^2 + y^2) + (z^2 + w^2): each square is exact, so the fused forms round alike */
+        __m256d sum = squared ? _mm256_add_pd(_mm256_fmadd_pd(x, x, _mm256_mul_pd(y, y)), _mm256_fmadd_pd(z, z, _mm256_mul_pd(w, w)))
+                              : _mm256_add_pd(_mm256_add_pd(x, y), _mm256_add_pd(z, w));
+        _mm256_storeu_pd(acc + j, _mm256_add_pd(_mm256_loadu_pd(acc + j), sum));
     }
     f = _mm_or_si128(f, _mm_shuffle_epi32(f, 0x4E));
     f = _mm_or_si128(f, _mm_shuffle_epi32(f, 0xB1));
     uint32_t flag = (uint32_t)_mm_cvtsi128_si32(f);
     for (; j < count; j++) {
-        double sum = acc[j];
-        for (ptrdiff_t q = 0; q < quads; q++) {
-            const float *const *r = rows + 4 * q;
-            uint32_t bits[4];
-            for (int i = 0; i < 4; i++) {
-                __builtin_memcpy(&bits[i], r[i] + j, 4);
-                flag |= flag_of(bits[i]);
-            }
-            double x = r[0][j], y = r[1][j], z = r[2][j], w = r[3][j];
-            sum += squared ? (x * x + y * y) + (z * z + w * w) : (fabs(x) + fabs(y)) + (fabs(z) + fabs(w));
-        }
-        acc[j] = sum;
+        uint32_t bits[4];
+        __builtin_memcpy(&bits[0], a + j, 4);
+        __builtin_memcpy(&bits[1], b + j, 4);
+        __builtin_memcpy(&bits[2], c + j, 4);
+        __builtin_memcpy(&bits[3], d + j, 4);
+        flag |= flag_of(bits[0]) | flag_of(bits[1]) | flag_of(bits[2]) | flag_of(bits[3]);
+        double x = a[j], y = b[j], z = c[j], w = d[j];
+        acc[j] += squared ? (x * x + y * y) + (z * z + w * w) : (fabs(x) + fabs(y)) + (fabs(z) + fabs(w));
     }
     return flag;
 }
@@ -171,9 +161,9 @@ double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t 
     (void)x; (void)count; (void)squared; (void)flags;
     return 0;
 }
-uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
-                                   int squared) {
-    (void)rows; (void)quads; (void)acc; (void)count; (void)squared;
+uint32_t prunekit_wide_column_sums4(const float *a, const float *b, const float *c, const float *d, double *acc,
+                                    ptrdiff_t count, int squared) {
+    (void)a; (void)b; (void)c; (void)d; (void)acc; (void)count; (void)squared;
     return 0;
 }
 void prunekit_wide_obs_float(float *row, const int32_t *list, ptrdiff_t listed, const float *diagonal,

@@ -26,11 +26,11 @@ int prunekit_wide_supported(void);
 /// not finite).
 double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t *flags);
 
-/// For each quad q < quads of rows (rows[4q ... 4q+3] = a, b, c, d), in order:
-/// acc[j] += (a[j]^2 + b[j]^2) + (c[j]^2 + d[j]^2) (squared) or (|a|+|b|) + (|c|+|d|), for
-/// j < count, in float64. Returns the OR of the non-finite flags (as above) of all the rows.
-uint32_t prunekit_wide_column_sums(const float *const *rows, ptrdiff_t quads, double *acc, ptrdiff_t count,
-                                   int squared);
+/// acc[j] += (a[j]^2 + b[j]^2) + (c[j]^2 + d[j]^2) (squared) or (|a|+|b|) + (|c|+|d|) for
+/// j < count, in float64. Returns the OR of the non-finite flags (as above) of the four rows.
+/// (Four rows per pass over acc: eight or sixteen, with more memory streams, measured slower.)
+uint32_t prunekit_wide_column_sums4(const float *a, const float *b, const float *c, const float *d, double *acc,
+                                    ptrdiff_t count, int squared);
 
 /// SparseGPT's updates inside one block of one row: for each listed (pruned) column c, in list
 /// order, e = row[c] / diagonal[c], row[c] = 0, and row[j] -= e * u[j] for c < j < end, with

@@ -183,11 +183,6 @@ public struct StructureGroupView: @unchecked Sendable {
 
 // MARK: - Scoring
 
-/// Quads of rows the wide column-sum kernel adds per pass over the sums. One: more rows at
-/// once means more concurrent memory streams, and measured slower (8-member bench, column
-/// members only: 13-18 ms with one quad, 19-28 ms with two, 21-25 ms with four).
-let wideQuads = 1
-
 /// Rows handled per task when column sums are split across threads: fixed, so that the order of
 /// additions (and so the result) does not depend on the thread count.
 let structureRowChunk = 64
@@ -242,12 +237,10 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let workers = resolveThreads(threads, work: chunks)
     let partials = try ScratchBuffer<Double>(repeating: 0, count: chunks * width)
     let rowSums = try ScratchBuffer<Double>(repeating: 0, count: width == 0 ? rows : 0)
-    // Column sums take four rows at once (up to 4 * wideQuads with the wide kernel).
-    let slots = if case .cols = member.axis { wide ? 4 * wideQuads : 4 } else { 1 }
-    let rowPointers = try ScratchBuffer<UnsafePointer<Float>?>(repeating: nil, count: workers * 4 * wideQuads)
+    let slots = if case .cols = member.axis { 4 } else { 1 }   // column sums take four rows at once
     let scratch = try ScratchBuffer<Float>(count: workers * slots * 3 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
-    defer { withExtendedLifetime((partials, rowSums, scratch, bad, rowPointers)) {} }
+    defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
     let axis = member.axis
     // Magnitude needs no score buffer: |w| and w^2 come straight from the (float32) row.
     let direct: Bool = if case .magnitude = kernel.kind { true } else { false }
@@ -282,21 +275,13 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
             let end = min(rows, (chunk + 1) * chunkRows)
             if case .cols = axis {
                 // Four rows at a time: acc[j] += (a^2 + b^2) + (c^2 + d^2), a fixed order.
-                // The same sums by the AVX2 kernel, up to 16 rows per pass over the sums;
-                // magnitude rows are checked as they are summed.
+                // The same sums by the AVX2 kernel; magnitude rows are checked as they are summed.
                 while wide, r + 4 <= end {
-                    let quads = min(wideQuads, (end - r) / 4)
-                    var complete = true
-                    for i in 0..<(4 * quads) {
-                        guard let row = entries(r + i, i, checked: !direct) else { complete = false; break }
-                        rowPointers.base[worker * 4 * wideQuads + i] = row
-                    }
-                    if complete {
-                        let flags = prunekit_wide_column_sums(rowPointers.base + worker * 4 * wideQuads, quads, acc, cols,
-                                                              squared ? 1 : 0)
-                        if direct, flags & 0x8000_0000 != 0 { recordFirstBad(r, 4 * quads) }
-                    }
-                    r += 4 * quads
+                    defer { r += 4 }
+                    guard let a = entries(r, checked: !direct), let b = entries(r + 1, 1, checked: !direct),
+                          let c = entries(r + 2, 2, checked: !direct), let d = entries(r + 3, 3, checked: !direct) else { continue }
+                    let flags = prunekit_wide_column_sums4(a, b, c, d, acc, cols, squared ? 1 : 0)
+                    if direct, flags & 0x8000_0000 != 0 { recordFirstBad(r, 4) }
                 }
                 while r + 4 <= end {
                     guard let a = entries(r), let b = entries(r + 1, 1), let c = entries(r + 2, 2), let d = entries(r + 3, 3) else {
