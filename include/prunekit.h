@@ -291,7 +291,10 @@ PK_API pk_status pk_import_24(const void *values, const uint8_t *metadata, const
 /* CSR. capacity = room in columns_out and values_out. @retval PK_ERROR_BUFFER_TOO_SMALL */
 PK_API pk_status pk_export_csr(const pk_matrix *weights, int64_t capacity, int64_t *row_offsets_out,
                                int64_t *columns_out, void *values_out);
-/* @retval PK_ERROR_CORRUPT_DATA offsets not starting at 0 or decreasing, columns out of range or
+/* row_offsets holds rows + 1 entries; columns and values hold row_offsets[rows] entries each.
+ * Every offset is checked before any column is read, so offsets that are not non-decreasing
+ * never make the library read past columns.
+ * @retval PK_ERROR_CORRUPT_DATA offsets not starting at 0 or decreasing, columns out of range or
  *         not increasing within a row */
 PK_API pk_status pk_import_csr(const int64_t *row_offsets, const int64_t *columns, const void *values,
                                const pk_matrix *dense_out);

@@ -114,3 +114,14 @@ def test_refusals():
     nan[2, 2] = np.nan
     with pytest.raises(ValueError, match="row 2, column 2"):
         prunekit.to_csr(nan)
+
+
+def test_csr_offsets_are_checked_before_columns_are_read():
+    # A middle offset above nnz used to make the core read row 0's columns past the buffer.
+    with pytest.raises(ValueError, match="decrease at row 1"):
+        prunekit.from_csr(np.array([0, 2, 1]), np.array([0]), np.array([1.0], np.float32), (2, 4))
+    # Column indices must be integers: floats are refused, not truncated.
+    with pytest.raises(TypeError, match="integer"):
+        prunekit.from_csr(np.array([0, 1, 1]), np.array([0.7]), np.array([1.0], np.float32), (2, 4))
+    dense = prunekit.from_csr([0, 1, 1], [3], np.array([2.0], np.float32), (2, 4))
+    assert dense.tolist() == [[0, 0, 0, 2], [0, 0, 0, 0]]

@@ -114,9 +114,14 @@ public enum SparseFormats {
     public static func importCSR(rowOffsets: UnsafePointer<Int64>, columns: UnsafePointer<Int64>, values: UnsafeRawPointer,
                                  into dense: MatrixView) throws(PruneKitError) {
         guard rowOffsets[0] == 0 else { throw .corruptData("CSR row offsets must start at 0, got \(rowOffsets[0])") }
+        // Every offset first: columns holds row_offsets[rows] entries, so no column is read until
+        // the offsets are known to stay within that count (a middle offset above the last one
+        // would otherwise read past the caller's buffer before the decrease is seen).
+        for r in 0..<dense.rows where rowOffsets[r + 1] < rowOffsets[r] {
+            throw .corruptData("CSR row offsets decrease at row \(r)")
+        }
         for r in 0..<dense.rows {
             let (a, b) = (rowOffsets[r], rowOffsets[r + 1])
-            guard b >= a else { throw .corruptData("CSR row offsets decrease at row \(r)") }
             for p in a..<b {
                 let c = columns[Int(p)]
                 guard c >= 0, c < dense.cols else { throw .corruptData("CSR column \(c) of row \(r) is out of range") }

@@ -408,11 +408,21 @@ def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return offsets, columns[:nnz], values[:nnz]
 
 
+def _index_array(value: Any, name: str) -> np.ndarray:
+    """An integer array as contiguous int64; floats are refused, not truncated."""
+    a = np.asarray(value) if isinstance(value, (list, tuple)) else _as_numpy(value, name)
+    if a.dtype.kind not in "iu" and not (a.size == 0 and a.dtype.kind == "f"):
+        raise TypeError(f"{name} must be an integer array, got {a.dtype}")
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} has entries above the int64 range")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     """Dense weights from CSR."""
     rows, cols = shape
-    offsets = np.ascontiguousarray(_as_numpy(row_offsets, "row_offsets"), dtype=np.int64)
-    cols_ = np.ascontiguousarray(_as_numpy(columns, "columns"), dtype=np.int64)
+    offsets = _index_array(row_offsets, "row_offsets")
+    cols_ = _index_array(columns, "columns")
     v = np.ascontiguousarray(_as_numpy(values, "values"))
     if offsets.shape != (rows + 1,) or cols_.shape != v.shape or (rows and offsets[-1] != len(v)):
         raise ValueError("row_offsets, columns and values do not describe a CSR matrix of that shape")

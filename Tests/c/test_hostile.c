@@ -1,0 +1,72 @@
+/* Hostile-input regression tests of libprunekit (POSIX: guard pages through mmap). Compiled as C99
+ * and as C++17. Ends with "N passed, N failed". Each case here failed, crashed or read out of
+ * bounds before its fix. */
+#define _DEFAULT_SOURCE
+#include <prunekit.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        if (cond) {                                        \
+            passed++;                                      \
+        } else {                                           \
+            failed++;                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
+            printf(__VA_ARGS__);                           \
+            printf("\n");                                  \
+        }                                                  \
+    } while (0)
+
+/* `bytes` of readable memory that end exactly at an inaccessible page: a read past the end
+ * faults instead of returning whatever the heap holds next. */
+static void *guarded(size_t bytes, void **mapping, size_t *mapped) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data_pages = (bytes + page - 1) / page;
+    *mapped = (data_pages + 1) * page;
+    char *base = (char *)mmap(NULL, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == (char *)MAP_FAILED) return NULL;
+    mprotect(base + data_pages * page, page, PROT_NONE);
+    *mapping = base;
+    return base + data_pages * page - bytes;
+}
+
+/* A middle row offset above nnz: the offsets are all checked before any column is read, so the
+ * one-entry columns buffer is never read past (it used to be read up to offset 2). */
+static void test_csr_offsets_checked_before_columns(void) {
+    void *map_c, *map_v;
+    size_t size_c, size_v;
+    int64_t *columns = (int64_t *)guarded(sizeof(int64_t), &map_c, &size_c);
+    float *values = (float *)guarded(sizeof(float), &map_v, &size_v);
+    CHECK(columns != NULL && values != NULL, "mmap failed");
+    if (!columns || !values) return;
+    columns[0] = 0;
+    values[0] = 1.0f;
+    int64_t offsets[3] = {0, 2, 1};
+    float dense[8];
+    memset(dense, 0xAB, sizeof dense);
+    pk_matrix out = {dense, 2, 4, 4, PK_DTYPE_FLOAT32, 0};
+    pk_status status = pk_import_csr(offsets, columns, values, &out);
+    CHECK(status == PK_ERROR_CORRUPT_DATA, "got %s (%s)", pk_status_string(status), pk_last_error());
+    CHECK(strstr(pk_last_error(), "decrease at row 1") != NULL, "message: %s", pk_last_error());
+    int untouched = 1;
+    for (size_t i = 0; i < sizeof dense; i++) untouched &= ((unsigned char *)dense)[i] == 0xAB;
+    CHECK(untouched, "dense output written on error");
+    /* The last offset is nnz: a well-formed matrix whose data ends at the guard page imports. */
+    int64_t good[3] = {0, 1, 1};
+    CHECK(pk_import_csr(good, columns, values, &out) == PK_OK && dense[0] == 1.0f && dense[1] == 0.0f,
+          "%s", pk_last_error());
+    munmap(map_c, size_c);
+    munmap(map_v, size_v);
+}
+
+int main(void) {
+    test_csr_offsets_checked_before_columns();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
