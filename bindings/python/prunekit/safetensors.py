@@ -86,11 +86,14 @@ class SafeTensorsFile:
         for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
             if b1 < e0:
                 raise SafeTensorsError(f"{path}: tensors {n0!r} and {n1!r} overlap")
-        self._map = np.memmap(path, dtype=np.uint8, mode="r") if size > 0 else None
+        self.size = size
+        self._map = None  # mapped on first array(): a checkpoint of many shards opens them all to check them
 
     def array(self, name: str) -> np.ndarray:
         """The tensor as a read-only numpy array (memory-mapped; bfloat16 as uint16 bits)."""
         t = self.tensors[name]
+        if self._map is None:
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         raw = self._map[self.data_start + t.begin:self.data_start + t.end]
         return raw.view(DTYPES[t.dtype][0]).reshape(t.shape)
 
