@@ -3,10 +3,13 @@
     prunekit prune model.safetensors -o pruned.safetensors --method wanda --sparsity 0.5 --stats calib.pkstats
     prunekit prune model.safetensors -o pruned.safetensors --method magnitude --pattern 2:4 --exclude embed
     prunekit inspect pruned.safetensors --pattern 2:4
+    prunekit prune llama-7b/ -o llama-7b-2of4/ --pattern 2:4 --include 'layers\.'   (a sharded checkpoint)
     prunekit export pruned.safetensors layer.weight --format 2:4 -o layer.npz
 
-Tensors are processed one at a time from a memory map and keep their dtype (float32, float16,
-bfloat16, float64); tensors not pruned are copied byte for byte. Every tensor and option is
+Tensors are processed one at a time and keep their dtype (float32, float16, bfloat16,
+float64); tensors not pruned are copied byte for byte. A Hugging Face sharded checkpoint (a
+folder, or its model.safetensors.index.json) is written as the same shards plus index
+(prunekit.checkpoint). Every tensor and option is
 checked before anything is written, and the output appears only when the whole run succeeded.
 """
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 import prunekit
-from prunekit.safetensors import SafeTensorsError, SafeTensorsFile, rewrite
+from prunekit.checkpoint import open_checkpoint, write_pruned
+from prunekit.safetensors import SafeTensorsError, SafeTensorsFile
 
 METHODS = ("magnitude", "random", "wanda", "stade", "sparsegpt")
 
@@ -125,7 +129,7 @@ def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats,
 
 
 def cmd_prune(args) -> int:
-    source = SafeTensorsFile(args.input)
+    source = open_checkpoint(args.input)
     stats = prunekit.load_stats(args.stats) if args.stats else None
     plans = plans_for(source, args)
     check_plans(source, plans, stats)
@@ -134,19 +138,17 @@ def cmd_prune(args) -> int:
     done = [0]
     total_start = time.perf_counter()
 
-    def replace(t, original, target):
-        plan = plans.get(t.name)
-        if plan is None:
-            return False
+    def replace(t, values):
+        plan = plans[t.name]
         start = time.perf_counter()
-        achieved = prune_tensor(t, original, target, plan, stats, args)
+        achieved = prune_tensor(t, values, values, plan, stats, args)  # in place: values are our own copy
         done[0] += 1
         if not args.quiet:
             print(f"[{done[0]}/{len(plans)}] {t.name} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
                   f"sparsity {achieved:.3f} ({1e3 * (time.perf_counter() - start):.0f} ms)", file=sys.stderr, flush=True)
-        return True
+        return values
 
-    rewrite(source, args.output, replace)
+    write_pruned(source, args.output, list(plans), replace)
     if not args.quiet:
         print(f"wrote {args.output}: {len(plans)} of {len(source.tensors)} tensors pruned in "
               f"{time.perf_counter() - total_start:.1f} s", file=sys.stderr)
@@ -160,7 +162,7 @@ def nm_ok(array2d: np.ndarray, n: int, m: int) -> bool:
 
 
 def cmd_inspect(args) -> int:
-    source = SafeTensorsFile(args.file)
+    source = open_checkpoint(args.file)
     n, m = (int(x) for x in args.pattern.split(":"))
     print(f"{'tensor':50s} {'dtype':5s} {'shape':>16s} {'sparsity':>9s} {args.pattern:>5s}")
     for t in source:
@@ -178,7 +180,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_export(args) -> int:
-    source = SafeTensorsFile(args.file)
+    source = open_checkpoint(args.file)
     if args.tensor not in source.tensors:
         raise ValueError(f"{args.file}: no tensor {args.tensor!r}")
     t = source.tensors[args.tensor]
@@ -203,8 +205,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunekit", description="Prune safetensors checkpoints with PruneKit.")
     sub = p.add_subparsers(dest="command", required=True)
     prune = sub.add_parser("prune", help="prune a checkpoint into a new file")
-    prune.add_argument("input")
-    prune.add_argument("-o", "--output", required=True)
+    prune.add_argument("input", help="a .safetensors file, a sharded checkpoint's folder or its *.safetensors.index.json")
+    prune.add_argument("-o", "--output", required=True, help="the output file (a folder for a sharded checkpoint)")
     prune.add_argument("--method", default="magnitude", choices=METHODS)
     prune.add_argument("--sparsity", type=float, default=0.5)
     prune.add_argument("--pattern", help="N:M, e.g. 2:4 (instead of --sparsity)")
