@@ -39,7 +39,7 @@ class Checkpoint:
     def __init__(self, shards: List[SafeTensorsFile], index_path: Optional[str], folder: Optional[str]):
         self.shards = shards
         self.index_path = index_path
-        self.folder = folder  # the input folder when the checkpoint is one (companion files come along)
+        self.folder = folder  # the folder of a sharded or folder input (its companion files come along)
         self.tensors: Dict[str, Tensor] = {}
         self.shard_of: Dict[str, SafeTensorsFile] = {}
         for shard in shards:
@@ -88,7 +88,7 @@ def open_checkpoint(path: str) -> Checkpoint:
         if not os.path.isfile(path):
             raise SafeTensorsError(f"{path}: no such file")
         return Checkpoint([SafeTensorsFile(path)], None, None)
-    return Checkpoint(_shards_of_index(path), path, folder)
+    return Checkpoint(_shards_of_index(path), path, folder or os.path.dirname(os.path.abspath(path)))
 
 
 def _shards_of_index(index_path: str) -> List[SafeTensorsFile]:
