@@ -166,7 +166,7 @@ deps-test:
 
 # The fresh-machine check (packages reported missing by fake dpkg-query / pip) and the wheel
 # installed where neither the Swift toolchain nor the system OpenBLAS can be seen.
-test-packaging: wheel
+test-packaging: deps-test wheel
 	$(PYTHON) -m pytest -q -p no:cacheprovider Tests/packaging
 
 # ---------------------------------------------------------------------------------------------
