@@ -68,10 +68,17 @@ def layer_inputs(names: Sequence[str]) -> Dict[str, str]:
 
 
 def random_bf16(rng: np.random.Generator, shape: Tuple[int, ...], scale: float) -> np.ndarray:
-    """Normal values as bfloat16 bit patterns (float32 bits truncated to their top half)."""
-    x = rng.standard_normal(shape, dtype=np.float32)
-    x *= np.float32(scale)
-    return (x.view(np.uint32) >> 16).astype(np.uint16)
+    """Random bfloat16 bit patterns, all finite: a random sign and mantissa and one of 16
+    exponents, so magnitudes spread over [scale * 2^-15, scale * 2) as trained weights spread
+    over octaves. One random 16-bit draw per value (a normal draw per value makes a 7B
+    checkpoint several times slower to write)."""
+    r = rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    top = int(np.clip(np.round(np.log2(scale)) + 127, 16, 254))  # the largest exponent
+    exponent = (r >> np.uint16(7)) & np.uint16(0xF)
+    exponent += np.uint16(top - 15)
+    r &= np.uint16(0x807F)
+    r |= exponent << np.uint16(7)
+    return r
 
 
 def write_checkpoint(folder: str, shapes: Sequence[Tuple[str, Tuple[int, ...]]], max_shard_bytes: Optional[int],
@@ -181,18 +188,32 @@ def time_write(path: str, nbytes: int) -> float:
     return elapsed
 
 
-def run_measured(command: Sequence[str]) -> Tuple[float, float, int]:
-    """(seconds, peak resident GB, return code) of a child process."""
+# The child reports its own high-water mark: ru_maxrss of a child started by vfork + exec also
+# counts the parent's peak (Linux folds the old mm's high-water mark in at exec).
+MEASURED = """import sys
+from prunekit.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).strip(), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_measured(arguments: Sequence[str]) -> Tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak resident GB, return code) of `prunekit ARGUMENTS` in a child."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", MEASURED, *arguments], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - start
-    err = child.stderr.read()
     child.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
+    child.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:
         print(err, file=sys.stderr)
-    return elapsed, usage.ru_maxrss * 1024 / 1e9, code
+    peak_kb = int(err.strip().splitlines()[-1].split()[1])
+    return elapsed, usage.ru_utime + usage.ru_stime, peak_kb * 1024 / 1e9, code
 
 
 def main() -> int:
@@ -227,7 +248,7 @@ def main() -> int:
         floor = read + write
         print(f"disk: read {read:.1f} s ({total / read / 1e9:.2f} GB/s), write + fsync {write:.1f} s "
               f"({total / write / 1e9:.2f} GB/s); one read + one write = {floor:.1f} s", flush=True)
-        print(f"{'run':28s} {'time s':>8s} {'x (read+write)':>15s} {'peak RSS GB':>12s} {'x largest':>10s}")
+        print(f"{'run':28s} {'time s':>8s} {'CPU s':>7s} {'x (read+write)':>15s} {'peak RSS GB':>12s} {'x largest':>10s}")
         runs = []
         for method in args.methods.split(","):
             options = ["--pattern", "2:4"] if method == "2:4" else ["--method", method, "--sparsity", "0.5"]
@@ -237,9 +258,8 @@ def main() -> int:
         for label, options in runs:
             output = os.path.join(args.folder, "pruned")
             drop_cache(shards)
-            seconds, peak, code = run_measured([sys.executable, "-m", "prunekit", "prune", source, "-o", output,
-                                                "--include", LINEAR, "--quiet", *options])
-            print(f"{label:28s} {seconds:8.1f} {seconds / floor:15.2f} {peak:12.2f} {peak * 1e9 / largest:10.1f}"
+            seconds, cpu, peak, code = run_measured(["prune", source, "-o", output, "--include", LINEAR, "--quiet", *options])
+            print(f"{label:28s} {seconds:8.1f} {cpu:7.1f} {seconds / floor:15.2f} {peak:12.2f} {peak * 1e9 / largest:10.1f}"
                   f"{'' if code == 0 else f'  FAILED ({code})'}", flush=True)
             if os.path.exists(output):
                 drop_cache(files_of(output))
@@ -258,7 +278,7 @@ def main() -> int:
             child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
             seconds = time.perf_counter() - start
             inner = child.stderr.strip().splitlines()[-1] if child.returncode == 0 else "FAILED"
-            print(f"{'ray 2:4, ' + str(args.ray) + ' workers':28s} {seconds:8.1f} {seconds / floor:15.2f}   "
+            print(f"{'ray 2:4, ' + str(args.ray) + ' workers':28s} {seconds:8.1f} {'':7s} {seconds / floor:15.2f}   "
                   f"(prune call {inner} s, without Ray start-up)", flush=True)
             if child.returncode != 0:
                 print(child.stderr[-3000:], file=sys.stderr)

@@ -187,7 +187,7 @@ def test_layers_that_share_an_input_share_one_accumulator(sharded, tmp_path):
         prunekit.load_stats(str(bundle))
 
 
-LIMIT = 512 * 2 ** 20
+LIMIT = 640 * 2 ** 20  # Python, numpy, the library and OpenBLAS with their threads map about 340 MB of it
 
 BOUNDED = """
 import resource, sys
@@ -198,16 +198,18 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_1gb_checkpoint_is_pruned_under_an_address_space_limit_of_half_its_size(tmp_path):
-    # TinyLlama's widths with 8 blocks: 1.08 GB of bfloat16 in one file, so a whole-file map or
+    # TinyLlama's widths with 10 blocks: 1.29 GB of bfloat16 in one file, so a whole-file map or
     # read cannot fit in the limit; the largest linear layer is 23 MB.
-    shapes = list(bench_scale.llama_shapes(vocab=32000, hidden=2048, intermediate=5632, layers=8))
+    shapes = list(bench_scale.llama_shapes(vocab=32000, hidden=2048, intermediate=5632, layers=10))
     (path,) = bench_scale.write_checkpoint(str(tmp_path / "tiny"), shapes, max_shard_bytes=None)
     size = os.path.getsize(path)
-    assert size > 2 * LIMIT
+    assert LIMIT < 0.55 * size
     out = tmp_path / "pruned.safetensors"
     command = [sys.executable, "-c", BOUNDED.format(limit=LIMIT), "prune", path, "-o", str(out),
                "--pattern", "2:4", "--include", bench_scale.LINEAR, "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    # glibc reserves 64 MB of address space for each thread's malloc arena (the library's and
+    # OpenBLAS's workers, the I/O thread); one arena keeps reservations from counting as memory.
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, MALLOC_ARENA_MAX="1"))
     assert result.returncode == 0, result.stderr
     assert os.path.getsize(out) == size
     # The limit bites: mapping the whole file, as a loader that holds it would, fails under it.
@@ -216,7 +218,7 @@ def test_a_1gb_checkpoint_is_pruned_under_an_address_space_limit_of_half_its_siz
                            capture_output=True, text=True)
     assert probe.returncode != 0 and ("MemoryError" in probe.stderr or "Cannot allocate" in probe.stderr), probe.stderr
     source, pruned = st.SafeTensorsFile(path), st.SafeTensorsFile(str(out))
-    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.7.mlp.down_proj.weight"):
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.9.mlp.down_proj.weight"):
         bits = source.array(name)
         keep = prunekit.mask(prunekit.bfloat16(bits), pattern="2:4")
         np.testing.assert_array_equal(pruned.array(name), np.where(keep, bits, 0))

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -225,8 +226,10 @@ def _fsync(path: str) -> None:
 
 class Output:
     """Where a pruned checkpoint is built: a temporary file or folder next to `output`, holding
-    every shard at its full size with the untouched bytes already copied. `commit()` renames it
-    into place; `discard()` (also on any exception in a `with` block) removes it."""
+    every shard at its full size. `copy_untouched()` fills in every byte that is not a replaced
+    tensor; `write()` puts a replaced tensor at its offset (in any order, from any thread or
+    process). `commit()` renames it into place; `discard()` (also on any exception in a `with`
+    block) removes it."""
 
     def __init__(self, checkpoint: Checkpoint, output: str, replaced: Sequence[str]):
         self.checkpoint, self.output = checkpoint, output
@@ -244,18 +247,20 @@ class Output:
             fd, self.temporary = tempfile.mkstemp(prefix=".prunekit-", suffix=".safetensors", dir=parent)
             os.close(fd)
             self.paths = {id(checkpoint.shards[0]): self.temporary}
+        self.replaced: Dict[int, List[str]] = {id(s): [] for s in checkpoint.shards}
+        for name in replaced:
+            self.replaced[id(checkpoint.shard_of[name])].append(name)
         try:
-            by_shard: Dict[int, List[str]] = {id(s): [] for s in checkpoint.shards}
-            for name in replaced:
-                by_shard[id(checkpoint.shard_of[name])].append(name)
             for shard in checkpoint.shards:
-                path = self.paths[id(shard)]
-                with open(path, "wb") as f:
+                with open(self.paths[id(shard)], "wb") as f:
                     f.truncate(shard.size)
-                copy_untouched(shard, path, by_shard[id(shard)])
         except BaseException:
             self.discard()
             raise
+
+    def copy_untouched(self) -> None:
+        for shard in self.checkpoint.shards:
+            copy_untouched(shard, self.paths[id(shard)], self.replaced[id(shard)])
 
     def path_of(self, name: str) -> str:
         return self.paths[id(self.checkpoint.shard_of[name])]
@@ -306,12 +311,32 @@ def write_pruned(checkpoint: Checkpoint, output: str, names: Sequence[str],
                  prune: Callable[[Tensor, np.ndarray], np.ndarray]) -> None:
     """Writes `checkpoint` to `output` with each tensor of `names` replaced by
     `prune(tensor, values)` (values: the tensor read into its own memory; return the new values,
-    same shape and dtype, which may be `values` changed in place). In order of the files, one
-    tensor at a time; on any error no output is left."""
+    same shape and dtype, which may be `values` changed in place), called in order of the files,
+    one tensor at a time. One thread works the disk alongside: it reads the next tensor and
+    writes the previous one while `prune` runs, then copies the untouched bytes, so at most
+    three tensors are in memory (and one thread's worth of address space is added, which
+    matters under an address-space limit). On any error no output is left."""
     wanted = set(names)
     order = [t.name for t in checkpoint if t.name in wanted]
     with Output(checkpoint, output, order) as out:
-        for name in order:
-            t = checkpoint.tensors[name]
-            out.write(name, prune(t, checkpoint.array(name)))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunekit-io") as io:
+            reading = io.submit(checkpoint.array, order[0]) if order else None
+            writing = None
+            try:
+                for i, name in enumerate(order):
+                    values = reading.result()
+                    reading = io.submit(checkpoint.array, order[i + 1]) if i + 1 < len(order) else None
+                    pruned = prune(checkpoint.tensors[name], values)
+                    del values
+                    if writing is not None:
+                        writing.result()
+                    writing = io.submit(out.write, name, pruned)
+                    del pruned
+                io.submit(out.copy_untouched).result()
+                if writing is not None:
+                    writing.result()
+            finally:  # on an error, the thread finishes before the output is discarded
+                for job in (reading, writing):
+                    if job is not None:
+                        job.cancel()
         out.commit()

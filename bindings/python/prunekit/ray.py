@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 try:
@@ -193,6 +194,8 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
     start = time.perf_counter()
     with Output(source, args.output, order) as out:
         pending: List[Any] = []
+        copying = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunekit-copy")
+        copied = copying.submit(out.copy_untouched)  # alongside the tasks
         try:
             queue = list(order)
             while queue or pending:
@@ -215,6 +218,7 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
                     t = source.tensors[name]
                     print(f"[{len(reached)}/{len(order)}] {name} {list(t.shape)} {t.dtype}: {plans[name].describe()} -> "
                           f"sparsity {achieved:.3f} ({1e3 * seconds:.0f} ms, Ray task)", file=sys.stderr, flush=True)
+            copied.result()
         except BaseException as e:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -223,6 +227,8 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
             if isinstance(e, ray.exceptions.RayTaskError) and isinstance(e.cause, Exception):
                 raise e.cause from None
             raise
+        finally:
+            copying.shutdown(wait=True)
         out.commit()
     if not quiet:
         print(f"wrote {args.output}: {len(order)} of {len(source.tensors)} tensors pruned by Ray tasks in "
