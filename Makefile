@@ -121,6 +121,7 @@ test-python: python
 # Regenerates the golden vectors with the independent numpy reference.
 vectors:
 	$(PYTHON) Tests/vectors/generate.py Tests/vectors
+	$(PYTHON) Tests/vectors/generate_admm.py Tests/vectors
 
 # ---------------------------------------------------------------------------------------------
 # Main job and benchmarks

@@ -473,6 +473,111 @@ PK_API pk_status pk_prune_columns(const pk_matrix *weights, const double *hessia
                                   const uint8_t *keep_columns, const pk_reconstruction_options *options,
                                   const pk_matrix *weights_out);
 
+/* ADMM pruning with weight updates (Boza 2024, "Fast and Optimal Weight Update for Pruned Large
+ * Language Models"; ALPS): minimises ||(W - W') X||^2 subject to the pattern by alternating a
+ * least-squares step W = (XY + rho (Z - U)) (Hn + rho I)^-1 with a projection Z of W + U onto the
+ * pattern, the mask re-chosen during a cubic sparsity ramp and then frozen, then conjugate-gradient
+ * steps for the kept weights on the frozen support. It works on the normalised problem (Hn = D^-1
+ * H D^-1 with D = sqrt(diag H), Wn = W D), so the projection ranks |Wn + U| (Wanda's |w| ||x|| at
+ * the start) and the result does not depend on the Hessian's scale. Costs one rows x cols x cols
+ * GEMM per iteration and per refinement step, plus a Cholesky and inverse per value of rho. */
+typedef struct pk_admm_options {
+    size_t struct_size;
+    int32_t scope;              /* PK_SCOPE_LAYER (default): exactly floor(sparsity * rows * cols)
+                                   pruned, ties by row-major position; PK_SCOPE_ROW: floor(sparsity *
+                                   cols) per row; PK_SCOPE_NM: n of every m consecutive inputs kept per
+                                   row (during the ramp the entries N:M keeps are protected and the
+                                   rest compete per layer, as in the reference code) */
+    int32_t precision;          /* enum pk_precision of all arithmetic; default FLOAT32 */
+    double sparsity;            /* default 0.5 */
+    int32_t n;                  /* default 2 */
+    int32_t m;                  /* default 4; must divide cols */
+    int32_t iterations;         /* ADMM iterations, default 30, in [0, 100000] */
+    int32_t ramp_iterations;    /* the first ramp_iterations choose the mask at the sparsity
+                                   s - s (1 - (t + 1) / ramp)^3 of iteration t; then it is frozen.
+                                   Default 20, in [0, iterations]; 0 = chosen once from the weights */
+    double rho;                 /* penalty on the unit-diagonal Hessian, default 1, in (0, 1e12] */
+    double rho_growth;          /* rho *= rho_growth after every rho_interval iterations; default 1 */
+    int32_t rho_interval;       /* default 1, positive */
+    int32_t refine_iterations;  /* conjugate-gradient steps on the frozen support, default 10 */
+    double dampening;           /* added to the normalised Hessian's unit diagonal, default 0.1 */
+    int32_t num_threads;        /* 0 = one per CPU; results do not depend on it */
+} pk_admm_options;
+
+/* Fills *options with the defaults above and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_admm_options_init(pk_admm_options *options);
+
+/* ADMM on one layer. hessian as for pk_sparsegpt. mask: NULL to choose the mask (written to mask_out,
+ * rows*cols bytes, 1 = keep, if mask_out is not NULL), or a given mask (1 = keep; scope, sparsity,
+ * n, m and the ramp are then ignored) whose kept weights ADMM updates. Writes mask_out and
+ * weights_out (same rows and cols, any dtype, any stride, may be the weights' own memory) only on
+ * success. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, weights_out of another shape, m not dividing cols
+ * @retval PK_ERROR_INVALID_ARGUMENT an option out of range (the message names it), a mask byte
+ *         other than 0 or 1, a non-symmetric hessian or a negative diagonal
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
+ * @retval PK_ERROR_NUMERIC the normalised hessian plus rho is not positive definite, or an updated
+ *         weight is not finite or overflows the dtype of weights_out
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_admm(const pk_matrix *weights, const double *hessian, int64_t hessian_size, const uint8_t *mask,
+                         const pk_admm_options *options, uint8_t *mask_out, const pk_matrix *weights_out);
+
+/* Mask refinement by swaps (SparseSwaps; DSnoT): a kept and a pruned entry of one row trade places
+ * when that lowers the row's exact output error with the weights left as they are,
+ * e = d H d^T with d = the row's pruned weights. Per-row counts are kept (PK_SCOPE_NM: trades stay
+ * inside each group, so an n:m mask stays n:m). Weights are not changed. Each step evaluates the
+ * exact change for the `candidates` cheapest kept and the `candidates` best pruned entries of the
+ * row (for N:M, every pair of every group) and makes the best swap if it lowers the error. */
+typedef struct pk_swap_options {
+    size_t struct_size;
+    int32_t scope;          /* PK_SCOPE_ROW (default) or PK_SCOPE_NM */
+    int32_t n;              /* default 2 */
+    int32_t m;              /* default 4; must divide cols */
+    int32_t max_swaps;      /* per row, default 100, in [0, 2^30] */
+    int32_t candidates;     /* per side and step, default 8, in [1, 1024] */
+    int32_t num_threads;    /* 0 = one per CPU; results do not depend on it */
+} pk_swap_options;
+
+/* Fills *options with the defaults above and sets struct_size. @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_swap_options_init(pk_swap_options *options);
+
+/* Refines mask (rows*cols bytes, 1 = keep, e.g. from pk_mask) in place; hessian as for pk_sparsegpt.
+ * Writes the mask and *swaps_out (total swaps made; may be NULL) only on success. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, m not dividing cols
+ * @retval PK_ERROR_INVALID_ARGUMENT an option out of range, a mask byte other than 0 or 1, a mask
+ *         that is not n:m for PK_SCOPE_NM, a non-symmetric hessian or a negative diagonal
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_refine_mask(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                                const pk_swap_options *options, uint8_t *mask, int64_t *swaps_out);
+
+/* Layer-wise sparsity allocation (OWL, Yin et al. 2024; sensitivity allocation, SBPF): per-layer
+ * sparsities whose pruned counts add up to exactly floor(sparsity * sum of sizes), layers of higher
+ * importance (OWL: pk_outlier_ratio of their Wanda scores; SBPF: their error at a probe sparsity)
+ * pruned less. Importance is scaled into [0, 2 spread], the sparsities are a shift minus it with the
+ * weighted mean at the target, each within [sparsity - spread, sparsity + spread] and [0, 1] (to
+ * one weight), and whole counts are handed out by largest remainder (ties by layer index).
+ * Writes pruned_out[layers] (counts) and sparsities_out[layers] ((count + 0.5) / size, so that a
+ * per-layer call's floor(s * n) gives the count back exactly; 1 for a fully pruned layer; either
+ * may be NULL) only on success.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE layers <= 0, a size <= 0, sizes adding up past int64
+ * @retval PK_ERROR_INVALID_ARGUMENT sparsity or spread outside [0, 1]; a target the bounds cannot meet
+ * @retval PK_ERROR_NON_FINITE a non-finite importance */
+PK_API pk_status pk_allocate_sparsity(const int64_t *sizes, const double *importance, int64_t layers, double sparsity,
+                                      double spread, int64_t *pruned_out, double *sparsities_out);
+
+/* OWL's outlier ratio of one layer: the fraction of its scores under `criterion` (e.g. Wanda) above
+ * threshold times their mean (OWL's M, e.g. 5). Writes *ratio_out only on success.
+ * @retval the codes of pk_score; PK_ERROR_INVALID_ARGUMENT threshold not positive and finite */
+PK_API pk_status pk_outlier_ratio(const pk_matrix *weights, const pk_criterion *criterion, double threshold,
+                                  double *ratio_out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Structured pruning: channels, heads, blocks; coupled groups; compaction                      */
 /* ------------------------------------------------------------------------------------------ */

@@ -10,4 +10,6 @@ void strtri_(const char *uplo, const char *diag, const int *n, float *a, const i
 void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
 void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, const int *lda, float *b, const int *ldb, int *info);
 void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b, const int *ldb, int *info);
+void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 #endif

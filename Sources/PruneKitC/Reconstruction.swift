@@ -92,3 +92,123 @@ public func pk_prune_columns(_ weights: UnsafePointer<pk_matrix>?, _ hessian: Un
         try pruneColumns(weights: view, hessian: h, hessianSize: Int(hessianSize), keepColumns: keepColumns, options: o, output: out)
     }
 }
+
+func admmDefaults() -> pk_admm_options {
+    pk_admm_options(
+        struct_size: MemoryLayout<pk_admm_options>.size, scope: Int32(PK_SCOPE_LAYER.rawValue),
+        precision: Int32(PK_PRECISION_FLOAT32.rawValue), sparsity: 0.5, n: 2, m: 4, iterations: 30, ramp_iterations: 20,
+        rho: 1, rho_growth: 1, rho_interval: 1, refine_iterations: 10, dampening: 0.1, num_threads: 0)
+}
+
+func admmOptions(_ pointer: UnsafePointer<pk_admm_options>?) throws(PruneKitError) -> ADMMOptions {
+    let o = try readOptions(pointer, name: "options", defaults: admmDefaults())
+    let pattern: ADMMOptions.Pattern
+    switch UInt32(bitPattern: o.scope) {
+    case PK_SCOPE_LAYER.rawValue: pattern = .layer(sparsity: o.sparsity)
+    case PK_SCOPE_ROW.rawValue: pattern = .row(sparsity: o.sparsity)
+    case PK_SCOPE_NM.rawValue: pattern = .nm(n: Int(o.n), m: Int(o.m))
+    default:
+        throw PruneKitError(.invalidArgument, "options->scope \(o.scope) is not PK_SCOPE_LAYER, PK_SCOPE_ROW or PK_SCOPE_NM")
+    }
+    guard let precision = Precision(rawValue: o.precision) else {
+        throw PruneKitError(.invalidArgument, "options->precision \(o.precision) is not a pk_precision")
+    }
+    return ADMMOptions(pattern: pattern, iterations: Int(o.iterations), rampIterations: Int(o.ramp_iterations), rho: o.rho,
+                       rhoGrowth: o.rho_growth, rhoInterval: Int(o.rho_interval), refineIterations: Int(o.refine_iterations),
+                       dampening: o.dampening, precision: precision, threads: Int(o.num_threads))
+}
+
+/// Implements `pk_status pk_admm_options_init(pk_admm_options *options)`.
+@c @implementation
+public func pk_admm_options_init(_ options: UnsafeMutablePointer<pk_admm_options>?) -> pk_status {
+    run("pk_admm_options_init") { () throws(PruneKitError) in
+        guard let options else { throw nullPointer("options") }
+        options.pointee = admmDefaults()
+    }
+}
+
+/// Implements `pk_status pk_admm(const pk_matrix *, const double *, int64_t, const uint8_t *mask,
+/// const pk_admm_options *, uint8_t *mask_out, const pk_matrix *weights_out)`.
+@c @implementation
+public func pk_admm(_ weights: UnsafePointer<pk_matrix>?, _ hessian: UnsafePointer<Double>?, _ hessianSize: Int64,
+                    _ mask: UnsafePointer<UInt8>?, _ options: UnsafePointer<pk_admm_options>?,
+                    _ maskOut: UnsafeMutablePointer<UInt8>?, _ weightsOut: UnsafePointer<pk_matrix>?) -> pk_status {
+    run("pk_admm") { () throws(PruneKitError) in
+        let view = try matrixView(weights, "weights")
+        let h = try hessianArgument(hessian, hessianSize)
+        let o = try admmOptions(options)
+        let out = try matrixView(weightsOut, "weights_out")
+        try admm(weights: view, hessian: h, hessianSize: Int(hessianSize), givenMask: mask, options: o, maskOut: maskOut,
+                 output: out)
+    }
+}
+
+func swapDefaults() -> pk_swap_options {
+    pk_swap_options(struct_size: MemoryLayout<pk_swap_options>.size, scope: Int32(PK_SCOPE_ROW.rawValue), n: 2, m: 4,
+                    max_swaps: 100, candidates: 8, num_threads: 0)
+}
+
+/// Implements `pk_status pk_swap_options_init(pk_swap_options *options)`.
+@c @implementation
+public func pk_swap_options_init(_ options: UnsafeMutablePointer<pk_swap_options>?) -> pk_status {
+    run("pk_swap_options_init") { () throws(PruneKitError) in
+        guard let options else { throw nullPointer("options") }
+        options.pointee = swapDefaults()
+    }
+}
+
+/// Implements `pk_status pk_refine_mask(const pk_matrix *, const double *, int64_t, const pk_swap_options *,
+/// uint8_t *mask, int64_t *swaps_out)`.
+@c @implementation
+public func pk_refine_mask(_ weights: UnsafePointer<pk_matrix>?, _ hessian: UnsafePointer<Double>?, _ hessianSize: Int64,
+                           _ options: UnsafePointer<pk_swap_options>?, _ mask: UnsafeMutablePointer<UInt8>?,
+                           _ swapsOut: UnsafeMutablePointer<Int64>?) -> pk_status {
+    run("pk_refine_mask") { () throws(PruneKitError) in
+        let view = try matrixView(weights, "weights")
+        let h = try hessianArgument(hessian, hessianSize)
+        let o = try readOptions(options, name: "options", defaults: swapDefaults())
+        let pattern: SwapOptions.Pattern
+        switch UInt32(bitPattern: o.scope) {
+        case PK_SCOPE_ROW.rawValue: pattern = .row
+        case PK_SCOPE_NM.rawValue: pattern = .nm(n: Int(o.n), m: Int(o.m))
+        default: throw PruneKitError(.invalidArgument, "options->scope \(o.scope) is not PK_SCOPE_ROW or PK_SCOPE_NM")
+        }
+        guard let mask else { throw nullPointer("mask") }
+        let made = try refineMask(weights: view, hessian: h, hessianSize: Int(hessianSize),
+                                  options: SwapOptions(pattern: pattern, maxSwaps: Int(o.max_swaps), candidates: Int(o.candidates),
+                                                       threads: Int(o.num_threads)), mask: mask)
+        swapsOut?.pointee = Int64(made)
+    }
+}
+
+/// Implements `pk_status pk_allocate_sparsity(const int64_t *sizes, const double *importance, int64_t layers,
+/// double sparsity, double spread, int64_t *pruned_out, double *sparsities_out)`.
+@c @implementation
+public func pk_allocate_sparsity(_ sizes: UnsafePointer<Int64>?, _ importance: UnsafePointer<Double>?, _ layers: Int64,
+                                 _ sparsity: Double, _ spread: Double, _ prunedOut: UnsafeMutablePointer<Int64>?,
+                                 _ sparsitiesOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_allocate_sparsity") { () throws(PruneKitError) in
+        guard let sizes else { throw nullPointer("sizes") }
+        guard let importance else { throw nullPointer("importance") }
+        guard layers > 0, layers <= 1 << 24 else { throw PruneKitError(.invalidShape, "layers must be in [1, 2^24], got \(layers)") }
+        let count = Int(layers)
+        let result = try allocateSparsity(sizes: (0..<count).map { Int(sizes[$0]) }, importance: Array(UnsafeBufferPointer(start: importance, count: count)),
+                                          sparsity: sparsity, spread: spread)
+        for l in 0..<count {
+            prunedOut?[l] = Int64(result.pruned[l])
+            sparsitiesOut?[l] = result.sparsities[l]
+        }
+    }
+}
+
+/// Implements `pk_status pk_outlier_ratio(const pk_matrix *, const pk_criterion *, double threshold, double *ratio_out)`.
+@c @implementation
+public func pk_outlier_ratio(_ weights: UnsafePointer<pk_matrix>?, _ criterion: UnsafePointer<pk_criterion>?, _ threshold: Double,
+                             _ ratioOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_outlier_ratio") { () throws(PruneKitError) in
+        let view = try matrixView(weights, "weights")
+        let c = try criterionView(criterion, "criterion")
+        guard let ratioOut else { throw nullPointer("ratio_out") }
+        ratioOut.pointee = try outlierRatio(weights: view, criterion: c, threshold: threshold)
+    }
+}

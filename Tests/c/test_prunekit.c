@@ -518,6 +518,92 @@ static void test_thread_local_errors(void) {
 
 #include "structures.h"
 
+/* ADMM against the float64 numpy reference (Tests/vectors/admm.txt), at 1 and 3 threads, plus
+ * refusals with nothing written. */
+static void test_admm(const char *folder) {
+    char path[1200], line[512];
+    snprintf(path, sizeof path, "%s/admm.txt", folder);
+    FILE *manifest = fopen(path, "r");
+    CHECK(manifest != NULL, "cannot open %s", path);
+    if (!manifest) return;
+    int cases = 0;
+    while (fgets(line, sizeof line, manifest)) {
+        char name[128] = "", scope[16] = "";
+        int rows = 0, cols = 0, n = 0, m = 0, iterations = 0, ramp = 0, interval = 0, refine = 0;
+        double sparsity = 0, rho = 0, growth = 0, damp = 0;
+        if (sscanf(line, "name=%127s rows=%d cols=%d scope=%15s sparsity=%lf n=%d m=%d iterations=%d ramp=%d rho=%lf "
+                   "rho_growth=%lf rho_interval=%d refine=%d dampening=%lf", name, &rows, &cols, scope, &sparsity, &n, &m,
+                   &iterations, &ramp, &rho, &growth, &interval, &refine, &damp) != 14)
+            continue;
+        cases++;
+        snprintf(path, sizeof path, "%s/admm_%s.w.bin", folder, name);
+        double *w = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/admm_%s.h.bin", folder, name);
+        double *h = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/admm_%s.out.bin", folder, name);
+        double *expected = (double *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/admm_%s.mask.bin", folder, name);
+        uint8_t *expected_mask = (uint8_t *)vec_read_file(path, NULL);
+        size_t count = (size_t)rows * (size_t)cols;
+        double *out = (double *)malloc(sizeof(double) * count);
+        uint8_t *mask = (uint8_t *)malloc(count);
+        pk_matrix wm = {w, rows, cols, cols, PK_DTYPE_FLOAT64, 0};
+        pk_matrix om = {out, rows, cols, cols, PK_DTYPE_FLOAT64, 0};
+        pk_admm_options o;
+        pk_admm_options_init(&o);
+        o.precision = PK_PRECISION_FLOAT64;
+        o.scope = !strcmp(scope, "nm") ? PK_SCOPE_NM : !strcmp(scope, "row") ? PK_SCOPE_ROW : PK_SCOPE_LAYER;
+        o.sparsity = sparsity;
+        o.n = n;
+        o.m = m;
+        o.iterations = iterations;
+        o.ramp_iterations = ramp;
+        o.rho = rho;
+        o.rho_growth = growth;
+        o.rho_interval = interval;
+        o.refine_iterations = refine;
+        o.dampening = damp;
+        for (int threads = 1; threads <= 3; threads += 2) {
+            o.num_threads = threads;
+            memset(mask, 0xAB, count);
+            CHECK(pk_admm(&wm, h, cols, NULL, &o, mask, &om) == PK_OK, "%s: %s", name, pk_last_error());
+            double scale = 0, worst = 0;
+            for (size_t i = 0; i < count; i++) {
+                scale = fmax(scale, fabs(expected[i]));
+                worst = fmax(worst, fabs(out[i] - expected[i]));
+            }
+            CHECK(worst <= 1e-6 * scale, "%s: weights differ by %g (scale %g)", name, worst, scale);
+            CHECK(memcmp(mask, expected_mask, count) == 0, "%s at %d threads: mask differs", name, threads);
+        }
+        /* Refusals: nothing written. */
+        memset(mask, 0xAB, count);
+        memset(out, 0xCD, sizeof(double) * count);
+        pk_admm_options bad = o;
+        bad.ramp_iterations = bad.iterations + 1;
+        CHECK_STATUS(pk_admm(&wm, h, cols, NULL, &bad, mask, &om), PK_ERROR_INVALID_ARGUMENT, "ramp iterations");
+        bad = o;
+        bad.rho = -1;
+        CHECK_STATUS(pk_admm(&wm, h, cols, NULL, &bad, mask, &om), PK_ERROR_INVALID_ARGUMENT, "rho");
+        bad = o;
+        bad.scope = PK_SCOPE_GLOBAL;
+        CHECK_STATUS(pk_admm(&wm, h, cols, NULL, &bad, mask, &om), PK_ERROR_INVALID_ARGUMENT, "scope");
+        bad = o;
+        bad.struct_size = sizeof bad - 8;
+        CHECK_STATUS(pk_admm(&wm, h, cols, NULL, &bad, mask, &om), PK_ERROR_STRUCT_SIZE, "struct_size");
+        CHECK_STATUS(pk_admm(&wm, h, cols - 1, NULL, &o, mask, &om), PK_ERROR_INVALID_SHAPE, "hessian");
+        CHECK(all_equal(mask, 0xAB, count) && all_equal((const uint8_t *)out, 0xCD, sizeof(double) * count),
+              "%s: output written on error", name);
+        free(w);
+        free(h);
+        free(expected);
+        free(expected_mask);
+        free(out);
+        free(mask);
+    }
+    fclose(manifest);
+    CHECK(cases == 4, "admm vectors: %d cases", cases);
+}
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
@@ -528,6 +614,7 @@ int main(int argc, char **argv) {
     test_apply_and_sparsity();
     test_stats();
     test_sparsegpt(folder);
+    test_admm(folder);
     test_thread_local_errors();
     test_sparse_formats();
     test_structure_vectors(folder);

@@ -21,6 +21,36 @@ public func sparseGPT<S>(_ weights: Matrix<S>, hessian: [Double], options: Recon
     return (try Mask(rows: weights.rows, cols: weights.cols, values: maskBytes), output)
 }
 
+/// ADMM pruning with weight updates over owned matrices: the mask and the updated weights (same
+/// dtype as `weights`). With `mask`, that mask's kept weights are updated instead of choosing one.
+///
+///     let (mask, pruned) = try admm(weights, hessian: stats.gram(), options: .init(pattern: .nm(n: 2, m: 4)))
+///
+/// - Parameter hessian: X^T X (or any positive multiple), cols x cols row-major.
+/// - Throws: `PruneKitError`: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.numeric`.
+public func admm<S>(_ weights: Matrix<S>, hessian: [Double], mask given: Mask? = nil,
+                    options: ADMMOptions = .init()) throws(PruneKitError) -> (mask: Mask, weights: Matrix<S>) {
+    if let given, given.rows != weights.rows || given.cols != weights.cols {
+        throw .invalidShape("mask is \(given.rows) x \(given.cols), weights are \(weights.rows) x \(weights.cols)")
+    }
+    var output = weights
+    var maskBytes = [UInt8](repeating: 0, count: weights.rows * weights.cols)
+    let givenBytes = given?.values ?? []
+    try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
+        try weights.withMatrixView { view throws(PruneKitError) in
+            try output.withMutableMatrixView { out throws(PruneKitError) in
+                try maskBytes.withUnsafeMutableBufferPointer { (m) throws(PruneKitError) in
+                    try givenBytes.withUnsafeBufferPointer { (g) throws(PruneKitError) in
+                        try admm(weights: view, hessian: h, hessianSize: weights.cols, givenMask: given == nil ? nil : g.baseAddress,
+                                 options: options, maskOut: m.baseAddress!, output: out)
+                    }
+                }
+            }
+        }
+    }
+    return (try Mask(rows: weights.rows, cols: weights.cols, values: maskBytes), output)
+}
+
 /// The SparseGPT update of the kept weights under `mask` (from any criterion).
 public func reconstructWeights<S>(_ weights: Matrix<S>, hessian: [Double], mask: Mask,
                                   options: ReconstructionOptions = .init()) throws(PruneKitError) -> Matrix<S> {

@@ -27,6 +27,8 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
     static func choleskyLower(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
+    /// After `choleskyUpper` of A (n x n): A^{-1} in place, both triangles (symmetric).
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
     /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
     static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
     /// Whether none of `count` values is infinite or NaN: an OR of exponent flags, which
@@ -83,6 +85,13 @@ extension Double: ReconstructionScalar {
         dtrtri_(&uplo, &diag, &size, a, &lda, &info)
         return info
     }
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        dpotri_(&uplo, &size, a, &lda, &info)
+        // LAPACK filled the column-major lower triangle = the row-major upper one: mirror it.
+        for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }
+        return info
+    }
     static func solveRight(_ a: UnsafePointer<Double>, n: Int, b: UnsafeMutablePointer<Double>, rows: Int) -> Int32 {
         var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
         dpotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
@@ -126,6 +135,13 @@ extension Float: ReconstructionScalar {
     static func invertUpperFactor(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
         var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
         strtri_(&uplo, &diag, &size, a, &lda, &info)
+        return info
+    }
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        spotri_(&uplo, &size, a, &lda, &info)
+        // LAPACK filled the column-major lower triangle = the row-major upper one: mirror it.
+        for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }
         return info
     }
     static func solveRight(_ a: UnsafePointer<Float>, n: Int, b: UnsafeMutablePointer<Float>, rows: Int) -> Int32 {

@@ -29,7 +29,7 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "sparsegpt", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
+           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
            "Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
            "block_masks", "key_channels", "__version__"]
@@ -286,6 +286,18 @@ def _hessian(hessian: Any, cols: int) -> np.ndarray:
     return np.ascontiguousarray(h, dtype=np.float64)
 
 
+def _result_like(weight: Any, w: "_View", out: Any):
+    """Where updated weights go: `out` (its view), or a new array of the weight's dtype."""
+    if out is not None:
+        return out, _view(out, "out", writable=True)
+    target = np.empty(w.shape, dtype=w.array.dtype if w.dtype != _DTYPES["bfloat16"] else np.uint16)
+    result = target
+    if w.dtype == _DTYPES["bfloat16"] and _bfloat16_numpy_view(weight) is not None:
+        import torch
+        result = torch.from_numpy(target.view(np.int16)).view(torch.bfloat16)
+    return result, _view(result, "out", writable=True)
+
+
 def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, scope: int = 1, sparsity: float = 0.5,
                  n: int = 2, m: int = 4, block_size: int = 128, dampening: float = 0.01, max_retries: int = 4,
                  precision: str = "float32", threads: int = 0, want_mask: bool = False):
@@ -293,16 +305,7 @@ def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, sc
     h = _hessian(hessian, w.cols)
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-    if out is None:
-        target = np.empty(w.shape, dtype=w.array.dtype if w.dtype != _DTYPES["bfloat16"] else np.uint16)
-        result = target
-        if w.dtype == _DTYPES["bfloat16"] and _bfloat16_numpy_view(weight) is not None:
-            import torch
-            result = torch.from_numpy(target.view(np.int16)).view(torch.bfloat16)
-        o = _view(result, "out", writable=True)
-    else:
-        result = out
-        o = _view(out, "out", writable=True)
+    result, o = _result_like(weight, w, out)
     if given is not None:
         g = _as_numpy(given, "mask")
         g = np.ascontiguousarray(g.view(np.uint8) if g.dtype == np.bool_ else g, dtype=np.uint8).reshape(-1)
@@ -339,6 +342,111 @@ def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
     return _reconstruct(0, weight, hessian, None, out, scope=scope, sparsity=s, n=n, m=m, block_size=block_size,
                         dampening=dampening, max_retries=max_retries, precision=precision, threads=threads,
                         want_mask=True)
+
+
+def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
+         pattern: Union[str, Tuple[int, int], None] = None, scope: str = "layer", mask: Any = None,
+         iterations: Optional[int] = None, ramp_iterations: Optional[int] = None, rho: Optional[float] = None,
+         rho_growth: Optional[float] = None, rho_interval: Optional[int] = None,
+         refine_iterations: Optional[int] = None, dampening: Optional[float] = None,
+         precision: Optional[str] = None, threads: Optional[int] = None, out: Any = None):
+    """ADMM pruning with weight updates on one layer (Boza 2024): (mask, updated weight).
+
+    Minimises ||(W - W') X||^2 under the pattern: least-squares steps alternate with projections
+    onto the pattern, the mask re-chosen during a cubic sparsity ramp and then frozen, then
+    conjugate-gradient steps on the frozen support. hessian: X^T X (any positive multiple) or a
+    Stats made with gram=True. scope "layer" (default: exactly int(sparsity * rows * cols) pruned)
+    or "row"; pattern="2:4" keeps n of every m per row. mask: a given mask (True = keep) whose
+    kept weights are updated instead. Options left as None take the library's defaults
+    (pk_admm_options_init: 30 iterations, 20 of ramp, rho 1, 10 refinement steps, dampening 0.1,
+    float32). Raises ArithmeticError on a numeric failure; nothing is written on any error.
+    """
+    w = _view(weight, "weight")
+    h = _hessian(hessian, w.cols)
+    options = {}
+    if pattern is not None:
+        _, _, n, m = _selection(None, "row", pattern)
+        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
+    else:
+        if scope not in ("layer", "row"):
+            raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
+        options["scope"] = _prunekit.SCOPE_LAYER if scope == "layer" else _prunekit.SCOPE_ROW
+    if sparsity is not None:
+        options["sparsity"] = float(sparsity)
+    if precision is not None:
+        if precision not in ("float32", "float64"):
+            raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+        options["precision"] = _prunekit.PRECISION_FLOAT32 if precision == "float32" else _prunekit.PRECISION_FLOAT64
+    for name, value in (("iterations", iterations), ("ramp_iterations", ramp_iterations), ("rho", rho),
+                        ("rho_growth", rho_growth), ("rho_interval", rho_interval),
+                        ("refine_iterations", refine_iterations), ("dampening", dampening), ("num_threads", threads)):
+        if value is not None:
+            options[name] = value
+    result, o = _result_like(weight, w, out)
+    given = None
+    if mask is not None:
+        given = _as_numpy(mask, "mask")
+        given = np.ascontiguousarray(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8)
+        if given.size != w.rows * w.cols:
+            raise ValueError(f"mask has {given.size} entries, {w.rows * w.cols} needed")
+    mask_out = np.empty((w.rows, w.cols), dtype=np.uint8)
+    _prunekit.admm(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, given, mask_out, o.buffer, o.dtype, o.stride,
+                   **options)
+    return mask_out.view(np.bool_), result
+
+
+def refine_mask(weight: Any, hessian: Any, mask: Any, *, pattern: Union[str, Tuple[int, int], None] = None,
+                max_swaps: Optional[int] = None, candidates: Optional[int] = None,
+                threads: Optional[int] = None) -> np.ndarray:
+    """A better mask by swaps (SparseSwaps): kept and pruned entries of a row trade places while
+    that lowers the row's exact output error ||(w - w*mask) X||^2 with the weights unchanged.
+    Per-row counts are kept; pattern="2:4" keeps swaps inside each group (the mask must be 2:4).
+    hessian: X^T X or a Stats made with gram=True. Returns the new mask (bool); `mask` itself is
+    not modified. Options left as None take the library's defaults (100 swaps per row, 8
+    candidates per side).
+    """
+    w = _view(weight, "weight")
+    h = _hessian(hessian, w.cols)
+    given = _as_numpy(mask, "mask")
+    refined = np.array(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8, order="C", copy=True)
+    if refined.size != w.rows * w.cols:
+        raise ValueError(f"mask has {refined.size} entries, {w.rows * w.cols} needed")
+    options = {}
+    if pattern is not None:
+        _, _, n, m = _selection(None, "row", pattern)
+        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
+    for name, value in (("max_swaps", max_swaps), ("candidates", candidates), ("num_threads", threads)):
+        if value is not None:
+            options[name] = value
+    _prunekit.refine_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, refined, **options)
+    return refined.reshape(w.rows, w.cols).view(np.bool_)
+
+
+def outlier_ratio(weight: Any, criterion: str = "wanda", *, features: Any = None, threshold: float = 5.0,
+                  gradient: Any = None, seed: int = 0) -> float:
+    """OWL's outlier ratio of a layer: the fraction of its scores (Wanda by default) above
+    `threshold` times their mean."""
+    w = _view(weight, "weight")
+    args, _ = _criterion_args(w, criterion, features, gradient, seed)
+    return _prunekit.outlier_ratio(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, float(threshold))
+
+
+def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: float = 0.08):
+    """Per-layer sparsities for a global target (OWL / sensitivity allocation): (sparsities, counts).
+
+    sizes: weights per layer; importance: per layer, higher = prune less (outlier_ratio for OWL, a
+    probe error for a sensitivity allocation). Every layer's sparsity lies in [sparsity - spread,
+    sparsity + spread] (to one weight) and the counts add up to exactly int(sparsity * sum(sizes));
+    pass sparsities[l] to the per-layer call (its floor(s * n) gives counts[l] back).
+    """
+    n = np.ascontiguousarray(np.asarray(sizes), dtype=np.int64).reshape(-1)
+    v = np.ascontiguousarray(np.asarray(importance, dtype=np.float64)).reshape(-1)
+    if v.size != n.size:
+        raise ValueError(f"sizes has {n.size} entries, importance {v.size}")
+    counts = np.empty(n.size, np.int64)
+    sparsities = np.empty(n.size, np.float64)
+    _prunekit.allocate_sparsity(n, v, float(sparsity), float(spread), counts, sparsities)
+    return sparsities, counts
 
 
 def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: int = 128, dampening: float = 0.01,

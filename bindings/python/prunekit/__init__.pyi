@@ -45,6 +45,19 @@ class Stats:
 def sparsegpt(weight: ArrayLike, hessian: Any, sparsity: Optional[float] = ..., *, pattern: Pattern = ...,
               block_size: int = ..., dampening: float = ..., max_retries: int = ..., precision: str = ...,
               threads: int = ..., out: Optional[ArrayLike] = ...) -> Tuple[npt.NDArray[np.bool_], Any]: ...
+def admm(weight: ArrayLike, hessian: Any, sparsity: Optional[float] = ..., *, pattern: Pattern = ...,
+         scope: str = ..., mask: Optional[ArrayLike] = ..., iterations: Optional[int] = ...,
+         ramp_iterations: Optional[int] = ..., rho: Optional[float] = ..., rho_growth: Optional[float] = ...,
+         rho_interval: Optional[int] = ..., refine_iterations: Optional[int] = ..., dampening: Optional[float] = ...,
+         precision: Optional[str] = ..., threads: Optional[int] = ...,
+         out: Optional[ArrayLike] = ...) -> Tuple[npt.NDArray[np.bool_], Any]: ...
+def refine_mask(weight: ArrayLike, hessian: Any, mask: ArrayLike, *, pattern: Pattern = ...,
+                max_swaps: Optional[int] = ..., candidates: Optional[int] = ...,
+                threads: Optional[int] = ...) -> npt.NDArray[np.bool_]: ...
+def outlier_ratio(weight: ArrayLike, criterion: str = ..., *, features: Any = ..., threshold: float = ...,
+                  gradient: Any = ..., seed: int = ...) -> float: ...
+def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *,
+                      spread: float = ...) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
 def reconstruct(weight: ArrayLike, hessian: Any, mask: ArrayLike, *, block_size: int = ..., dampening: float = ...,
                 max_retries: int = ..., precision: str = ..., threads: int = ..., out: Optional[ArrayLike] = ...) -> Any: ...
 def prune_columns(weight: ArrayLike, hessian: Any, keep: ArrayLike, *, dampening: float = ..., max_retries: int = ...,

@@ -270,6 +270,134 @@ static PyObject *py_reconstruct(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* admm(weights, dtype, rows, cols, stride, hessian, mask|None, mask_out|None, out, out_dtype, out_stride,
+ *      *, scope, precision, sparsity, n, m, iterations, ramp_iterations, rho, rho_growth, rho_interval,
+ *      refine_iterations, dampening, num_threads): pk_admm. An option not given keeps the value
+ * pk_admm_options_init gives it. */
+static PyObject *py_admm(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "mask_out", "out",
+                             "out_dtype", "out_stride", "scope", "precision", "sparsity", "n", "m", "iterations",
+                             "ramp_iterations", "rho", "rho_growth", "rho_interval", "refine_iterations", "dampening",
+                             "num_threads", NULL};
+    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
+    int dtype, odtype;
+    long long rows, cols, stride, ostride;
+    pk_admm_options o;
+    pk_admm_options_init(&o);
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*z*z*w*iL|$iidiiiiddiidi", kwlist, &w, &dtype, &rows, &cols,
+                                     &stride, &h, &given, &mask, &out, &odtype, &ostride, &o.scope, &o.precision,
+                                     &o.sparsity, &o.n, &o.m, &o.iterations, &o.ramp_iterations, &o.rho, &o.rho_growth,
+                                     &o.rho_interval, &o.refine_iterations, &o.dampening, &o.num_threads))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
+        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
+        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask_out")) &&
+        (!given.buf || check_size(&given, (Py_ssize_t)(rows * cols), "mask"))) {
+        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_admm(&mat, (const double *)h.buf, cols, (const uint8_t *)given.buf, &o, (uint8_t *)mask.buf, &res);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&given);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* refine_mask(weights, dtype, rows, cols, stride, hessian, mask, *, scope, n, m, max_swaps, candidates,
+ *             num_threads) -> swaps made: pk_refine_mask, in place on the uint8 mask buffer. Options not
+ * given keep pk_swap_options_init's values. */
+static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "scope", "n", "m",
+                             "max_swaps", "candidates", "num_threads", NULL};
+    Py_buffer w = {0}, h = {0}, mask = {0};
+    int dtype;
+    long long rows, cols, stride;
+    pk_swap_options o;
+    pk_swap_options_init(&o);
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*|$iiiiii", kwlist, &w, &dtype, &rows, &cols, &stride, &h,
+                                     &mask, &o.scope, &o.n, &o.m, &o.max_swaps, &o.candidates, &o.num_threads))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") && check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
+        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+        int64_t swaps = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_refine_mask(&mat, (const double *)h.buf, cols, &o, (uint8_t *)mask.buf, &swaps);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? PyLong_FromLongLong(swaps) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
+/* outlier_ratio(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
+ *               threshold) -> ratio: pk_outlier_ratio. */
+static PyObject *py_outlier_ratio(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, f = {0}, g = {0};
+    int dtype, kind, gdtype;
+    long long rows, cols, stride, gstride;
+    unsigned long long seed;
+    double threshold, ratio = 0;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKd", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype, &gstride,
+                          &seed, &threshold))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        criterion_args c;
+        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_outlier_ratio(&m, &c.criterion, threshold, &ratio);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&g);
+    return result;
+}
+
+/* allocate_sparsity(sizes int64 buffer, importance float64 buffer, sparsity, spread, pruned_out int64,
+ *                   sparsities_out float64): pk_allocate_sparsity. */
+static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer sizes = {0}, importance = {0}, pruned = {0}, sparsities = {0};
+    double sparsity, spread;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*ddw*w*", &sizes, &importance, &sparsity, &spread, &pruned, &sparsities)) return NULL;
+    Py_ssize_t layers = sizes.len / 8;
+    if (check_size(&importance, layers * 8, "importance") && check_size(&pruned, layers * 8, "pruned") &&
+        check_size(&sparsities, layers * 8, "sparsities")) {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
+                                      spread, (int64_t *)pruned.buf, (double *)sparsities.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&importance);
+    PyBuffer_Release(&pruned);
+    PyBuffer_Release(&sparsities);
+    return result;
+}
+
 /* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
  * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
  * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
@@ -748,6 +876,10 @@ static PyMethodDef methods[] = {
     {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
     {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
     {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
+    {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
+    {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},
     {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
     {"select_structures", py_select_structures, METH_VARARGS, NULL},
@@ -773,7 +905,11 @@ PyMODINIT_FUNC PyInit__prunekit(void) {
     PruneKitError = PyErr_NewException("prunekit.PruneKitError", NULL, NULL);
     if (!PruneKitError || PyModule_AddObjectRef(m, "PruneKitError", PruneKitError) < 0 ||
         PyModule_AddObjectRef(m, "Stats", (PyObject *)&StatsType) < 0 ||
-        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0) {
+        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0 ||
+        PyModule_AddIntConstant(m, "SCOPE_ROW", PK_SCOPE_ROW) < 0 || PyModule_AddIntConstant(m, "SCOPE_LAYER", PK_SCOPE_LAYER) < 0 ||
+        PyModule_AddIntConstant(m, "SCOPE_NM", PK_SCOPE_NM) < 0 ||
+        PyModule_AddIntConstant(m, "PRECISION_FLOAT32", PK_PRECISION_FLOAT32) < 0 ||
+        PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0) {
         Py_DECREF(m);
         return NULL;
     }
