@@ -186,6 +186,8 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
     if not plans:
         raise ValueError("no tensor matches: nothing to prune (check --include/--exclude)")
     order = [t.name for t in source if t.name in plans]
+    if not ray.is_initialized():
+        ray.init()  # as a first .remote() call would: a local cluster
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     task = _prune_task.options(max_retries=max_retries, retry_exceptions=False)
