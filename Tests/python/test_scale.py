@@ -90,6 +90,11 @@ def test_sharded_round_trip_keeps_index_shards_and_untouched_bytes(sharded, tmp_
     rows = {line.split()[0]: line.split() for line in report.stdout.splitlines()[1:]}
     assert len(rows) == len(shapes)
     assert all(rows[n][-1] == "yes" for n in linear) and rows["lm_head.weight"][-1] == "no"
+    exported = tmp_path / "down.npz"
+    result = run("export", str(out), linear[-1], "--format", "2:4", "-o", str(exported))
+    assert result.returncode == 0, result.stderr
+    saved = np.load(exported)
+    np.testing.assert_array_equal(prunekit.from_24(saved["values"], saved["metadata"]).view(np.uint16), pruned.array(linear[-1]))
     assert not leftovers(tmp_path)
 
 
