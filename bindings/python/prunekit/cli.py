@@ -3,7 +3,7 @@
     prunekit prune model.safetensors -o pruned.safetensors --method wanda --sparsity 0.5 --stats calib.pkstats
     prunekit prune model.safetensors -o pruned.safetensors --method magnitude --pattern 2:4 --exclude embed
     prunekit inspect pruned.safetensors --pattern 2:4
-    prunekit prune llama-7b/ -o llama-7b-2of4/ --pattern 2:4 --include 'layers\.'   (a sharded checkpoint)
+    prunekit prune llama-7b/ -o llama-7b-2of4/ --pattern 2:4 --include 'layers\\.'   (a sharded checkpoint)
     prunekit export pruned.safetensors layer.weight --format 2:4 -o layer.npz
 
 Tensors are processed one at a time and keep their dtype (float32, float16, bfloat16,
