@@ -28,7 +28,6 @@ output is left.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 import types
@@ -39,8 +38,6 @@ try:
     import ray
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("prunekit.ray needs Ray: pip install 'prunekit[ray]' (or pip install ray)") from e
-
-import numpy as np
 
 import prunekit
 from . import cli
