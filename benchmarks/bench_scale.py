@@ -272,7 +272,11 @@ def main() -> int:
                       " _node_ip_address='127.0.0.1', log_to_driver=False)\n"
                       "import time; t = time.perf_counter()\n"
                       f"pr.prune_checkpoint({source!r}, {output!r}, pattern='2:4', include=[{LINEAR!r}], workers={args.ray}, quiet=True)\n"
-                      "print(f'{time.perf_counter() - t:.1f}', file=sys.stderr)\n")
+                      "seconds = time.perf_counter() - t\n"
+                      "hwm = lambda: (__import__('os').getpid(), int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]))\n"
+                      "peaks = dict(ray.get([ray.remote(hwm).remote() for _ in range(16)]))  # lands on the same workers\n"
+                      "print(f'workers: {len(peaks)}, peak RSS {max(peaks.values()) / 1e6:.2f} GB each at most; driver {hwm()[1] / 1e6:.2f} GB', file=sys.stderr)\n"
+                      "print(f'{seconds:.1f}', file=sys.stderr)\n")
             env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
             start = time.perf_counter()
             child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
@@ -282,6 +286,8 @@ def main() -> int:
                   f"(prune call {inner} s, without Ray start-up)", flush=True)
             if child.returncode != 0:
                 print(child.stderr[-3000:], file=sys.stderr)
+            else:
+                print("  " + child.stderr.strip().splitlines()[-2], flush=True)
             if os.path.exists(output):
                 shutil.rmtree(output)
     finally:
