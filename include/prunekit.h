@@ -595,6 +595,17 @@ PK_API pk_status pk_compensate_bias(const pk_matrix *original, const pk_matrix *
  * @retval the codes of pk_stats_gram; PK_ERROR_INVALID_ARGUMENT also for an empty accumulator */
 PK_API pk_status pk_stats_centered_gram(const pk_stats *stats, double *out, int64_t length);
 
+/* A layer's output error on its calibration inputs from the Gram matrix alone: *error_out =
+ * sum_r d_r H d_r^T with d = original - pruned (= ||(W - W') X^T||^2 for H = X^T X), and
+ * *relative_out = that over ||W X^T||^2 (0 when the latter is 0). What SparseGPT and ADMM
+ * minimise; a sensitivity allocation (pk_allocate_sparsity) ranks layers by it at a probe sparsity.
+ * Either output may be NULL; written only on success.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_OUT_OF_MEMORY
+ * @retval PK_ERROR_INVALID_SHAPE shapes that disagree; PK_ERROR_INVALID_ARGUMENT a non-symmetric hessian
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry */
+PK_API pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pruned, const double *hessian,
+                                 int64_t hessian_size, double *error_out, double *relative_out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Structured pruning: channels, heads, blocks; coupled groups; compaction                      */
 /* ------------------------------------------------------------------------------------------ */

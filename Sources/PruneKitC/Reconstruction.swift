@@ -238,3 +238,18 @@ public func pk_stats_centered_gram(_ stats: OpaquePointer?, _ out: UnsafeMutable
         out.update(from: g, count: g.count)
     }
 }
+
+/// Implements `pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pruned, const double *hessian,
+/// int64_t hessian_size, double *error_out, double *relative_out)`.
+@c @implementation
+public func pk_output_error(_ original: UnsafePointer<pk_matrix>?, _ pruned: UnsafePointer<pk_matrix>?,
+                            _ hessian: UnsafePointer<Double>?, _ hessianSize: Int64, _ errorOut: UnsafeMutablePointer<Double>?,
+                            _ relativeOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_output_error") { () throws(PruneKitError) in
+        let o = try matrixView(original, "original"), p = try matrixView(pruned, "pruned")
+        let h = try hessianArgument(hessian, hessianSize)
+        let (absolute, relative) = try outputError(original: o, pruned: p, hessian: h, hessianSize: Int(hessianSize))
+        errorOut?.pointee = absolute
+        relativeOut?.pointee = relative
+    }
+}

@@ -142,3 +142,18 @@ def test_bias_compensation_and_centred_gram():
         plain_stats = prunekit.Stats(24)
         plain_stats.update(x)
         plain_stats.gram(centered=True)
+
+
+def test_output_error_matches_numpy():
+    rng = np.random.default_rng(12)
+    w, h = correlated_layer(rng, 12, 20)
+    w = w.astype(np.float32)
+    pruned = w * prunekit.mask(w, 0.5)
+    error, relative = prunekit.output_error(w, pruned, h)
+    d = (w - pruned).astype(np.float64)
+    expected = float(np.einsum("ij,jk,ik->", d, h, d))
+    assert error == pytest.approx(expected, rel=1e-10)
+    assert relative == pytest.approx(expected / float(np.einsum("ij,jk,ik->", w.astype(np.float64), h, w.astype(np.float64))), rel=1e-10)
+    assert prunekit.output_error(w, w, h) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        prunekit.output_error(w, pruned[:6], h)

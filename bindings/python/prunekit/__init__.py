@@ -29,7 +29,7 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "compensate_bias", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
+           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "compensate_bias", "output_error", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
            "Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
            "block_masks", "key_channels", "__version__"]
@@ -447,6 +447,17 @@ def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: f
     sparsities = np.empty(n.size, np.float64)
     _prunekit.allocate_sparsity(n, v, float(sparsity), float(spread), counts, sparsities)
     return sparsities, counts
+
+
+def output_error(original: Any, pruned: Any, hessian: Any) -> Tuple[float, float]:
+    """(error, relative): a layer's output error on its calibration inputs from the Gram matrix,
+    ||(W - W') X^T||^2, and that over ||W X^T||^2. hessian: X^T X or a Stats made with gram=True."""
+    w = _view(original, "original")
+    p = _view(pruned, "pruned")
+    if p.shape != w.shape:
+        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
+    h = _hessian(hessian, w.cols)
+    return _prunekit.output_error(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, h)
 
 
 def compensate_bias(original: Any, pruned: Any, bias: Any, mean: Any) -> Any:

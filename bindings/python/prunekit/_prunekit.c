@@ -428,6 +428,33 @@ static PyObject *py_compensate_bias(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* output_error(original, dtype, rows, cols, stride, pruned, pdtype, pstride, hessian) -> (error, relative):
+ * pk_output_error. */
+static PyObject *py_output_error(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, p = {0}, h = {0};
+    int dtype, pdtype;
+    long long rows, cols, stride, pstride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &h)) return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
+        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned") &&
+        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian")) {
+        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
+        double error = 0, relative = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_output_error(&original, &pruned, (const double *)h.buf, cols, &error, &relative);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&h);
+    return result;
+}
+
 /* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
  * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
  * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
@@ -911,6 +938,7 @@ static PyMethodDef methods[] = {
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
     {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
+    {"output_error", py_output_error, METH_VARARGS, NULL},
     {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},
     {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
