@@ -578,6 +578,34 @@ PK_API pk_status pk_allocate_sparsity(const int64_t *sizes, const double *import
 PK_API pk_status pk_outlier_ratio(const pk_matrix *weights, const pk_criterion *criterion, double threshold,
                                   double *ratio_out);
 
+/* Bias compensation, after any method: the bias absorbs the mean output shift of pruning,
+ * b[r] += sum_j (original[r][j] - pruned[r][j]) mean[j] (mean: the layer inputs' mean, features =
+ * cols, e.g. pk_stats_mean). With a weight update, reconstruct on the centred Gram matrix
+ * (pk_stats_centered_gram) first: it minimises the part of the error the bias cannot absorb.
+ * bias is a 1 x rows pk_matrix of any dtype, updated in place only on success.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_SHAPE shapes that disagree
+ * @retval PK_ERROR_NON_FINITE a non-finite weight, mean or bias entry
+ * @retval PK_ERROR_NUMERIC the updated bias overflows its dtype */
+PK_API pk_status pk_compensate_bias(const pk_matrix *original, const pk_matrix *pruned, const double *mean,
+                                    int64_t features, const pk_matrix *bias);
+
+/* Writes the centred Gram matrix sum over tokens of (x - mean)(x - mean)^T = X^T X - count mean
+ * mean^T (its diagonal the exact M2) to out; length must be features * features.
+ * @retval the codes of pk_stats_gram; PK_ERROR_INVALID_ARGUMENT also for an empty accumulator */
+PK_API pk_status pk_stats_centered_gram(const pk_stats *stats, double *out, int64_t length);
+
+/* A layer's output error on its calibration inputs from the Gram matrix alone: *error_out =
+ * sum_r d_r H d_r^T with d = original - pruned (= ||(W - W') X^T||^2 for H = X^T X), and
+ * *relative_out = that over ||W X^T||^2 (0 when the latter is 0). What SparseGPT and ADMM
+ * minimise; a sensitivity allocation (pk_allocate_sparsity) ranks layers by it at a probe sparsity.
+ * Either output may be NULL; written only on success.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_OUT_OF_MEMORY
+ * @retval PK_ERROR_INVALID_SHAPE shapes that disagree; PK_ERROR_INVALID_ARGUMENT a non-symmetric hessian
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry */
+PK_API pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pruned, const double *hessian,
+                                 int64_t hessian_size, double *error_out, double *relative_out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Structured pruning: channels, heads, blocks; coupled groups; compaction                      */
 /* ------------------------------------------------------------------------------------------ */

@@ -212,3 +212,44 @@ public func pk_outlier_ratio(_ weights: UnsafePointer<pk_matrix>?, _ criterion: 
         ratioOut.pointee = try outlierRatio(weights: view, criterion: c, threshold: threshold)
     }
 }
+
+/// Implements `pk_status pk_compensate_bias(const pk_matrix *original, const pk_matrix *pruned, const double *mean,
+/// int64_t features, const pk_matrix *bias)`.
+@c @implementation
+public func pk_compensate_bias(_ original: UnsafePointer<pk_matrix>?, _ pruned: UnsafePointer<pk_matrix>?,
+                               _ mean: UnsafePointer<Double>?, _ features: Int64, _ bias: UnsafePointer<pk_matrix>?) -> pk_status {
+    run("pk_compensate_bias") { () throws(PruneKitError) in
+        let o = try matrixView(original, "original"), p = try matrixView(pruned, "pruned"), b = try matrixView(bias, "bias")
+        guard let mean else { throw nullPointer("mean") }
+        try compensateBias(original: o, pruned: p, mean: mean, features: Int(features), bias: b)
+    }
+}
+
+/// Implements `pk_status pk_stats_centered_gram(const pk_stats *, double *out, int64_t length)`.
+@c @implementation
+public func pk_stats_centered_gram(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?, _ length: Int64) -> pk_status {
+    run("pk_stats_centered_gram") { () throws(PruneKitError) in
+        let s = try snapshot(stats)
+        guard let out else { throw nullPointer("out") }
+        guard length == Int64(s.features) * Int64(s.features) else {
+            throw PruneKitError(.invalidShape, "out has length \(length), the Gram matrix has \(s.features * s.features) entries")
+        }
+        let g = try s.centeredGram()
+        out.update(from: g, count: g.count)
+    }
+}
+
+/// Implements `pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pruned, const double *hessian,
+/// int64_t hessian_size, double *error_out, double *relative_out)`.
+@c @implementation
+public func pk_output_error(_ original: UnsafePointer<pk_matrix>?, _ pruned: UnsafePointer<pk_matrix>?,
+                            _ hessian: UnsafePointer<Double>?, _ hessianSize: Int64, _ errorOut: UnsafeMutablePointer<Double>?,
+                            _ relativeOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_output_error") { () throws(PruneKitError) in
+        let o = try matrixView(original, "original"), p = try matrixView(pruned, "pruned")
+        let h = try hessianArgument(hessian, hessianSize)
+        let (absolute, relative) = try outputError(original: o, pruned: p, hessian: h, hessianSize: Int(hessianSize))
+        errorOut?.pointee = absolute
+        relativeOut?.pointee = relative
+    }
+}

@@ -100,3 +100,60 @@ def test_outlier_ratio_matches_numpy():
     assert prunekit.outlier_ratio(w, features=features, threshold=5) == expected
     with pytest.raises(ValueError, match="threshold"):
         prunekit.outlier_ratio(w, features=features, threshold=0)
+
+
+def test_bias_compensation_and_centred_gram():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((500, 24)) * rng.uniform(0.5, 2, 24) + rng.uniform(-3, 3, 24)  # inputs with a mean
+    w = rng.standard_normal((16, 24)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    stats = prunekit.Stats(24, gram=True)
+    stats.update(x)
+    centred = (x - x.mean(0)).T @ (x - x.mean(0))
+    np.testing.assert_allclose(stats.gram(centered=True), centred, rtol=1e-9, atol=1e-9 * np.abs(centred).max())
+    mask = prunekit.mask(w, 0.5, criterion="wanda", features=stats)
+    pruned = w * mask
+    bias = b.copy()
+    assert prunekit.compensate_bias(w, pruned, bias, stats) is bias
+    expected = b.astype(np.float64) + (w.astype(np.float64) - pruned) @ x.mean(0)
+    np.testing.assert_allclose(bias, expected, rtol=1e-6, atol=1e-6)
+    # The compensated layer's mean output is the dense one's, and its error is lower.
+    dense, before, after = x @ w.T + b, x @ pruned.T + b, x @ pruned.T + bias
+    np.testing.assert_allclose(after.mean(0), dense.mean(0), atol=1e-4)
+    assert ((after - dense) ** 2).sum() < ((before - dense) ** 2).sum()
+    # Reconstruction on the centred Gram plus compensation beats plain reconstruction here.
+    _, plain = prunekit.admm(w, stats.gram(), 0.5)
+    _, recon = prunekit.admm(w, stats.gram(centered=True), 0.5)
+    compensated = prunekit.compensate_bias(w, recon, b.copy(), stats)
+    err = lambda q, c: ((x @ q.T + c - dense) ** 2).sum()  # noqa: E731
+    assert err(recon, compensated) < err(plain, b)
+    # Bad input: nothing written.
+    frozen = b.copy()
+    with pytest.raises(ValueError, match="mean has 23 entries"):
+        prunekit.compensate_bias(w, pruned, frozen, x.mean(0)[:23])
+    nan_mean = x.mean(0)
+    nan_mean[5] = np.nan
+    with pytest.raises(ValueError, match="mean at 5"):
+        prunekit.compensate_bias(w, pruned, frozen, nan_mean)
+    with pytest.raises(ValueError, match="1 x 16"):
+        prunekit.compensate_bias(w, pruned, frozen[:8], x.mean(0))
+    assert frozen.tobytes() == b.tobytes()
+    with pytest.raises(ValueError, match="keep no Gram"):
+        plain_stats = prunekit.Stats(24)
+        plain_stats.update(x)
+        plain_stats.gram(centered=True)
+
+
+def test_output_error_matches_numpy():
+    rng = np.random.default_rng(12)
+    w, h = correlated_layer(rng, 12, 20)
+    w = w.astype(np.float32)
+    pruned = w * prunekit.mask(w, 0.5)
+    error, relative = prunekit.output_error(w, pruned, h)
+    d = (w - pruned).astype(np.float64)
+    expected = float(np.einsum("ij,jk,ik->", d, h, d))
+    assert error == pytest.approx(expected, rel=1e-10)
+    assert relative == pytest.approx(expected / float(np.einsum("ij,jk,ik->", w.astype(np.float64), h, w.astype(np.float64))), rel=1e-10)
+    assert prunekit.output_error(w, w, h) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        prunekit.output_error(w, pruned[:6], h)

@@ -147,6 +147,22 @@ public struct ActivationStatistics: Sendable, Equatable {
         return g
     }
 
+    /// The centred Gram matrix sum over tokens of (x - mean)(x - mean)^T = X^T X - count mean mean^T,
+    /// its diagonal the exact M2: the Hessian of the reconstruction whose mean output shift a bias
+    /// absorbs (`compensateBias`).
+    /// - Throws: `.invalidArgument` without a Gram matrix or before any token.
+    /// The C function is `pk_stats_centered_gram`.
+    public func centeredGram() throws(PruneKitError) -> [Double] {
+        var g = try gram()
+        try requireData()
+        let f = features, n = Double(count)
+        for i in 0..<f {
+            for j in 0..<f { g[i * f + j] -= n * means[i] * means[j] }
+            g[i * f + i] = max(0, m2[i])
+        }
+        return g
+    }
+
     /// Adds a batch held in a `Matrix` (tokens x features).
     public mutating func accumulate(_ batch: some MatrixRepresentable) throws(PruneKitError) {
         var copy = self

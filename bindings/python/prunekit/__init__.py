@@ -29,7 +29,7 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
+           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "compensate_bias", "output_error", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
            "Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
            "block_masks", "key_channels", "__version__"]
@@ -449,6 +449,34 @@ def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: f
     return sparsities, counts
 
 
+def output_error(original: Any, pruned: Any, hessian: Any) -> Tuple[float, float]:
+    """(error, relative): a layer's output error on its calibration inputs from the Gram matrix,
+    ||(W - W') X^T||^2, and that over ||W X^T||^2. hessian: X^T X or a Stats made with gram=True."""
+    w = _view(original, "original")
+    p = _view(pruned, "pruned")
+    if p.shape != w.shape:
+        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
+    h = _hessian(hessian, w.cols)
+    return _prunekit.output_error(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, h)
+
+
+def compensate_bias(original: Any, pruned: Any, bias: Any, mean: Any) -> Any:
+    """Folds the mean output shift of pruning into the bias, in place: bias += (original - pruned)
+    @ mean (mean: the layer inputs' mean per feature, or a Stats). Works after any method; with
+    a weight update, reconstruct on stats.gram(centered=True) first. Returns bias."""
+    w = _view(original, "original")
+    p = _view(pruned, "pruned")
+    if isinstance(mean, Stats):
+        mean = mean.mean()
+    mu = np.ascontiguousarray(_as_numpy(mean, "mean"), dtype=np.float64).reshape(-1)
+    b = _view(bias.reshape(1, -1) if hasattr(bias, "reshape") else bias, "bias", writable=True)
+    if p.shape != w.shape:
+        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
+    _prunekit.compensate_bias(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, mu, b.buffer,
+                              b.dtype)
+    return bias
+
+
 def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: int = 128, dampening: float = 0.01,
                 max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
     """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight."""
@@ -676,10 +704,12 @@ class Stats(_prunekit.Stats):
         """Population standard deviation (STADE's feature scale)."""
         return self._get(3)
 
-    def gram(self) -> np.ndarray:
-        """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True)."""
+    def gram(self, centered: bool = False) -> np.ndarray:
+        """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True).
+        centered=True: sum of (x - mean)(x - mean)^T, the Hessian to reconstruct on when the bias
+        is compensated afterwards (compensate_bias)."""
         out = np.empty((self.features, self.features), dtype=np.float64)
-        self._vector(4, out)
+        self._vector(7 if centered else 4, out)
         return out
 
     def mean_abs(self) -> np.ndarray:

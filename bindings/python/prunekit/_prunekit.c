@@ -398,6 +398,63 @@ static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* compensate_bias(original, dtype, rows, cols, stride, pruned, pdtype, pstride, mean float64, bias, bdtype):
+ * pk_compensate_bias, in place on the bias buffer. */
+static PyObject *py_compensate_bias(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, p = {0}, mean = {0}, bias = {0};
+    int dtype, pdtype, bdtype;
+    long long rows, cols, stride, pstride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*w*i", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &mean, &bias,
+                          &bdtype))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
+        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned")) {
+        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
+        int64_t length = (int64_t)(bias.len / dtype_size(bdtype)); /* the library checks it against rows */
+        pk_matrix b = {bias.buf, 1, length, length, bdtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_compensate_bias(&original, &pruned, (const double *)mean.buf, (int64_t)(mean.len / 8), &b);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&mean);
+    PyBuffer_Release(&bias);
+    return result;
+}
+
+/* output_error(original, dtype, rows, cols, stride, pruned, pdtype, pstride, hessian) -> (error, relative):
+ * pk_output_error. */
+static PyObject *py_output_error(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, p = {0}, h = {0};
+    int dtype, pdtype;
+    long long rows, cols, stride, pstride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &h)) return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
+        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned") &&
+        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian")) {
+        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
+        double error = 0, relative = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_output_error(&original, &pruned, (const double *)h.buf, cols, &error, &relative);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&h);
+    return result;
+}
+
 /* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
  * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
  * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
@@ -776,16 +833,17 @@ static PyObject *stats_merge(StatsObject *self, PyObject *other) {
     return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
 }
 
-/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std, 4 gram, 5 mean |x|, 6 zero fraction */
+/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std, 4 gram, 5 mean |x|, 6 zero fraction,
+ * 7 centred gram */
 static PyObject *stats_vector(StatsObject *self, PyObject *args) {
     int which;
     Py_buffer out = {0};
     if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
-    pk_status (*getters[7])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
+    pk_status (*getters[8])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
                                                                     pk_stats_std, pk_stats_gram, pk_stats_mean_abs,
-                                                                    pk_stats_zero_fraction};
+                                                                    pk_stats_zero_fraction, pk_stats_centered_gram};
     pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (which >= 0 && which < 7) {
+    if (which >= 0 && which < 8) {
         Py_BEGIN_ALLOW_THREADS
         status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
         Py_END_ALLOW_THREADS
@@ -879,6 +937,8 @@ static PyMethodDef methods[] = {
     {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
+    {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
+    {"output_error", py_output_error, METH_VARARGS, NULL},
     {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},
     {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
