@@ -3,10 +3,18 @@
 The CLI's hostile inputs are in test_cli.py; the safetensors header fuzz harness is in
 Tests/fuzz/python.
 """
+import json
+import os
+import struct
+import sys
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as hyp
 
 import prunekit
+from prunekit import cli
+from prunekit import safetensors as st
 
 
 def rng(seed=0):
@@ -211,3 +219,214 @@ def test_reconstruction_of_ml_dtypes_bfloat16_without_out():
     assert result.dtype == w.dtype and result.shape == w.shape
     _, expected = prunekit.sparsegpt(prunekit.bfloat16(w.view(np.uint16)), h, 0.5)
     np.testing.assert_array_equal(result.view(np.uint16), expected.bits)
+
+
+# ------------------------------------------------------------------------------------------
+# Hostile safetensors headers: each is refused by the reader with its own message, and by the
+# CLI with exit 2 and no traceback (they used to give a RecursionError traceback, raw Python
+# messages such as "unhashable type: 'list'", or were accepted).
+
+BODY = np.arange(32, dtype=np.float32).tobytes()          # one F32 tensor [4, 8]
+GOOD = {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}
+
+
+def safetensors_bytes(header, body=BODY):
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def tensor(**fields):
+    return {"w": dict(GOOD, **fields)}
+
+
+HOSTILE = {
+    "nested arrays": (b'{"w":' + b"[" * 100000 + b"]" * 100000 + b"}", "too deeply"),
+    "nested objects": (b'{"w":' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}", "too deeply"),
+    "duplicate tensor": (b'{"w":' + json.dumps(GOOD).encode() + b',"w":' + json.dumps(GOOD).encode() + b"}",
+                         "names 'w' twice"),
+    "duplicate field": (b'{"w":{"dtype":"F32","dtype":"F16","shape":[4,8],"data_offsets":[0,128]}}', "twice"),
+    "shape of strings": (tensor(shape=["4", "8"]), "list of integers"),
+    "shape a string": (tensor(shape="48"), "list of integers"),
+    "shape of floats": (tensor(shape=[4.0, 8.0]), "list of integers"),
+    "shape of booleans": (tensor(shape=[4, 8, True]), "list of integers"),
+    "shape null": (tensor(shape=None), "list of integers"),
+    "element count past int64": (tensor(shape=[4, 8, 2 ** 32, 2 ** 32]), "int64"),
+    "empty, but huge": ({"w": GOOD, "e": {"dtype": "F32", "shape": [0, 2 ** 62, 4], "data_offsets": [128, 128]}},
+                        "int64"),
+    "dimension past int64": (tensor(shape=[4, 8, 2 ** 63]), "int64"),
+    "too many dimensions": (tensor(shape=[4, 8] + [1] * 100), "dimensions"),
+    "dtype a list": (tensor(dtype=["F32"]), "unknown dtype"),
+    "dtype a number": (tensor(dtype=32), "unknown dtype"),
+    "offsets of floats": (tensor(data_offsets=[0.0, 128.0]), "data_offsets"),
+    "offsets of three": (tensor(data_offsets=[0, 128, 256]), "data_offsets"),
+    "offsets a string": (tensor(data_offsets="0,128"), "data_offsets"),
+    "offsets of booleans": (tensor(data_offsets=[False, 128]), "data_offsets"),
+    "tensor a list": ({"w": [1, 2, 3]}, "not an object"),
+    "missing shape": ({"w": {"dtype": "F32", "data_offsets": [0, 128]}}, "lacks shape"),
+    "header a list": ([GOOD], "not a JSON object"),
+    "metadata value a number": ({**tensor(), "__metadata__": {"format": 1}}, "not a string"),
+    "metadata value a list": ({**tensor(), "__metadata__": {"format": ["pt"]}}, "not a string"),
+    "metadata a list": ({**tensor(), "__metadata__": ["pt"]}, "not an object"),
+    "duplicate metadata": (b'{"w":' + json.dumps(GOOD).encode() + b',"__metadata__":{"a":"1","a":"2"}}', "twice"),
+    "a 5000-digit number": (b'{"w":{"dtype":"F32","shape":[4,8],"data_offsets":[0,' + b"1" * 5000 + b"]}}",
+                            "digit number"),
+    "NaN": (b'{"w":' + json.dumps(GOOD).encode() + b',"__metadata__":{"x":NaN}}', "NaN"),
+    "unpaired surrogate": (b'{"\\ud800":' + json.dumps(GOOD).encode() + b"}", "UTF-8"),
+    "not UTF-8": (b'{"\xff":' + json.dumps(GOOD).encode() + b"}", "UTF-8"),
+    "not JSON": (b"{oops", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(HOSTILE))
+def test_hostile_headers_are_refused_with_their_own_message(label, tmp_path, capsys):
+    header, expected = HOSTILE[label]
+    path = tmp_path / "hostile.safetensors"
+    path.write_bytes(safetensors_bytes(header))
+    with pytest.raises(st.SafeTensorsError, match=expected) as caught:
+        st.SafeTensorsFile(str(path))
+    assert str(caught.value).startswith(str(path))
+    assert len(str(caught.value)) < 400      # a hostile name or value is quoted short
+    out = tmp_path / "out.safetensors"
+    for argv in (["prune", str(path), "-o", str(out)], ["inspect", str(path)],
+                 ["export", str(path), "w", "--format", "csr", "-o", str(tmp_path / "w.npz")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("prunekit: error: ") and expected in err, err
+    assert sorted(os.listdir(tmp_path)) == ["hostile.safetensors"]
+
+
+def test_the_header_checker_raises_nothing_but_its_error():
+    # The fuzz harness (Tests/fuzz/python) holds this property for arbitrary bytes; here, for
+    # the hostile headers above and every truncation of one valid header.
+    for header, _ in HOSTILE.values():
+        data = safetensors_bytes(header)
+        with pytest.raises(st.SafeTensorsError):
+            st.parse_header(data[8:], len(BODY), "x")
+    raw = json.dumps({**tensor(), "__metadata__": {"format": "pt"}}).encode()
+    for end in range(len(raw)):
+        with pytest.raises(st.SafeTensorsError):
+            st.parse_header(raw[:end], len(BODY), "x")
+    tensors, metadata = st.parse_header(raw, len(BODY), "x")
+    assert tensors["w"].shape == (4, 8) and metadata == {"format": "pt"}
+
+
+def test_a_deeply_nested_header_gives_the_cli_error_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "nested.safetensors"
+    path.write_bytes(safetensors_bytes(HOSTILE["nested arrays"][0]))
+    result = subprocess.run([sys.executable, "-m", "prunekit", "prune", str(path), "-o", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "too deeply" in result.stderr
+
+
+def test_names_that_are_terminal_controls_are_printed_escaped(tmp_path, capsys):
+    path = tmp_path / "names.safetensors"
+    st.write(str(path), {"\x1b[2Jclear": ("F32", np.ones((4, 8), np.float32))})
+    assert cli.main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2Jclear" in out
+    assert cli.main(["prune", str(path), "-o", str(tmp_path / "o.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2Jclear" in err
+
+
+# ------------------------------------------------------------------------------------------
+# Outputs that appear only when complete, unnamed (O_TMPFILE) or named (file systems without
+# unnamed files): the umask's mode, or the mode of the file replaced; nothing left on failure.
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_pending_outputs_modes_and_failures(monkeypatch, tmp_path, unnamed):
+    monkeypatch.setattr(st, "USE_UNNAMED_TEMPORARY", unnamed)
+    path = tmp_path / "out.bin"
+    old = os.umask(0o027)
+    try:
+        with st.atomic_output(str(path)) as f:
+            f.write(b"first")
+            assert not path.exists()
+            assert bool([p for p in os.listdir(tmp_path) if p.startswith(".prunekit-")]) != unnamed
+        assert path.read_bytes() == b"first" and os.stat(path).st_mode & 0o7777 == 0o640
+        os.chmod(path, 0o604)
+        with st.atomic_output(str(path)) as f:
+            f.write(b"second")
+        assert path.read_bytes() == b"second" and os.stat(path).st_mode & 0o7777 == 0o604
+        with pytest.raises(KeyError):
+            with st.atomic_output(str(path)) as f:
+                f.write(b"third")
+                raise KeyError("stop")
+        assert path.read_bytes() == b"second"
+        assert os.listdir(tmp_path) == ["out.bin"]
+    finally:
+        os.umask(old)
+    with pytest.raises(OSError):
+        st.PendingFile(str(tmp_path / "no such folder" / "x"))
+
+
+def test_stale_temporaries_are_those_of_dead_processes_of_this_host(tmp_path):
+    import subprocess
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    host = st._host()
+    names = {"dead": f".prunekit-{pid}-0123abcd.{host}.tmp", "dead-folder": f".prunekit-{pid}-4567abcd.{host}.tmp",
+             "alive": f".prunekit-{os.getpid()}-89abcdef.{host}.tmp", "other-host": f".prunekit-{pid}-0123abcd.elsewhere.tmp",
+             "not ours": f".prunekit-{pid}.{host}.tmp", "old style": ".prunekit-x1y2z3.safetensors"}
+    for label, name in names.items():
+        if label == "dead-folder":
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "model.safetensors").write_bytes(b"x")
+        else:
+            (tmp_path / name).write_bytes(b"x")
+    removed = st.remove_stale_temporaries(str(tmp_path))
+    assert sorted(removed) == sorted(str(tmp_path / names[k]) for k in ("dead", "dead-folder"))
+    assert sorted(os.listdir(tmp_path)) == sorted(v for k, v in names.items() if k not in ("dead", "dead-folder"))
+
+
+# ------------------------------------------------------------------------------------------
+# The fuzz harness of the header checker (Tests/fuzz/python), bounded to a few seconds here;
+# `make fuzz-python FUZZ_TIME=...` runs it coverage-guided with atheris.
+
+FUZZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "python")
+sys.path.insert(0, FUZZ)
+import fuzz_safetensors  # noqa: E402
+
+fuzz_safetensors._import_targets()
+SEEDS = fuzz_safetensors.read_corpus([fuzz_safetensors.CORPUS])
+
+
+def test_fuzz_seed_corpus_then_a_bounded_mutation_run():
+    assert len(SEEDS) >= 10
+    for data in SEEDS:
+        fuzz_safetensors.check(data)
+    assert fuzz_safetensors.mutation_run(3.0, SEEDS, seed=18) > 1000
+
+
+json_scalars = hyp.none() | hyp.booleans() | hyp.integers(-2 ** 70, 2 ** 70) | hyp.floats() | hyp.text(max_size=6)
+json_values = json_scalars | hyp.lists(json_scalars, max_size=3) | hyp.dictionaries(hyp.text(max_size=4), json_scalars,
+                                                                                     max_size=2)
+tensor_info = hyp.fixed_dictionaries(
+    {"dtype": hyp.sampled_from(sorted(st.DTYPES)) | json_scalars,
+     "shape": hyp.lists(hyp.integers(0, 6), max_size=4) | hyp.lists(hyp.integers(-2, 2 ** 64) | json_scalars, max_size=4)
+              | json_values,
+     "data_offsets": hyp.tuples(hyp.integers(0, 160), hyp.integers(0, 160)).map(sorted) | json_values})
+headers = hyp.builds(lambda tensors, metadata: tensors if metadata is None else {**tensors, "__metadata__": metadata},
+                     hyp.dictionaries(hyp.text(max_size=8), tensor_info | json_values, max_size=3),
+                     hyp.none() | hyp.dictionaries(hyp.text(max_size=4), hyp.text(max_size=4) | json_scalars, max_size=2)
+                     ) | json_values
+
+
+@given(header=headers, body=hyp.integers(0, 160))
+@settings(max_examples=400, deadline=None)
+def test_fuzz_structured_headers(header, body):
+    raw = json.dumps(header).encode()
+    fuzz_safetensors.check(struct.pack("<Q", len(raw)) + raw + bytes(body))
+
+
+def test_fuzz_coverage_guided_for_a_few_seconds(tmp_path):
+    pytest.importorskip("atheris")     # make fuzz-python installs it; elsewhere the two above run
+    import subprocess
+    result = subprocess.run([sys.executable, os.path.join(FUZZ, "fuzz_safetensors.py"), str(tmp_path),
+                             fuzz_safetensors.CORPUS, f"-dict={fuzz_safetensors.DICTIONARY}", "-max_total_time=3",
+                             f"-artifact_prefix={tmp_path}/"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done" in result.stderr
