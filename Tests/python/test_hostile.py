@@ -93,6 +93,7 @@ def test_outputs_in_place_refuse_swapped_arrays_and_stay_untouched():
                  lambda: prunekit.sparsegpt(w, h, 0.5, out=w),
                  lambda: prunekit.reconstruct(WEIGHT, h, prunekit.mask(WEIGHT, 0.5), out=w),
                  lambda: prunekit.prune_columns(WEIGHT, h, np.arange(16) % 2 == 0, out=w),
+                 lambda: prunekit.admm(WEIGHT, h, 0.5, out=w),
                  lambda: prunekit.apply_structures(prunekit.Group([prunekit.Member(w, "rows")]), [True] * 6)):
         with pytest.raises(ValueError, match="byte order"):
             call()
@@ -111,6 +112,10 @@ def test_reconstruction_reads_swapped_weights_and_hessians_by_value():
                                   prunekit.reconstruct(WEIGHT, h, mask))
     keep = np.arange(16) % 3 != 0
     np.testing.assert_array_equal(prunekit.prune_columns(swapped(WEIGHT), h, keep), prunekit.prune_columns(WEIGHT, h, keep))
+    for got, want in zip(prunekit.admm(swapped(WEIGHT), swapped(h), 0.5), prunekit.admm(WEIGHT, h, 0.5)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(prunekit.refine_mask(swapped(WEIGHT), swapped(h), mask),
+                                  prunekit.refine_mask(WEIGHT, h, mask))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
@@ -208,6 +213,10 @@ def test_reconstruction_of_bfloat16_bit_patterns_without_out():
                                                        out=prunekit.bfloat16(np.empty_like(bits))).bits)
     keep = np.arange(16) % 2 == 0
     assert (prunekit.prune_columns(prunekit.bfloat16(bits), h, keep).bits[:, ~keep] == 0).all()
+    admm_mask, admm_result = prunekit.admm(prunekit.bfloat16(bits), h, 0.5)
+    assert isinstance(admm_result, prunekit.bfloat16)
+    np.testing.assert_array_equal(admm_result.bits, prunekit.admm(prunekit.bfloat16(bits), h, 0.5,
+                                                                  out=prunekit.bfloat16(np.empty_like(bits)))[1].bits)
 
 
 def test_reconstruction_of_ml_dtypes_bfloat16_without_out():
