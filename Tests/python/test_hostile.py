@@ -372,6 +372,19 @@ def test_pending_outputs_modes_and_failures(monkeypatch, tmp_path, unnamed):
         st.PendingFile(str(tmp_path / "no such folder" / "x"))
 
 
+def test_signals_wait_while_an_output_is_put_in_place():
+    import signal
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("handled"))
+    try:
+        with st.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("inside")
+        assert seen == ["inside", "handled"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_stale_temporaries_are_those_of_dead_processes_of_this_host(tmp_path):
     import subprocess
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -358,7 +358,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Stopped as e:
         # Outputs were discarded on the way here. Die of the same signal, so that the caller
         # (a shell, a job runner) sees what happened.
-        print(f"prunekit: stopped by {signal.Signals(e.signum).name}; no output was left", file=sys.stderr)
+        print(f"prunekit: stopped by {signal.Signals(e.signum).name}; nothing partial was left", file=sys.stderr)
         sys.stderr.flush()
         signal.signal(e.signum, signal.SIG_DFL)
         os.kill(os.getpid(), e.signum)

@@ -20,6 +20,7 @@ import shutil
 import signal
 import stat
 import struct
+import threading
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -302,13 +303,24 @@ def remove_stale_temporaries(folder: str) -> List[str]:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP wait until the block is done (they are delivered after it):
-    for the few steps that put an output in place, which must not stop half-way."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _CRITICAL_SIGNALS)
+    """SIGINT, SIGTERM and SIGHUP that arrive during the block take effect after it: for the few
+    steps that put an output in place, which must not stop half-way. (Python runs signal
+    handlers in the main thread only, so they are held there, whichever thread receives them.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: List[int] = []
+    held = {}
+    for s in _CRITICAL_SIGNALS:
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            held[s] = signal.signal(s, lambda signum, frame: arrived.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in held.items():
+            signal.signal(s, handler)
+        for s in arrived:
+            signal.raise_signal(s)
 
 
 def temporary_folder(parent: str) -> str:
