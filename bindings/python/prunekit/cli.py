@@ -1,4 +1,4 @@
-r"""prunekit: prune safetensors checkpoints from the command line.
+"""prunekit: prune safetensors checkpoints from the command line.
 
     prunekit prune model.safetensors -o pruned.safetensors --method wanda --sparsity 0.5 --stats calib.pkstats
     prunekit prune model.safetensors -o pruned.safetensors --method magnitude --pattern 2:4 --exclude embed
