@@ -27,7 +27,7 @@ WARN := -Wall -Wextra -Werror
 LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
-.PHONY: all lib test test-swift test-c test-install test-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors \
+.PHONY: all lib test test-swift test-c test-install test-python fuzz-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors \
         deps-build deps-wheel deps-test test-packaging wheel
 
 all: lib
@@ -117,6 +117,17 @@ python: $(LIB)
 
 test-python: python
 	cd Tests/python && $(PYTHON) -m pytest -q -p no:cacheprovider .
+
+# The safetensors header checker under atheris (coverage-guided; installed from PyPI if missing)
+# for FUZZ_TIME seconds, then the line coverage of the corpus it grew. pytest runs the seeds and
+# a few seconds of fuzzing on every test run (Tests/python/test_hostile.py).
+FUZZ_TIME ?= 60
+fuzz-python: python
+	@$(PYTHON) -c 'import atheris' 2>/dev/null || $(PYTHON) -m pip install -q atheris
+	mkdir -p $(OUT)/fuzz-python/corpus
+	$(PYTHON) Tests/fuzz/python/fuzz_safetensors.py $(OUT)/fuzz-python/corpus Tests/fuzz/python/corpus \
+	    -dict=Tests/fuzz/python/safetensors.dict -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(OUT)/fuzz-python/
+	$(PYTHON) Tests/fuzz/python/fuzz_safetensors.py --replay $(OUT)/fuzz-python/corpus Tests/fuzz/python/corpus
 
 # Regenerates the golden vectors with the independent numpy reference.
 vectors:

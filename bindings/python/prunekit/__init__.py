@@ -60,10 +60,22 @@ class _View:
                                                       writeable=array.flags.writeable)
 
 
-def _as_numpy(x: Any, name: str) -> np.ndarray:
-    """numpy view of a numpy array or CPU torch tensor, without copying."""
+def _native_byte_order(a: np.ndarray, name: str, writable: bool) -> np.ndarray:
+    """The library reads and writes memory in the host's byte order, and np.dtype('>f4').name is
+    'float32' too: a byte-swapped input is read by value (a native copy); a byte-swapped array
+    that would be written in place is refused, since native results in it would be wrong."""
+    if a.dtype.isnative:
+        return a
+    if writable:
+        raise ValueError(f"{name}: array has non-native byte order ({a.dtype.str}), but this call writes to it; "
+                         f"pass a native one (a.astype(a.dtype.newbyteorder('=')))")
+    return a.astype(a.dtype.newbyteorder("="))
+
+
+def _as_numpy(x: Any, name: str, writable: bool = False) -> np.ndarray:
+    """numpy view of a numpy array or CPU torch tensor, without copying (unless byte-swapped)."""
     if isinstance(x, np.ndarray):
-        return x
+        return _native_byte_order(x, name, writable)
     module = type(x).__module__
     if module.startswith("torch"):
         if x.device.type != "cpu":
@@ -89,12 +101,13 @@ def _bfloat16_numpy_view(x: Any) -> Optional[np.ndarray]:
 
 class bfloat16:
     """Marks a uint16 numpy array as bfloat16 bit patterns (as read from a file), so that
-    mask(), apply_mask() and the rest treat it as bfloat16 without a copy."""
+    mask(), apply_mask() and the rest treat it as bfloat16 without a copy (byte-swapped bits are
+    read through a copy and refused as outputs, as other arrays are)."""
 
     __slots__ = ("bits",)
 
     def __init__(self, bits: np.ndarray):
-        if not isinstance(bits, np.ndarray) or bits.dtype != np.uint16:
+        if not isinstance(bits, np.ndarray) or bits.dtype.kind != "u" or bits.dtype.itemsize != 2:
             raise TypeError("bfloat16() takes a uint16 numpy array of bfloat16 bit patterns")
         self.bits = bits
 
@@ -105,11 +118,11 @@ class bfloat16:
 
 def _view(x: Any, name: str, writable: bool = False) -> _View:
     """Shapes an argument into a 2-D view. Reads copy only what cannot be viewed; writes refuse."""
-    bf16 = x.bits if isinstance(x, bfloat16) else _bfloat16_numpy_view(x)
+    bf16 = _native_byte_order(x.bits, name, writable) if isinstance(x, bfloat16) else _bfloat16_numpy_view(x)
     if bf16 is not None:
         a, code = bf16, _DTYPES["bfloat16"]
     else:
-        a = _as_numpy(x, name)
+        a = _as_numpy(x, name, writable)
         dtype_name = a.dtype.name
         if dtype_name not in _DTYPES:
             raise TypeError(f"{name}: dtype {a.dtype} is not supported (float32, float64, float16, bfloat16)")
@@ -135,7 +148,7 @@ def _view(x: Any, name: str, writable: bool = False) -> _View:
         if writable:
             raise ValueError(f"{name}: rows must be contiguous and aligned to write in place "
                              f"(strides {a.strides}); pass a contiguous array")
-        a = np.ascontiguousarray(a)
+        a = np.array(a, order="C")  # a copy: ascontiguousarray keeps a contiguous, unaligned array as it is
     stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1]
     return _View(a, code, max(stride, a.shape[1]) if a.shape[0] > 1 else a.shape[1], shape)
 
@@ -287,14 +300,20 @@ def _hessian(hessian: Any, cols: int) -> np.ndarray:
 
 
 def _result_like(weight: Any, w: "_View", out: Any):
-    """Where updated weights go: `out` (its view), or a new array of the weight's dtype."""
+    """Where updated weights go: `out` (its view), or a new array of the weight's dtype and kind
+    (bfloat16 is held as uint16 bits, so it is wrapped back: prunekit.bfloat16, torch, ml_dtypes)."""
     if out is not None:
         return out, _view(out, "out", writable=True)
     target = np.empty(w.shape, dtype=w.array.dtype if w.dtype != _DTYPES["bfloat16"] else np.uint16)
     result = target
-    if w.dtype == _DTYPES["bfloat16"] and _bfloat16_numpy_view(weight) is not None:
-        import torch
-        result = torch.from_numpy(target.view(np.int16)).view(torch.bfloat16)
+    if w.dtype == _DTYPES["bfloat16"]:
+        if isinstance(weight, bfloat16):
+            result = bfloat16(target)
+        elif _bfloat16_numpy_view(weight) is not None:
+            import torch
+            result = torch.from_numpy(target.view(np.int16)).view(torch.bfloat16)
+        else:  # an ml_dtypes.bfloat16 numpy array
+            result = target.view(weight.dtype)
     return result, _view(result, "out", writable=True)
 
 
@@ -331,8 +350,9 @@ def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
     a Stats made with gram=True. Unstructured: exactly int(sparsity * rows * block_size) pruned per
     block of columns; pattern="2:4" keeps n of every m per row. The arithmetic runs in `precision`
     ("float32" or "float64"). out: where the updated weight goes (the weight itself for in-place
-    work; default a new array of the weight's dtype). Raises ArithmeticError when the Hessian is
-    not positive definite after the dampening retries; nothing is written on any error.
+    work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Raises
+    ArithmeticError when the Hessian is not positive definite after the dampening retries;
+    nothing is written on any error.
     """
     if pattern is not None:
         scope, s, n, m = _selection(None, "row", pattern)

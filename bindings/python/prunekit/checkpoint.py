@@ -16,16 +16,15 @@ temporary file or folder next to it and renamed into place only when everything 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .safetensors import DTYPES, SafeTensorsError, SafeTensorsFile, Tensor
+from .safetensors import (DTYPES, PendingFile, SafeTensorsError, SafeTensorsFile, Tensor, parse_json, signals_held,
+                          temporary_folder)
 
 INDEX_SUFFIX = ".safetensors.index.json"
 # Files of a checkpoint folder that are weights in another format: never copied next to the
@@ -93,10 +92,11 @@ def open_checkpoint(path: str) -> Checkpoint:
 
 
 def _shards_of_index(index_path: str) -> List[SafeTensorsFile]:
+    with open(index_path, "rb") as f:
+        raw = f.read()
     try:
-        with open(index_path, "rb") as f:
-            index = json.loads(f.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        index = parse_json(raw, "index")
+    except SafeTensorsError as e:
         raise SafeTensorsError(f"{index_path}: not a valid JSON index ({e})") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(
@@ -229,9 +229,11 @@ class Output:
     every shard at its full size. `copy_untouched()` fills in every byte that is not a replaced
     tensor; `write()` puts a replaced tensor at its offset (in any order, from any thread or
     process). `commit()` renames it into place; `discard()` (also on any exception in a `with`
-    block) removes it."""
+    block) removes it. unnamed: a single-file output is an unnamed file until committed, where
+    the file system allows (prunekit.safetensors.PendingFile); only this process can then write
+    it, so writers in other processes (prunekit.ray) need the default, a named one."""
 
-    def __init__(self, checkpoint: Checkpoint, output: str, replaced: Sequence[str]):
+    def __init__(self, checkpoint: Checkpoint, output: str, replaced: Sequence[str], unnamed: bool = False):
         self.checkpoint, self.output = checkpoint, output
         self.directory = checkpoint.sharded or checkpoint.folder is not None
         if self.directory and os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
@@ -241,11 +243,11 @@ class Output:
             raise ValueError(f"{output}: is a folder; give the output file's name")
         parent = os.path.dirname(os.path.abspath(output))
         if self.directory:
-            self.temporary = tempfile.mkdtemp(prefix=".prunekit-", dir=parent)
+            self.temporary = temporary_folder(parent)
             self.paths = {id(s): os.path.join(self.temporary, os.path.basename(s.path)) for s in checkpoint.shards}
-        else:
-            fd, self.temporary = tempfile.mkstemp(prefix=".prunekit-", suffix=".safetensors", dir=parent)
-            os.close(fd)
+        else:   # keeps the mode of a file it replaces
+            self.pending = PendingFile(output, unnamed=unnamed)
+            self.temporary = self.pending.path_to_open
             self.paths = {id(checkpoint.shards[0]): self.temporary}
         self.replaced: Dict[int, List[str]] = {id(s): [] for s in checkpoint.shards}
         for name in replaced:
@@ -269,6 +271,9 @@ class Output:
         write_tensor(self.path_of(name), self.checkpoint.shard_of[name], self.checkpoint.tensors[name], values)
 
     def commit(self) -> None:
+        if not self.directory:
+            self.pending.publish()
+            return
         mode = 0o666 & ~_umask()
         for path in self.paths.values():
             _fsync(path)
@@ -289,15 +294,16 @@ class Output:
                     shutil.copyfile(full, os.path.join(self.temporary, name))  # config.json, tokenizer, ...
                     os.chmod(os.path.join(self.temporary, name), mode)
             os.chmod(self.temporary, 0o777 & ~_umask())
+        with signals_held():
             if os.path.isdir(self.output):
                 os.rmdir(self.output)  # empty, checked above
-        os.replace(self.temporary, self.output)
+            os.replace(self.temporary, self.output)
 
     def discard(self) -> None:
         if self.directory:
             shutil.rmtree(self.temporary, ignore_errors=True)
-        elif os.path.exists(self.temporary):
-            os.remove(self.temporary)
+        else:
+            self.pending.discard()
 
     def __enter__(self) -> "Output":
         return self
@@ -318,7 +324,7 @@ def write_pruned(checkpoint: Checkpoint, output: str, names: Sequence[str],
     matters under an address-space limit). On any error no output is left."""
     wanted = set(names)
     order = [t.name for t in checkpoint if t.name in wanted]
-    with Output(checkpoint, output, order) as out:
+    with Output(checkpoint, output, order, unnamed=True) as out:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunekit-io") as io:
             reading = io.submit(checkpoint.array, order[0]) if order else None
             writing = None

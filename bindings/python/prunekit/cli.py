@@ -11,22 +11,53 @@ float64); tensors not pruned are copied byte for byte. A Hugging Face sharded ch
 folder, or its model.safetensors.index.json) is written as the same shards plus index
 (prunekit.checkpoint). Every tensor and option is
 checked before anything is written, and the output appears only when the whole run succeeded.
+SIGTERM, SIGINT or SIGHUP stop a run with nothing left behind (exit by that signal). A run
+killed outright (SIGKILL, power loss) leaves nothing where the file system has unnamed files
+(O_TMPFILE: ext4, xfs, btrfs, tmpfs); elsewhere, and for a folder output, it leaves a
+`.prunekit-PID-*.HOST.tmp` that the next run in that folder removes. Outputs get the mode the
+umask gives a new file; an output that replaces a file (an in-place run) keeps that file's mode.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
+import signal
 import sys
+import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 import prunekit
 from prunekit.checkpoint import open_checkpoint, write_pruned
-from prunekit.safetensors import SafeTensorsError, SafeTensorsFile
+from prunekit.safetensors import SafeTensorsError, SafeTensorsFile, atomic_output, quote, remove_stale_temporaries
 
 METHODS = ("magnitude", "random", "wanda", "stade", "sparsegpt")
+SCOPES = ("row", "layer")
+
+
+def shown(name: str) -> str:
+    """A tensor name as printed: as it is when printable, else quoted with escapes (a header
+    may hold terminal control sequences or unpaired surrogates)."""
+    return name if name.isprintable() else quote(name)
+
+
+def parse_pattern(text: str, where: str = "--pattern") -> Tuple[int, int]:
+    """'N:M' with 0 < N < M."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.isdecimal() for p in parts) or not 0 < int(parts[0]) < int(parts[1]):
+        raise ValueError(f"{where}: expected N:M with 0 < N < M (such as 2:4), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_regex(text: str, where: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise ValueError(f"{where} {text!r} is not a regular expression ({e})") from None
 
 
 class Plan:
@@ -45,20 +76,34 @@ def parse_override(text: str):
         raise ValueError(f"--override {text!r}: expected REGEX=skip or REGEX=key:value,...")
     regex, spec = text.rsplit("=", 1)
     if spec == "skip":
-        return re.compile(regex), None
+        return parse_regex(regex, "--override"), None
     fields = {}
     for item in spec.split(","):
         key, _, value = item.partition(":")
         if key not in ("method", "sparsity", "pattern", "scope") or not value:
             raise ValueError(f"--override {text!r}: unknown setting {item!r}")
+        where = f"--override {text!r}"
+        if key == "method" and value not in METHODS:
+            raise ValueError(f"{where}: unknown method {value!r}; one of {', '.join(METHODS)}")
+        if key == "scope" and value not in SCOPES:
+            raise ValueError(f"{where}: unknown scope {value!r}; one of {', '.join(SCOPES)}")
+        if key == "pattern":
+            parse_pattern(value, where)
+        if key == "sparsity":
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"{where}: sparsity {value!r} is not a number") from None
         fields[key] = value
-    return re.compile(regex), fields
+    return parse_regex(regex, "--override"), fields
 
 
 def plans_for(source: SafeTensorsFile, args) -> Dict[str, Plan]:
-    include = [re.compile(r) for r in args.include]
-    exclude = [re.compile(r) for r in args.exclude]
+    include = [parse_regex(r, "--include") for r in args.include]
+    exclude = [parse_regex(r, "--exclude") for r in args.exclude]
     overrides = [parse_override(o) for o in args.override]
+    if args.pattern:
+        parse_pattern(args.pattern)
     plans = {}
     for t in source:
         if len(t.shape) < 2 or t.prunekit_dtype is None:
@@ -77,8 +122,12 @@ def plans_for(source: SafeTensorsFile, args) -> Dict[str, Plan]:
                     settings.update(fields)
         if skip:
             continue
+        if t.size == 0:  # nothing to choose from; copied as it is
+            if not args.quiet:
+                print(f"skipping {shown(t.name)} {list(t.shape)}: empty, nothing to prune", file=sys.stderr)
+            continue
         if settings["method"] not in METHODS:
-            raise ValueError(f"{t.name}: unknown method {settings['method']!r}")
+            raise ValueError(f"{shown(t.name)}: unknown method {settings['method']!r}")
         pattern = settings["pattern"]
         sparsity = None if pattern else float(settings["sparsity"])
         plans[t.name] = Plan(settings["method"], sparsity, pattern, settings["scope"])
@@ -89,20 +138,20 @@ def check_plans(source: SafeTensorsFile, plans: Dict[str, Plan], stats) -> None:
     """Everything that can fail before a byte is written."""
     for name, plan in plans.items():
         t = source.tensors[name]
-        cols = int(np.prod(t.shape[1:]))
+        cols = math.prod(t.shape[1:])
         if plan.pattern:
-            n, m = (int(x) for x in plan.pattern.split(":"))
-            if not 0 < n < m or cols % m:
-                raise ValueError(f"{name}: pattern {plan.pattern} does not fit {cols} columns")
+            n, m = parse_pattern(plan.pattern, shown(name))
+            if cols % m:
+                raise ValueError(f"{shown(name)}: pattern {plan.pattern} does not fit {cols} columns")
         elif not 0 <= plan.sparsity <= 1:
-            raise ValueError(f"{name}: sparsity {plan.sparsity} is outside [0, 1]")
+            raise ValueError(f"{shown(name)}: sparsity {plan.sparsity} is outside [0, 1]")
         if plan.method in ("wanda", "stade", "sparsegpt"):
             if stats is None:
-                raise ValueError(f"{name}: method {plan.method} needs --stats")
+                raise ValueError(f"{shown(name)}: method {plan.method} needs --stats")
             if name not in stats:
-                raise ValueError(f"{name}: no statistics for this tensor in the --stats file")
+                raise ValueError(f"{shown(name)}: no statistics for this tensor in the --stats file")
             if stats[name].features != cols:
-                raise ValueError(f"{name}: statistics have {stats[name].features} features, the tensor has {cols} columns")
+                raise ValueError(f"{shown(name)}: statistics have {stats[name].features} features, the tensor has {cols} columns")
 
 
 def as_input(array: np.ndarray, dtype: str):
@@ -128,9 +177,23 @@ def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats,
     return 1.0 - np.count_nonzero(mask) / mask.size  # mask.mean() costs a float64 pass (5 s of a 7B run)
 
 
+def remove_stale(output: str, quiet: bool = False) -> None:
+    """Temporary files of killed runs beside the output (where they cannot be unnamed) go first."""
+    for path in remove_stale_temporaries(os.path.dirname(os.path.abspath(output))):
+        if not quiet:
+            print(f"removed {path}, left by a run that was killed", file=sys.stderr)
+
+
+def load_stats(path: str):
+    try:
+        return prunekit.load_stats(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: a name in the statistics bundle is not UTF-8") from None
+
+
 def cmd_prune(args) -> int:
     source = open_checkpoint(args.input)
-    stats = prunekit.load_stats(args.stats) if args.stats else None
+    stats = load_stats(args.stats) if args.stats else None
     plans = plans_for(source, args)
     check_plans(source, plans, stats)
     if not plans:
@@ -144,10 +207,11 @@ def cmd_prune(args) -> int:
         achieved = prune_tensor(t, values, values, plan, stats, args)  # in place: values are our own copy
         done[0] += 1
         if not args.quiet:
-            print(f"[{done[0]}/{len(plans)}] {t.name} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
+            print(f"[{done[0]}/{len(plans)}] {shown(t.name)} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
                   f"sparsity {achieved:.3f} ({1e3 * (time.perf_counter() - start):.0f} ms)", file=sys.stderr, flush=True)
         return values
 
+    remove_stale(args.output, args.quiet)
     write_pruned(source, args.output, list(plans), replace)
     if not args.quiet:
         print(f"wrote {args.output}: {len(plans)} of {len(source.tensors)} tensors pruned in "
@@ -156,14 +220,15 @@ def cmd_prune(args) -> int:
 
 
 def nm_ok(array2d: np.ndarray, n: int, m: int) -> bool:
-    if array2d.shape[1] % m:
+    rows, cols = array2d.shape
+    if cols % m:
         return False
-    return bool(((array2d != 0).reshape(array2d.shape[0], -1, m).sum(-1) <= n).all())
+    return bool(((array2d != 0).reshape(rows, cols // m, m).sum(-1) <= n).all())
 
 
 def cmd_inspect(args) -> int:
+    n, m = parse_pattern(args.pattern)
     source = open_checkpoint(args.file)
-    n, m = (int(x) for x in args.pattern.split(":"))
     print(f"{'tensor':50s} {'dtype':5s} {'shape':>16s} {'sparsity':>9s} {args.pattern:>5s}")
     for t in source:
         a = source.array(t.name)
@@ -173,19 +238,21 @@ def cmd_inspect(args) -> int:
             nonzero = a != 0
         sparsity = 1.0 - float(nonzero.mean()) if a.size else 0.0
         pattern = "-"
-        if len(t.shape) >= 2 and t.prunekit_dtype:
-            pattern = "yes" if nm_ok(nonzero.reshape(t.shape[0], -1), n, m) else "no"
-        print(f"{t.name:50s} {t.dtype:5s} {str(list(t.shape)):>16s} {sparsity:9.3f} {pattern:>5s}")
+        if len(t.shape) >= 2 and t.prunekit_dtype and a.size:
+            pattern = "yes" if nm_ok(nonzero.reshape(t.shape[0], math.prod(t.shape[1:])), n, m) else "no"
+        print(f"{shown(t.name):50s} {t.dtype:5s} {str(list(t.shape)):>16s} {sparsity:9.3f} {pattern:>5s}")
     return 0
 
 
 def cmd_export(args) -> int:
     source = open_checkpoint(args.file)
     if args.tensor not in source.tensors:
-        raise ValueError(f"{args.file}: no tensor {args.tensor!r}")
+        raise ValueError(f"{args.file}: no tensor {quote(args.tensor)}")
     t = source.tensors[args.tensor]
     if t.prunekit_dtype is None or len(t.shape) < 2:
         raise ValueError(f"{args.tensor}: only floating tensors of 2 or more dimensions can be exported")
+    if t.size == 0:
+        raise ValueError(f"{args.tensor}: shape {list(t.shape)} is empty; there is nothing to export")
     weight = as_input(source.array(t.name).reshape(t.shape[0], -1), t.prunekit_dtype)
     if args.format == "2:4":
         values, metadata = prunekit.to_24(weight)
@@ -196,9 +263,24 @@ def cmd_export(args) -> int:
     else:
         bits, values = prunekit.to_bitmask(weight)
         arrays = dict(bits=bits, values=values)
-    np.savez(args.output, shape=np.array(t.shape), dtype=np.array(t.dtype), **arrays)
-    print(f"wrote {args.output}: {args.tensor} as {args.format}", file=sys.stderr)
+    output = args.output if args.output.endswith(".npz") else args.output + ".npz"  # as np.savez names it
+    remove_stale(output)
+    with atomic_output(output) as f:
+        np.savez(f, shape=np.array(t.shape), dtype=np.array(t.dtype), **arrays)
+    print(f"wrote {output}: {args.tensor} as {args.format}", file=sys.stderr)
     return 0
+
+
+def integer(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -210,14 +292,14 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--method", default="magnitude", choices=METHODS)
     prune.add_argument("--sparsity", type=float, default=0.5)
     prune.add_argument("--pattern", help="N:M, e.g. 2:4 (instead of --sparsity)")
-    prune.add_argument("--scope", default="row", choices=("row", "layer"))
+    prune.add_argument("--scope", default="row", choices=SCOPES)
     prune.add_argument("--stats", help="statistics bundle (prunekit.save_stats): per tensor name")
     prune.add_argument("--include", action="append", default=[], metavar="REGEX", help="prune only matching tensors")
     prune.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="never prune matching tensors")
     prune.add_argument("--override", action="append", default=[], metavar="REGEX=SPEC",
                        help="per-tensor settings: REGEX=skip or REGEX=sparsity:0.3,pattern:2:4,method:wanda")
-    prune.add_argument("--seed", type=int, default=0)
-    prune.add_argument("--threads", type=int, default=0)
+    prune.add_argument("--seed", type=integer(0, 2 ** 64 - 1), default=0)
+    prune.add_argument("--threads", type=integer(0, 1 << 16), default=0, help="0: one per CPU")
     prune.add_argument("--quiet", action="store_true")
     prune.set_defaults(run=cmd_prune)
     inspect = sub.add_parser("inspect", help="per-tensor sparsity and N:M compliance")
@@ -233,13 +315,57 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Stopped(BaseException):
+    """SIGTERM, SIGINT or SIGHUP arrived: unwinds like an error, so that no output is left."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    for s in STOP_SIGNALS:  # one unwinding at a time: further signals wait for it
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    if isinstance(e, MemoryError):
+        return f"out of memory{f' ({e})' if str(e) else ''}"
+    return str(e)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:   # ignored by our parent (nohup, &): stays so
+                previous[s] = signal.signal(s, _stop)
     try:
         return args.run(args)
-    except (SafeTensorsError, ValueError, TypeError, ArithmeticError, OSError) as e:
-        print(f"prunekit: error: {e}", file=sys.stderr)
+    except BrokenPipeError:     # `prunekit inspect ... | head`
+        sys.stdout = open(os.devnull, "w")
+        return 128 + signal.SIGPIPE
+    except (SafeTensorsError, ValueError, TypeError, ArithmeticError, OSError, MemoryError) as e:
+        print(f"prunekit: error: {message(e)}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        # Outputs were discarded on the way here. Die of the same signal, so that the caller
+        # (a shell, a job runner) sees what happened.
+        print(f"prunekit: stopped by {signal.Signals(e.signum).name}; nothing partial was left", file=sys.stderr)
+        sys.stderr.flush()
+        signal.signal(e.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), e.signum)
+        return 128 + e.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":
