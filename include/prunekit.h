@@ -789,6 +789,98 @@ PK_API pk_status pk_key_channels(const pk_matrix *queries, const pk_matrix *keys
 PK_API pk_status pk_stats_mean_abs(const pk_stats *stats, double *out, int64_t length);
 PK_API pk_status pk_stats_zero_fraction(const pk_stats *stats, double *out, int64_t length);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Methods: activation-aware low rank; pruning at inference time                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Option struct: set struct_size = sizeof(pk_low_rank_options) (pk_low_rank_options_init does).
+ * Exactly one of rank and energy is set. */
+typedef struct pk_low_rank_options {
+    size_t struct_size;
+    int64_t rank;                   /* the rank r, 1 ... min(rows, cols); 0 (default) = by energy */
+    double energy;                  /* rank 0: the smallest r whose s_1^2 + ... + s_r^2 reaches this
+                                       fraction, in (0, 1], of the sum of all s_i^2 (the share of
+                                       ||W X^T||^2 kept), at least 1; default 0 (unset) */
+    double dampening;               /* fraction of the mean Hessian diagonal added to it (inputs that
+                                       never fire get 1 first), as in reconstruction; default 0.01 */
+    int32_t max_dampening_retries;  /* not positive definite: retry with 10x the dampening (at least
+                                       1e-8 of the mean diagonal) this many times, default 4 */
+    int32_t num_threads;            /* 0 = one per CPU; results do not depend on it */
+} pk_low_rank_options;
+
+/* Fills *options with the defaults above and sets struct_size. The defaults alone are rejected by
+ * pk_low_rank: set a rank or an energy.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_low_rank_options_init(pk_low_rank_options *options);
+
+/* Activation-aware low rank (CSKV's channel shrinking for key and value projections, the low-rank
+ * half of sparse + low-rank): W (rows x cols) ~ A B, A rows x r, B r x cols, minimising
+ * ||(W - A B) X^T||_F for the calibration inputs X, i.e. tr((W - AB) H (W - AB)^T), H = X^T X
+ * (any positive multiple; pk_stats_gram). With the lower Cholesky factor H = L L^T of the
+ * dampened H this is the truncated SVD of W L = U S V^T: A = U_r (orthonormal columns, each with its
+ * largest-magnitude entry, the first on ties, positive), B = S_r V_r^T L^-1; the squared error is
+ * the sum of the dropped s_i^2. For a key or value projection the cache holds B x (r numbers per
+ * token instead of rows) and A restores the full width. Arithmetic in float64.
+ * Reads weights (any dtype) and hessian (hessian_size = cols, symmetric). Writes the first r
+ * columns of a_out (rows x capacity, any dtype and stride, capacity >= r) and the first r rows of
+ * b_out (capacity x cols), *rank_out = r, and singular_values_out (if not NULL: min(rows, cols)
+ * doubles, the s_i of W L in descending order) only on success; the rest of a_out and b_out is
+ * left as it was. Keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER weights, hessian, options, a_out, b_out or rank_out
+ * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, a_out's rows != rows, b_out's cols != cols
+ * @retval PK_ERROR_INVALID_ARGUMENT rank outside 0 ... min(rows, cols), rank and energy both set or
+ *         both unset, energy outside (0, 1], dampening or retries out of range, a non-symmetric
+ *         hessian or a negative diagonal
+ * @retval PK_ERROR_BUFFER_TOO_SMALL a_out has fewer than r columns or b_out fewer than r rows
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
+ * @retval PK_ERROR_NUMERIC not positive definite after the retries, or the SVD failed
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_low_rank(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                             const pk_low_rank_options *options, const pk_matrix *a_out,
+                             const pk_matrix *b_out, int64_t *rank_out, double *singular_values_out);
+
+/* Pruning at inference time. The three functions below are for a serving loop: they run on the
+ * calling thread, allocate no memory (except to record a failure's message), start no threads and
+ * keep nothing, so any number of threads may call them at once on their own outputs. */
+
+/* Per-sample channel gating (dynamic pruning, "Fire Together Wire Together"): for every row t of
+ * scores (samples x channels, float32: gate scores, or with magnitude = 1 the activations
+ * themselves, scored by |x|), the k channels the library's ranking keeps: channels ranked by
+ * (score, channel) ascending, the first channels - k are dropped, so among equal scores the higher
+ * channel stays. Writes indices_out[t * k ... t * k + k - 1]: row t's channels in increasing order,
+ * only after every score was checked. Keeps nothing.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE (scores' sizes, 2^32 channels or more)
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE scores not float32
+ * @retval PK_ERROR_INVALID_ARGUMENT k outside 1 ... channels, magnitude not 0 or 1
+ * @retval PK_ERROR_NON_FINITE a non-finite score (the message names sample and channel) */
+PK_API pk_status pk_top_channels(const pk_matrix *scores, int64_t k, int32_t magnitude, int64_t *indices_out);
+
+/* Gathers rows (axis PK_AXIS_ROWS) or columns (PK_AXIS_COLS) indices[0 ... count - 1] (any order,
+ * repeats allowed) of source into out: count x cols or rows x count, the same dtype, any stride.
+ * With a sample's pk_top_channels indices and the next layer's weight [out, channels] (columns),
+ * or its transpose (rows), out is the dense sub-matrix of a smaller GEMM. out must not overlap
+ * source. Writes only after every index was checked. Keeps nothing.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE count <= 0, out of another shape
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE out of another dtype than source
+ * @retval PK_ERROR_INVALID_ARGUMENT an index out of range, an axis other than ROWS or COLS */
+PK_API pk_status pk_gather(const pk_matrix *source, int32_t axis, const int64_t *indices, int64_t count,
+                           const pk_matrix *out);
+
+/* Importance-aware randomised channel pruning (MACPruning, a defence against side-channel model
+ * extraction): channel c is kept (mask_out[c] = 1) when importance[c] >= threshold; otherwise it is
+ * dropped (0) when u_c < drop_probability, u_c the uniform draw PK_CRITERION_RANDOM documents for
+ * position c with this seed. So one seed gives the same mask in every language; use a new seed for
+ * every call (a secret base plus a call counter) to get a fresh mask. Writes mask_out (count bytes)
+ * only after every check. Keeps nothing.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE count <= 0
+ * @retval PK_ERROR_INVALID_ARGUMENT drop_probability outside [0, 1], a NaN threshold
+ * @retval PK_ERROR_NON_FINITE a non-finite importance */
+PK_API pk_status pk_random_channel_mask(const float *importance, int64_t count, double threshold,
+                                        double drop_probability, uint64_t seed, uint8_t *mask_out);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

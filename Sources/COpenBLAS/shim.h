@@ -12,4 +12,6 @@ void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, co
 void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b, const int *ldb, int *info);
 void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);
 void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s, double *u, const int *ldu,
+             double *vt, const int *ldvt, double *work, const int *lwork, int *iwork, int *info);
 #endif

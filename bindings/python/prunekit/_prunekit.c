@@ -922,6 +922,132 @@ static pk_stats *stats_handle(PyObject *object) {
     return ((StatsObject *)object)->handle;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Methods: low rank, pruning at inference time. Keyword arguments; an option not given keeps
+ * pk_low_rank_options_init's default. */
+
+/* low_rank(weights, dtype, rows, cols, stride, hessian, a, a_dtype, a_cols, a_stride, b, b_dtype, b_rows,
+ *          b_stride, singular_values, *, rank, energy, dampening, max_retries, threads) -> r */
+static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *names[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "a", "a_dtype", "a_cols",
+                            "a_stride", "b", "b_dtype", "b_rows", "b_stride", "singular_values", "rank", "energy",
+                            "dampening", "max_retries", "threads", NULL};
+    Py_buffer w = {0}, h = {0}, a = {0}, b = {0}, sv = {0};
+    int dtype, adtype, bdtype;
+    long long rows, cols, stride, acols, astride, brows, bstride;
+    PyObject *rank = NULL, *energy = NULL, *damp = NULL, *retries = NULL, *threads = NULL, *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*iLLw*iLLw*|$OOOOO", names, &w, &dtype, &rows, &cols,
+                                     &stride, &h, &a, &adtype, &acols, &astride, &b, &bdtype, &brows, &bstride, &sv,
+                                     &rank, &energy, &damp, &retries, &threads))
+        return NULL;
+    pk_low_rank_options o;
+    pk_low_rank_options_init(&o);
+    int ok = 1;
+    if (ok && rank) { o.rank = PyLong_AsLongLong(rank); ok = !PyErr_Occurred(); }
+    if (ok && energy) { o.energy = PyFloat_AsDouble(energy); ok = !PyErr_Occurred(); }
+    if (ok && damp) { o.dampening = PyFloat_AsDouble(damp); ok = !PyErr_Occurred(); }
+    if (ok && retries) { o.max_dampening_retries = (int32_t)PyLong_AsLong(retries); ok = !PyErr_Occurred(); }
+    if (ok && threads) { o.num_threads = (int32_t)PyLong_AsLong(threads); ok = !PyErr_Occurred(); }
+    int64_t k = rows < cols ? rows : cols;
+    if (ok && check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
+        check_size(&a, matrix_bytes(rows, acols, astride, adtype), "a") &&
+        check_size(&b, matrix_bytes(brows, cols, bstride, bdtype), "b") && check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
+        pk_matrix wm = {w.buf, rows, cols, stride, dtype, 0};
+        pk_matrix am = {a.buf, rows, acols, astride, adtype, 0}, bm = {b.buf, brows, cols, bstride, bdtype, 0};
+        int64_t r = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_low_rank(&wm, (const double *)h.buf, cols, &o, &am, &bm, &r, (double *)sv.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? PyLong_FromLongLong(r) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&sv);
+    return result;
+}
+
+/* top_channels(scores, rows, cols, stride, k, indices, *, magnitude): scores float32. */
+static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *names[] = {"scores", "rows", "cols", "stride", "k", "indices", "magnitude", NULL};
+    Py_buffer s = {0}, out = {0};
+    long long rows, cols, stride, k;
+    int magnitude = 0;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*LLLLw*|$p", names, &s, &rows, &cols, &stride, &k, &out, &magnitude))
+        return NULL;
+    if (check_size(&s, matrix_bytes(rows, cols, stride, PK_DTYPE_FLOAT32), "scores") &&
+        check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
+        pk_matrix m = {s.buf, rows, cols, stride, PK_DTYPE_FLOAT32, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_top_channels(&m, (int64_t)k, magnitude, (int64_t *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* gather(source, dtype, rows, cols, stride, axis, indices, count, out, out_stride) */
+static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *names[] = {"source", "dtype", "rows", "cols", "stride", "axis", "indices", "count", "out",
+                            "out_rows", "out_cols", "out_stride", NULL};
+    Py_buffer src = {0}, idx = {0}, out = {0};
+    int dtype, axis;
+    long long rows, cols, stride, count, orows, ocols, ostride;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiy*Lw*LLL", names, &src, &dtype, &rows, &cols, &stride, &axis,
+                                     &idx, &count, &out, &orows, &ocols, &ostride))
+        return NULL;
+    if (check_size(&src, matrix_bytes(rows, cols, stride, dtype), "source") &&
+        check_size(&idx, (Py_ssize_t)(count > 0 ? count * 8 : 0), "indices") &&
+        check_size(&out, matrix_bytes(orows, ocols, ostride, dtype), "out")) {
+        pk_matrix sm = {src.buf, rows, cols, stride, dtype, 0}, om = {out.buf, orows, ocols, ostride, dtype, 0};
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_gather(&sm, axis, (const int64_t *)idx.buf, (int64_t)count, &om);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&idx);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* random_channel_mask(importance, count, mask, *, threshold, drop_probability, seed) */
+static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *names[] = {"importance", "count", "mask", "threshold", "drop_probability", "seed", NULL};
+    Py_buffer imp = {0}, mask = {0};
+    long long count;
+    double threshold, probability;
+    unsigned long long seed;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Lw*$ddK", names, &imp, &count, &mask, &threshold, &probability, &seed))
+        return NULL;
+    if (check_size(&imp, (Py_ssize_t)(count > 0 ? count * 4 : 0), "importance") &&
+        check_size(&mask, (Py_ssize_t)(count > 0 ? count : 0), "mask")) {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_random_channel_mask((const float *)imp.buf, (int64_t)count, threshold, probability, (uint64_t)seed,
+                                        (uint8_t *)mask.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&imp);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
 static PyObject *py_version(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
@@ -945,6 +1071,10 @@ static PyMethodDef methods[] = {
     {"select_structures", py_select_structures, METH_VARARGS, NULL},
     {"group_op", py_group_op, METH_VARARGS, NULL},
     {"key_channels", py_key_channels, METH_VARARGS, NULL},
+    {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"top_channels", (PyCFunction)(void (*)(void))py_top_channels, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"gather", (PyCFunction)(void (*)(void))py_gather, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"random_channel_mask", (PyCFunction)(void (*)(void))py_random_channel_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -969,7 +1099,8 @@ PyMODINIT_FUNC PyInit__prunekit(void) {
         PyModule_AddIntConstant(m, "SCOPE_ROW", PK_SCOPE_ROW) < 0 || PyModule_AddIntConstant(m, "SCOPE_LAYER", PK_SCOPE_LAYER) < 0 ||
         PyModule_AddIntConstant(m, "SCOPE_NM", PK_SCOPE_NM) < 0 ||
         PyModule_AddIntConstant(m, "PRECISION_FLOAT32", PK_PRECISION_FLOAT32) < 0 ||
-        PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0) {
+        PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0 ||
+        PyModule_AddIntConstant(m, "AXIS_ROWS", PK_AXIS_ROWS) < 0 || PyModule_AddIntConstant(m, "AXIS_COLS", PK_AXIS_COLS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,0 +1,182 @@
+/// Pruning at inference time, for a serving loop: per-sample channel gating (Fire Together Wire
+/// Together) and importance-aware randomised channel masks (MACPruning). These functions run on
+/// the calling thread, allocate nothing (no scratch, no threads) and keep nothing, so many
+/// threads may call them at once on their own outputs.
+
+/// The top `k` channels of every sample: for row t of `scores` (samples x channels, float32),
+/// the channels that the library's ranking keeps when it prunes channels - k: ranked by
+/// (score, channel) ascending, the first channels - k go, so among equal scores the higher
+/// channel stays. With `magnitude` the score is |value| (activations as their own gate).
+/// Writes row t's k channels in increasing order to `indices[t * k ..< (t + 1) * k]`, only after
+/// every score was checked. The C function is `pk_top_channels`.
+/// - Throws: `.unsupportedDType` (not float32), `.invalidArgument` (k outside 1 ... channels),
+///   `.invalidShape` (2^32 channels or more), `.nonFinite` (names the first bad sample and channel).
+public func topChannels(scores: MatrixView, k: Int, magnitude: Bool, indices: UnsafeMutablePointer<Int64>) throws(PruneKitError) {
+    guard scores.dtype == .float32 else {
+        throw PruneKitError(.unsupportedDType, "gate scores must be float32, got \(scores.dtype)")
+    }
+    let n = scores.cols
+    guard n < 1 << 32 else { throw .invalidShape("\(n) channels: at most 2^32 - 1") }
+    guard k >= 1, k <= n else { throw .invalidArgument("k must be in 1 ... \(n) (the channels), got \(k)") }
+    for t in 0..<scores.rows {
+        let row = scores.rowAddress(t).assumingMemoryBound(to: Float.self)
+        guard Float.allFinite(row, count: n) else {
+            let c = (0..<n).first { !row[$0].isFinite } ?? 0
+            throw .nonFinite("gate score at sample \(t), channel \(c) is \(row[c])")
+        }
+    }
+    for t in 0..<scores.rows {
+        let row = scores.rowAddress(t).assumingMemoryBound(to: Float.self)
+        // The output row is the heap: keys (order key << 32 | channel), smallest at the root, so
+        // the k largest keys remain; a later channel beats an equal score (its key is larger).
+        let heap = UnsafeMutableRawPointer(indices + t * k).assumingMemoryBound(to: UInt64.self)
+        for c in 0..<n {
+            let value = magnitude ? abs(row[c]) : row[c]
+            let key = UInt64(orderKey(value)) << 32 | UInt64(c)
+            if c < k {
+                heap[c] = key
+                siftUp(heap, c)
+            } else if key > heap[0] {
+                heap[0] = key
+                siftDown(heap, 0, k)
+            }
+        }
+        // Channels in increasing order: heapsort on the channel bits alone (a max-heap).
+        for i in 0..<k { heap[i] &= 0xFFFF_FFFF }
+        for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDownMax(heap, i, k) }
+        var end = k
+        while end > 1 {
+            end -= 1
+            heap.swapAt(0, end)
+            siftDownMax(heap, 0, end)
+        }
+    }
+}
+
+@inline(__always)
+private func siftUp(_ h: UnsafeMutablePointer<UInt64>, _ start: Int) {
+    var i = start
+    while i > 0 {
+        let parent = (i - 1) / 2
+        guard h[i] < h[parent] else { return }
+        h.swapAt(i, parent)
+        i = parent
+    }
+}
+
+@inline(__always)
+private func siftDown(_ h: UnsafeMutablePointer<UInt64>, _ start: Int, _ count: Int) {
+    var i = start
+    while true {
+        let l = 2 * i + 1, r = l + 1
+        var smallest = i
+        if l < count, h[l] < h[smallest] { smallest = l }
+        if r < count, h[r] < h[smallest] { smallest = r }
+        if smallest == i { return }
+        h.swapAt(i, smallest)
+        i = smallest
+    }
+}
+
+@inline(__always)
+private func siftDownMax(_ h: UnsafeMutablePointer<UInt64>, _ start: Int, _ count: Int) {
+    var i = start
+    while true {
+        let l = 2 * i + 1, r = l + 1
+        var largest = i
+        if l < count, h[l] > h[largest] { largest = l }
+        if r < count, h[r] > h[largest] { largest = r }
+        if largest == i { return }
+        h.swapAt(i, largest)
+        i = largest
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == UInt64 {
+    @inline(__always)
+    fileprivate func swapAt(_ i: Int, _ j: Int) {
+        let t = self[i]
+        self[i] = self[j]
+        self[j] = t
+    }
+}
+
+/// Which way `gather` picks.
+public enum GatherAxis: Int32, Sendable {
+    case rows = 0   // PK_AXIS_ROWS
+    case cols = 1   // PK_AXIS_COLS
+}
+
+/// Gathers the rows (`axis == .rows`) or columns (`.cols`) `indices[0 ..< count]` (any order,
+/// repeats allowed) of `source` into `output` (count x cols or rows x count, the same dtype):
+/// the dense sub-matrix of the next layer's weights for a gated sample's smaller GEMM. Writes only
+/// after every index was checked. The C function is `pk_gather`.
+/// - Throws: `.invalidArgument` (an index out of range), `.invalidShape` (an output
+///   of another shape), `.unsupportedDType` (an output of another dtype).
+public func gather(_ source: MatrixView, axis: GatherAxis, indices: UnsafePointer<Int64>, count: Int,
+                   into output: MatrixView) throws(PruneKitError) {
+    let extent: Int
+    switch axis {
+    case .rows:
+        extent = source.rows
+        guard output.rows == count, output.cols == source.cols else {
+            throw .invalidShape("output is \(output.rows) x \(output.cols), \(count) x \(source.cols) gathered rows need the same")
+        }
+    case .cols:
+        extent = source.cols
+        guard output.rows == source.rows, output.cols == count else {
+            throw .invalidShape("output is \(output.rows) x \(output.cols), \(source.rows) x \(count) gathered columns need the same")
+        }
+    }
+    guard output.dtype == source.dtype else {
+        throw PruneKitError(.unsupportedDType, "output is \(output.dtype), the source \(source.dtype)")
+    }
+    for i in 0..<count where indices[i] < 0 || indices[i] >= Int64(extent) {
+        throw .invalidArgument("indices[\(i)] = \(indices[i]) is outside 0 ..< \(extent)")
+    }
+    let size = source.dtype.size
+    switch axis {
+    case .rows:
+        for i in 0..<count {
+            output.rowAddress(i).copyMemory(from: source.rowAddress(Int(indices[i])), byteCount: source.cols * size)
+        }
+    case .cols:
+        for r in 0..<source.rows {
+            let from = source.rowAddress(r), to = output.rowAddress(r)
+            switch size {
+            case 4:
+                let f = from.assumingMemoryBound(to: UInt32.self), t = to.assumingMemoryBound(to: UInt32.self)
+                for i in 0..<count { t[i] = f[Int(indices[i])] }
+            case 8:
+                let f = from.assumingMemoryBound(to: UInt64.self), t = to.assumingMemoryBound(to: UInt64.self)
+                for i in 0..<count { t[i] = f[Int(indices[i])] }
+            default:
+                let f = from.assumingMemoryBound(to: UInt16.self), t = to.assumingMemoryBound(to: UInt16.self)
+                for i in 0..<count { t[i] = f[Int(indices[i])] }
+            }
+        }
+    }
+}
+
+/// MACPruning's importance-aware random mask: channel c is kept when importance[c] >= threshold,
+/// and otherwise dropped (mask 0) when its draw u_c < dropProbability, where u_c is the
+/// documented random score of PK_CRITERION_RANDOM at position c (`randomScore(seed:position:)`),
+/// so a seed reproduces a mask in every language. Use a new seed for every call (a per-call
+/// counter added to a secret base) for a fresh mask. The C function is `pk_random_channel_mask`.
+/// - Throws: `.invalidArgument` (a probability outside [0, 1], a NaN threshold), `.nonFinite`.
+public func randomChannelMask(importance: UnsafePointer<Float>, count: Int, threshold: Double, dropProbability: Double,
+                              seed: UInt64, mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
+    guard count > 0 else { throw .invalidShape("count must be positive, got \(count)") }
+    guard dropProbability >= 0, dropProbability <= 1 else {
+        throw .invalidArgument("drop probability must be in [0, 1], got \(dropProbability)")
+    }
+    guard !threshold.isNaN else { throw .invalidArgument("threshold is NaN") }
+    guard Float.allFinite(importance, count: count) else {
+        let c = (0..<count).first { !importance[$0].isFinite } ?? 0
+        throw .nonFinite("importance at channel \(c) is \(importance[c])")
+    }
+    for c in 0..<count {
+        let important = Double(importance[c]) >= threshold
+        mask[c] = important || Double(randomScore(seed: seed, position: UInt64(c))) >= dropProbability ? 1 : 0
+    }
+}
