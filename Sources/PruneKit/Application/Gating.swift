@@ -180,3 +180,56 @@ public func randomChannelMask(importance: UnsafePointer<Float>, count: Int, thre
         mask[c] = important || Double(randomScore(seed: seed, position: UInt64(c))) >= dropProbability ? 1 : 0
     }
 }
+
+// MARK: - Owned arrays (these allocate their results; the view functions above do not)
+
+/// The top `k` channels of every row of `scores`, `scores.rows * k` channel indices (row t's in
+/// increasing order at t * k).
+public func topChannels(_ scores: Matrix<Float>, k: Int, magnitude: Bool = false) throws(PruneKitError) -> [Int64] {
+    guard k >= 1, k <= scores.cols else { throw .invalidArgument("k must be in 1 ... \(scores.cols) (the channels), got \(k)") }
+    var indices = [Int64](repeating: 0, count: scores.rows * k)
+    let result: Result<Void, PruneKitError> = indices.withUnsafeMutableBufferPointer { out in
+        Result { () throws(PruneKitError) in
+            try scores.withMatrixView { view throws(PruneKitError) in
+                try topChannels(scores: view, k: k, magnitude: magnitude, indices: out.baseAddress!)
+            }
+        }
+    }
+    try result.get()
+    return indices
+}
+
+/// Rows or columns `indices` of `source` as a new matrix.
+public func gather<S>(_ source: Matrix<S>, axis: GatherAxis, indices: [Int64]) throws(PruneKitError) -> Matrix<S> {
+    guard !indices.isEmpty else { throw .invalidShape("indices is empty") }
+    let (rows, cols) = axis == .rows ? (indices.count, source.cols) : (source.rows, indices.count)
+    var output = try Matrix<S>(rows: rows, cols: cols, values: .init(repeating: S(0), count: rows * cols))
+    let result: Result<Void, PruneKitError> = indices.withUnsafeBufferPointer { idx in
+        Result { () throws(PruneKitError) in
+            try source.withMatrixView { view throws(PruneKitError) in
+                try output.withMutableMatrixView { out throws(PruneKitError) in
+                    try gather(view, axis: axis, indices: idx.baseAddress!, count: idx.count, into: out)
+                }
+            }
+        }
+    }
+    try result.get()
+    return output
+}
+
+/// MACPruning's mask of `importance.count` channels, true = keep.
+public func randomChannelMask(importance: [Float], threshold: Double, dropProbability: Double,
+                              seed: UInt64) throws(PruneKitError) -> [Bool] {
+    var mask = [UInt8](repeating: 0, count: importance.count)
+    let result: Result<Void, PruneKitError> = importance.withUnsafeBufferPointer { imp in
+        mask.withUnsafeMutableBufferPointer { out in
+            Result { () throws(PruneKitError) in
+                guard let base = imp.baseAddress else { throw .invalidShape("count must be positive, got 0") }
+                try randomChannelMask(importance: base, count: imp.count, threshold: threshold, dropProbability: dropProbability,
+                                      seed: seed, mask: out.baseAddress!)
+            }
+        }
+    }
+    try result.get()
+    return mask.map { $0 != 0 }
+}
