@@ -25,79 +25,55 @@ public func topChannels(scores: MatrixView, k: Int, magnitude: Bool, indices: Un
             throw .nonFinite("gate score at sample \(t), channel \(c) is \(row[c])")
         }
     }
-    for t in 0..<scores.rows {
-        let row = scores.rowAddress(t).assumingMemoryBound(to: Float.self)
-        // The output row is the heap: keys (order key << 32 | channel), smallest at the root, so
-        // the k largest keys remain; a later channel beats an equal score (its key is larger).
-        let heap = UnsafeMutableRawPointer(indices + t * k).assumingMemoryBound(to: UInt64.self)
+    // A 256-bin histogram in a local value, so on the stack (withUnsafeTemporaryAllocation of
+    // 1 KiB went to malloc): the radix selection below needs nothing else.
+    var bins = (SIMD64<UInt32>(), SIMD64<UInt32>(), SIMD64<UInt32>(), SIMD64<UInt32>())
+    withUnsafeMutableBytes(of: &bins) { raw in
+        let histogram = raw.bindMemory(to: UInt32.self).baseAddress!
+        for t in 0..<scores.rows {
+            selectTop(scores.rowAddress(t).assumingMemoryBound(to: Float.self), n: n, k: k, magnitude: magnitude,
+                      histogram: histogram, into: indices + t * k)
+        }
+    }
+}
+
+/// Row `row`'s top k by radix selection on the order keys, most significant byte first (four
+/// counting passes, no sort), then one pass writing the kept channels in increasing order: every
+/// key above the k-th largest, and of the keys equal to it the last ones (higher channels stay).
+@inline(__always)
+private func selectTop(_ row: UnsafePointer<Float>, n: Int, k: Int, magnitude: Bool, histogram: UnsafeMutablePointer<UInt32>,
+                       into out: UnsafeMutablePointer<Int64>) {
+    @inline(__always) func key(_ c: Int) -> UInt32 { orderKey(magnitude ? abs(row[c]) : row[c]) }
+    var prefix: UInt32 = 0, known: UInt32 = 0, above = 0, ties = 0  // counts < 2^32
+    for shift in stride(from: 24, through: 0, by: -8) {
+        histogram.initialize(repeating: 0, count: 256)
         for c in 0..<n {
-            let value = magnitude ? abs(row[c]) : row[c]
-            let key = UInt64(orderKey(value)) << 32 | UInt64(c)
-            if c < k {
-                heap[c] = key
-                siftUp(heap, c)
-            } else if key > heap[0] {
-                heap[0] = key
-                siftDown(heap, 0, k)
-            }
+            let kc = key(c)
+            if kc & known == prefix { histogram[Int((kc >> UInt32(shift)) & 0xFF)] += 1 }
         }
-        // Channels in increasing order: heapsort on the channel bits alone (a max-heap).
-        for i in 0..<k { heap[i] &= 0xFFFF_FFFF }
-        for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDownMax(heap, i, k) }
-        var end = k
-        while end > 1 {
-            end -= 1
-            heap.swapAt(0, end)
-            siftDownMax(heap, 0, end)
+        var digit = 255
+        while above + Int(histogram[digit]) < k {
+            above += Int(histogram[digit])
+            digit -= 1
         }
+        ties = Int(histogram[digit])
+        prefix |= UInt32(digit) << UInt32(shift)
+        known |= 0xFF << UInt32(shift)
     }
-}
-
-@inline(__always)
-private func siftUp(_ h: UnsafeMutablePointer<UInt64>, _ start: Int) {
-    var i = start
-    while i > 0 {
-        let parent = (i - 1) / 2
-        guard h[i] < h[parent] else { return }
-        h.swapAt(i, parent)
-        i = parent
-    }
-}
-
-@inline(__always)
-private func siftDown(_ h: UnsafeMutablePointer<UInt64>, _ start: Int, _ count: Int) {
-    var i = start
-    while true {
-        let l = 2 * i + 1, r = l + 1
-        var smallest = i
-        if l < count, h[l] < h[smallest] { smallest = l }
-        if r < count, h[r] < h[smallest] { smallest = r }
-        if smallest == i { return }
-        h.swapAt(i, smallest)
-        i = smallest
-    }
-}
-
-@inline(__always)
-private func siftDownMax(_ h: UnsafeMutablePointer<UInt64>, _ start: Int, _ count: Int) {
-    var i = start
-    while true {
-        let l = 2 * i + 1, r = l + 1
-        var largest = i
-        if l < count, h[l] > h[largest] { largest = l }
-        if r < count, h[r] > h[largest] { largest = r }
-        if largest == i { return }
-        h.swapAt(i, largest)
-        i = largest
-    }
-}
-
-extension UnsafeMutablePointer where Pointee == UInt64 {
-    @inline(__always)
-    fileprivate func swapAt(_ i: Int, _ j: Int) {
-        let t = self[i]
-        self[i] = self[j]
-        self[j] = t
+    // `above` keys exceed the threshold `prefix`; k - above of the `ties` equal to it stay.
+    let skipped = ties - (k - above)
+    var tie = 0, written = 0
+    for c in 0..<n {
+        let kc = key(c)
+        var keep = kc > prefix
+        if kc == prefix {
+            keep = tie >= skipped
+            tie += 1
+        }
+        if keep {
+            out[written] = Int64(c)
+            written += 1
+        }
     }
 }
 
