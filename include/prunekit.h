@@ -321,7 +321,11 @@ typedef struct pk_stats pk_stats;
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_create(int64_t features, pk_stats **stats_out);
 
-/* Releases an accumulator. pk_stats_free(NULL) is a no-op. */
+/* Releases an accumulator. pk_stats_free(NULL) is a no-op, and so is a handle that is not live.
+ * Handles are an index into the library's table plus a generation, not addresses: once freed, a
+ * handle stays invalid for the life of the process (even when the next pk_stats_create reuses
+ * the memory), and every function given a freed, forged or foreign handle returns
+ * PK_ERROR_INVALID_ARGUMENT ("not a live handle") without touching any accumulator. */
 PK_API void pk_stats_free(pk_stats *stats);
 
 /* Adds a batch of activations [tokens, features] (batch->cols must equal the accumulator's

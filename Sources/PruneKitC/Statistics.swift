@@ -1,6 +1,6 @@
-// The calibration statistics functions of prunekit.h. A pk_stats handle is a retained box
-// around a mutex-protected accumulator; live handles are registered so that a stale or foreign
-// pointer is an error instead of a crash.
+// The calibration statistics functions of prunekit.h. A pk_stats handle names a slot of
+// `statsHandles` holding a box around a mutex-protected accumulator (Handles.swift): a stale,
+// foreign or forged handle is an error, never someone else's accumulator.
 import CPruneKit
 import PruneKit
 import Synchronization
@@ -16,22 +16,16 @@ final class StatsBox: Sendable {
     init(_ statistics: ActivationStatistics) { state = Mutex(statistics) }
 }
 
-let liveHandles = Mutex<Set<UInt>>([])
+let statsHandles = HandleTable<StatsBox>(tag: 0x5B, kind: "pk_stats")
 
 func register(_ statistics: ActivationStatistics, into out: UnsafeMutablePointer<OpaquePointer?>) {
-    let handle = Unmanaged.passRetained(StatsBox(statistics)).toOpaque()
-    _ = liveHandles.withLock { $0.insert(UInt(bitPattern: handle)) }
-    out.pointee = OpaquePointer(handle)
+    out.pointee = statsHandles.insert(StatsBox(statistics))
 }
 
 /// The box behind a live handle (retained for the duration of the call), or an error.
 func box(_ handle: OpaquePointer?, _ name: String) throws(PruneKitError) -> StatsBox {
     guard let handle else { throw nullPointer(name) }
-    let found: StatsBox? = liveHandles.withLock { live in
-        live.contains(UInt(bitPattern: handle)) ? Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue() : nil
-    }
-    guard let found else { throw PruneKitError(.invalidArgument, "\(name) is not a live pk_stats handle") }
-    return found
+    return try statsHandles.lookup(handle, name)
 }
 
 func snapshot(_ handle: OpaquePointer?, _ name: String = "stats") throws(PruneKitError) -> ActivationStatistics {
@@ -74,8 +68,7 @@ public func pk_stats_gram(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<D
 @c @implementation
 public func pk_stats_free(_ stats: OpaquePointer?) {
     guard let stats else { return }
-    let removed = liveHandles.withLock { $0.remove(UInt(bitPattern: stats)) != nil }
-    if removed { Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(stats)).release() }
+    statsHandles.remove(stats)
 }
 
 /// Implements `pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch)`.

@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #include <prunekit.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,8 +66,51 @@ static void test_csr_offsets_checked_before_columns(void) {
     munmap(map_v, size_v);
 }
 
+/* A freed handle stays an error after its memory is reused: the next accumulator is created
+ * right after the free (the allocator used to hand back the same address, every time), and a
+ * call through the old handle must neither succeed nor touch the new accumulator. Forged values
+ * (a small integer, a stack address, the new handle plus one) are refused too. */
+static void test_stale_and_forged_handles(void) {
+    float ones[4] = {1, 1, 1, 1};
+    pk_matrix batch = {ones, 1, 4, 4, PK_DTYPE_FLOAT32, 0};
+    int aliased = 0;
+    for (int trial = 0; trial < 100; trial++) {
+        pk_stats *old = NULL, *fresh = NULL;
+        if (pk_stats_create(4, &old) != PK_OK) { CHECK(0, "create: %s", pk_last_error()); return; }
+        pk_stats_free(old);
+        if (pk_stats_create(4, &fresh) != PK_OK) { CHECK(0, "create: %s", pk_last_error()); return; }
+        int64_t count = -1;
+        pk_status through_old = pk_stats_update(old, &batch);
+        pk_status count_old = pk_stats_count(old, &count);
+        pk_stats_free(old); /* a stale free is a no-op: it must not release the new one */
+        int64_t fresh_count = -1;
+        pk_status fresh_status = pk_stats_count(fresh, &fresh_count);
+        if (through_old != PK_ERROR_INVALID_ARGUMENT || count_old != PK_ERROR_INVALID_ARGUMENT || count != -1 ||
+            fresh_status != PK_OK || fresh_count != 0)
+            aliased++;
+        pk_stats_free(fresh);
+    }
+    CHECK(aliased == 0, "%d of 100 stale handles reached the next accumulator", aliased);
+    pk_stats *live = NULL;
+    CHECK(pk_stats_create(4, &live) == PK_OK, "%s", pk_last_error());
+    int on_stack = 0;
+    pk_stats *forged[3] = {(pk_stats *)(uintptr_t)1, (pk_stats *)(void *)&on_stack, (pk_stats *)((uintptr_t)live + 1)};
+    for (int i = 0; i < 3; i++) {
+        int64_t features = -1;
+        pk_status status = pk_stats_features(forged[i], &features);
+        CHECK(status == PK_ERROR_INVALID_ARGUMENT && features == -1, "forged handle %d: %s", i, pk_status_string(status));
+        CHECK(strstr(pk_last_error(), "not a live pk_stats handle") != NULL, "message: %s", pk_last_error());
+        pk_stats_free(forged[i]);
+    }
+    int64_t features = 0;
+    CHECK(pk_stats_features(live, &features) == PK_OK && features == 4, "the live handle after forged frees: %s",
+          pk_last_error());
+    pk_stats_free(live);
+}
+
 int main(void) {
     test_csr_offsets_checked_before_columns();
+    test_stale_and_forged_handles();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
