@@ -455,7 +455,9 @@ PK_API pk_status pk_reconstruction_options_init(pk_reconstruction_options *optio
  * @retval PK_ERROR_INVALID_ARGUMENT sparsity, N:M, block size, dampening, scope or precision out of
  *         range; a non-symmetric hessian or a negative diagonal
  * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
- * @retval PK_ERROR_NUMERIC not positive definite after the dampening retries
+ * @retval PK_ERROR_NUMERIC not positive definite after the dampening retries, or an updated weight
+ *         that is not finite or does not fit weights_out's dtype (float16 above 65504 in magnitude,
+ *         bfloat16 or float32 above about 3.4e38); nothing is written
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_sparsegpt(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                               const pk_reconstruction_options *options, uint8_t *mask_out,

@@ -108,9 +108,65 @@ static void test_stale_and_forged_handles(void) {
     pk_stats_free(live);
 }
 
+/* Bits of a float as float16 (round to nearest even; normal range only) and as bfloat16. */
+static uint16_t half_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, mantissa = x & 0x7FFFFF;
+    int exponent = (int)((x >> 23) & 0xFF) - 127 + 15;
+    uint32_t h = sign | (uint32_t)exponent << 10 | mantissa >> 13;
+    uint32_t rest = mantissa & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)h;
+}
+
+static uint16_t bfloat_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
+/* Two nearly collinear inputs: removing either weight moves almost all of it onto the other, and
+ * the sum leaves the output dtype's range (float16: 30000 + 60000; bfloat16 in float64
+ * arithmetic: 2e38 + 3e38). SparseGPT, reconstruct and prune_columns must report
+ * PK_ERROR_NUMERIC and write nothing, in place or not (they used to write Inf and return PK_OK). */
+static void test_overflow_of_the_output_dtype(void) {
+    double hessian[4] = {1.0, 0.999, 0.999, 1.0};
+    uint8_t mask_given[2] = {0, 1}, keep_columns[2] = {1, 0};
+    for (int type = 0; type < 2; type++) {
+        int bf = type == 1;
+        uint16_t original[2];
+        original[0] = bf ? bfloat_bits(2e38f) : half_bits(30000.0f);
+        original[1] = bf ? bfloat_bits(3e38f) : half_bits(60000.0f);
+        int32_t dtype = bf ? PK_DTYPE_BFLOAT16 : PK_DTYPE_FLOAT16;
+        pk_reconstruction_options options;
+        pk_reconstruction_options_init(&options);
+        options.precision = bf ? PK_PRECISION_FLOAT64 : PK_PRECISION_FLOAT32;
+        for (int op = 0; op < 3; op++) {
+            for (int in_place = 0; in_place < 2; in_place++) {
+                uint16_t weights[2] = {original[0], original[1]}, out[2] = {0xABCD, 0xABCD};
+                uint8_t mask[2] = {7, 7};
+                pk_matrix w = {weights, 1, 2, 2, dtype, 0};
+                pk_matrix o = {in_place ? (void *)weights : (void *)out, 1, 2, 2, dtype, 0};
+                pk_status status = op == 0 ? pk_sparsegpt(&w, hessian, 2, &options, mask, &o)
+                                 : op == 1 ? pk_reconstruct(&w, hessian, 2, mask_given, &options, &o)
+                                           : pk_prune_columns(&w, hessian, 2, keep_columns, &options, &o);
+                CHECK(status == PK_ERROR_NUMERIC, "%s op %d in place %d: got %s (%s)", bf ? "bfloat16" : "float16", op,
+                      in_place, pk_status_string(status), pk_last_error());
+                CHECK(strstr(pk_last_error(), bf ? "overflows the output's bfloat16" : "overflows the output's float16"),
+                      "message: %s", pk_last_error());
+                CHECK(weights[0] == original[0] && weights[1] == original[1] && out[0] == 0xABCD && out[1] == 0xABCD &&
+                      mask[0] == 7 && mask[1] == 7, "%s op %d in place %d: written on error", bf ? "bfloat16" : "float16", op,
+                      in_place);
+            }
+        }
+    }
+}
+
 int main(void) {
     test_csr_offsets_checked_before_columns();
     test_stale_and_forged_handles();
+    test_overflow_of_the_output_dtype();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

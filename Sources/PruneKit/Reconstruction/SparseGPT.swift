@@ -502,7 +502,25 @@ enum OBS<T: ReconstructionScalar> {
         }
     }
 
+    /// The first of `count` finite values that becomes infinite when written in `dtype`
+    /// (float16's largest value is 65504, bfloat16's about 3.39e38, float32's about 3.40e38),
+    /// converted as `storeRows` converts, or nil.
+    static func firstOverflow(_ w: UnsafePointer<T>, count: Int, in dtype: DType) -> Int? {
+        switch dtype {
+        case .float64: return nil
+        case .float32: return T.self == Float.self ? nil : (0..<count).first { !Float(w[$0].double).isFinite }
+        case .float16: return (0..<count).first { !Float16(Float(w[$0].double)).isFinite }
+        case .bfloat16: return (0..<count).first { !BFloat16(Float(w[$0].double)).floatValue.isFinite }
+        }
+    }
+
+    /// Writes the results into the output in its dtype, after checking that every one fits it
+    /// (PK_ERROR_NUMERIC, nothing written, otherwise).
     static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+        if let bad = firstOverflow(w, count: rows * cols, in: output.dtype) {
+            throw PruneKitError(.numeric, "the updated weight at row \(bad / cols), column \(bad % cols) is \(w[bad].double), "
+                + "which overflows the output's \(output.dtype)")
+        }
         // The working precision is the output's dtype: copy rows as they are.
         if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
             let workers = resolveThreads(0, work: rows)
