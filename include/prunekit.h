@@ -334,14 +334,19 @@ PK_API void pk_stats_free(pk_stats *stats);
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle
- * @retval PK_ERROR_NON_FINITE a non-finite activation (message gives token and feature) */
+ * @retval PK_ERROR_NON_FINITE a non-finite activation (message gives token and feature)
+ * @retval PK_ERROR_NUMERIC the token count would pass 2^53, or a feature's sum of squares 2^1000
+ *         (about 1.07e301; e.g. float64 activations of 1e200, whose squares overflow): refused
+ *         before anything changes, so the accumulator stays serializable */
 PK_API pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch);
 
 /* Merges `other` into `into`, as if into had also seen every batch other saw. other is not
  * changed; into may equal other.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
- * @retval PK_ERROR_INVALID_SHAPE the feature counts differ */
+ * @retval PK_ERROR_INVALID_SHAPE the feature counts differ
+ * @retval PK_ERROR_NUMERIC the merged count would pass 2^53 or a sum of squares 2^1000 (into is
+ *         unchanged) */
 PK_API pk_status pk_stats_merge(pk_stats *into, const pk_stats *other);
 
 /* The number of features, and the number of tokens seen so far.
@@ -381,7 +386,10 @@ PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t 
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted (checksum), foreign or unknown-version
- *         bytes; the message says which
+ *         bytes, or contents no accumulator can hold even with a valid checksum (a count above
+ *         2^53, M2 above the sum of squares, a Gram matrix that is not symmetric or not
+ *         consistent with the sums of squares, ...: docs/stats-format.md lists the checks); the
+ *         message says which
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out);
 
