@@ -413,9 +413,22 @@ PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t lengt
 /* ------------------------------------------------------------------------------------------ */
 
 /* The Hessian these functions take is any positive multiple of X^T X over the layer's
- * calibration inputs (results do not depend on the scale): cols x cols, row-major float64,
- * symmetric (to 1e-6 relative), finite, non-negative diagonal. Inputs that never fire (zero
- * diagonal) are handled as SparseGPT does: their diagonal becomes 1 and their weights 0.
+ * calibration inputs: cols x cols, row-major float64, symmetric (to 1e-6 relative), finite,
+ * non-negative diagonal. Results do not depend on the scale: the Hessian is first multiplied by
+ * the power of 2 that brings its largest diagonal entry into [1, 2) (exact), so H and 2^k H give
+ * the same bits, and any other positive multiple the same up to round-off, at any magnitude
+ * (float32 arithmetic included; a float64 Hessian in the subnormal range keeps the precision it
+ * has). Inputs that never fire (zero diagonal) lose their weights, as in SparseGPT, and their
+ * diagonal becomes the mean of the other diagonal entries (SparseGPT sets 1, which is not
+ * scale-free; the two agree when that mean is 1), so they do not change the dampening.
+ *
+ * Indefinite matrices are not refused. The dampening retries exist because round-off (and the
+ * float32 copy) can leave a Gram matrix barely not positive definite, and PruneKit cannot tell
+ * that from a matrix that is not a Gram matrix at all: a symmetric matrix with a non-negative
+ * diagonal but a negative eigenvalue -e is factored, and the call succeeds, once the dampening
+ * has grown past e (each retry multiplies it by 10), so the result is that of H + d I with the d
+ * that first worked. Set max_dampening_retries = 0 to refuse (PK_ERROR_NUMERIC) any matrix the
+ * first dampening does not make positive definite.
  *
  * What is bit-identical: masks and weights for the same inputs, options and OpenBLAS build, across
  * callers (C, Python, Swift) and across num_threads (the per-row work is split by rows only).
