@@ -128,7 +128,7 @@ extension ActivationStatistics {
             for i in 0..<f {
                 for j in i..<f {
                     let upper = double(base + 8 * (i * f + j)), lower = double(base + 8 * (j * f + i))
-                    guard upper == lower else {
+                    guard upper.bitPattern == lower.bitPattern else {
                         throw corrupt("the Gram matrix is not symmetric: (\(i), \(j)) = \(upper) but (\(j), \(i)) = \(lower)")
                     }
                     guard Swift.abs(upper) <= roots[i] * roots[j] * (1 + tolerance) else {
