@@ -163,10 +163,38 @@ static void test_overflow_of_the_output_dtype(void) {
     }
 }
 
+/* Found by fuzz_options: a block size far above the layer's width sized the scratch buffers by
+ * the block (17 GB for block_size near INT32_MAX on a 4 x 8 layer). A block wider than the layer
+ * is the whole layer: the same result as block_size = cols. */
+static void test_huge_block_size(void) {
+    float w[4 * 8], out_huge[4 * 8], out_cols[4 * 8];
+    double h[8 * 8];
+    for (int i = 0; i < 32; i++) w[i] = (float)((i * 7919) % 23) - 11.0f;
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) h[i * 8 + j] = i == j ? 4.0 + i : 1.0 / (1 + i + j);
+    pk_matrix weights = {w, 4, 8, 8, PK_DTYPE_FLOAT32, 0};
+    pk_matrix a = {out_huge, 4, 8, 8, PK_DTYPE_FLOAT32, 0}, b = {out_cols, 4, 8, 8, PK_DTYPE_FLOAT32, 0};
+    uint8_t mask_huge[32], mask_cols[32];
+    pk_reconstruction_options options;
+    pk_reconstruction_options_init(&options);
+    options.block_size = 2147483644; /* a multiple of 4, so 2:4 accepts it too */
+    for (int nm = 0; nm < 2; nm++) {
+        options.scope = nm ? PK_SCOPE_NM : PK_SCOPE_LAYER;
+        options.block_size = 2147483644;
+        pk_status status = pk_sparsegpt(&weights, h, 8, &options, mask_huge, &a);
+        CHECK(status == PK_OK, "block_size near INT32_MAX: %s (%s)", pk_status_string(status), pk_last_error());
+        options.block_size = 8;
+        CHECK(pk_sparsegpt(&weights, h, 8, &options, mask_cols, &b) == PK_OK, "%s", pk_last_error());
+        CHECK(memcmp(mask_huge, mask_cols, sizeof mask_huge) == 0 && memcmp(out_huge, out_cols, sizeof out_huge) == 0,
+              "a block wider than the layer differs from one block of the layer (%s)", nm ? "2:4" : "unstructured");
+    }
+}
+
 int main(void) {
     test_csr_offsets_checked_before_columns();
     test_stale_and_forged_handles();
     test_overflow_of_the_output_dtype();
+    test_huge_block_size();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

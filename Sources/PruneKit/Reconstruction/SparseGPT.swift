@@ -290,7 +290,9 @@ enum OBS<T: ReconstructionScalar> {
         // Z is accumulated block by block (one GEMM per block with V, as SparseGPT's lazy batch
         // does with U); U_BB is the inverse of one 128 x 128 diagonal block of V. No inverse of
         // the whole factor is formed (SparseGPT: factor, inverse, factor).
-        let rows = weights.rows, cols = weights.cols, blockSize = options.blockSize
+        // A block wider than the layer is the whole layer: the scratch buffers are sized by the
+        // block, so a block size near Int32.max on a small layer used to ask for gigabytes.
+        let rows = weights.rows, cols = weights.cols, blockSize = min(options.blockSize, cols)
         let workers = resolveThreads(options.threads, work: rows)
         // w: Z for the columns not reached yet, the results for those done.
         // Neither needs clearing: the first block's cross GEMM writes Z for every later column
