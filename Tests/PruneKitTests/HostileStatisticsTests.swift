@@ -117,6 +117,14 @@ struct HostileStatisticsTests {
         c.set(c.offset(array: 1, 0), c.double(c.offset(array: 2, 0)) * 1.01)
         expectRefused(c, "M2 above the sum of squares")
 
+        // Each part below the sum of squares, but not adding up to it (found by fuzzing: a merge
+        // then grew M2 past the sum of squares, and the accumulator's own bytes were refused).
+        c = CraftedStatistics(plain)
+        let squares = c.double(c.offset(array: 2, 0))
+        c.set(c.offset(array: 1, 0), squares)
+        c.set(c.offset(array: 0, 0), (squares / Double(plain.count)).squareRoot())
+        expectRefused(c, "M2 + n * mean^2 above the sum of squares")
+
         c = CraftedStatistics(plain)
         c.set(c.offset(array: 0, 2), 1e300)
         expectRefused(c, "a mean its sum of squares cannot give")

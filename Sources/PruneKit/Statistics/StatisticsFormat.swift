@@ -100,6 +100,12 @@ extension ActivationStatistics {
             if count > 0, !(Swift.abs(means[j]) <= (bound / n).squareRoot() * (1 + tolerance)) {
                 throw corrupt("feature \(j) has a mean \(means[j]) that its sum of squares \(sumSquares[j]) over \(count) tokens cannot give")
             }
+            // The sum of squares is M2 + n * mean^2 exactly (each bounded above, so no overflow);
+            // accepting each part up to the whole let a merge grow M2 past the sum of squares.
+            let parts = m2[j] + n * means[j] * means[j]
+            guard Swift.abs(parts - sumSquares[j]) <= tolerance * sumSquares[j] + 2 * slack else {
+                throw corrupt("feature \(j): M2 + count * mean^2 = \(parts) is not its sum of squares \(sumSquares[j])")
+            }
         }
         if hasActivity {
             for j in 0..<f {
