@@ -198,6 +198,8 @@ test-fuzz: $(FUZZ_TARGETS:%=$(OUT)/fuzz/fuzz_%)
 	$(call run-fuzzers,$(FUZZ_SMOKE_SECONDS))
 
 SAN_UB := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The toolchain's TSan runtime intercepts libdispatch, so a TSan program links the toolchain's.
+SWIFT_RUNTIME := $(abspath $(dir $(shell command -v $(SWIFT)))/../lib/swift/linux)
 sanitize: $(ASAN_LIB) $(TSAN_LIB) | $(OUT)
 	@mkdir -p $(OUT)/san
 	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_c Tests/c/test_prunekit.c $(ASAN_LINK) -lm -pthread
@@ -206,13 +208,14 @@ sanitize: $(ASAN_LIB) $(TSAN_LIB) | $(OUT)
 	$(SAN_CXX) -std=c++17 -x c++ $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_hostile_cpp Tests/c/test_hostile.c $(ASAN_LINK) -pthread
 	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_threads_asan Tests/c/test_threads.c $(ASAN_LINK) -pthread
 	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) -fsanitize=thread -o $(OUT)/san/test_threads_tsan Tests/c/test_threads.c \
-	    -L$(TSAN_BUILD)/release -lprunekit -Wl,-rpath,$(abspath $(TSAN_BUILD)/release) -rdynamic -pthread
+	    -L$(TSAN_BUILD)/release -lprunekit -Wl,-rpath,$(abspath $(TSAN_BUILD)/release) -rdynamic -pthread \
+	    -L$(SWIFT_RUNTIME) -ldispatch -lBlocksRuntime -Wl,-rpath,$(SWIFT_RUNTIME)
 	$(OUT)/san/test_c Tests/vectors
 	$(OUT)/san/test_cpp Tests/vectors
 	$(OUT)/san/test_hostile_c
 	$(OUT)/san/test_hostile_cpp
 	$(OUT)/san/test_threads_asan
-	TSAN_OPTIONS=halt_on_error=1 $(OUT)/san/test_threads_tsan
+	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/Tests/c/tsan.supp $(OUT)/san/test_threads_tsan
 
 # The Swift tests under AddressSanitizer (a debug build of its own; not part of `make sanitize`).
 sanitize-swift:

@@ -4,6 +4,43 @@
 import PruneKit
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// ThreadSanitizer cannot see Synchronization.Mutex take and release its lock (the standard
+/// library is not instrumented), so in a process that runs under it, every lock of a handle's
+/// table or accumulator is also announced to it (`__tsan_acquire` / `__tsan_release`, found at
+/// run time: without ThreadSanitizer they are absent and this costs one check per lock).
+struct ThreadSanitizerHooks: @unchecked Sendable {
+    typealias Hook = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    let acquire: Hook?, release: Hook?
+
+    init() {
+        func hook(_ name: String) -> Hook? {
+            dlsym(nil, name).map { unsafeBitCast($0, to: Hook.self) }
+        }
+        acquire = hook("__tsan_acquire")
+        release = hook("__tsan_release")
+    }
+}
+
+let threadSanitizer = ThreadSanitizerHooks()
+
+/// Call first thing inside a lock that guards `object`'s state...
+@inline(__always)
+func announceLocked(_ object: AnyObject) {
+    if let acquire = threadSanitizer.acquire { acquire(Unmanaged.passUnretained(object).toOpaque()) }
+}
+
+/// ... and this last (a `defer` right after `announceLocked`).
+@inline(__always)
+func announceUnlocking(_ object: AnyObject) {
+    if let release = threadSanitizer.release { release(Unmanaged.passUnretained(object).toOpaque()) }
+}
+
 /// The handles of one kind. A handle's 64 bits are the kind's tag (8 bits), the slot's
 /// generation (24 bits) and the slot index + 1 (32 bits). Freeing a handle bumps its slot's
 /// generation; a slot whose generation would wrap is retired instead of reused, so no two
@@ -32,6 +69,8 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
     /// A new handle for `object` (the table keeps a strong reference until `remove`).
     func insert(_ object: Object) -> OpaquePointer {
         let bits: UInt64 = state.withLock { s in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
             let index: Int
             if let reused = s.free.popLast() {
                 index = reused
@@ -59,7 +98,11 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
     /// release it during the caller's call), or an error naming the argument.
     func lookup(_ handle: OpaquePointer, _ name: String) throws(PruneKitError) -> Object {
         let bits = UInt64(UInt(bitPattern: handle))
-        let found: Object? = state.withLock { s in live(bits, s).flatMap { s.slots[$0].object } }
+        let found: Object? = state.withLock { s in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
+            return live(bits, s).flatMap { s.slots[$0].object }
+        }
         guard let found else {
             throw PruneKitError(.invalidArgument, "\(name) is not a live \(kind) handle (freed, or never created by this library)")
         }
@@ -70,6 +113,8 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
     func remove(_ handle: OpaquePointer) {
         let bits = UInt64(UInt(bitPattern: handle))
         let released: Object? = state.withLock { s in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
             guard let index = live(bits, s) else { return nil }
             let object = s.slots[index].object
             s.slots[index].object = nil

@@ -12,8 +12,26 @@ import Musl
 #endif
 
 final class StatsBox: Sendable {
-    let state: Mutex<ActivationStatistics>
+    private let state: Mutex<ActivationStatistics>
     init(_ statistics: ActivationStatistics) { state = Mutex(statistics) }
+
+    /// A copy of the accumulator, taken under its lock.
+    func copy() -> ActivationStatistics {
+        state.withLock { s in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
+            return s
+        }
+    }
+
+    /// Runs `change` on the accumulator under its lock.
+    func change(_ change: (inout ActivationStatistics) throws(PruneKitError) -> Void) throws(PruneKitError) {
+        try state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
+            try change(&s)
+        }
+    }
 }
 
 let statsHandles = HandleTable<StatsBox>(tag: 0x5B, kind: "pk_stats")
@@ -29,7 +47,7 @@ func box(_ handle: OpaquePointer?, _ name: String) throws(PruneKitError) -> Stat
 }
 
 func snapshot(_ handle: OpaquePointer?, _ name: String = "stats") throws(PruneKitError) -> ActivationStatistics {
-    try box(handle, name).state.withLock { $0 }
+    try box(handle, name).copy()
 }
 
 /// Implements `pk_status pk_stats_create(int64_t features, pk_stats **stats_out)`.
@@ -77,7 +95,7 @@ public func pk_stats_update(_ stats: OpaquePointer?, _ batch: UnsafePointer<pk_m
     run("pk_stats_update") { () throws(PruneKitError) in
         let target = try box(stats, "stats")
         let view = try matrixView(batch, "batch")
-        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view) }
+        try target.change { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view) }
     }
 }
 
@@ -87,7 +105,7 @@ public func pk_stats_merge(_ into: OpaquePointer?, _ other: OpaquePointer?) -> p
     run("pk_stats_merge") { () throws(PruneKitError) in
         let target = try box(into, "into")
         let source = try snapshot(other, "other")
-        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.merge(source) }
+        try target.change { (s: inout ActivationStatistics) throws(PruneKitError) in try s.merge(source) }
     }
 }
 
