@@ -6,7 +6,6 @@
 #   make bench      benchmarks with printed figures
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS (default 60) on an ASan + coverage build
 #   make sanitize   C and C++ tests under ASan + UBSan, the shared-handle thread test under TSan
-#                   (make sanitize-swift: the Swift tests under ASan)
 #   make install PREFIX=/usr/local
 #   make wheel      dist/prunekit-<version>-<python>-manylinux_*.whl: the library and its OpenBLAS inside
 # Each target first installs what it needs and the machine lacks (scripts/deps.sh says what).
@@ -31,7 +30,7 @@ LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
 .PHONY: all lib test test-swift test-c test-install test-python fuzz-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors \
-        deps-build deps-wheel deps-test test-packaging wheel fuzz test-fuzz sanitize sanitize-swift
+        deps-build deps-wheel deps-test test-packaging wheel fuzz test-fuzz sanitize
 
 all: lib
 
@@ -216,10 +215,6 @@ sanitize: $(ASAN_LIB) $(TSAN_LIB) | $(OUT)
 	$(OUT)/san/test_hostile_cpp
 	$(OUT)/san/test_threads_asan
 	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/Tests/c/tsan.supp $(OUT)/san/test_threads_tsan
-
-# The Swift tests under AddressSanitizer (a debug build of its own; not part of `make sanitize`).
-sanitize-swift:
-	$(SWIFT) test --sanitize=address --scratch-path .build-swift-asan --parallel
 
 # ---------------------------------------------------------------------------------------------
 # Main job and benchmarks
