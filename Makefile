@@ -4,6 +4,8 @@
 #   make main       the main job: prune the real all-MiniLM-L6-v2 with every method, table + plot
 #   make demo       prune one synthetic layer through the C API and print what happened
 #   make bench      benchmarks with printed figures
+#   make fuzz       each libFuzzer target for FUZZ_SECONDS (default 60) on an ASan + coverage build
+#   make sanitize   C and C++ tests under ASan + UBSan, the shared-handle thread test under TSan
 #   make install PREFIX=/usr/local
 #   make wheel      dist/prunekit-<version>-<python>-manylinux_*.whl: the library and its OpenBLAS inside
 # Each target first installs what it needs and the machine lacks (scripts/deps.sh says what).
@@ -28,7 +30,7 @@ LINK := -L$(LIBDIR) -lprunekit -Wl,-rpath,$(abspath $(LIBDIR))
 SOURCES := $(shell find Sources include -type f) Package.swift
 
 .PHONY: all lib test test-swift test-c test-install test-python fuzz-python test-examples test-cpp-minilm python demo main demo-deps bench install clean vectors \
-        deps-build deps-wheel deps-test test-packaging wheel
+        deps-build deps-wheel deps-test test-packaging wheel fuzz test-fuzz sanitize
 
 all: lib
 
@@ -55,7 +57,7 @@ $(OUT):
 # ---------------------------------------------------------------------------------------------
 # Tests
 
-test: deps-test test-swift test-c test-install test-examples test-python test-packaging
+test: deps-test test-swift test-c test-fuzz test-install test-examples test-python test-packaging
 
 test-swift:
 	$(SWIFT) test --parallel
@@ -89,14 +91,18 @@ $(OUT)/test_methods_c: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OUT)
 $(OUT)/test_methods_cpp: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_methods.c $(LINK) -pthread
 
+$(OUT)/test_threads: Tests/c/test_threads.c include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_threads.c $(LINK) -pthread
+
 test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp \
-        $(OUT)/test_hostile_c $(OUT)/test_hostile_cpp $(OUT)/test_methods_c $(OUT)/test_methods_cpp
+        $(OUT)/test_hostile_c $(OUT)/test_hostile_cpp $(OUT)/test_methods_c $(OUT)/test_methods_cpp $(OUT)/test_threads
 	$(OUT)/test_c Tests/vectors
 	$(OUT)/test_cpp Tests/vectors
 	$(OUT)/test_hostile_c
 	$(OUT)/test_hostile_cpp
 	$(OUT)/test_methods_c
 	$(OUT)/test_methods_cpp
+	$(OUT)/test_threads
 
 # Installs into a scratch prefix and builds the C++ example the way a C++ team would: pkg-config.
 test-install: $(LIB) | $(OUT)
@@ -142,6 +148,82 @@ fuzz-python: python
 vectors:
 	$(PYTHON) Tests/vectors/generate.py Tests/vectors
 	$(PYTHON) Tests/vectors/generate_admm.py Tests/vectors
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing and sanitizers, with the Swift toolchain's clang (its libFuzzer and sanitizer runtimes are
+# the ones swiftc instruments for). The library is built again, instrumented, in its own scratch
+# folders: ASan + libFuzzer coverage (also used for the ASan + UBSan C tests), and TSan.
+
+SAN_CC ?= clang
+SAN_CXX ?= clang++
+FUZZ_TARGETS := stats_deserialize import options
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+ASAN_BUILD := .build-fuzz
+ASAN_LIB := $(ASAN_BUILD)/release/libprunekit.so
+TSAN_BUILD := .build-tsan
+TSAN_LIB := $(TSAN_BUILD)/release/libprunekit.so
+SAN_LIB_FLAGS := -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+    -Xlinker --version-script=$(CURDIR)/Sources/PruneKitC/exports.map -Xlinker -soname=libprunekit.so.0
+# Leaks: the static Swift runtime's caches are reachable at exit; a real per-call leak still shows.
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+$(ASAN_LIB): $(SOURCES)
+	$(SWIFT) build -c release --product prunekit --scratch-path $(ASAN_BUILD) $(SAN_LIB_FLAGS) \
+	    -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+	    -Xcc -fsanitize=address -Xcc -fsanitize=fuzzer-no-link
+	ln -sf libprunekit.so $(ASAN_BUILD)/release/libprunekit.so.0
+
+$(TSAN_LIB): $(SOURCES)
+	$(SWIFT) build -c release --product prunekit --scratch-path $(TSAN_BUILD) $(SAN_LIB_FLAGS) \
+	    -Xswiftc -sanitize=thread -Xcc -fsanitize=thread
+	ln -sf libprunekit.so $(TSAN_BUILD)/release/libprunekit.so.0
+
+ASAN_LINK := -L$(ASAN_BUILD)/release -lprunekit -Wl,-rpath,$(abspath $(ASAN_BUILD)/release) -rdynamic
+SAN_CFLAGS := -g -O1 -fno-omit-frame-pointer -fuse-ld=lld -Iinclude
+
+$(OUT)/fuzz/fuzz_%: Tests/fuzz/fuzz_%.c Tests/fuzz/fuzz_common.h include/prunekit.h $(ASAN_LIB)
+	@mkdir -p $(OUT)/fuzz
+	$(SAN_CC) $(SAN_CFLAGS) $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -o $@ $< $(ASAN_LINK) -lm
+
+# Each target from its committed seeds (Tests/fuzz/<target>/) plus what earlier runs found
+# ($(OUT)/fuzz/corpus/<target>, where new inputs go); a crash or an oracle violation stops make.
+define run-fuzzers
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(OUT)/fuzz/corpus/$$t; \
+	  $(OUT)/fuzz/fuzz_$$t -max_total_time=$(1) -print_final_stats=1 -artifact_prefix=$(OUT)/fuzz/ \
+	      $(OUT)/fuzz/corpus/$$t Tests/fuzz/$$t > $(OUT)/fuzz/$$t.log 2>&1; status=$$?; \
+	  printf 'fuzz_%s (%s s): ' $$t $(1); grep -E '^#[0-9]+.*DONE' $(OUT)/fuzz/$$t.log | tail -1; \
+	  grep -E '^stat::number_of_executed_units' $(OUT)/fuzz/$$t.log; \
+	  if [ $$status -ne 0 ]; then tail -40 $(OUT)/fuzz/$$t.log; exit 1; fi; done
+endef
+
+fuzz: $(FUZZ_TARGETS:%=$(OUT)/fuzz/fuzz_%)
+	$(call run-fuzzers,$(FUZZ_SECONDS))
+
+test-fuzz: $(FUZZ_TARGETS:%=$(OUT)/fuzz/fuzz_%)
+	$(call run-fuzzers,$(FUZZ_SMOKE_SECONDS))
+
+SAN_UB := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The toolchain's TSan runtime intercepts libdispatch, so a TSan program links the toolchain's.
+SWIFT_RUNTIME := $(abspath $(dir $(shell command -v $(SWIFT)))/../lib/swift/linux)
+sanitize: $(ASAN_LIB) $(TSAN_LIB) | $(OUT)
+	@mkdir -p $(OUT)/san
+	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_c Tests/c/test_prunekit.c $(ASAN_LINK) -lm -pthread
+	$(SAN_CXX) -std=c++17 -x c++ $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_cpp Tests/c/test_prunekit.c $(ASAN_LINK) -pthread
+	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_hostile_c Tests/c/test_hostile.c $(ASAN_LINK) -pthread
+	$(SAN_CXX) -std=c++17 -x c++ $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_hostile_cpp Tests/c/test_hostile.c $(ASAN_LINK) -pthread
+	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) $(SAN_UB) -o $(OUT)/san/test_threads_asan Tests/c/test_threads.c $(ASAN_LINK) -pthread
+	$(SAN_CC) -std=c99 $(WARN) $(SAN_CFLAGS) -fsanitize=thread -o $(OUT)/san/test_threads_tsan Tests/c/test_threads.c \
+	    -L$(TSAN_BUILD)/release -lprunekit -Wl,-rpath,$(abspath $(TSAN_BUILD)/release) -rdynamic -pthread \
+	    -L$(SWIFT_RUNTIME) -ldispatch -lBlocksRuntime -Wl,-rpath,$(SWIFT_RUNTIME)
+	$(OUT)/san/test_c Tests/vectors
+	$(OUT)/san/test_cpp Tests/vectors
+	$(OUT)/san/test_hostile_c
+	$(OUT)/san/test_hostile_cpp
+	$(OUT)/san/test_threads_asan
+	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/Tests/c/tsan.supp $(OUT)/san/test_threads_tsan
 
 # ---------------------------------------------------------------------------------------------
 # Main job and benchmarks
@@ -222,4 +304,4 @@ install: $(LIB)
 	sed -e 's|@VERSION@|$(VERSION)|g' cmake/PruneKitConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/PruneKit/PruneKitConfigVersion.cmake
 
 clean:
-	rm -rf $(OUT) .build $(BUILD) bindings/python/build dist
+	rm -rf $(OUT) .build $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) bindings/python/build dist

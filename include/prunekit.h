@@ -321,7 +321,11 @@ typedef struct pk_stats pk_stats;
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_create(int64_t features, pk_stats **stats_out);
 
-/* Releases an accumulator. pk_stats_free(NULL) is a no-op. */
+/* Releases an accumulator. pk_stats_free(NULL) is a no-op, and so is a handle that is not live.
+ * Handles are an index into the library's table plus a generation, not addresses: once freed, a
+ * handle stays invalid for the life of the process (even when the next pk_stats_create reuses
+ * the memory), and every function given a freed, forged or foreign handle returns
+ * PK_ERROR_INVALID_ARGUMENT ("not a live handle") without touching any accumulator. */
 PK_API void pk_stats_free(pk_stats *stats);
 
 /* Adds a batch of activations [tokens, features] (batch->cols must equal the accumulator's
@@ -330,14 +334,19 @@ PK_API void pk_stats_free(pk_stats *stats);
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle
- * @retval PK_ERROR_NON_FINITE a non-finite activation (message gives token and feature) */
+ * @retval PK_ERROR_NON_FINITE a non-finite activation (message gives token and feature)
+ * @retval PK_ERROR_NUMERIC the token count would pass 2^53, or a feature's sum of squares 2^1000
+ *         (about 1.07e301; e.g. float64 activations of 1e200, whose squares overflow): refused
+ *         before anything changes, so the accumulator stays serializable */
 PK_API pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch);
 
 /* Merges `other` into `into`, as if into had also seen every batch other saw. other is not
  * changed; into may equal other.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
- * @retval PK_ERROR_INVALID_SHAPE the feature counts differ */
+ * @retval PK_ERROR_INVALID_SHAPE the feature counts differ
+ * @retval PK_ERROR_NUMERIC the merged count would pass 2^53 or a sum of squares 2^1000 (into is
+ *         unchanged) */
 PK_API pk_status pk_stats_merge(pk_stats *into, const pk_stats *other);
 
 /* The number of features, and the number of tokens seen so far.
@@ -377,7 +386,10 @@ PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t 
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted (checksum), foreign or unknown-version
- *         bytes; the message says which
+ *         bytes, or contents no accumulator can hold even with a valid checksum (a count above
+ *         2^53, M2 above the sum of squares, a Gram matrix that is not symmetric or not
+ *         consistent with the sums of squares, ...: docs/stats-format.md lists the checks); the
+ *         message says which
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out);
 
@@ -401,9 +413,22 @@ PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t lengt
 /* ------------------------------------------------------------------------------------------ */
 
 /* The Hessian these functions take is any positive multiple of X^T X over the layer's
- * calibration inputs (results do not depend on the scale): cols x cols, row-major float64,
- * symmetric (to 1e-6 relative), finite, non-negative diagonal. Inputs that never fire (zero
- * diagonal) are handled as SparseGPT does: their diagonal becomes 1 and their weights 0.
+ * calibration inputs: cols x cols, row-major float64, symmetric (to 1e-6 relative), finite,
+ * non-negative diagonal. Results do not depend on the scale: the Hessian is first multiplied by
+ * the power of 2 that brings its largest diagonal entry into [1, 2) (exact), so H and 2^k H give
+ * the same bits, and any other positive multiple the same up to round-off, at any magnitude
+ * (float32 arithmetic included; a float64 Hessian in the subnormal range keeps the precision it
+ * has). Inputs that never fire (zero diagonal) lose their weights, as in SparseGPT, and their
+ * diagonal becomes the mean of the other diagonal entries (SparseGPT sets 1, which is not
+ * scale-free; the two agree when that mean is 1), so they do not change the dampening.
+ *
+ * Indefinite matrices are not refused. The dampening retries exist because round-off (and the
+ * float32 copy) can leave a Gram matrix barely not positive definite, and PruneKit cannot tell
+ * that from a matrix that is not a Gram matrix at all: a symmetric matrix with a non-negative
+ * diagonal but a negative eigenvalue -e is factored, and the call succeeds, once the dampening
+ * has grown past e (each retry multiplies it by 10), so the result is that of H + d I with the d
+ * that first worked. Set max_dampening_retries = 0 to refuse (PK_ERROR_NUMERIC) any matrix the
+ * first dampening does not make positive definite.
  *
  * What is bit-identical: masks and weights for the same inputs, options and OpenBLAS build, across
  * callers (C, Python, Swift) and across num_threads (the per-row work is split by rows only).
@@ -451,7 +476,9 @@ PK_API pk_status pk_reconstruction_options_init(pk_reconstruction_options *optio
  * @retval PK_ERROR_INVALID_ARGUMENT sparsity, N:M, block size, dampening, scope or precision out of
  *         range; a non-symmetric hessian or a negative diagonal
  * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
- * @retval PK_ERROR_NUMERIC not positive definite after the dampening retries
+ * @retval PK_ERROR_NUMERIC not positive definite after the dampening retries, or an updated weight
+ *         that is not finite or does not fit weights_out's dtype (float16 above 65504 in magnitude,
+ *         bfloat16 or float32 above about 3.4e38); nothing is written
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_sparsegpt(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                               const pk_reconstruction_options *options, uint8_t *mask_out,

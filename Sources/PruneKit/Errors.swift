@@ -12,7 +12,9 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
     case corruptData = 8
     case bufferTooSmall = 9
     case `internal` = 10
-    /// The Hessian stays not positive definite after the dampening retries.
+    /// The Hessian stays not positive definite after the dampening retries, or a result or
+    /// accumulator would overflow (an updated weight beyond the output dtype, a statistics count
+    /// or sum of squares beyond what an accumulator holds).
     case numeric = 11
 
     /// The C name of the status, as `pk_status_string` returns it.

@@ -1,6 +1,6 @@
-// The calibration statistics functions of prunekit.h. A pk_stats handle is a retained box
-// around a mutex-protected accumulator; live handles are registered so that a stale or foreign
-// pointer is an error instead of a crash.
+// The calibration statistics functions of prunekit.h. A pk_stats handle names a slot of
+// `statsHandles` holding a box around a mutex-protected accumulator (Handles.swift): a stale,
+// foreign or forged handle is an error, never someone else's accumulator.
 import CPruneKit
 import PruneKit
 import Synchronization
@@ -12,30 +12,42 @@ import Musl
 #endif
 
 final class StatsBox: Sendable {
-    let state: Mutex<ActivationStatistics>
+    private let state: Mutex<ActivationStatistics>
     init(_ statistics: ActivationStatistics) { state = Mutex(statistics) }
+
+    /// A copy of the accumulator, taken under its lock.
+    func copy() -> ActivationStatistics {
+        state.withLock { s in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
+            return s
+        }
+    }
+
+    /// Runs `change` on the accumulator under its lock.
+    func change(_ change: (inout ActivationStatistics) throws(PruneKitError) -> Void) throws(PruneKitError) {
+        try state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in
+            announceLocked(self)
+            defer { announceUnlocking(self) }
+            try change(&s)
+        }
+    }
 }
 
-let liveHandles = Mutex<Set<UInt>>([])
+let statsHandles = HandleTable<StatsBox>(tag: 0x5B, kind: "pk_stats")
 
 func register(_ statistics: ActivationStatistics, into out: UnsafeMutablePointer<OpaquePointer?>) {
-    let handle = Unmanaged.passRetained(StatsBox(statistics)).toOpaque()
-    _ = liveHandles.withLock { $0.insert(UInt(bitPattern: handle)) }
-    out.pointee = OpaquePointer(handle)
+    out.pointee = statsHandles.insert(StatsBox(statistics))
 }
 
 /// The box behind a live handle (retained for the duration of the call), or an error.
 func box(_ handle: OpaquePointer?, _ name: String) throws(PruneKitError) -> StatsBox {
     guard let handle else { throw nullPointer(name) }
-    let found: StatsBox? = liveHandles.withLock { live in
-        live.contains(UInt(bitPattern: handle)) ? Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue() : nil
-    }
-    guard let found else { throw PruneKitError(.invalidArgument, "\(name) is not a live pk_stats handle") }
-    return found
+    return try statsHandles.lookup(handle, name)
 }
 
 func snapshot(_ handle: OpaquePointer?, _ name: String = "stats") throws(PruneKitError) -> ActivationStatistics {
-    try box(handle, name).state.withLock { $0 }
+    try box(handle, name).copy()
 }
 
 /// Implements `pk_status pk_stats_create(int64_t features, pk_stats **stats_out)`.
@@ -74,8 +86,7 @@ public func pk_stats_gram(_ stats: OpaquePointer?, _ out: UnsafeMutablePointer<D
 @c @implementation
 public func pk_stats_free(_ stats: OpaquePointer?) {
     guard let stats else { return }
-    let removed = liveHandles.withLock { $0.remove(UInt(bitPattern: stats)) != nil }
-    if removed { Unmanaged<StatsBox>.fromOpaque(UnsafeRawPointer(stats)).release() }
+    statsHandles.remove(stats)
 }
 
 /// Implements `pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch)`.
@@ -84,7 +95,7 @@ public func pk_stats_update(_ stats: OpaquePointer?, _ batch: UnsafePointer<pk_m
     run("pk_stats_update") { () throws(PruneKitError) in
         let target = try box(stats, "stats")
         let view = try matrixView(batch, "batch")
-        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view) }
+        try target.change { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view) }
     }
 }
 
@@ -94,7 +105,7 @@ public func pk_stats_merge(_ into: OpaquePointer?, _ other: OpaquePointer?) -> p
     run("pk_stats_merge") { () throws(PruneKitError) in
         let target = try box(into, "into")
         let source = try snapshot(other, "other")
-        try target.state.withLock { (s: inout ActivationStatistics) throws(PruneKitError) in try s.merge(source) }
+        try target.change { (s: inout ActivationStatistics) throws(PruneKitError) in try s.merge(source) }
     }
 }
 

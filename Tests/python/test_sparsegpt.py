@@ -248,3 +248,32 @@ def test_zero_sparsity_keeps_everything_unchanged(precision):
     mask, out = prunekit.sparsegpt(w, x.T @ x, 0.0, block_size=32, precision=precision)
     assert mask.all()
     np.testing.assert_array_equal(out, w)
+
+
+@pytest.mark.parametrize("op", ["sparsegpt", "reconstruct", "prune_columns"])
+def test_float16_overflow_is_an_error_and_changes_nothing(op):
+    """Two nearly collinear inputs move 30000 onto 60000: past float16's 65504. ArithmeticError
+    (PK_ERROR_NUMERIC), the weights untouched in place, nothing returned (was: Inf written)."""
+    w = np.array([[30000.0, 60000.0]], dtype=np.float16)
+    h = np.array([[1.0, 0.999], [0.999, 1.0]])
+    before = w.copy()
+    with pytest.raises(ArithmeticError, match="overflows the output's float16"):
+        if op == "sparsegpt":
+            prunekit.sparsegpt(w, h, 0.5, out=w)
+        elif op == "reconstruct":
+            prunekit.reconstruct(w, h, np.array([[0, 1]], dtype=bool), out=w)
+        else:
+            prunekit.prune_columns(w, h, np.array([1, 0], dtype=bool), out=w)
+    assert np.array_equal(w, before)
+
+
+def test_stats_refuse_squares_that_overflow_and_stay_serializable():
+    """float64 activations of 1e200 square to inf: refused before the accumulator changes, so its
+    bytes still load (was: an inf L2 norm with no error, then bytes from_bytes refused)."""
+    stats = prunekit.Stats(features=2)
+    stats.update(np.array([[1.0, 2.0]]))
+    with pytest.raises(ArithmeticError, match="sum of squares"):
+        stats.update(np.array([[1e200, 1.0]]))
+    assert stats.count == 1
+    assert np.isfinite(stats.l2_norm()).all()
+    assert prunekit.Stats.from_bytes(stats.to_bytes()).count == 1

@@ -3,9 +3,10 @@
 Follows the SparseGPT reference (Frantar & Alistarh, 2023) step by step: dead inputs, dampening by
 a fraction of the mean diagonal, the upper Cholesky factor of the inverse Hessian, column blocks
 with lazy updates, unstructured masks chosen per block, N:M masks chosen when a group is reached.
-The one deliberate difference from the paper's code is PruneKit's count contract: a block prunes
-exactly int(n * s) entries, ties broken by row-major position (a stable argsort), instead of
-`tmp <= threshold`.
+The deliberate differences from the paper's code: PruneKit's count contract (a block prunes
+exactly int(n * s) entries, ties broken by row-major position, a stable argsort, instead of
+`tmp <= threshold`), and dead inputs' diagonal set to the mean of the live ones instead of 1, so
+that the result does not depend on the Hessian's scale.
 """
 import numpy as np
 
@@ -13,7 +14,10 @@ import numpy as np
 def _dampened(H, indices, percdamp):
     Hs = H[np.ix_(indices, indices)].astype(np.float64).copy()
     dead = np.diag(Hs) == 0
-    Hs[dead, dead] = 1
+    # SparseGPT sets 1, which depends on the Hessian's scale; PruneKit's contract is that any
+    # positive multiple of X^T X gives the same result, so dead inputs get the mean of the live
+    # diagonal entries (the same as 1 for a Hessian whose live mean is 1).
+    Hs[dead, dead] = np.mean(np.diag(Hs)[~dead]) if (~dead).any() else 1
     Hs[np.diag_indices(len(indices))] += percdamp * np.mean(np.diag(Hs))
     return Hs
 

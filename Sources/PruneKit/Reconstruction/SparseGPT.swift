@@ -19,7 +19,9 @@ public struct ReconstructionOptions: Sendable, Equatable {
     /// Dampening added to the diagonal, as a fraction of its mean (default 0.01).
     public var dampening: Double
     /// When the dampened Hessian is not positive definite, retry with the dampening multiplied by
-    /// 10, at most this many times (default 4), then fail with `.numeric`.
+    /// 10, at most this many times (default 4), then fail with `.numeric`. The retries also make
+    /// an indefinite matrix factorable once the dampening passes its most negative eigenvalue
+    /// (it is not detected); 0 refuses anything the first dampening does not make positive definite.
     public var maxDampeningRetries: Int
     public var precision: Precision
     /// Worker threads for the per-row work, 0 = one per CPU. OpenBLAS uses its own threads.
@@ -102,13 +104,14 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
     guard output.rows == weights.rows, output.cols == weights.cols else {
         throw .invalidShape("output is \(output.rows) x \(output.cols), weights are \(weights.rows) x \(weights.cols)")
     }
-    var maxDiagonal = 0.0
     for i in 0..<n {
         let d = hessian[i * n + i]
         guard d.isFinite else { throw .nonFinite("hessian at row \(i), column \(i) is \(d)") }
         guard d >= 0 else { throw .invalidArgument("hessian diagonal at \(i) is negative (\(d)): not a Gram matrix") }
-        maxDiagonal = max(maxDiagonal, d)
     }
+    // Compared in the normalised units the factorisation works in, so that a Hessian in the
+    // subnormal range is checked as its scaled-up copy would be.
+    let scale = HessianScale(hessian, n: n)
     // Tiles of 64 x 64 against their mirror tiles, so both reads stay in cache. Tile rows are
     // dealt to workers in turn (the rows shrink along the triangle); each worker stops at its
     // first bad entry, and the error of the lowest tile row is the one a serial scan meets first.
@@ -118,7 +121,7 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
     firstErrors.withUnsafeMutableBufferPointer { found in
         parallelFor(workers: tileWorkers) { worker in
             for tileRow in stride(from: worker, to: tileRows, by: tileWorkers) {
-                if let error = checkSymmetricTileRow(hessian, n: n, from: tileRow * tile, tile: tile, maxDiagonal: maxDiagonal) {
+                if let error = checkSymmetricTileRow(hessian, n: n, from: tileRow * tile, tile: tile, scale: scale) {
                     found[worker] = (tileRow, error)
                     return
                 }
@@ -135,7 +138,7 @@ func checkReconstructionInputs(weights: MatrixView, hessian: UnsafePointer<Doubl
 /// The first non-finite or asymmetric entry of the Hessian in tile row [ti, ti + tile), tile by
 /// tile against the mirror tiles, or nil.
 private func checkSymmetricTileRow(_ hessian: UnsafePointer<Double>, n: Int, from ti: Int, tile: Int,
-                                   maxDiagonal: Double) -> PruneKitError? {
+                                   scale: HessianScale) -> PruneKitError? {
     for tj in stride(from: ti, to: n, by: tile) {
         for i in ti..<min(ti + tile, n) {
             for j in max(tj, i + 1)..<max(max(tj, i + 1), min(tj + tile, n)) {
@@ -143,13 +146,43 @@ private func checkSymmetricTileRow(_ hessian: UnsafePointer<Double>, n: Int, fro
                 guard a.isFinite, b.isFinite else {
                     return .nonFinite("hessian at row \(a.isFinite ? j : i), column \(a.isFinite ? i : j) is \(a.isFinite ? b : a)")
                 }
-                if abs(a - b) > 1e-6 * (abs(a) + abs(b)) + 1e-12 * maxDiagonal {
+                let sa = scale.apply(a), sb = scale.apply(b)
+                if abs(sa - sb) > 1e-6 * (abs(sa) + abs(sb)) + 1e-12 * scale.largestDiagonal {
                     return .invalidArgument("hessian is not symmetric: (\(i), \(j)) = \(a) but (\(j), \(i)) = \(b)")
                 }
             }
         }
     }
     return nil
+}
+
+/// The power of 2 that brings a Hessian's largest diagonal entry into [1, 2) (1 when the
+/// diagonal is all zeros), applied to every entry before the factorisation, so that results do
+/// not depend on the Hessian's scale: float32 arithmetic neither underflows (max |H| below about
+/// 1e-36 used to change the mask) nor overflows (H * 1e40), and float64 Hessians in the
+/// subnormal range keep the precision they have. Scaling by a power of 2 is exact, so H and
+/// 2^k H give the same bits, and other multiples the same up to round-off. As two factors,
+/// since 2^k for the smallest subnormals is above float64's range.
+struct HessianScale: Sendable {
+    let first: Double, second: Double
+    /// The largest diagonal entry after scaling: in [1, 2), or 0.
+    let largestDiagonal: Double
+
+    init(_ hessian: UnsafePointer<Double>, n: Int) {
+        var largest = 0.0
+        for i in 0..<n { largest = max(largest, hessian[i * n + i]) }
+        guard largest > 0, largest.isFinite else {
+            (first, second, largestDiagonal) = (1, 1, largest)
+            return
+        }
+        let k = -Int(largest.exponent)
+        first = Double(sign: .plus, exponent: k / 2, significand: 1)
+        second = Double(sign: .plus, exponent: k - k / 2, significand: 1)
+        largestDiagonal = largest * first * second
+    }
+
+    @inline(__always)
+    func apply(_ x: Double) -> Double { x * first * second }
 }
 
 /// The factorisations shared by SparseGPT and column compensation: a dampened copy of the
@@ -169,12 +202,18 @@ enum Factor<T: ReconstructionScalar> {
                                  lowerFactor: Bool = false, into a: UnsafeMutablePointer<T>,
                                  after: (UnsafeMutablePointer<T>, Int) -> Int32) throws(PruneKitError) {
         let n = idx.count
-        // Dead inputs count with the 1 they get below, as in SparseGPT.
-        var meanDiagonal = 0.0
+        let scale = HessianScale(hessian, n: full), s1 = scale.first, s2 = scale.second
+        // Inputs that never fire (zero diagonal) get the mean of the others' diagonal entries
+        // (SparseGPT sets 1, which is not scale-free; with a mean of 1 the two agree), so they do
+        // not change the dampening. All in normalised units.
+        var meanDiagonal = 0.0, liveSum = 0.0, live = 0
         for i in idx {
-            let d = hessian[i * full + i]
-            meanDiagonal += (d == 0 ? 1 : d) / Double(n)
+            let d = scale.apply(hessian[i * full + i])
+            meanDiagonal += d / Double(n)
+            if d != 0 { liveSum += d; live += 1 }
         }
+        let deadDiagonal = live == 0 ? 1 : liveSum / Double(live)
+        if live < n { meanDiagonal = deadDiagonal }
         var damp = options.dampening * meanDiagonal
         for attempt in 0...options.maxDampeningRetries {
             idx.withUnsafeBufferPointer { ix in
@@ -189,7 +228,7 @@ enum Factor<T: ReconstructionScalar> {
                     parallelFor(workers: workers) { worker in
                         for p in partition(n, workers: workers, worker: worker) {
                             let source = hessian + (n - 1 - p) * full + (n - 1), row = f + p * n
-                            for q in 0..<n { row[q] = Float(source[-q]) }
+                            for q in 0..<n { row[q] = Float(source[-q] * s1 * s2) }
                         }
                     }
                 } else if T.self == Float.self {
@@ -197,7 +236,7 @@ enum Factor<T: ReconstructionScalar> {
                     parallelFor(workers: workers) { worker in
                         for p in partition(n, workers: workers, worker: worker) {
                             let source = hessian + ix[p] * full, row = f + p * n
-                            for q in 0..<n { row[q] = Float(source[ix[q]]) }
+                            for q in 0..<n { row[q] = Float(source[ix[q]] * s1 * s2) }
                         }
                     }
                 } else if reversed {
@@ -205,7 +244,7 @@ enum Factor<T: ReconstructionScalar> {
                     parallelFor(workers: workers) { worker in
                         for p in partition(n, workers: workers, worker: worker) {
                             let source = hessian + (n - 1 - p) * full + (n - 1), row = d + p * n
-                            for q in 0..<n { row[q] = source[-q] }
+                            for q in 0..<n { row[q] = source[-q] * s1 * s2 }
                         }
                     }
                 } else {
@@ -213,13 +252,12 @@ enum Factor<T: ReconstructionScalar> {
                     parallelFor(workers: workers) { worker in
                         for p in partition(n, workers: workers, worker: worker) {
                             let source = hessian + ix[p] * full, row = d + p * n
-                            for q in 0..<n { row[q] = source[ix[q]] }
+                            for q in 0..<n { row[q] = source[ix[q]] * s1 * s2 }
                         }
                     }
                 }
                 for p in 0..<n {
-                    // Inputs that never fire: SparseGPT sets their diagonal to 1.
-                    if hessian[ix[p] * full + ix[p]] == 0 { a[p * n + p] = 1 }
+                    if hessian[ix[p] * full + ix[p]] == 0 { a[p * n + p] = T(deadDiagonal) }
                     a[p * n + p] += T(damp)
                 }
             }
@@ -227,10 +265,11 @@ enum Factor<T: ReconstructionScalar> {
             if info == 0, after(a, n) == 0 {
                 if T.allFinite(a, count: n * n) { return }
             }
-            if attempt < options.maxDampeningRetries { damp = max(damp * 10, 1e-8 * max(meanDiagonal, 1)) }
+            if attempt < options.maxDampeningRetries { damp = max(damp * 10, 1e-8 * meanDiagonal) }
         }
         throw PruneKitError(.numeric,
-            "the hessian is not positive definite after \(options.maxDampeningRetries) dampening retries (last dampening \(damp))")
+            "the hessian is not positive definite after \(options.maxDampeningRetries) dampening retries "
+            + "(last dampening \(damp / meanDiagonal) of the mean diagonal)")
     }
 }
 
@@ -251,7 +290,9 @@ enum OBS<T: ReconstructionScalar> {
         // Z is accumulated block by block (one GEMM per block with V, as SparseGPT's lazy batch
         // does with U); U_BB is the inverse of one 128 x 128 diagonal block of V. No inverse of
         // the whole factor is formed (SparseGPT: factor, inverse, factor).
-        let rows = weights.rows, cols = weights.cols, blockSize = options.blockSize
+        // A block wider than the layer is the whole layer: the scratch buffers are sized by the
+        // block, so a block size near Int32.max on a small layer used to ask for gigabytes.
+        let rows = weights.rows, cols = weights.cols, blockSize = min(options.blockSize, cols)
         let workers = resolveThreads(options.threads, work: rows)
         // w: Z for the columns not reached yet, the results for those done.
         // Neither needs clearing: the first block's cross GEMM writes Z for every later column
@@ -502,7 +543,25 @@ enum OBS<T: ReconstructionScalar> {
         }
     }
 
+    /// The first of `count` finite values that becomes infinite when written in `dtype`
+    /// (float16's largest value is 65504, bfloat16's about 3.39e38, float32's about 3.40e38),
+    /// converted as `storeRows` converts, or nil.
+    static func firstOverflow(_ w: UnsafePointer<T>, count: Int, in dtype: DType) -> Int? {
+        switch dtype {
+        case .float64: return nil
+        case .float32: return T.self == Float.self ? nil : (0..<count).first { !Float(w[$0].double).isFinite }
+        case .float16: return (0..<count).first { !Float16(Float(w[$0].double)).isFinite }
+        case .bfloat16: return (0..<count).first { !BFloat16(Float(w[$0].double)).floatValue.isFinite }
+        }
+    }
+
+    /// Writes the results into the output in its dtype, after checking that every one fits it
+    /// (PK_ERROR_NUMERIC, nothing written, otherwise).
     static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+        if let bad = firstOverflow(w, count: rows * cols, in: output.dtype) {
+            throw PruneKitError(.numeric, "the updated weight at row \(bad / cols), column \(bad % cols) is \(w[bad].double), "
+                + "which overflows the output's \(output.dtype)")
+        }
         // The working precision is the output's dtype: copy rows as they are.
         if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
             let workers = resolveThreads(0, work: rows)
@@ -568,7 +627,11 @@ enum ColumnCompensation<T: ReconstructionScalar> {
             defer { withExtendedLifetime((hkk, wp, hpk, delta)) {} }
             try Factor<T>.dampenedCholesky(hessian, n: cols, indices: kept, options: options, into: hkk.base)
             for r in 0..<rows { for (p, j) in gone.enumerated() { wp.base[r * np + p] = w.base[r * cols + j] } }
-            for (p, i) in gone.enumerated() { for (q, j) in kept.enumerated() { hpk.base[p * nk + q] = T(hessian[i * cols + j]) } }
+            // In the units of the factor (HessianScale), so the solve gives W_P H_PK H_KK^-1.
+            let scale = HessianScale(hessian, n: cols)
+            for (p, i) in gone.enumerated() {
+                for (q, j) in kept.enumerated() { hpk.base[p * nk + q] = T(scale.apply(hessian[i * cols + j])) }
+            }
             // delta = W_P H_PK, then delta := delta H_KK^{-1}.
             T.gemm(m: rows, n: nk, k: np, alpha: 1, a: wp.base, lda: np, b: hpk.base, ldb: nk, beta: 0, c: delta.base, ldc: nk)
             guard T.solveRight(hkk.base, n: nk, b: delta.base, rows: rows) == 0 else {

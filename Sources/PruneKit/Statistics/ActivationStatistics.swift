@@ -14,6 +14,15 @@ public struct ActivationStatistics: Sendable, Equatable {
     public static let maxFeatures = 1 << 24
     /// The largest number of features an accumulator with a Gram matrix takes (8 GiB of float64).
     public static let maxGramFeatures = 1 << 15
+    /// The largest token count an accumulator holds: 2^53, up to which every count (and every
+    /// per-feature zero count) is exact in float64. An update or merge that would pass it is
+    /// refused with `.numeric`.
+    public static let maxCount = 1 << 53
+    /// The largest sum of squares a feature may reach: 2^1000 (about 1.07e301), far enough
+    /// below float64's largest value that no later update, merge, mean, M2 or Gram entry can
+    /// overflow (they are all bounded by it). An update or merge that would pass it is refused
+    /// with `.numeric`: activations up to about 1e150 in magnitude are always accepted.
+    public static let maxSumOfSquares: Double = 0x1p1000
 
     public let features: Int
     /// Tokens seen so far.
@@ -56,10 +65,23 @@ public struct ActivationStatistics: Sendable, Equatable {
         zeroCounts = Array(repeating: 0, count: features)
     }
 
+    /// Refuses (before anything changes) an update or merge that would take the count past
+    /// `maxCount` or a feature's sum of squares past `maxSumOfSquares`.
+    private func checkGrowth(tokens: Int, sumSquares added: (Int) -> Double, _ what: String) throws(PruneKitError) {
+        guard tokens <= Self.maxCount - count else {
+            throw PruneKitError(.numeric, "\(what) would take the token count to \(count) + \(tokens), above the 2^53 an accumulator holds")
+        }
+        for j in 0..<features where !(sumSquares[j] + added(j) <= Self.maxSumOfSquares) {
+            throw PruneKitError(.numeric, "\(what) would take the sum of squares of feature \(j) to \(sumSquares[j] + added(j)), "
+                + "above the 2^1000 (about 1.07e301) an accumulator holds")
+        }
+    }
+
     /// Adds a batch of activations: `batch.rows` tokens of `batch.cols == features` features.
     /// On error the accumulator is unchanged.
     /// - Throws: `.invalidShape` for a feature-count mismatch, `.nonFinite` naming the first
-    ///   non-finite activation.
+    ///   non-finite activation, `.numeric` when the count would pass `maxCount` or a sum of
+    ///   squares `maxSumOfSquares` (e.g. float64 activations of 1e200, whose squares overflow).
     /// The C function is `pk_stats_update`.
     public mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
         guard batch.cols == features else {
@@ -89,6 +111,7 @@ public struct ActivationStatistics: Sendable, Equatable {
                 throw .nonFinite("activation at token \(t), feature \(j) is \(x[j])")
             }
         }
+        try checkGrowth(tokens: tokens, sumSquares: { squares.base[$0] }, "the batch")
         // Pass 2: the batch's M2 around its own mean.
         let batchMeans = try ScratchBuffer<Double>(count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
@@ -171,7 +194,9 @@ public struct ActivationStatistics: Sendable, Equatable {
     }
 
     /// Merges another accumulator (of the same features) into this one, as if this one had
-    /// also seen every batch `other` saw.
+    /// also seen every batch `other` saw. On error the accumulator is unchanged.
+    /// - Throws: `.invalidShape`, `.invalidArgument` (one keeps a Gram matrix, the other not),
+    ///   `.numeric` when the count would pass `maxCount` or a sum of squares `maxSumOfSquares`.
     /// The C function is `pk_stats_merge`.
     public mutating func merge(_ other: ActivationStatistics) throws(PruneKitError) {
         guard other.features == features else {
@@ -180,6 +205,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         guard other.keepsGram == keepsGram else {
             throw .invalidArgument("cannot merge statistics with and without a Gram matrix")
         }
+        try checkGrowth(tokens: other.count, sumSquares: { other.sumSquares[$0] }, "the merge")
         if keepsActivity && other.keepsActivity {
             for j in 0..<features {
                 absSums[j] += other.absSums[j]

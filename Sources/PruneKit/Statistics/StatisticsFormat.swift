@@ -70,44 +70,79 @@ extension ActivationStatistics {
         let stored = u64(expected - 8)
         let computed = fnv1a64(UnsafeRawBufferPointer(rebasing: bytes[0..<(expected - 8)]))
         guard stored == computed else { throw corrupt("checksum mismatch: the bytes are corrupted") }
-        guard count <= UInt64(Int.max) else { throw corrupt("token count \(count) is out of range") }
+        guard count <= UInt64(Self.maxCount) else { throw corrupt("token count \(count) is above the 2^53 an accumulator holds") }
         try self.init(features: Int(features), gram: hasGram)
         self.count = Int(count)
-        let f = Int(features)
-        if hasGram {
-            let base = Self.headerSize + 24 * f + activityBytes
-            for i in 0..<(f * f) {
-                let value = Double(bitPattern: u64(base + 8 * i))
-                guard value.isFinite else { throw corrupt("the Gram matrix holds a non-finite value at \(i)") }
-                gramUpper![i] = value
-            }
-            for i in 0..<f where gramUpper![i * f + i] < 0 {
-                throw corrupt("the Gram matrix has a negative diagonal at \(i)")
-            }
-        }
+        let f = Int(features), n = Double(count)
+        func double(_ at: Int) -> Double { Double(bitPattern: u64(at)) }
+        // What a real accumulator satisfies, up to round-off: M2 and n * mean^2 at most the sum
+        // of squares, sum |x| at most sqrt(n * sum of squares) (Cauchy-Schwarz), the Gram
+        // diagonal equal to the sums of squares and every entry at most the geometric mean of
+        // its two diagonal entries. `slack` covers squares that underflowed (2^-1074 each).
+        let tolerance = 1e-6, slack = n * 0x1p-1072
         for j in 0..<f {
-            means[j] = Double(bitPattern: u64(Self.headerSize + 8 * j))
-            m2[j] = Double(bitPattern: u64(Self.headerSize + 8 * (f + j)))
-            sumSquares[j] = Double(bitPattern: u64(Self.headerSize + 8 * (2 * f + j)))
+            means[j] = double(Self.headerSize + 8 * j)
+            m2[j] = double(Self.headerSize + 8 * (f + j))
+            sumSquares[j] = double(Self.headerSize + 8 * (2 * f + j))
             guard means[j].isFinite, m2[j].isFinite, sumSquares[j].isFinite, m2[j] >= 0, sumSquares[j] >= 0 else {
                 throw corrupt("feature \(j) holds values no accumulator can hold")
             }
             if count == 0, means[j] != 0 || m2[j] != 0 || sumSquares[j] != 0 {
                 throw corrupt("an empty accumulator with non-zero values at feature \(j)")
             }
+            guard sumSquares[j] <= Self.maxSumOfSquares else {
+                throw corrupt("the sum of squares of feature \(j) is \(sumSquares[j]), above the 2^1000 an accumulator holds")
+            }
+            let bound = sumSquares[j] + slack
+            guard m2[j] <= bound * (1 + tolerance) else {
+                throw corrupt("feature \(j) has M2 \(m2[j]) above its sum of squares \(sumSquares[j])")
+            }
+            if count > 0, !(Swift.abs(means[j]) <= (bound / n).squareRoot() * (1 + tolerance)) {
+                throw corrupt("feature \(j) has a mean \(means[j]) that its sum of squares \(sumSquares[j]) over \(count) tokens cannot give")
+            }
+            // The sum of squares is M2 + n * mean^2 exactly (each bounded above, so no overflow);
+            // accepting each part up to the whole let a merge grow M2 past the sum of squares.
+            let parts = m2[j] + n * means[j] * means[j]
+            guard Swift.abs(parts - sumSquares[j]) <= tolerance * sumSquares[j] + 2 * slack else {
+                throw corrupt("feature \(j): M2 + count * mean^2 = \(parts) is not its sum of squares \(sumSquares[j])")
+            }
         }
         if hasActivity {
             for j in 0..<f {
-                absSums[j] = Double(bitPattern: u64(Self.headerSize + 8 * (3 * f + j)))
-                zeroCounts[j] = Double(bitPattern: u64(Self.headerSize + 8 * (4 * f + j)))
-                guard absSums[j].isFinite, absSums[j] >= 0, zeroCounts[j] >= 0, zeroCounts[j] <= Double(count),
-                      zeroCounts[j] == zeroCounts[j].rounded() else {
+                absSums[j] = double(Self.headerSize + 8 * (3 * f + j))
+                zeroCounts[j] = double(Self.headerSize + 8 * (4 * f + j))
+                guard absSums[j].isFinite, absSums[j] >= 0, zeroCounts[j] >= 0, zeroCounts[j] <= n,
+                      zeroCounts[j] == zeroCounts[j].rounded(),
+                      absSums[j] <= n.squareRoot() * (sumSquares[j] + slack).squareRoot() * (1 + tolerance) else {
                     throw corrupt("feature \(j) holds |x| sums or zero counts no accumulator can hold")
                 }
             }
         } else {
             absSums = []
             zeroCounts = []
+        }
+        if hasGram {
+            let base = Self.headerSize + 24 * f + activityBytes
+            var roots = [Double](repeating: 0, count: f)
+            for i in 0..<f {
+                let d = double(base + 8 * (i * f + i))
+                guard d.isFinite, Swift.abs(d - sumSquares[i]) <= tolerance * sumSquares[i] + slack else {
+                    throw corrupt("the Gram matrix's diagonal at \(i) is \(d), the sum of squares of feature \(i) is \(sumSquares[i])")
+                }
+                roots[i] = (d + slack).squareRoot()
+            }
+            for i in 0..<f {
+                for j in i..<f {
+                    let upper = double(base + 8 * (i * f + j)), lower = double(base + 8 * (j * f + i))
+                    guard upper.bitPattern == lower.bitPattern else {
+                        throw corrupt("the Gram matrix is not symmetric: (\(i), \(j)) = \(upper) but (\(j), \(i)) = \(lower)")
+                    }
+                    guard Swift.abs(upper) <= roots[i] * roots[j] * (1 + tolerance) else {
+                        throw corrupt("the Gram matrix entry (\(i), \(j)) = \(upper) is larger than its diagonal allows")
+                    }
+                    gramUpper![i * f + j] = upper
+                }
+            }
         }
     }
 
