@@ -76,7 +76,13 @@ public func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessian
                               into: try MatrixView(base: a.base, dtype: a.dtype, rows: a.rows, cols: r, rowStride: a.rowStride, name: "a"))
     try OBS<Double>.storeRows(f.b.base, rows: r, cols: weights.cols,
                               into: try MatrixView(base: b.base, dtype: b.dtype, rows: r, cols: b.cols, rowStride: b.rowStride, name: "b"))
-    if let singularValues { singularValues.update(from: f.s.base, count: f.s.count) }
+    if let singularValues {
+        // The factorisation ran on H scaled by a power of 2 (HessianScale): A and B do not
+        // depend on it, the singular values of W L do, by its square root.
+        let scale = HessianScale(hessian, n: weights.cols)
+        let undo = 1 / (scale.first.squareRoot() * scale.second.squareRoot())
+        for i in 0..<f.s.count { singularValues[i] = f.s.base[i] * undo }
+    }
     return r
 }
 
