@@ -14,6 +14,9 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
     case `internal` = 10
     /// The Hessian stays not positive definite after the dampening retries.
     case numeric = 11
+    /// A host callback asked a loop to stop (a non-zero return, a Python exception, a Swift
+    /// error): the host's weights are as they were before the call.
+    case cancelled = 12
 
     /// The C name of the status, as `pk_status_string` returns it.
     public var name: String {
@@ -30,6 +33,7 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
         case .bufferTooSmall: "PK_ERROR_BUFFER_TOO_SMALL"
         case .internal: "PK_ERROR_INTERNAL"
         case .numeric: "PK_ERROR_NUMERIC"
+        case .cancelled: "PK_ERROR_CANCELLED"
         }
     }
 }
