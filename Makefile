@@ -94,8 +94,15 @@ $(OUT)/test_methods_cpp: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OU
 $(OUT)/test_threads: Tests/c/test_threads.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_threads.c $(LINK) -pthread
 
+$(OUT)/test_progressive_c: Tests/c/test_progressive.c include/prunekit.h $(LIB) | $(OUT)
+	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_progressive.c $(LINK) -lm -pthread
+
+$(OUT)/test_progressive_cpp: Tests/c/test_progressive.c include/prunekit.h $(LIB) | $(OUT)
+	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_progressive.c $(LINK) -pthread
+
 test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp \
-        $(OUT)/test_hostile_c $(OUT)/test_hostile_cpp $(OUT)/test_methods_c $(OUT)/test_methods_cpp $(OUT)/test_threads
+        $(OUT)/test_hostile_c $(OUT)/test_hostile_cpp $(OUT)/test_methods_c $(OUT)/test_methods_cpp $(OUT)/test_threads \
+        $(OUT)/test_progressive_c $(OUT)/test_progressive_cpp
 	$(OUT)/test_c Tests/vectors
 	$(OUT)/test_cpp Tests/vectors
 	$(OUT)/test_hostile_c
@@ -103,6 +110,8 @@ test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OU
 	$(OUT)/test_methods_c
 	$(OUT)/test_methods_cpp
 	$(OUT)/test_threads
+	$(OUT)/test_progressive_c
+	$(OUT)/test_progressive_cpp
 
 # Installs into a scratch prefix and builds the C++ example the way a C++ team would: pkg-config.
 test-install: $(LIB) | $(OUT)

@@ -89,8 +89,10 @@ enum pk_status_code {
     PK_ERROR_CORRUPT_DATA = 8,       /* serialized bytes are truncated, corrupted or foreign */
     PK_ERROR_BUFFER_TOO_SMALL = 9,   /* a caller buffer cannot hold the output */
     PK_ERROR_INTERNAL = 10,          /* a bug in PruneKit: please report it */
-    PK_ERROR_NUMERIC = 11            /* a Hessian that stays not positive definite after the
+    PK_ERROR_NUMERIC = 11,           /* a Hessian that stays not positive definite after the
                                         dampening retries, or an update that overflowed */
+    PK_ERROR_CANCELLED = 12          /* a host callback stopped a loop (non-zero return); the
+                                        host's weights are as they were before the call */
 };
 
 /* A short static name for a status code ("PK_ERROR_NON_FINITE"), or "PK_UNKNOWN_STATUS". */
@@ -907,6 +909,221 @@ PK_API pk_status pk_gather(const pk_matrix *source, int32_t axis, const int64_t 
  * @retval PK_ERROR_NON_FINITE a non-finite importance */
 PK_API pk_status pk_random_channel_mask(const float *importance, int64_t count, double threshold,
                                         double drop_probability, uint64_t seed, uint8_t *mask_out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pruning over time: schedules, progressive pruners, soft masks, host-driven loops             */
+/* ------------------------------------------------------------------------------------------ */
+
+enum pk_schedule_kind {
+    PK_SCHEDULE_ONESHOT = 0,      /* the final sparsity from begin on */
+    PK_SCHEDULE_LINEAR = 1,       /* s_i + (s_f - s_i) * p */
+    PK_SCHEDULE_CUBIC = 2,        /* s_f + (s_i - s_f) * pow(1 - p, 3)   (Zhu and Gupta 2017) */
+    PK_SCHEDULE_EXPONENTIAL = 3   /* 1 - pow(1 - s_i, 1 - p) * pow(1 - s_f, p): the density
+                                     shrinks geometrically */
+};
+
+/* A sparsity schedule over training steps. Before begin the sparsity is 0. From begin on it
+ * changes only at the update points begin, begin + frequency, begin + 2 * frequency, ... and end:
+ * step t is governed by the last update point at or before it (end from end on; begin for
+ * ONESHOT), with p = (point - begin) / (end - begin) in IEEE double; p = 0 gives exactly s_i and
+ * p = 1 (every step from end on) exactly s_f. Option struct: set struct_size (pk_schedule_init). */
+typedef struct pk_schedule {
+    size_t struct_size;
+    int32_t kind;              /* enum pk_schedule_kind; default PK_SCHEDULE_CUBIC */
+    int32_t reserved;          /* set to 0 */
+    int64_t begin;             /* >= 0; default 0 */
+    int64_t end;               /* >= begin; default 1000 */
+    int64_t frequency;         /* >= 1; default 100 */
+    double initial_sparsity;   /* s_i in [0, 1], <= every final sparsity; default 0 */
+    double final_sparsity;     /* s_f in [0, 1]; default 0.5 (per-layer targets replace it) */
+} pk_schedule;
+
+/* Fills *schedule with the defaults above and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_schedule_init(pk_schedule *schedule);
+
+/* The scheduled sparsity at training step `step` (any int64; before begin 0).
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_INVALID_ARGUMENT a field out of range */
+PK_API pk_status pk_schedule_sparsity(const pk_schedule *schedule, int64_t step, double *sparsity_out);
+
+/* A progressive pruner: layers, a criterion per layer, a selection and a schedule. At every
+ * training step the host calls pk_pruner_step; at a new update point of the schedule the pruner
+ * recomputes each layer's mask from the weights as they are, with the library's own criteria and
+ * selections (the mask equals pk_mask's at that step's sparsity), and at every step it writes
+ * the host's weights: pruned ones +0.0, decaying ones their value when chosen times the decay
+ * factor.
+ *
+ * THE PRUNER KEEPS THE WEIGHT POINTERS (weights[i].data) passed to pk_pruner_create and writes
+ * through them in pk_pruner_step, until pk_pruner_free: the host's weight memory must stay valid,
+ * at the same address, for the pruner's lifetime. It keeps no other pointer (feature values are
+ * copied). Handles are a table index plus a generation, as pk_stats's: a freed or forged handle
+ * is PK_ERROR_INVALID_ARGUMENT. Calls on one handle from several threads are serialized. */
+typedef struct pk_pruner pk_pruner;
+
+/* Option struct: set struct_size = sizeof(pk_pruner_options) (pk_pruner_options_init does). */
+typedef struct pk_pruner_options {
+    size_t struct_size;
+    int64_t decay_steps;         /* decaying masks (DPM): a weight chosen at step t0 is scaled by
+                                    max(0, 1 - (t - t0 + 1) / decay_steps) at step t instead of
+                                    being cut, and restored to its value when chosen if a later
+                                    mask keeps it; 0 or 1 = cut at once (default 0) */
+    double gradient_momentum;    /* PK_CRITERION_TAYLOR in a pruner is gradient flow: the scores
+                                    are e = momentum * e + (1 - momentum) * |w * g| (float32) over
+                                    the gradients passed with every step; in [0, 1), default 0.9 */
+    int32_t num_threads;         /* 0 = one per CPU; results do not depend on it */
+    int32_t reserved;            /* set to 0 */
+} pk_pruner_options;
+
+/* Fills *options with the defaults above and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
+
+/* Creates a pruner over layer_count layers. criteria: NULL (magnitude for every layer) or
+ * layer_count pointers (NULL entries = magnitude); kinds MAGNITUDE, RANDOM, WANDA, STADE (their
+ * feature values are copied) and TAYLOR (gradient flow; criterion->gradient is ignored, the
+ * gradients come with each step). selection: ROW, LAYER or GLOBAL (its sparsity is replaced by the
+ * schedule's), or NM with a one-shot schedule. layer_targets: NULL, or layer_count final
+ * sparsities (not with GLOBAL). Writes *pruner_out only on success.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_SHAPE layer_count <= 0, bad sizes, feature counts that differ from cols
+ * @retval PK_ERROR_INVALID_ARGUMENT a schedule, target, option or criterion kind out of range
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_pruner_create(const pk_matrix *weights, int64_t layer_count,
+                                  const pk_criterion *const *criteria, const pk_selection *selection,
+                                  const pk_schedule *schedule, const double *layer_targets,
+                                  const pk_pruner_options *options, pk_pruner **pruner_out);
+
+/* Releases a pruner (the host's weights are left as they are). pk_pruner_free(NULL) is a no-op,
+ * and so is a handle that is not live. */
+PK_API void pk_pruner_free(pk_pruner *pruner);
+
+/* Applies training step `step` (>= 0, not before the last step applied; the same step again
+ * re-applies the masks). gradients: NULL, or layer_count matrices of the layers' shapes (required
+ * by TAYLOR / gradient flow). Reads the gradients, keeps none. Every check runs before any weight
+ * is written; on error the weights and the pruner are unchanged.
+ * @retval PK_OK
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, a step out of order, missing gradients
+ * @retval the codes of pk_mask_layers for the weights and gradients */
+PK_API pk_status pk_pruner_step(pk_pruner *pruner, int64_t step, const pk_matrix *gradients);
+
+/* The current mask of layer `layer` (rows*cols bytes, 1 = kept; decaying and pruned are 0), and
+ * the current factor of each weight (rows*cols floats: 1 kept, the decay factor at the last step,
+ * 0 pruned). length must be rows*cols.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, layer out of range
+ * @retval PK_ERROR_INVALID_SHAPE length */
+PK_API pk_status pk_pruner_mask(const pk_pruner *pruner, int64_t layer, uint8_t *mask_out, int64_t length);
+PK_API pk_status pk_pruner_factors(const pk_pruner *pruner, int64_t layer, float *factors_out, int64_t length);
+
+/* The pruner's state (masks, schedule position, decay values and start steps, gradient-flow
+ * scores) in the versioned, checksummed format of docs/pruner-format.md. It restores into a
+ * pruner created with the same layers' shapes, criteria, selection, schedule, targets and options
+ * (a digest of them is stored); the host restores its own weights.
+ * @retval as pk_stats_serialized_size / pk_stats_serialize */
+PK_API pk_status pk_pruner_serialized_size(const pk_pruner *pruner, size_t *size_out);
+PK_API pk_status pk_pruner_serialize(const pk_pruner *pruner, void *buffer, size_t capacity, size_t *written_out);
+
+/* Replaces the state of `pruner` by bytes from pk_pruner_serialize. Does not write the weights.
+ * On error the pruner is unchanged.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
+ * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted, foreign or unknown-version bytes, or bytes of
+ *         a pruner of another configuration; the message says which */
+PK_API pk_status pk_pruner_restore(pk_pruner *pruner, const void *buffer, size_t size);
+
+/* Soft, differentiable mask (PDP). For each group (PK_SCOPE_ROW: a row; PK_SCOPE_LAYER: the
+ * matrix) with floor(s * n) to prune, t^2 is the midpoint between the largest w^2 that pk_mask with
+ * PK_CRITERION_MAGNITUDE prunes and the smallest it keeps, and
+ *   m = 1 / (1 + exp(-(w^2 - t^2) / temperature)),  dm/dw = m (1 - m) 2 w / temperature
+ * (float64, t held fixed); nothing pruned: m = 1, everything: m = 0, derivative 0. The host
+ * applies w * m(w) in its forward pass; pk_mask with PK_CRITERION_MAGNITUDE and the same selection
+ * hardens it (exact count; it keeps the entries of highest m). Writes mask_out and, if not NULL,
+ * derivative_out (rows*cols floats each) only on success. Keeps nothing.
+ * @retval the codes of pk_mask; PK_ERROR_INVALID_ARGUMENT for a temperature that is not finite and
+ *         > 0, or a scope other than ROW, LAYER, GLOBAL (= LAYER) */
+PK_API pk_status pk_soft_mask(const pk_matrix *weights, const pk_selection *selection, double temperature,
+                              float *mask_out, float *derivative_out);
+
+/* Host callbacks. Called on the thread that called the library, one at a time, never after the
+ * call returns. Return 0 to go on; any other value stops the loop with PK_ERROR_CANCELLED. The
+ * pointers passed are valid only during the callback. */
+
+/* The host's cost (lower is better, e.g. 1 - mean cosine) of its model with the tensors as they are
+ * now; keep (structure_count bytes) is the selection being evaluated. */
+typedef int (*pk_evaluate_fn)(void *user_data, const uint8_t *keep, int64_t structure_count, double *cost_out);
+
+/* The damage (e.g. loss increase) of layer `layer` pruned alone at `ratio`. */
+typedef int (*pk_sensitivity_fn)(void *user_data, int64_t layer, double ratio, double *damage_out);
+
+/* Option struct: set struct_size (pk_progressive_options_init does). */
+typedef struct pk_progressive_options {
+    size_t struct_size;
+    double target_ratio;   /* fraction of all structures to prune, [0, 1]; default 0.5 */
+    double step_ratio;     /* structures per step: max(1, floor(step_ratio * total)), (0, 1]; 0.05 */
+    double tolerance;      /* a step is accepted when its cost exceeds the dense cost by at most
+                              this; finite; default 0.01 */
+} pk_progressive_options;
+
+/* @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_progressive_options_init(pk_progressive_options *options);
+
+enum pk_progressive_stop {
+    PK_PROGRESSIVE_REACHED_TARGET = 0,
+    PK_PROGRESSIVE_NO_ACCEPTABLE_STEP = 1   /* every structure left is protected or at min_keep */
+};
+
+/* What a progressive loop did. This struct is frozen. */
+typedef struct pk_progressive_result {
+    int64_t pruned;          /* structures pruned */
+    int64_t evaluations;     /* callback calls, the dense one included */
+    int64_t accepted;        /* steps kept */
+    int64_t rejected;        /* steps rolled back */
+    int32_t stop;            /* enum pk_progressive_stop */
+    int32_t reserved;
+    double baseline_cost;    /* the dense model's cost */
+    double final_cost;       /* the cost after the last accepted step */
+} pk_progressive_result;
+
+/* Progressive structured pruning (C-SWAP style, no fine-tuning) over the groups of
+ * pk_select_structures. Structures are scored once (scoring's criterion, reduction and
+ * normalization, or scoring->scores; its mode, ratio and multiple are ignored) and ranked by
+ * (score, group, index) ascending. evaluate is asked the dense cost first, then after each step:
+ * a step removes the next max(1, floor(step_ratio * total)) structures that are kept, not
+ * protected and above their group's min_keep (fewer near the target), setting them to +0.0 in
+ * the members (pk_apply_structures). A step costing more than the dense cost + tolerance is
+ * rolled back (the members as before the step) and its structures are protected. Ends at
+ * floor(target_ratio * total) pruned or when no candidate is left. The members are written during
+ * the call (the callback sees them); keep_out (one byte per structure, 1 = kept), protected_out
+ * (if not NULL, 1 = protected) and *result_out (if not NULL) are written only on success.
+ * @retval PK_OK
+ * @retval the codes of pk_select_structures; PK_ERROR_NULL_POINTER (evaluate, keep_out)
+ * @retval PK_ERROR_INVALID_ARGUMENT options out of range
+ * @retval PK_ERROR_CANCELLED evaluate returned non-zero
+ * @retval PK_ERROR_NON_FINITE evaluate gave a cost that is not finite
+ * On any error every member is as it was before the call and no output is written. */
+PK_API pk_status pk_progressive_structures(const pk_group *groups, int64_t group_count,
+                                           const pk_structure_options *scoring,
+                                           const pk_progressive_options *options, pk_evaluate_fn evaluate,
+                                           void *user_data, uint8_t *keep_out, uint8_t *protected_out,
+                                           pk_progressive_result *result_out);
+
+/* Sensitivity-based per-layer ratios (SBPF). evaluate is asked the damage of each layer (layer by
+ * layer, probes in order) at each of probe_count increasing probe ratios in (0, 1]; the damage at
+ * ratio 0 is 0. Layer l's curve is piecewise linear in pruned weights through (0, 0) and
+ * (floor(r_j * n_l), damage); pruned counts are allocated greedily, the cheapest next segment
+ * (damage per weight; ties by layer) first, so that they sum to exactly floor(target * sum n_l).
+ * Writes ratios_out (the smallest double r with floor(r * n_l) equal to the count) and, if not
+ * NULL, counts_out (layer_count each) only on success. The library touches no weights.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE layer_count or probe_count <= 0, a layer size <= 0
+ * @retval PK_ERROR_INVALID_ARGUMENT probes not increasing in (0, 1], a target outside [0, 1] or
+ *         above what the largest probe allows
+ * @retval PK_ERROR_CANCELLED evaluate returned non-zero
+ * @retval PK_ERROR_NON_FINITE a damage that is not finite */
+PK_API pk_status pk_sensitivity_ratios(const int64_t *layer_sizes, int64_t layer_count, const double *probe_ratios,
+                                       int64_t probe_count, double target, pk_sensitivity_fn evaluate,
+                                       void *user_data, double *ratios_out, int64_t *counts_out);
 
 #ifdef __cplusplus
 } /* extern "C" */

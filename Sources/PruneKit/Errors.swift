@@ -16,6 +16,9 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
     /// accumulator would overflow (an updated weight beyond the output dtype, a statistics count
     /// or sum of squares beyond what an accumulator holds).
     case numeric = 11
+    /// A host callback asked a loop to stop (a non-zero return, a Python exception, a Swift
+    /// error): the host's weights are as they were before the call.
+    case cancelled = 12
 
     /// The C name of the status, as `pk_status_string` returns it.
     public var name: String {
@@ -32,6 +35,7 @@ public enum PruneKitStatus: Int32, Sendable, CaseIterable {
         case .bufferTooSmall: "PK_ERROR_BUFFER_TOO_SMALL"
         case .internal: "PK_ERROR_INTERNAL"
         case .numeric: "PK_ERROR_NUMERIC"
+        case .cancelled: "PK_ERROR_CANCELLED"
         }
     }
 }

@@ -149,6 +149,7 @@ public func pk_status_string(_ status: pk_status) -> UnsafePointer<CChar>! {
     case .bufferTooSmall: return cString("PK_ERROR_BUFFER_TOO_SMALL")
     case .internal: return cString("PK_ERROR_INTERNAL")
     case .numeric: return cString("PK_ERROR_NUMERIC")
+    case .cancelled: return cString("PK_ERROR_CANCELLED")
     }
 }
 

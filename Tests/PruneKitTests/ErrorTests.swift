@@ -13,6 +13,7 @@ struct ErrorTests {
             (.structSize, PK_ERROR_STRUCT_SIZE.rawValue), (.outOfMemory, PK_ERROR_OUT_OF_MEMORY.rawValue),
             (.corruptData, PK_ERROR_CORRUPT_DATA.rawValue), (.bufferTooSmall, PK_ERROR_BUFFER_TOO_SMALL.rawValue),
             (.internal, PK_ERROR_INTERNAL.rawValue), (.numeric, PK_ERROR_NUMERIC.rawValue),
+            (.cancelled, PK_ERROR_CANCELLED.rawValue),
         ]
         #expect(header.count == PruneKitStatus.allCases.count)
         for (status, value) in header {

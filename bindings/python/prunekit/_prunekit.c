@@ -30,6 +30,9 @@ static PyObject *raise_status(pk_status status) {
     case PK_ERROR_NUMERIC:
         type = PyExc_ArithmeticError;
         break;
+    case PK_ERROR_CANCELLED:
+        type = PruneKitError;
+        break;
     default:
         type = PruneKitError;
     }
@@ -1054,6 +1057,414 @@ static PyObject *py_version(PyObject *self, PyObject *unused) {
     return Py_BuildValue("(is)", pk_version_number(), pk_version_string());
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Pruning over time: schedules, pruner handles (a capsule that also holds the weight buffers
+ * for the pruner's lifetime, as the header requires), soft masks and the host-driven loops. */
+
+static int schedule_parse(PyObject *tuple, pk_schedule *s) {
+    pk_schedule_init(s);
+    long long begin, end, frequency;
+    if (!PyArg_ParseTuple(tuple, "iLLLdd", &s->kind, &begin, &end, &frequency, &s->initial_sparsity,
+                          &s->final_sparsity))
+        return 0;
+    s->begin = begin;
+    s->end = end;
+    s->frequency = frequency;
+    return 1;
+}
+
+/* schedule_sparsity((kind, begin, end, frequency, initial, final), step) */
+static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *tuple;
+    long long step;
+    pk_schedule s;
+    double out = 0;
+    if (!PyArg_ParseTuple(args, "O!L", &PyTuple_Type, &tuple, &step) || !schedule_parse(tuple, &s)) return NULL;
+    pk_status status = pk_schedule_sparsity(&s, step, &out);
+    return status == PK_OK ? PyFloat_FromDouble(out) : raise_status(status);
+}
+
+typedef struct pruner_capsule {
+    pk_pruner *pruner;
+    Py_ssize_t count;
+    Py_buffer *buffers; /* the weights, held while the pruner lives */
+} pruner_capsule;
+
+static void pruner_capsule_close(pruner_capsule *c) {
+    pk_pruner_free(c->pruner);
+    c->pruner = NULL;
+    for (Py_ssize_t i = 0; c->buffers && i < c->count; i++)
+        if (c->buffers[i].obj) PyBuffer_Release(&c->buffers[i]);
+    PyMem_Free(c->buffers);
+    c->buffers = NULL;
+    c->count = 0;
+}
+
+static void pruner_capsule_destroy(PyObject *capsule) {
+    pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+    if (c) {
+        pruner_capsule_close(c);
+        PyMem_Free(c);
+    }
+}
+
+static pruner_capsule *pruner_of(PyObject *capsule) {
+    return (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+}
+
+/* pruner_create(layers, scope, n, m, threads, schedule tuple, targets|None, decay_steps, momentum)
+ * where layers is a list of (weights, dtype, rows, cols, stride, kind, features|None, seed). */
+static PyObject *py_pruner_create(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list, *sched, *targets_obj;
+    int scope, n, m, threads;
+    long long decay;
+    double momentum;
+    if (!PyArg_ParseTuple(args, "O!iiiiO!OLd", &PyList_Type, &list, &scope, &n, &m, &threads, &PyTuple_Type, &sched,
+                          &targets_obj, &decay, &momentum))
+        return NULL;
+    pk_schedule schedule;
+    if (!schedule_parse(sched, &schedule)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(list), slots = count > 0 ? count : 1;
+    pruner_capsule *c = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
+    Py_buffer *features = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
+    Py_buffer targets = {0};
+    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)slots, sizeof(pk_matrix));
+    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)slots, sizeof(criterion_args));
+    const pk_criterion **ptrs = (const pk_criterion **)PyMem_Calloc((size_t)slots, sizeof(pk_criterion *));
+    PyObject *result = NULL;
+    if (c) c->buffers = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
+    if (!c || !c->buffers || !features || !mats || !crits || !ptrs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    c->count = count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *w, *f;
+        int dtype, kind;
+        long long rows, cols, stride;
+        unsigned long long seed;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiOK", &w, &dtype, &rows, &cols, &stride, &kind, &f, &seed) ||
+            !get_buffer(w, &c->buffers[i], 1) || !get_buffer(f, &features[i], 0) ||
+            !check_size(&c->buffers[i], matrix_bytes(rows, cols, stride, dtype), "weights"))
+            goto done;
+        pk_matrix mat = {c->buffers[i].buf, rows, cols, stride, dtype, 0};
+        mats[i] = mat;
+        fill_criterion(&crits[i], kind, &features[i], NULL, rows, cols, 0, 0, seed);
+        ptrs[i] = &crits[i].criterion;
+    }
+    if (targets_obj != Py_None) {
+        if (PyObject_GetBuffer(targets_obj, &targets, PyBUF_SIMPLE) != 0) goto done;
+        if (!check_size(&targets, count * 8, "targets")) goto done;
+    }
+    {
+        pk_selection sel;
+        fill_selection(&sel, scope, 0.0, n, m, threads);
+        pk_pruner_options o;
+        pk_pruner_options_init(&o);
+        o.decay_steps = decay;
+        o.gradient_momentum = momentum;
+        o.num_threads = threads;
+        pk_status status = pk_pruner_create(mats, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
+                                            &c->pruner);
+        if (status != PK_OK) {
+            raise_status(status);
+            goto done;
+        }
+        result = PyCapsule_New(c, "prunekit.pruner", pruner_capsule_destroy);
+        if (result) c = NULL;
+    }
+done:
+    if (c) {
+        pruner_capsule_close(c);
+        PyMem_Free(c);
+    }
+    for (Py_ssize_t i = 0; features && i < count; i++)
+        if (features[i].obj) PyBuffer_Release(&features[i]);
+    if (targets.obj) PyBuffer_Release(&targets);
+    PyMem_Free(features);
+    PyMem_Free(mats);
+    PyMem_Free(crits);
+    PyMem_Free(ptrs);
+    return result;
+}
+
+/* pruner_step(capsule, step, gradients|None) with gradients a list of (buffer, dtype, rows, cols, stride) */
+static PyObject *py_pruner_step(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *capsule, *grads;
+    long long step;
+    if (!PyArg_ParseTuple(args, "OLO", &capsule, &step, &grads)) return NULL;
+    pruner_capsule *c = pruner_of(capsule);
+    if (!c) return NULL;
+    Py_ssize_t count = grads == Py_None ? 0 : PyList_Size(grads);
+    if (count < 0) return NULL;
+    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
+    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
+    PyObject *result = NULL;
+    Py_ssize_t taken = 0;
+    if (!buffers || !mats) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; taken < count; taken++) {
+        int dtype;
+        long long rows, cols, stride;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(grads, taken), "y*iLLL", &buffers[taken], &dtype, &rows, &cols, &stride))
+            goto done;
+        if (!check_size(&buffers[taken], matrix_bytes(rows, cols, stride, dtype), "gradient")) {
+            taken++;
+            goto done;
+        }
+        pk_matrix mat = {buffers[taken].buf, rows, cols, stride, dtype, 0};
+        mats[taken] = mat;
+    }
+    {
+        pk_status status;
+        pk_pruner *p = c->pruner;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_pruner_step(p, step, grads == Py_None ? NULL : mats);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+done:
+    for (Py_ssize_t i = 0; buffers && i < taken; i++) PyBuffer_Release(&buffers[i]);
+    PyMem_Free(buffers);
+    PyMem_Free(mats);
+    return result;
+}
+
+/* pruner_query(capsule, which, layer, out): 0 mask (uint8), 1 factors (float32) */
+static PyObject *py_pruner_query(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *capsule;
+    int which;
+    long long layer;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTuple(args, "OiLw*", &capsule, &which, &layer, &out)) return NULL;
+    pruner_capsule *c = pruner_of(capsule);
+    pk_status status = PK_ERROR_INVALID_ARGUMENT;
+    if (c) {
+        if (which == 0)
+            status = pk_pruner_mask(c->pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
+        else
+            status = pk_pruner_factors(c->pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
+    }
+    PyBuffer_Release(&out);
+    if (!c) return NULL;
+    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+}
+
+static PyObject *py_pruner_to_bytes(PyObject *self, PyObject *capsule) {
+    (void)self;
+    pruner_capsule *c = pruner_of(capsule);
+    if (!c) return NULL;
+    size_t size = 0, written = 0;
+    pk_status status = pk_pruner_serialized_size(c->pruner, &size);
+    if (status != PK_OK) return raise_status(status);
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!bytes) return NULL;
+    status = pk_pruner_serialize(c->pruner, PyBytes_AS_STRING(bytes), size, &written);
+    if (status != PK_OK) {
+        Py_DECREF(bytes);
+        return raise_status(status);
+    }
+    return bytes;
+}
+
+static PyObject *py_pruner_restore(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *capsule;
+    Py_buffer b = {0};
+    if (!PyArg_ParseTuple(args, "Oy*", &capsule, &b)) return NULL;
+    pruner_capsule *c = pruner_of(capsule);
+    pk_status status = PK_OK;
+    if (c) {
+        pk_pruner *p = c->pruner;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_pruner_restore(p, b.buf, (size_t)b.len);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&b);
+    if (!c) return NULL;
+    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+}
+
+static PyObject *py_pruner_close(PyObject *self, PyObject *capsule) {
+    (void)self;
+    pruner_capsule *c = pruner_of(capsule);
+    if (!c) return NULL;
+    pruner_capsule_close(c);
+    Py_RETURN_NONE;
+}
+
+/* soft_mask(weights, dtype, rows, cols, stride, scope, sparsity, temperature, mask_out, derivative_out|None) */
+static PyObject *py_soft_mask(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, mask = {0}, deriv = {0};
+    int dtype, scope;
+    long long rows, cols, stride;
+    double sparsity, temperature;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iLLLiddw*z*", &w, &dtype, &rows, &cols, &stride, &scope, &sparsity, &temperature,
+                          &mask, &deriv))
+        return NULL;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&mask, (Py_ssize_t)(rows * cols * 4), "mask") &&
+        (!deriv.buf || check_size(&deriv, (Py_ssize_t)(rows * cols * 4), "derivative"))) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        pk_selection sel;
+        fill_selection(&sel, scope, sparsity, 2, 4, 0);
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_soft_mask(&m, &sel, temperature, (float *)mask.buf, (float *)deriv.buf);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&deriv);
+    return result;
+}
+
+/* A Python callable behind a C callback: it runs with the GIL taken back for the call; an
+ * exception (or a result that is not a float) is kept and the callback returns 1, so the library
+ * unwinds with PK_ERROR_CANCELLED and the exception is raised after it has returned. */
+typedef struct callback_context {
+    PyObject *callable;
+    PyThreadState *thread;
+    PyObject *type, *value, *traceback;
+} callback_context;
+
+static int callback_finish(callback_context *ctx, PyObject *answer, double *out) {
+    int code = 0;
+    if (answer) {
+        double v = PyFloat_AsDouble(answer);
+        Py_DECREF(answer);
+        if (v == -1.0 && PyErr_Occurred()) code = 1;
+        else *out = v;
+    } else {
+        code = 1;
+    }
+    if (code) PyErr_Fetch(&ctx->type, &ctx->value, &ctx->traceback);
+    ctx->thread = PyEval_SaveThread();
+    return code;
+}
+
+static int evaluate_trampoline(void *user_data, const uint8_t *keep, int64_t count, double *cost_out) {
+    callback_context *ctx = (callback_context *)user_data;
+    PyEval_RestoreThread(ctx->thread);
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)keep, (Py_ssize_t)count);
+    PyObject *answer = bytes ? PyObject_CallOneArg(ctx->callable, bytes) : NULL;
+    Py_XDECREF(bytes);
+    return callback_finish(ctx, answer, cost_out);
+}
+
+static int sensitivity_trampoline(void *user_data, int64_t layer, double ratio, double *damage_out) {
+    callback_context *ctx = (callback_context *)user_data;
+    PyEval_RestoreThread(ctx->thread);
+    PyObject *answer = PyObject_CallFunction(ctx->callable, "Ld", (long long)layer, ratio);
+    return callback_finish(ctx, answer, damage_out);
+}
+
+static PyObject *callback_result(callback_context *ctx, pk_status status, PyObject *success) {
+    if (ctx->type) {
+        Py_XDECREF(success);
+        PyErr_Restore(ctx->type, ctx->value, ctx->traceback);
+        return NULL;
+    }
+    if (status != PK_OK) {
+        Py_XDECREF(success);
+        return raise_status(status);
+    }
+    return success;
+}
+
+/* progressive_structures(groups, (criterion, reduction, normalization, threads), scores|None,
+ *                        (target, step, tolerance), evaluate, keep_out, protected_out)
+ * -> (pruned, evaluations, accepted, rejected, stop, baseline, final) */
+static PyObject *py_progressive_structures(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list, *callable;
+    Py_buffer given = {0}, keep = {0}, prot = {0};
+    int criterion, reduction, normalization, threads;
+    double target, step, tolerance;
+    if (!PyArg_ParseTuple(args, "O!(iiii)z*(ddd)Ow*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
+                          &threads, &given, &target, &step, &tolerance, &callable, &keep, &prot))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
+    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
+    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    PyObject *result = NULL;
+    if (!groups || !plain) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; parsed < count; parsed++) {
+        if (!group_parse(PyList_GET_ITEM(list, parsed), 1, &groups[parsed])) goto done;
+        plain[parsed] = groups[parsed].group;
+    }
+    {
+        pk_structure_options o;
+        pk_structure_options_init(&o);
+        o.criterion = criterion;
+        o.reduction = reduction;
+        o.normalization = normalization;
+        o.num_threads = threads;
+        o.scores = (const double *)given.buf;
+        pk_progressive_options p;
+        pk_progressive_options_init(&p);
+        p.target_ratio = target;
+        p.step_ratio = step;
+        p.tolerance = tolerance;
+        pk_progressive_result r;
+        memset(&r, 0, sizeof(r));
+        callback_context ctx = {callable, NULL, NULL, NULL, NULL};
+        ctx.thread = PyEval_SaveThread();
+        pk_status status = pk_progressive_structures(plain, (int64_t)count, &o, &p, evaluate_trampoline, &ctx,
+                                                     (uint8_t *)keep.buf, (uint8_t *)prot.buf, &r);
+        PyEval_RestoreThread(ctx.thread);
+        PyObject *success = status == PK_OK ? Py_BuildValue("(LLLLidd)", (long long)r.pruned, (long long)r.evaluations,
+                                                            (long long)r.accepted, (long long)r.rejected, (int)r.stop,
+                                                            r.baseline_cost, r.final_cost)
+                                            : NULL;
+        result = callback_result(&ctx, status, success);
+    }
+done:
+    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
+    PyMem_Free(groups);
+    PyMem_Free(plain);
+    PyBuffer_Release(&given);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&prot);
+    return result;
+}
+
+/* sensitivity_ratios(sizes int64 buffer, probes float64 buffer, target, damage, ratios_out, counts_out) */
+static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer sizes = {0}, probes = {0}, ratios = {0}, counts = {0};
+    double target;
+    PyObject *callable, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*dOw*w*", &sizes, &probes, &target, &callable, &ratios, &counts)) return NULL;
+    int64_t layers = (int64_t)(sizes.len / 8);
+    if (check_size(&ratios, (Py_ssize_t)(layers * 8), "ratios") && check_size(&counts, (Py_ssize_t)(layers * 8), "counts")) {
+        callback_context ctx = {callable, NULL, NULL, NULL, NULL};
+        ctx.thread = PyEval_SaveThread();
+        pk_status status = pk_sensitivity_ratios((const int64_t *)sizes.buf, layers, (const double *)probes.buf,
+                                                 (int64_t)(probes.len / 8), target, sensitivity_trampoline, &ctx,
+                                                 (double *)ratios.buf, (int64_t *)counts.buf);
+        PyEval_RestoreThread(ctx.thread);
+        result = callback_result(&ctx, status, status == PK_OK ? Py_NewRef(Py_None) : NULL);
+    }
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&probes);
+    PyBuffer_Release(&ratios);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"score", py_score, METH_VARARGS, NULL},
     {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
@@ -1076,6 +1487,16 @@ static PyMethodDef methods[] = {
     {"gather", (PyCFunction)(void (*)(void))py_gather, METH_VARARGS | METH_KEYWORDS, NULL},
     {"random_channel_mask", (PyCFunction)(void (*)(void))py_random_channel_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
+    {"schedule_sparsity", py_schedule_sparsity, METH_VARARGS, NULL},
+    {"pruner_create", py_pruner_create, METH_VARARGS, NULL},
+    {"pruner_step", py_pruner_step, METH_VARARGS, NULL},
+    {"pruner_query", py_pruner_query, METH_VARARGS, NULL},
+    {"pruner_to_bytes", py_pruner_to_bytes, METH_O, NULL},
+    {"pruner_restore", py_pruner_restore, METH_VARARGS, NULL},
+    {"pruner_close", py_pruner_close, METH_O, NULL},
+    {"soft_mask", py_soft_mask, METH_VARARGS, NULL},
+    {"progressive_structures", py_progressive_structures, METH_VARARGS, NULL},
+    {"sensitivity_ratios", py_sensitivity_ratios, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

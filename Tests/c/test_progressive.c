@@ -1,0 +1,253 @@
+/* Pruning over time through the C ABI: pk_pruner handles (freed and forged handles, state round
+ * trips, several threads on one handle) and the host callbacks (a scripted C-SWAP host, a callback
+ * that stops the loop, a NaN cost). Compiled as C99 and as C++17. Ends with "N passed, N failed". */
+#include <prunekit.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        if (cond) {                                        \
+            passed++;                                      \
+        } else {                                           \
+            failed++;                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
+            printf(__VA_ARGS__);                           \
+            printf("\n");                                  \
+        }                                                  \
+    } while (0)
+
+enum { ROWS = 32, COLS = 64 };
+
+static void fill(float *w, int n, unsigned seed) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        w[i] = (float)((int)(seed >> 8) % 2001 - 1000) / 1000.0f;
+    }
+}
+
+static pk_pruner *make(float *w, int64_t decay) {
+    pk_matrix m = {w, ROWS, COLS, COLS, PK_DTYPE_FLOAT32, 0};
+    pk_selection sel;
+    pk_selection_init(&sel);
+    pk_schedule s;
+    pk_schedule_init(&s);
+    s.kind = PK_SCHEDULE_CUBIC;
+    s.begin = 0;
+    s.end = 40;
+    s.frequency = 1;
+    s.final_sparsity = 0.9;
+    pk_pruner_options o;
+    pk_pruner_options_init(&o);
+    o.decay_steps = decay;
+    pk_pruner *p = NULL;
+    pk_status st = pk_pruner_create(&m, 1, NULL, &sel, &s, NULL, &o, &p);
+    CHECK(st == PK_OK && p, "pk_pruner_create: %s", pk_last_error());
+    return p;
+}
+
+static void test_freed_and_forged_handles(void) {
+    static float w[ROWS * COLS];
+    fill(w, ROWS * COLS, 1);
+    pk_pruner *p = make(w, 0);
+    CHECK(pk_pruner_step(p, 3, NULL) == PK_OK, "step: %s", pk_last_error());
+    pk_pruner_free(p);
+    /* The next pruner may reuse any memory; the stale handle is still refused. */
+    pk_pruner *q = make(w, 0);
+    uint8_t mask[ROWS * COLS];
+    CHECK(pk_pruner_step(p, 4, NULL) == PK_ERROR_INVALID_ARGUMENT, "stale step: %s", pk_last_error());
+    CHECK(strstr(pk_last_error(), "not a live pk_pruner handle") != NULL, "message: %s", pk_last_error());
+    CHECK(pk_pruner_mask(p, 0, mask, ROWS * COLS) == PK_ERROR_INVALID_ARGUMENT, "stale mask");
+    CHECK(pk_pruner_mask(q, 0, mask, ROWS * COLS) == PK_OK, "live mask: %s", pk_last_error());
+    pk_pruner *forged = (pk_pruner *)(uintptr_t)0x1234;
+    CHECK(pk_pruner_step(forged, 0, NULL) == PK_ERROR_INVALID_ARGUMENT, "forged handle");
+    /* A pk_stats handle is not a pk_pruner handle. */
+    pk_stats *stats = NULL;
+    pk_stats_create(4, &stats);
+    CHECK(pk_pruner_step((pk_pruner *)(void *)stats, 0, NULL) == PK_ERROR_INVALID_ARGUMENT, "stats as pruner");
+    pk_stats_free(stats);
+    pk_pruner_free(p); /* a stale free is a no-op */
+    pk_pruner_free(NULL);
+    CHECK(pk_pruner_mask(q, 0, mask, ROWS * COLS) == PK_OK, "q survives stale frees: %s", pk_last_error());
+    pk_pruner_free(q);
+}
+
+typedef struct worker {
+    pk_pruner *pruner;
+    int bad;
+} worker;
+
+static void *step_all(void *arg) {
+    worker *wk = (worker *)arg;
+    for (int64_t t = 0; t < 40; t++) {
+        pk_status st = pk_pruner_step(wk->pruner, t, NULL);
+        if (st != PK_OK && !(st == PK_ERROR_INVALID_ARGUMENT && strstr(pk_last_error(), "before the last step")))
+            wk->bad++;
+        size_t size = 0;
+        if (pk_pruner_serialized_size(wk->pruner, &size) != PK_OK || size == 0) wk->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads_on_one_handle_and_state_round_trip(void) {
+    static float shared[ROWS * COLS], solo[ROWS * COLS];
+    fill(shared, ROWS * COLS, 2);
+    memcpy(solo, shared, sizeof(solo));
+    pk_pruner *a = make(shared, 5), *b = make(solo, 5);
+    pthread_t threads[4];
+    worker workers[4];
+    for (int i = 0; i < 4; i++) {
+        workers[i].pruner = a;
+        workers[i].bad = 0;
+        pthread_create(&threads[i], NULL, step_all, &workers[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(workers[i].bad == 0, "thread %d saw %d unexpected results", i, workers[i].bad);
+    }
+    for (int64_t t = 0; t < 40; t++) pk_pruner_step(b, t, NULL);
+    pk_pruner_step(a, 39, NULL);
+    CHECK(memcmp(shared, solo, sizeof(solo)) == 0, "threads changed the result");
+    /* Serialize, restore into a fresh pruner over a copy, and the next steps agree. */
+    size_t size = 0, written = 0;
+    CHECK(pk_pruner_serialized_size(b, &size) == PK_OK, "size");
+    unsigned char *bytes = (unsigned char *)malloc(size);
+    CHECK(pk_pruner_serialize(b, bytes, size - 1, &written) == PK_ERROR_BUFFER_TOO_SMALL, "capacity");
+    CHECK(pk_pruner_serialize(b, bytes, size, &written) == PK_OK && written == size, "serialize");
+    static float copy[ROWS * COLS];
+    memcpy(copy, solo, sizeof(copy));
+    pk_pruner *c = make(copy, 5);
+    bytes[size / 2] ^= 1;
+    CHECK(pk_pruner_restore(c, bytes, size) == PK_ERROR_CORRUPT_DATA, "corrupt: %s", pk_last_error());
+    bytes[size / 2] ^= 1;
+    CHECK(pk_pruner_restore(c, bytes, size) == PK_OK, "restore: %s", pk_last_error());
+    for (int64_t t = 40; t < 46; t++) {
+        pk_pruner_step(b, t, NULL);
+        pk_pruner_step(c, t, NULL);
+    }
+    CHECK(memcmp(copy, solo, sizeof(copy)) == 0, "restored pruner differs");
+    uint8_t m1[ROWS * COLS], m2[ROWS * COLS];
+    pk_pruner_mask(b, 0, m1, ROWS * COLS);
+    pk_pruner_mask(c, 0, m2, ROWS * COLS);
+    int pruned = 0;
+    for (int i = 0; i < ROWS * COLS; i++) pruned += m1[i] == 0;
+    CHECK(memcmp(m1, m2, sizeof(m1)) == 0 && pruned == ROWS * (int)(COLS * 0.9), "masks: %d pruned", pruned);
+    free(bytes);
+    pk_pruner_free(a);
+    pk_pruner_free(b);
+    pk_pruner_free(c);
+}
+
+/* A scripted host: a fixed table of costs, and the selections it was asked about. */
+typedef struct script {
+    const double *costs;
+    int count, calls, stop_at;
+    uint8_t seen[8][8];
+} script;
+
+static int scripted(void *user_data, const uint8_t *keep, int64_t n, double *cost_out) {
+    script *s = (script *)user_data;
+    if (s->calls < 8 && n == 8) memcpy(s->seen[s->calls], keep, 8);
+    if (s->calls == s->stop_at) return 7;
+    *cost_out = s->costs[s->calls < s->count ? s->calls : s->count - 1];
+    s->calls++;
+    return 0;
+}
+
+static void test_progressive_structures_scripted(void) {
+    float w1[8 * 4], w2[4 * 8], o1[8 * 4], o2[4 * 8];
+    fill(w1, 32, 3);
+    fill(w2, 32, 4);
+    memcpy(o1, w1, sizeof(o1));
+    memcpy(o2, w2, sizeof(o2));
+    pk_group_member members[2];
+    memset(members, 0, sizeof(members));
+    pk_matrix a = {w1, 8, 4, 4, PK_DTYPE_FLOAT32, 0}, b = {w2, 4, 8, 8, PK_DTYPE_FLOAT32, 0};
+    members[0].tensor = a;
+    members[0].axis = PK_AXIS_ROWS;
+    members[0].scored = 1;
+    members[0].span = 1;
+    members[1].tensor = b;
+    members[1].axis = PK_AXIS_COLS;
+    members[1].scored = 1;
+    members[1].span = 1;
+    pk_group group;
+    memset(&group, 0, sizeof(group));
+    group.members = members;
+    group.member_count = 2;
+    const double scores[8] = {5, 1, 7, 3, 8, 2, 6, 4};
+    pk_structure_options scoring;
+    pk_structure_options_init(&scoring);
+    scoring.scores = scores;
+    pk_progressive_options o;
+    pk_progressive_options_init(&o);
+    o.target_ratio = 0.75;
+    o.step_ratio = 0.25;
+    o.tolerance = 0.01;
+    const double costs[] = {0.0, 0.005, 0.02, 0.01, 0.5};
+    script s = {costs, 5, 0, -1, {{0}}};
+    uint8_t keep[8], prot[8];
+    pk_progressive_result r;
+    pk_status st = pk_progressive_structures(&group, 1, &scoring, &o, scripted, &s, keep, prot, &r);
+    CHECK(st == PK_OK, "progressive: %s", pk_last_error());
+    const uint8_t want_keep[8] = {0, 0, 1, 1, 1, 0, 0, 1};
+    CHECK(memcmp(keep, want_keep, 8) == 0 && memcmp(prot, want_keep, 8) == 0, "keep / protected");
+    CHECK(r.pruned == 4 && r.evaluations == 5 && r.accepted == 2 && r.rejected == 2 &&
+              r.stop == PK_PROGRESSIVE_NO_ACCEPTABLE_STEP && r.final_cost == 0.01,
+          "result %lld %lld %lld %lld %d", (long long)r.pruned, (long long)r.evaluations, (long long)r.accepted,
+          (long long)r.rejected, r.stop);
+    const uint8_t second[8] = {1, 0, 1, 0, 1, 0, 1, 0}; /* the rejected step 2 removed 3 and 7 too */
+    CHECK(memcmp(s.seen[2], second, 8) == 0, "the second step's candidates");
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 4; j++)
+            CHECK(w1[i * 4 + j] == (want_keep[i] ? o1[i * 4 + j] : 0.0f) && w2[j * 8 + i] == (want_keep[i] ? o2[j * 8 + i] : 0.0f),
+                  "weights at channel %d", i);
+
+    /* A callback that stops at its fourth call: PK_ERROR_CANCELLED, every weight as before. */
+    memcpy(w1, o1, sizeof(o1));
+    memcpy(w2, o2, sizeof(o2));
+    script stop = {costs, 5, 0, 3, {{0}}};
+    memset(keep, 9, sizeof(keep));
+    st = pk_progressive_structures(&group, 1, &scoring, &o, scripted, &stop, keep, prot, &r);
+    CHECK(st == PK_ERROR_CANCELLED && strstr(pk_last_error(), "returned 7"), "cancel: %s", pk_status_string(st));
+    CHECK(memcmp(w1, o1, sizeof(o1)) == 0 && memcmp(w2, o2, sizeof(o2)) == 0, "weights after a cancel");
+    CHECK(keep[0] == 9, "keep_out written on error");
+    const double nan_costs[] = {0.0, NAN};
+    script nan_script = {nan_costs, 2, 0, -1, {{0}}};
+    st = pk_progressive_structures(&group, 1, &scoring, &o, scripted, &nan_script, keep, prot, &r);
+    CHECK(st == PK_ERROR_NON_FINITE, "nan cost: %s", pk_status_string(st));
+    CHECK(memcmp(w1, o1, sizeof(o1)) == 0 && memcmp(w2, o2, sizeof(o2)) == 0, "weights after a NaN");
+    CHECK(pk_progressive_structures(&group, 1, &scoring, &o, NULL, NULL, keep, prot, &r) == PK_ERROR_NULL_POINTER, "NULL fn");
+}
+
+static int damage_table(void *user_data, int64_t layer, double ratio, double *damage_out) {
+    (void)user_data;
+    static const double table[3][2] = {{1.0, 10.0}, {0.5, 100.0}, {4.0, 5.0}};
+    *damage_out = table[layer][ratio == 0.5 ? 0 : 1];
+    return 0;
+}
+
+static void test_sensitivity(void) {
+    const int64_t sizes[3] = {100, 200, 100};
+    const double probes[2] = {0.5, 1.0};
+    double ratios[3];
+    int64_t counts[3];
+    CHECK(pk_sensitivity_ratios(sizes, 3, probes, 2, 0.6, damage_table, NULL, ratios, counts) == PK_OK, "%s", pk_last_error());
+    CHECK(counts[0] == 50 && counts[1] == 100 && counts[2] == 90, "counts %lld %lld %lld", (long long)counts[0],
+          (long long)counts[1], (long long)counts[2]);
+}
+
+int main(void) {
+    test_freed_and_forged_handles();
+    test_threads_on_one_handle_and_state_round_trip();
+    test_progressive_structures_scripted();
+    test_sensitivity();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,182 @@
+"""Pruning over time: sparsity schedules, a progressive Pruner (hard or decaying masks,
+gradient-flow scores, serializable state), PDP soft masks, and loops in which the library asks
+the host to evaluate candidates (C-SWAP progressive structures, SBPF sensitivity ratios).
+
+    pruner = prunekit.progressive.Pruner([w1, w2], schedule="cubic", begin=0, end=300,
+                                         frequency=10, final_sparsity=0.8)
+    for t in range(steps):
+        ...train one step (the optimizer updates w1, w2 in place)...
+        pruner.step(t)          # masks recomputed at the schedule's update points, then applied
+
+The Pruner writes the weight arrays it was given at every step and keeps them alive: they must
+stay the same arrays (in-place updates only) for its lifetime.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _prunekit, _view, _features, CRITERIA, SCOPES, _selection
+from .structured import Group, STRUCTURE_CRITERIA, _REDUCTIONS, _NORMALIZATIONS
+
+__all__ = ["SCHEDULES", "schedule_sparsity", "Pruner", "soft_mask", "progressive_structures", "sensitivity_ratios"]
+
+SCHEDULES = {"oneshot": 0, "linear": 1, "cubic": 2, "exponential": 3}
+
+
+def _schedule(kind: str, begin: int, end: int, frequency: int, initial: float, final: float) -> tuple:
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {kind!r}")
+    return (SCHEDULES[kind], int(begin), int(end), int(frequency), float(initial), float(final))
+
+
+def schedule_sparsity(step: int, schedule: str = "cubic", *, begin: int = 0, end: int = 1000, frequency: int = 100,
+                      initial_sparsity: float = 0.0, final_sparsity: float = 0.5) -> float:
+    """The scheduled sparsity at a training step (pk_schedule_sparsity)."""
+    return _prunekit.schedule_sparsity(_schedule(schedule, begin, end, frequency, initial_sparsity, final_sparsity),
+                                       int(step))
+
+
+class Pruner:
+    """A progressive pruner over layers (pk_pruner).
+
+    criterion: "magnitude", "random", "wanda" / "stade" (features= one vector or Stats per layer),
+    or "gradient_flow" (a moving average of |w * g|; pass gradients= to every step). scope: "row",
+    "layer" or "global"; pattern="2:4" with schedule="oneshot". targets: per-layer final
+    sparsities. decay_steps > 1: decaying masks (DPM).
+    """
+
+    def __init__(self, weights: Sequence[Any], *, schedule: str = "cubic", begin: int = 0, end: int = 1000,
+                 frequency: int = 100, initial_sparsity: float = 0.0, final_sparsity: float = 0.5,
+                 targets: Optional[Sequence[float]] = None, criterion: str = "magnitude",
+                 features: Optional[Sequence[Any]] = None, seed: int = 0, scope: str = "row",
+                 pattern: Any = None, decay_steps: int = 0, gradient_momentum: float = 0.9, threads: int = 0):
+        weights = list(weights)
+        kind = "taylor" if criterion == "gradient_flow" else criterion
+        if kind not in CRITERIA or kind == "scores":
+            raise ValueError(f"criterion must be magnitude, random, wanda, stade or gradient_flow, got {criterion!r}")
+        if features is not None and len(features) != len(weights):
+            raise ValueError(f"features has {len(features)} entries for {len(weights)} layers")
+        scope_code, _, n, m = _selection(0.0, scope, pattern)
+        self._views = [_view(w, f"weights[{i}]", writable=True) for i, w in enumerate(weights)]
+        layers = []
+        for i, v in enumerate(self._views):
+            f = None if features is None else _features(features[i], f"features[{i}]", kind)
+            if kind in ("wanda", "stade") and f is None:
+                raise ValueError(f"criterion {criterion!r} needs features=")
+            layers.append((v.buffer, v.dtype, v.rows, v.cols, v.stride,
+                           CRITERIA[kind], f, int(seed)))
+        t = None if targets is None else np.ascontiguousarray(targets, dtype=np.float64)
+        self._weights = weights
+        self._gradient_flow = kind == "taylor"
+        self._handle = _prunekit.pruner_create(layers, scope_code, n, m, int(threads),
+                                               _schedule(schedule, begin, end, frequency, initial_sparsity,
+                                                         final_sparsity), t, int(decay_steps), float(gradient_momentum))
+
+    def step(self, step: int, gradients: Optional[Sequence[Any]] = None) -> None:
+        """Applies training step `step` (pk_pruner_step): recomputes masks at a new update point,
+        then sets pruned weights to 0 and decaying ones to their decayed values."""
+        grads = None
+        if gradients is not None:
+            gradients = list(gradients)
+            if len(gradients) != len(self._views):
+                raise ValueError(f"{len(gradients)} gradients for {len(self._views)} layers")
+            grads = []
+            for i, g in enumerate(gradients):
+                gv = _view(g, f"gradients[{i}]")
+                grads.append((gv.buffer, gv.dtype, gv.rows, gv.cols, gv.stride))
+        _prunekit.pruner_step(self._handle, int(step), grads)
+
+    def mask(self, layer: int) -> np.ndarray:
+        """The current mask of a layer: bool (rows, cols), True = kept."""
+        v = self._views[layer]
+        out = np.empty((v.rows, v.cols), dtype=np.uint8)
+        _prunekit.pruner_query(self._handle, 0, int(layer), out)
+        return out.view(np.bool_)
+
+    def factors(self, layer: int) -> np.ndarray:
+        """The current factor of each weight: 1 kept, the decay factor, 0 pruned (float32)."""
+        v = self._views[layer]
+        out = np.empty((v.rows, v.cols), dtype=np.float32)
+        _prunekit.pruner_query(self._handle, 1, int(layer), out)
+        return out
+
+    def to_bytes(self) -> bytes:
+        """The state (masks, schedule position, decay values, moving scores), versioned and checksummed."""
+        return _prunekit.pruner_to_bytes(self._handle)
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the state with to_bytes() of a pruner of the same configuration (weights untouched)."""
+        _prunekit.pruner_restore(self._handle, data)
+
+    def close(self) -> None:
+        """Frees the handle now; later calls raise."""
+        _prunekit.pruner_close(self._handle)
+
+
+def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = "row",
+              derivative: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """PDP's soft mask m(w) and dm/dw (float32, shape (rows, cols)); pk_soft_mask. Harden with
+    prunekit.mask(weight, sparsity, scope=scope) (magnitude): exact count, highest m kept."""
+    w = _view(weight, "weight")
+    scope_code, s, _, _ = _selection(sparsity, scope, None)
+    m = np.empty((w.rows, w.cols), dtype=np.float32)
+    d = np.empty((w.rows, w.cols), dtype=np.float32) if derivative else None
+    _prunekit.soft_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, scope_code, s, float(temperature), m, d)
+    return m, d
+
+
+def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[np.ndarray]], float], *,
+                           target_ratio: float = 0.5, step_ratio: float = 0.05, tolerance: float = 0.01,
+                           criterion: str = "l2", reduction: str = "sum", normalize: Optional[str] = None,
+                           scores: Any = None, threads: int = 0) -> dict:
+    """C-SWAP-style progressive structured pruning (pk_progressive_structures). The members'
+    tensors are written in place during the call; evaluate(keep) gets the per-group keep flags
+    being evaluated and returns the host's cost (lower is better) of the model as it is now. An
+    exception from evaluate propagates after the library has put every tensor back."""
+    groups = list(groups)
+    for name, value, table in (("criterion", criterion, STRUCTURE_CRITERIA), ("reduction", reduction, _REDUCTIONS),
+                               ("normalize", normalize, _NORMALIZATIONS)):
+        if value not in table:
+            raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
+    args, keepalive = zip(*(g._args(writable=True) for g in groups)) if groups else ((), ())
+    counts = [g.structures() for g in groups]
+    bounds = np.cumsum([0] + counts)
+    total = int(bounds[-1])
+    given = None
+    if scores is not None:
+        given = np.ascontiguousarray(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]))
+        if given.shape != (total,):
+            raise ValueError(f"scores hold {given.size} values, the groups have {total} structures")
+
+    def split(flags: np.ndarray) -> List[np.ndarray]:
+        return [flags[a:b].astype(bool) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def ask(keep: bytes) -> float:
+        return float(evaluate(split(np.frombuffer(keep, dtype=np.uint8))))
+
+    keep = np.empty(max(total, 1), dtype=np.uint8)
+    protected = np.empty(max(total, 1), dtype=np.uint8)
+    r = _prunekit.progressive_structures(list(args), (STRUCTURE_CRITERIA[criterion], _REDUCTIONS[reduction],
+                                                      _NORMALIZATIONS[normalize], int(threads)), given,
+                                         (float(target_ratio), float(step_ratio), float(tolerance)), ask, keep,
+                                         protected)
+    del keepalive
+    return {"keep": split(keep[:total]), "protected": split(protected[:total]), "pruned": r[0], "evaluations": r[1],
+            "accepted": r[2], "rejected": r[3], "stop": ("reached_target", "no_acceptable_step")[r[4]],
+            "baseline_cost": r[5], "final_cost": r[6]}
+
+
+def sensitivity_ratios(layer_sizes: Sequence[int], probes: Sequence[float], target: float,
+                       damage: Callable[[int, float], float]) -> Tuple[np.ndarray, np.ndarray]:
+    """SBPF per-layer ratios (pk_sensitivity_ratios): damage(layer, ratio) is the host's damage
+    of that layer pruned alone at the probe ratio. Returns (ratios, pruned counts), the counts
+    summing to exactly int(target * sum(layer_sizes))."""
+    sizes = np.ascontiguousarray(layer_sizes, dtype=np.int64)
+    p = np.ascontiguousarray(probes, dtype=np.float64)
+    ratios = np.empty(sizes.size, dtype=np.float64)
+    counts = np.empty(sizes.size, dtype=np.int64)
+    _prunekit.sensitivity_ratios(sizes, p, float(target), lambda layer, ratio: float(damage(int(layer), float(ratio))),
+                                 ratios, counts)
+    return ratios, counts
