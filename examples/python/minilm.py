@@ -168,7 +168,27 @@ METHODS = [  # label, "50%" or "2:4", prunekit.torch.prune options
     ("magnitude", "2:4", dict(method="magnitude")),
     ("wanda", "2:4", dict(method="wanda")),
     ("sparsegpt", "2:4", dict(method="sparsegpt")),
+    ("admm", "50%", dict(method="admm")),
+    ("wanda+swap", "50%", dict(method="wanda+swap")),
+    ("admm", "2:4", dict(method="admm")),
+    ("wanda+swap", "2:4", dict(method="wanda+swap")),
+    ("wanda", "60%", dict(method="wanda")),
+    ("sparsegpt", "60%", dict(method="sparsegpt")),
+    ("admm", "60%", dict(method="admm")),
+    ("wanda", "70%", dict(method="wanda")),
+    ("owl-wanda", "70%", dict(method="wanda", allocation="owl")),
+    ("sens-wanda", "70%", dict(method="wanda", allocation="sensitivity")),
+    ("sparsegpt", "70%", dict(method="sparsegpt")),
+    ("admm", "70%", dict(method="admm")),
+    ("owl-admm", "70%", dict(method="admm", allocation="owl")),
+    ("sens-admm", "70%", dict(method="admm", allocation="sensitivity")),
 ]
+
+# Layer-wise allocation on the dense model's statistics: OWL (Yin et al. 2024: outlier ratio of
+# the Wanda scores above M = 5 times their mean, spread 0.08, as the paper uses for LLaMA) or a
+# sensitivity allocation (SBPF: each layer's relative output error under a Wanda mask at the
+# target, from its Gram matrix, spread 0.1). Either way the counts add up to the target exactly.
+ALLOCATION = dict(owl=(5.0, 0.08), sensitivity=(None, 0.1))
 
 STRUCTURES = [  # label, FFN channel ratio, head ratio (prunekit.torch.prune_channels / prune_heads)
     ("ffn channels 50%", 0.5, 0.0),
@@ -217,8 +237,34 @@ def prune_copy(model, calibration_batches, selection, how):
 
     pruned = copy.deepcopy(model)
     amount = dict(pattern=selection) if ":" in selection else dict(sparsity=float(selection.rstrip("%")) / 100)
+    how = dict(how)
+    allocation = how.pop("allocation", None)
+    if allocation:
+        how["overrides"] = allocated_sparsities(model, calibration_batches, amount["sparsity"], allocation)
     report = pkt.prune(pruned, calibration_batches, targets=r"^encoder\.", progress=False, **amount, **how)
     return pruned, report
+
+
+def allocated_sparsities(model, calibration_batches, sparsity, allocation):
+    """prunekit.torch overrides giving each encoder linear its allocated sparsity."""
+    import re as regex
+
+    import prunekit
+    import prunekit.torch as pkt
+
+    stats = pkt.calibrate(model, calibration_batches, targets=r"^encoder\.", gram=True)
+    modules = dict(model.named_modules())
+    names = sorted(stats)
+    weights = {n: modules[n].weight.detach().numpy() for n in names}
+    threshold, spread = ALLOCATION[allocation]
+    if allocation == "owl":
+        importance = [prunekit.outlier_ratio(weights[n], features=stats[n], threshold=threshold) for n in names]
+    else:
+        importance = [prunekit.output_error(weights[n], weights[n] * prunekit.mask(weights[n], sparsity, criterion="wanda",
+                                                                                      features=stats[n]), stats[n])[1]
+                      for n in names]
+    sparsities, _ = prunekit.allocate_sparsity([weights[n].size for n in names], importance, sparsity, spread=spread)
+    return {"^" + regex.escape(n) + "$": {"sparsity": float(s)} for n, s in zip(names, sparsities)}
 
 
 def structured_copy(model, calibration_batches, channels, heads):

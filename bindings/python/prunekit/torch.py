@@ -429,6 +429,19 @@ def _criterion_then_update(criterion: str) -> Callable[..., np.ndarray]:
     return run
 
 
+def _criterion_then_swaps(criterion: str) -> Callable[..., np.ndarray]:
+    """The criterion's mask refined by swaps against the layer's exact output error
+    (prunekit.refine_mask); the kept weights are not updated."""
+    def run(w, stats, sparsity, pattern, scope, options):
+        features = stats if criterion in ("wanda", "stade") else None
+        m = _pk.mask(w, sparsity, criterion=criterion, scope=scope or "row", pattern=pattern, features=features,
+                     **options)
+        m = _pk.refine_mask(w, stats, m, pattern=pattern)
+        _pk.apply_mask(w, m)
+        return m
+    return run
+
+
 def _second_order(name: str) -> Callable[..., np.ndarray]:
     """prunekit.<name>(weight, hessian, sparsity, pattern=...) -> (mask, weight), looked up when
     it runs; the result goes into the weight (out=weight where the function takes it). A scope
@@ -478,6 +491,7 @@ METHODS: Dict[str, Method] = {
     "wanda+obs": Method("gram", _criterion_then_update("wanda"), _MASK_OPTIONS | _OBS_OPTIONS),
     "magnitude+obs": Method("gram", _criterion_then_update("magnitude"), _MASK_OPTIONS | _OBS_OPTIONS),
     "admm": Method("gram", _second_order("admm")),     # prunekit.admm: options from its signature
+    "wanda+swap": Method("gram", _criterion_then_swaps("wanda"), _MASK_OPTIONS),
 }
 
 
@@ -753,7 +767,7 @@ def prune(model: nn.Module, batches: Optional[Iterable[Any]] = None, *, method: 
     """Prunes the model in place, each module in its own dtype; returns a Report.
 
     method: a key of METHODS ("magnitude", "random", "wanda", "stade", "sparsegpt",
-    "wanda+obs", "magnitude+obs", "admm"). sparsity (default 0.5) with scope "row" or "layer"
+    "wanda+obs", "magnitude+obs", "admm", "wanda+swap"). sparsity (default 0.5) with scope "row" or "layer"
     (default: the method's own, per row for the masks), or pattern="2:4" (a pattern wins).
     targets / ignore: regexes on module names (default: every prunable module in the blocks, or
     in the model when it has no block list). overrides={regex: {"method": ..., "sparsity": ...,
