@@ -264,6 +264,7 @@ bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python
 	$(PYTHON) benchmarks/bench_masks.py --c-bench $(OUT)/bench_masks --repeats 5
 	$(PYTHON) benchmarks/bench_sparsegpt.py --c-bench $(OUT)/bench_sparsegpt
 	$(PYTHON) benchmarks/bench_structures.py --c-bench $(OUT)/bench_structures
+	$(PYTHON) benchmarks/bench_admm.py
 
 # ---------------------------------------------------------------------------------------------
 # What a fresh machine lacks: Debian packages through apt-get (as root), Python ones through pip.
