@@ -62,10 +62,10 @@ test: deps-test test-swift test-c test-fuzz test-install test-examples test-pyth
 test-swift:
 	$(SWIFT) test --parallel
 
-$(OUT)/test_c: Tests/c/test_prunekit.c Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_c: Tests/c/test_prunekit.c Tests/c/check.h Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK) -lm -pthread
 
-$(OUT)/test_cpp: Tests/c/test_prunekit.c Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_cpp: Tests/c/test_prunekit.c Tests/c/check.h Tests/c/vectors.h Tests/c/structures.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_prunekit.c $(LINK) -pthread
 
 $(OUT)/test_header_c.o: Tests/c/test_header.c include/prunekit.h | $(OUT)
@@ -78,10 +78,10 @@ $(OUT)/test_symbols: Tests/c/check_symbols.sh include/prunekit.h $(LIB) | $(OUT)
 	sh Tests/c/check_symbols.sh include/prunekit.h $(LIB)
 	touch $@
 
-$(OUT)/test_hostile_c: Tests/c/test_hostile.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_hostile_c: Tests/c/test_hostile.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_hostile.c $(LINK) -pthread
 
-$(OUT)/test_hostile_cpp: Tests/c/test_hostile.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_hostile_cpp: Tests/c/test_hostile.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_hostile.c $(LINK) -pthread
 
 # test_methods replaces malloc in the executable to count the library's allocations.
@@ -94,10 +94,10 @@ $(OUT)/test_methods_cpp: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OU
 $(OUT)/test_threads: Tests/c/test_threads.c include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_threads.c $(LINK) -pthread
 
-$(OUT)/test_progressive_c: Tests/c/test_progressive.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_progressive_c: Tests/c/test_progressive.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_progressive.c $(LINK) -lm -pthread
 
-$(OUT)/test_progressive_cpp: Tests/c/test_progressive.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_progressive_cpp: Tests/c/test_progressive.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_progressive.c $(LINK) -pthread
 
 test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp \
