@@ -99,7 +99,7 @@ def main():
                                                lambda: pkt.calibrate(model, batches, targets=r"^encoder\.", gram=True)],
                                               args.repeats)
     inside = time_in_hooks(model, batches)
-    print("\n1. calibrate(): forward pre-hooks on the 36 encoder linears, one prunekit.Stats each")
+    print("\n1. calibrate(): forward pre-hooks on the 36 encoder linears (24 accumulators: q, k and v share one)")
     print(f"{'':28s} {'seconds':>8s} {'overhead':>9s} {'median of run pairs':>20s}")
     print(f"{'plain forward':28s} {plain:8.3f}")
     print(f"{'calibrate':28s} {hooks:8.3f} {100 * (hooks / plain - 1):8.1f}% {100 * (ratios[1] - 1):19.1f}%"

@@ -88,6 +88,59 @@ def test_calibrate_equals_hand_filled_stats_bit_for_bit_and_skips_padding():
     assert not np.array_equal(q.l2_norm(), stats["encoder.layer.0.attention.self.query"].l2_norm())
 
 
+def test_calibrate_shares_one_accumulator_per_input_and_splits_when_inputs_part():
+    model = tiny_bert()
+    batches = token_batches(120)
+    stats = pkt.calibrate(model, batches)
+    q, k, v = (stats[f"encoder.layer.1.attention.self.{n}"] for n in ("query", "key", "value"))
+    assert q is k is v                                   # one accumulator for one input
+    assert stats["encoder.layer.1.attention.output.dense"] is not q
+    assert stats["encoder.layer.1.intermediate.dense"] is not q
+
+    class Fork(nn.Module):
+        """a and b see the same tensor on every batch but where told otherwise: b skipped,
+        b fed another tensor, a called twice; c always alone."""
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(6, 3), nn.Linear(6, 3), nn.Linear(6, 3)
+            self.mode = "same"
+
+        def forward(self, x):
+            y = self.a(x)
+            if self.mode == "twice":
+                y = y + self.a(x)
+            if self.mode != "skip":
+                y = y + self.b(x if self.mode != "other" else 2 * x)
+            return y + self.c(x * 3)
+
+    def hand(xs_by_module):
+        out = {}
+        for name, xs in xs_by_module.items():
+            h = prunekit.Stats(6, gram=True)
+            for x in xs:
+                h.update(x)
+            out[name] = h.to_bytes()
+        return out
+
+    torch.manual_seed(0)
+    xs = [torch.randn(5, 6) for _ in range(5)]
+    for modes in (["same", "skip", "same", "other", "same"], ["same", "same", "twice", "same", "same"],
+                  ["twice", "same", "same", "same", "same"], ["skip", "same", "same", "same", "same"],
+                  ["same"] * 5):
+        net = Fork().eval()
+        seen = {"a": [], "b": [], "c": []}
+        for name in seen:
+            getattr(net, name).register_forward_pre_hook(lambda m, a, n=name: seen[n].append(a[0].clone()))
+        calls = iter(modes)
+
+        def forward(model, x):
+            model.mode = next(calls)
+            return model(x)
+        got = pkt.calibrate(net, xs, gram=True, forward=forward)
+        assert {n: got[n].to_bytes() for n in seen} == hand(seen), modes
+        assert (got["a"] is got["b"]) == (modes == ["same"] * 5), modes
+
+
 def test_calibrate_conv_and_gpt2_conv1d_inputs():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, stride=2), nn.ReLU(), nn.Conv2d(8, 4, (3, 5), padding="same"),

@@ -25,21 +25,6 @@ public struct Mask: Sendable, Equatable {
             Double(cols - values[(r * cols)..<((r + 1) * cols)].reduce(0) { $0 + Int($1) }) / Double(cols)
         }
     }
-
-    static func make(rows: Int, cols: Int, _ fill: (UnsafeMutablePointer<UInt8>) throws(PruneKitError) -> Void) throws(PruneKitError) -> Mask {
-        var failure: PruneKitError?
-        let values = [UInt8](unsafeUninitializedCapacity: rows * cols) { buffer, initialized in
-            do throws(PruneKitError) {
-                try fill(buffer.baseAddress!)
-                initialized = rows * cols
-            } catch {
-                failure = error
-                initialized = 0
-            }
-        }
-        if let failure { throw failure }
-        return try Mask(rows: rows, cols: cols, values: values)
-    }
 }
 
 // MARK: - Over views (zero-copy; what the C functions call)
@@ -153,15 +138,13 @@ public func pruningMask(for weights: some MatrixRepresentable, criterion: Criter
 public func pruningMasks(for layers: [(weights: any MatrixRepresentable, criterion: Criterion)], selection: Selection,
                          threads: Int = 0) throws(PruneKitError) -> [Mask] {
     guard !layers.isEmpty else { throw .invalidShape("no layers given") }
-    // Lend every layer's memory, then run once over all of them.
-    var buffers: [[UInt8]] = layers.map { [UInt8](repeating: 0, count: $0.weights.rows * $0.weights.cols) }
+    // Lend every layer's memory, then run once over all of them into buffers that own theirs
+    // (an array's base address is only valid inside its withUnsafeMutableBufferPointer).
+    var buffers: [ScratchBuffer<UInt8>] = []
+    for layer in layers { buffers.append(try ScratchBuffer<UInt8>(repeating: 0, count: layer.weights.rows * layer.weights.cols)) }
     func lend(_ i: Int, _ views: [(weights: MatrixView, criterion: CriterionView)]) throws(PruneKitError) {
         if i == layers.count {
-            var pointers: [UnsafeMutablePointer<UInt8>] = []
-            for j in 0..<buffers.count {
-                pointers.append(buffers[j].withUnsafeMutableBufferPointer { $0.baseAddress! })
-            }
-            try pruningMasks(layers: views, selection: selection, threads: threads, into: pointers)
+            try pruningMasks(layers: views, selection: selection, threads: threads, into: buffers.map(\.base))
             return
         }
         try layers[i].weights.withMatrixView { view throws(PruneKitError) in
@@ -173,7 +156,8 @@ public func pruningMasks(for layers: [(weights: any MatrixRepresentable, criteri
     try lend(0, [])
     var masks: [Mask] = []
     for (i, layer) in layers.enumerated() {
-        masks.append(try Mask(rows: layer.weights.rows, cols: layer.weights.cols, values: buffers[i]))
+        let values = [UInt8](UnsafeBufferPointer(start: buffers[i].base, count: buffers[i].count))
+        masks.append(try Mask(rows: layer.weights.rows, cols: layer.weights.cols, values: values))
     }
     return masks
 }

@@ -89,39 +89,40 @@ public struct ActivationStatistics: Sendable, Equatable {
         }
         let tokens = batch.rows
         let f = features
-        let scratch = try ScratchBuffer<Double>(count: f)
         let sums = try ScratchBuffer<Double>(repeating: 0, count: f)
         let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
         let absolute = try ScratchBuffer<Double>(repeating: 0, count: f)
         let zeros = try ScratchBuffer<Double>(repeating: 0, count: f)
-        defer { withExtendedLifetime((scratch, sums, squares, absolute, zeros)) {} }
-        // Pass 1: sums and sums of squares, checking finiteness row by row.
-        for t in 0..<tokens {
-            let x = batch.doubles(row: t, count: f, scratch: scratch.base)
-            var worst: UInt64 = 0
-            for j in 0..<f {
-                sums.base[j] += x[j]
-                squares.base[j] += x[j] * x[j]
-                absolute.base[j] += Swift.abs(x[j])
-                zeros.base[j] += x[j] == 0 ? 1 : 0
-                worst = max(worst, x[j].bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
+        let tiles = try TokenTiles(batch)
+        defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles)) {} }
+        // Pass 1: sums and sums of squares, tile by tile (a few tokens x a few hundred features,
+        // the accumulators of four features in registers across a tile's tokens); per feature
+        // the tokens are still added in order, so the bits are those of a token-by-token loop.
+        for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
+            var finite = true
+            for j0 in stride(from: 0, to: f, by: TokenTiles.features) {
+                let (rows, nt, nf) = tiles.load(tokens: t0, features: j0)
+                finite = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
+                                         absolute: absolute.base + j0, zeros: zeros.base + j0) && finite
             }
-            if worst >= 0x7FF0_0000_0000_0000 {
-                let j = (0..<f).first { !x[$0].isFinite }!
-                throw .nonFinite("activation at token \(t), feature \(j) is \(x[j])")
+            if !finite {
+                for t in t0..<min(t0 + TokenTiles.tokens, tokens) {
+                    for j in 0..<f where !batch.value(row: t, col: j).isFinite {
+                        throw .nonFinite("activation at token \(t), feature \(j) is \(batch.value(row: t, col: j))")
+                    }
+                }
             }
         }
         try checkGrowth(tokens: tokens, sumSquares: { squares.base[$0] }, "the batch")
-        // Pass 2: the batch's M2 around its own mean.
+        // Pass 2: the batch's M2 around its own mean, tiled the same way.
         let batchMeans = try ScratchBuffer<Double>(count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
         defer { withExtendedLifetime((batchMeans, batchM2)) {} }
         for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
-        for t in 0..<tokens {
-            let x = batch.doubles(row: t, count: f, scratch: scratch.base)
-            for j in 0..<f {
-                let d = x[j] - batchMeans.base[j]
-                batchM2.base[j] += d * d
+        for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
+            for j0 in stride(from: 0, to: f, by: TokenTiles.features) {
+                let (rows, nt, nf) = tiles.load(tokens: t0, features: j0)
+                Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
             }
         }
         if gramUpper != nil { accumulateGram(batch) }
@@ -131,6 +132,75 @@ public struct ActivationStatistics: Sendable, Equatable {
                 absSums[j] += absolute.base[j]
                 zeroCounts[j] += zeros.base[j]
             }
+        }
+    }
+
+    /// A tile's rows (features j0..<j0+nf of tokens t0..<t0+nt) into the per-feature sums, sums
+    /// of squares, sums of |x| and zero counts (pointers at j0). Four features at a time, their
+    /// accumulators in registers down the tile's tokens, each feature's tokens added in order.
+    /// False when the tile holds a non-finite value (the sums are then scratch).
+    static func addMoments(_ rows: UnsafePointer<UnsafePointer<Double>>, _ nt: Int, _ nf: Int,
+                           sums: UnsafeMutablePointer<Double>, squares: UnsafeMutablePointer<Double>,
+                           absolute: UnsafeMutablePointer<Double>, zeros: UnsafeMutablePointer<Double>) -> Bool {
+        typealias V = SIMD4<Double>
+        let zero = V(repeating: 0), one = V(repeating: 1)
+        var bad = SIMDMask<SIMD4<Int64>>(repeating: false)
+        var j = 0
+        while j + 4 <= nf {
+            var s = UnsafeRawPointer(sums + j).loadUnaligned(as: V.self)
+            var q = UnsafeRawPointer(squares + j).loadUnaligned(as: V.self)
+            var a = UnsafeRawPointer(absolute + j).loadUnaligned(as: V.self)
+            var z = UnsafeRawPointer(zeros + j).loadUnaligned(as: V.self)
+            for r in 0..<nt {
+                let v = UnsafeRawPointer(rows[r] + j).loadUnaligned(as: V.self)
+                s += v
+                q += v * v
+                a += v.replacing(with: -v, where: v .< zero)
+                z += zero.replacing(with: one, where: v .== zero)
+                bad .|= (v - v) .!= zero        // NaN exactly where v is infinite or NaN
+            }
+            UnsafeMutableRawPointer(sums + j).storeBytes(of: s, as: V.self)
+            UnsafeMutableRawPointer(squares + j).storeBytes(of: q, as: V.self)
+            UnsafeMutableRawPointer(absolute + j).storeBytes(of: a, as: V.self)
+            UnsafeMutableRawPointer(zeros + j).storeBytes(of: z, as: V.self)
+            j += 4
+        }
+        var finite = !any(bad)
+        while j < nf {
+            for r in 0..<nt {
+                let v = rows[r][j]
+                sums[j] += v
+                squares[j] += v * v
+                absolute[j] += Swift.abs(v)
+                zeros[j] += v == 0 ? 1 : 0
+                finite = finite && v.isFinite
+            }
+            j += 1
+        }
+        return finite
+    }
+
+    /// m2 += (x - means)^2 over a tile (pointers at its first feature), each feature's tokens in order.
+    static func addSquaredDeviations(_ rows: UnsafePointer<UnsafePointer<Double>>, _ nt: Int, _ nf: Int,
+                                     means: UnsafePointer<Double>, m2: UnsafeMutablePointer<Double>) {
+        typealias V = SIMD4<Double>
+        var j = 0
+        while j + 4 <= nf {
+            let mean = UnsafeRawPointer(means + j).loadUnaligned(as: V.self)
+            var acc = UnsafeRawPointer(m2 + j).loadUnaligned(as: V.self)
+            for r in 0..<nt {
+                let d = UnsafeRawPointer(rows[r] + j).loadUnaligned(as: V.self) - mean
+                acc += d * d
+            }
+            UnsafeMutableRawPointer(m2 + j).storeBytes(of: acc, as: V.self)
+            j += 4
+        }
+        while j < nf {
+            for r in 0..<nt {
+                let d = rows[r][j] - means[j]
+                m2[j] += d * d
+            }
+            j += 1
         }
     }
 
@@ -305,3 +375,29 @@ extension Array where Element == Double {
     /// The values rounded to float32, as the scoring criteria take them.
     public var asFloat32: [Float] { map { Float($0) } }
 }
+
+/// A batch read in tiles of up to `tokens` x `features` float64 values: pointers to each row's
+/// part of the tile, into the batch itself for float64 and into a converted copy otherwise.
+final class TokenTiles {
+    static let tokens = 32
+    static let features = 256
+    let batch: MatrixView
+    let scratch: ScratchBuffer<Double>
+    let rows: ScratchBuffer<UnsafePointer<Double>>
+
+    init(_ batch: MatrixView) throws(PruneKitError) {
+        self.batch = batch
+        scratch = try ScratchBuffer<Double>(count: Self.tokens * Self.features)
+        rows = try ScratchBuffer<UnsafePointer<Double>>(count: Self.tokens)
+    }
+
+    /// The tile at (t0, j0): its row pointers, token count and feature count.
+    func load(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Double>>, Int, Int) {
+        let nt = min(Self.tokens, batch.rows - t0), nf = min(Self.features, batch.cols - j0)
+        for r in 0..<nt {
+            rows.base[r] = batch.doubles(row: t0 + r, from: j0, count: nf, scratch: scratch.base + r * Self.features)
+        }
+        return (UnsafePointer(rows.base), nt, nf)
+    }
+}
+

@@ -269,16 +269,38 @@ class _evaluating:
         return False
 
 
+class _Share:
+    """Targets that one accumulator serves: modules fed the same input tensor in the same pass
+    (q, k and v; gate and up), found on the batch where they first run ("forming"). Later, the
+    accumulator takes a batch once every member has been called with the same input in it; a
+    batch where they part (a member skipped, called twice or fed something else) gives each
+    member its own copy of the accumulator as it was before that batch, and the batch's calls
+    are replayed on the copies, so every name's statistics are those of its own inputs."""
+
+    __slots__ = ("names", "batch", "key", "calls", "done", "forming")
+
+    def __init__(self, name: str, batch: int, key: tuple, forming: bool):
+        self.names, self.batch, self.key = [name], batch, key
+        self.calls: list = []
+        self.done, self.forming = False, forming
+
+
 class _Collector:
-    """Forward pre-hooks that stream every target's input into its Stats, one update per call,
-    in call order. Modules fed the same tensor one after another (q, k, v) share its real-token
-    rows. The updates run on one worker thread (Stats.update releases the GIL), so they overlap
-    the rest of the forward pass; rows that are views of the input are copied first."""
+    """Forward pre-hooks that stream every target's input into its Stats, in call order.
+    Modules fed the same tensor (q, k, v) share its real-token rows and one accumulator (the
+    same Stats object under each name, as a statistics bundle stores them). The updates run on
+    one worker thread (Stats.update releases the GIL), so they overlap the rest of the forward
+    pass; rows that are views of the input are copied first."""
 
     def __init__(self, targets: Dict[str, _Target], gram: Union[bool, Iterable[str]]):
         grams = set(targets) if gram is True else set() if gram is False else set(gram)
         self.targets = targets
-        self.stats = {n: _pk.Stats(t.features, gram=n in grams) for n, t in targets.items()}
+        self._grams = grams
+        self.stats: Dict[str, Any] = {}
+        self._share: Dict[str, _Share] = {}      # name -> its share, once it has run
+        self._batch = 0                          # a batch begins when the mask is set
+        self._inputs: Dict[tuple, _Share] = {}   # input key -> the share formed on it in this batch
+        self._held: list = []                    # this batch's inputs, so that their ids stay theirs
         self._mask: Optional[_TokenMask] = None
         self._last: Optional[tuple] = None
         self.handles: list = []
@@ -291,6 +313,7 @@ class _Collector:
 
     @mask.setter
     def mask(self, value: Optional[_TokenMask]) -> None:
+        self._end_batch()
         self._mask, self._last = value, None
 
     def __enter__(self):
@@ -300,9 +323,45 @@ class _Collector:
             self.handles.append(target.module.register_forward_pre_hook(self._hook(name, target), with_kwargs=True))
         return self
 
-    def _hook(self, name: str, target: _Target):
-        stats = self.stats[name]
+    def _submit(self, name: str, rows: torch.Tensor) -> None:
+        self._pending.append(self._pool.submit(self.stats[name].update, rows))
+        if len(self._pending) > 64:                  # bounded: at most 64 batches of rows wait
+            self._pending.pop(0).result()
 
+    def _drain(self) -> None:
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pending = []
+
+    def _split(self, share: _Share) -> None:
+        """Each member on its own accumulator as it was before this batch (empty for a share
+        still forming), then this batch's calls replayed in order."""
+        self._drain()
+        first = self.stats[share.names[0]]
+        for i, name in enumerate(share.names):
+            target = self.targets[name]
+            if share.forming:
+                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
+            elif i > 0:
+                self.stats[name] = _pk.Stats.from_bytes(first.to_bytes())
+            self._share[name] = _Share(name, share.batch, share.key, False)
+        calls, share.calls, share.forming = share.calls, [], False
+        for name, _, rows in calls:
+            self._submit(name, rows)
+
+    def _end_batch(self) -> None:
+        for share in {id(s): s for s in self._share.values()}.values():
+            if share.batch != self._batch:
+                continue
+            if not share.forming and len(share.names) > 1 and share.calls and not share.done:
+                self._split(share)
+            share.forming, share.calls = False, []
+        self._batch += 1
+        self._inputs, self._held = {}, []
+
+    def _hook(self, name: str, target: _Target):
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
             last = self._last
@@ -313,9 +372,47 @@ class _Collector:
                 if rows.data_ptr() == x.data_ptr():       # a view: the model may write x later
                     rows = rows.clone()
                 self._last = (x, x._version, rows) if target.kind != "conv" else None
-            self._pending.append(self._pool.submit(stats.update, rows))
-            if len(self._pending) > 64:                  # bounded: at most 64 batches of rows wait
-                self._pending.pop(0).result()
+            key = (id(x), x._version, target.kind, target.features, name in self._grams)
+            call = (name, key, rows)
+            share = self._share.get(name)
+            if share is None:                            # its first call: join a forming share or start one
+                self._held.append(x)
+                other = self._inputs.get(key) if target.kind != "conv" else None
+                if (other is not None and other.forming and other.batch == self._batch
+                        and len(other.calls) == len(other.names) and all(c[1] == key for c in other.calls)):
+                    other.names.append(name)
+                    other.calls.append(call)
+                    self.stats[name] = self.stats[other.names[0]]
+                    self._share[name] = other
+                    return
+                share = _Share(name, self._batch, key, True)
+                self._share[name] = share
+                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
+                if target.kind != "conv":
+                    self._inputs[key] = share
+                share.calls.append(call)
+                self._submit(name, rows)
+                return
+            if share.forming and share.batch == self._batch:
+                share.calls.append(call)
+                if len(share.names) == 1:
+                    self._submit(name, rows)
+                else:                                    # a member called again in its first batch
+                    self._split(share)
+                return
+            if len(share.names) == 1:
+                self._submit(name, rows)
+                return
+            if share.batch != self._batch:
+                share.batch, share.key, share.calls, share.done = self._batch, key, [], False
+                self._held.append(x)
+            share.calls.append(call)
+            seen = [c[0] for c in share.calls]
+            if share.done or key != share.key or len(set(seen)) != len(seen):
+                self._split(share)
+            elif len(seen) == len(share.names):
+                share.done, share.calls = True, []
+                self._submit(name, rows)
         return hook
 
     def __exit__(self, *exc):
@@ -324,11 +421,15 @@ class _Collector:
         self.handles = []
         self._last = None
         try:
-            for f in self._pending:
-                f.result()
+            if exc[0] is None:
+                self._end_batch()
+            self._drain()
         finally:
-            self._pending = []
             self._pool.shutdown(wait=True)
+        for name, target in self.targets.items():      # a target never called: an empty accumulator
+            if name not in self.stats:
+                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
+        self.stats = {n: self.stats[n] for n in self.targets}
         return False
 
 
