@@ -1,6 +1,7 @@
-"""Writes Tests/c/udfc_vectors.h: a small conv -> batch norm -> conv chain and the data-free
-compensation (UDFC) that the numpy reference (Tests/python/udfc_reference.py) gives for it, for
-the C test (Tests/c/test_methods.c). Run: python Tests/vectors/generate_udfc.py"""
+"""Writes Tests/c/udfc_vectors.h and Tests/vectors/udfc/*.bin (float64, little-endian): a small
+conv -> batch norm -> conv chain and the data-free compensation (UDFC) that the numpy reference
+(Tests/python/udfc_reference.py) gives for it, for the C test (Tests/c/test_methods.c) and the
+Swift test (DataFreeTests). Run: python Tests/vectors/generate_udfc.py"""
 import os
 import sys
 
@@ -37,6 +38,12 @@ def main():
            "/* identity, dampening 0.05 */\n", array("udfc_identity_next", ident), array("udfc_identity_shift", ident_shift)]
     with open(os.path.join(HERE, "..", "c", "udfc_vectors.h"), "w") as f:
         f.writelines(out)
+    folder = os.path.join(HERE, "udfc")
+    os.makedirs(folder, exist_ok=True)
+    for name, values in (("conv", conv), ("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var), ("next", nxt),
+                         ("relu_next", relu), ("relu_shift", relu_shift), ("identity_next", ident),
+                         ("identity_shift", ident_shift)):
+        np.asarray(values, dtype="<f8").tofile(os.path.join(folder, name + ".bin"))
 
 
 if __name__ == "__main__":

@@ -252,15 +252,35 @@ struct DataFreeModel {
         }
     }
 
-    /// Cov(a_i, a_j) of the model.
-    func covariance(_ i: Int, _ j: Int) -> Double {
-        if i == j { return variance[i] }
-        var dot = 0.0
+    /// The model's covariance blocks: C_KK (kc x kc) and C_PK (pc x kc, row p holding the
+    /// right-hand side of pruned channel p), the filter cosines by one matrix product each.
+    func covariances(kept: [Int], pruned: [Int]) throws(PruneKitError) -> (g: [Double], rhs: [Double]) {
+        let kc = kept.count, pc = pruned.count, length = filterLength
+        let fk = try ScratchBuffer<Double>(count: try checkedProduct(kc, length, "kept filters"))
+        let fp = try ScratchBuffer<Double>(count: try checkedProduct(max(pc, 1), length, "pruned filters"))
+        defer { withExtendedLifetime((fk, fp)) {} }
         filters.withUnsafeBufferPointer { f in
-            let a = f.baseAddress! + i * filterLength, b = f.baseAddress! + j * filterLength
-            for e in 0..<filterLength { dot += a[e] * b[e] }
+            for (a, c) in kept.enumerated() { (fk.base + a * length).update(from: f.baseAddress! + c * length, count: length) }
+            for (a, c) in pruned.enumerated() { (fp.base + a * length).update(from: f.baseAddress! + c * length, count: length) }
         }
-        return factor[i] * factor[j] * dot
+        var g = [Double](repeating: 0, count: kc * kc), rhs = [Double](repeating: 0, count: pc * kc)
+        g.withUnsafeMutableBufferPointer { out in
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(kc), Int32(kc), Int32(length), 1, fk.base, Int32(length),
+                        fk.base, Int32(length), 0, out.baseAddress!, Int32(kc))
+        }
+        if pc > 0 {
+            rhs.withUnsafeMutableBufferPointer { out in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(pc), Int32(kc), Int32(length), 1, fp.base, Int32(length),
+                            fk.base, Int32(length), 0, out.baseAddress!, Int32(kc))
+            }
+        }
+        for a in 0..<kc {
+            for b in 0..<kc { g[a * kc + b] = a == b ? variance[kept[a]] : factor[kept[a]] * factor[kept[b]] * g[a * kc + b] }
+            for p in 0..<pc { rhs[p * kc + a] *= factor[kept[a]] * factor[pruned[p]] }
+        }
+        // The product is symmetric up to round-off in the BLAS's blocking: make it exactly so.
+        for a in 0..<kc { for b in 0..<a { g[b * kc + a] = g[a * kc + b] } }
+        return (g, rhs)
     }
 
     func coefficients(kept: [Int], pruned: [Int]) throws(PruneKitError) -> DataFreeCoefficients {
@@ -268,16 +288,9 @@ struct DataFreeModel {
         var result = DataFreeCoefficients(kept: kept, pruned: pruned, scales: [Double](repeating: 0, count: kc * pc),
                                           shifts: pruned.map { mean[$0] })
         guard pc > 0 else { return result }
-        var g = [Double](repeating: 0, count: kc * kc), rhs = [Double](repeating: 0, count: pc * kc)
+        var (g, rhs) = try covariances(kept: kept, pruned: pruned)
         var trace = 0.0
-        for a in 0..<kc {
-            for b in 0...a {
-                let v = covariance(kept[a], kept[b])
-                g[a * kc + b] = v; g[b * kc + a] = v
-            }
-            trace += g[a * kc + a]
-            for (p, j) in pruned.enumerated() { rhs[p * kc + a] = covariance(kept[a], j) }
-        }
+        for a in 0..<kc { trace += g[a * kc + a] }
         // All kept channels constant: nothing to combine, only the means move (s = 0).
         guard trace > 0 else { return result }
         let lambda = dampening * trace / Double(kc)
