@@ -97,13 +97,16 @@ def _next_inputs(model, layer, x):
     return v.double().numpy()
 
 
-def prune_digits_cnn(model, data, ratio, method, calibration=256):
+def prune_digits_cnn(model, data, ratio, method, calibration=256, layers=(0, 1, 2)):
     """A pruned copy: ratio of the channels of every conv removed (lowest filter L2 norm, the
     structured groups' selection), conv by conv; method "none", "data_free" (UDFC from the
     weights and batch-norm statistics) or "prune_columns" (least squares on the next layer's
-    input Gram matrix from `calibration` training images, sequentially)."""
+    input Gram matrix from `calibration` training images, sequentially). layers: which convs
+    (0, 1, 2) are pruned."""
     model = copy.deepcopy(model).eval()
-    for conv, bn, nxt in model.chains():
+    for index, (conv, bn, nxt) in enumerate(model.chains()):
+        if index not in layers:
+            continue
         arrays = [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, nxt.weight]
         arrays = [a.detach().numpy().copy() for a in arrays]
         members = [prunekit.Member(arrays[0], "rows")] + [prunekit.Member(a, scored=False) for a in arrays[1:6]]
