@@ -85,10 +85,10 @@ $(OUT)/test_hostile_cpp: Tests/c/test_hostile.c Tests/c/check.h include/prunekit
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_hostile.c $(LINK) -pthread
 
 # test_methods replaces malloc in the executable to count the library's allocations.
-$(OUT)/test_methods_c: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_methods_c: Tests/c/test_methods.c Tests/c/udfc_vectors.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_methods.c $(LINK) -lm -pthread
 
-$(OUT)/test_methods_cpp: Tests/c/test_methods.c include/prunekit.h $(LIB) | $(OUT)
+$(OUT)/test_methods_cpp: Tests/c/test_methods.c Tests/c/udfc_vectors.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_methods.c $(LINK) -pthread
 
 $(OUT)/test_threads: Tests/c/test_threads.c include/prunekit.h $(LIB) | $(OUT)

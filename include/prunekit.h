@@ -798,6 +798,88 @@ PK_API pk_status pk_apply_structures(const pk_group *group, const uint8_t *keep)
 PK_API pk_status pk_structure_mask(const pk_group *group, int64_t member, const uint8_t *keep,
                                    uint8_t *mask_out);
 
+/* Data-free compensation (UDFC: Bai et al., "Unified Data-Free Compression: Pruning and
+ * Quantization without Fine-Tuning", ICCV 2023) for a group that carries batch-norm members:
+ * layer -> batch norm -> activation -> next layer, the group holding the layer's rows (the
+ * "producer"), the four batch-norm vectors (1 x n, span 1) and the next layer's columns. The
+ * next layer takes over each pruned channel p as a linear combination of the kept channels k,
+ * W'[:, k] += sum_p s[k][p] W'[:, p] (every offset of the member's span, e.g. a conv's kh * kw),
+ * from the weights and batch-norm statistics alone, with no calibration data.
+ *
+ * s and a constant t_p are the least-squares reconstruction of each pruned channel's output
+ * a_p = act(y_p) from the kept channels' outputs, E[(a_p - sum_k s[k][p] a_k - t_p)^2] minimal,
+ * under the data-free model: the batch norm's output y_c is Gaussian with mean beta_c and
+ * standard deviation sd_c = |gamma_c| sqrt(var_c / (var_c + eps)); isotropic layer inputs, so
+ * cov(y_i, y_j) = sign(gamma_i gamma_j) sd_i sd_j cos(f_i, f_j) with f_c the producer's filter of
+ * channel c (its rows, flattened; a zero filter correlates with nothing); through ReLU the
+ * means and variances of the rectified Gaussian exactly and cov(a_i, a_j) = Phi_i Phi_j
+ * cov(y_i, y_j) (Phi_c = P(y_c > 0); Stein's lemma). Then s = (C_KK + lambda I)^-1 C_KP with
+ * lambda = dampening * mean(diag C_KK) (s = 0 when every kept channel is constant) and
+ * t_p = E[a_p] - sum_k s[k][p] E[a_k], which the next layer's bias absorbs:
+ * bias_shift[r] = sum_p t_p sum_e W'[r][p * span + e] (exact away from a conv's zero padding). */
+
+enum pk_activation {
+    PK_ACTIVATION_RELU = 0,      /* batch norm -> ReLU -> next layer */
+    PK_ACTIVATION_IDENTITY = 1   /* batch norm -> next layer (the reconstruction is then the exact
+                                    Gaussian least squares) */
+};
+
+/* Option struct: set struct_size = sizeof(pk_data_free_options) (pk_data_free_options_init does).
+ * The member indices have no default (-1): set them. */
+typedef struct pk_data_free_options {
+    size_t struct_size;
+    int64_t producer;        /* the PK_AXIS_ROWS member: the layer whose channels are pruned */
+    int64_t next;            /* the PK_AXIS_COLS member compensated: the next layer */
+    int64_t bn_weight;       /* the batch norm's gamma, beta, running mean and running variance: */
+    int64_t bn_bias;         /*   1 x n members (PK_AXIS_COLS, span 1), n = the group's */
+    int64_t bn_mean;         /*   structures; checked finite (variance >= 0, variance + eps > 0) */
+    int64_t bn_var;
+    double epsilon;          /* the batch norm's eps, >= 0; default 1e-5 (PyTorch's) */
+    double dampening;        /* ridge as a fraction of the kept covariance's mean diagonal, >= 0;
+                                default 0.01 (needed when more channels stay than a filter has
+                                entries) */
+    int32_t activation;      /* enum pk_activation; default PK_ACTIVATION_RELU */
+    int32_t num_threads;     /* for the copies, 0 = one per CPU; results do not depend on it */
+} pk_data_free_options;
+
+/* Fills *options with the defaults above (member indices -1) and sets struct_size.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_data_free_options_init(pk_data_free_options *options);
+
+/* Compacts every member of a group by a selection, as pk_compact_group, after compensating the
+ * next member for the pruned channels in closed form (above), in float64, stored back in its dtype.
+ * @param group          the group: producer rows, batch-norm vectors, next columns, and any
+ *                       other members (compacted alike)
+ * @param keep           one byte per structure, 1 = keep, 0 = pruned; at least one kept
+ * @param options        member indices, epsilon, dampening, activation (not NULL)
+ * @param outputs        member_count matrices, each the compacted shape and dtype of its member
+ *                       (the next one receives the compensated weight), not overlapping the
+ *                       members or each other
+ * @param kept_indices_out  NULL, or the kept structure indices in increasing order
+ * @param bias_shift_out NULL, or bias_shift_length doubles: the shift to add to the next layer's
+ *                       bias (or to subtract from its own batch norm's running mean)
+ * @param bias_shift_length  the next member's rows (0 with a NULL bias_shift_out)
+ * Writes only on success; keeps nothing.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE, PK_ERROR_UNSUPPORTED_DTYPE (an output of
+ *         another dtype), PK_ERROR_BUFFER_TOO_SMALL (an output smaller than its compacted member)
+ * @retval PK_ERROR_INVALID_SHAPE members disagreeing in their structure counts, an output of
+ *         another shape, a batch-norm member that is not 1 x n, bias_shift_length other than the
+ *         next member's rows
+ * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1, nothing kept, a member index
+ *         outside the group or of the wrong axis, the producer as next, a BLOCKS member, an
+ *         unknown activation, epsilon or dampening negative or not finite, a negative variance,
+ *         variance + eps = 0, overlapping outputs
+ * @retval PK_ERROR_NON_FINITE a non-finite weight of the producer or the next member, or
+ *         batch-norm entry
+ * @retval PK_ERROR_NUMERIC the kept covariance is singular (dampening 0), the compensated weight
+ *         overflows its dtype
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_compact_group_data_free(const pk_group *group, const uint8_t *keep,
+                                            const pk_data_free_options *options, const pk_matrix *outputs,
+                                            int64_t *kept_indices_out, double *bias_shift_out,
+                                            int64_t bias_shift_length);
+
 /* Key-cache channel pruning driven by the queries (ThinK): for key head h and channel c the
  * score is ||K[:, h*d + c]|| * sqrt(sum over the query heads of its group of ||Q[:, q*d + c]||^2),
  * the Frobenius norm of the channel's rank-one term in Q K^T (norms in float64). Each head drops

@@ -180,3 +180,60 @@ public func pk_key_channels(_ queries: UnsafePointer<pk_matrix>?, _ keys: Unsafe
         scoresOut?.update(from: scores, count: scores.count)
     }
 }
+
+func dataFreeDefaults() -> pk_data_free_options {
+    pk_data_free_options(struct_size: MemoryLayout<pk_data_free_options>.size, producer: -1, next: -1, bn_weight: -1,
+                         bn_bias: -1, bn_mean: -1, bn_var: -1, epsilon: 1e-5, dampening: 0.01,
+                         activation: Int32(PK_ACTIVATION_RELU.rawValue), num_threads: 0)
+}
+
+/// Implements `pk_status pk_data_free_options_init(pk_data_free_options *options)`.
+@c @implementation
+public func pk_data_free_options_init(_ options: UnsafeMutablePointer<pk_data_free_options>?) -> pk_status {
+    run("pk_data_free_options_init") { () throws(PruneKitError) in
+        guard let options else { throw nullPointer("options") }
+        options.pointee = dataFreeDefaults()
+    }
+}
+
+/// Implements `pk_status pk_compact_group_data_free(const pk_group *, const uint8_t *keep,
+/// const pk_data_free_options *, const pk_matrix *outputs, int64_t *kept_indices_out,
+/// double *bias_shift_out, int64_t bias_shift_length)`.
+@c @implementation
+public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?,
+                                       _ options: UnsafePointer<pk_data_free_options>?, _ outputs: UnsafePointer<pk_matrix>?,
+                                       _ keptIndicesOut: UnsafeMutablePointer<Int64>?,
+                                       _ biasShiftOut: UnsafeMutablePointer<Double>?, _ biasShiftLength: Int64) -> pk_status {
+    run("pk_compact_group_data_free") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let keep else { throw nullPointer("keep") }
+        guard let outputs else { throw nullPointer("outputs") }
+        let o = try readOptions(options, name: "options", defaults: dataFreeDefaults())
+        let activation: DataFreeActivation = try enumValue(o.activation, "options->activation", "pk_activation")
+        func index(_ value: Int64, _ name: String) throws(PruneKitError) -> Int {
+            guard value >= 0, value < Int64(view.members.count) else {
+                throw PruneKitError(.invalidArgument, "options->\(name) \(value) is not a member index (the group has "
+                                    + "\(view.members.count) members; the default -1 must be set)")
+            }
+            return Int(value)
+        }
+        let c = DataFreeCompensation(
+            producer: try index(o.producer, "producer"), next: try index(o.next, "next"),
+            batchNormWeight: try index(o.bn_weight, "bn_weight"), batchNormBias: try index(o.bn_bias, "bn_bias"),
+            batchNormMean: try index(o.bn_mean, "bn_mean"), batchNormVariance: try index(o.bn_var, "bn_var"),
+            epsilon: o.epsilon, dampening: o.dampening, activation: activation)
+        let rows = view.members[c.next].tensor.rows
+        if biasShiftOut != nil {
+            guard biasShiftLength == Int64(rows) else {
+                throw PruneKitError(.invalidShape, "bias_shift_length is \(biasShiftLength), the next member has \(rows) rows")
+            }
+        } else if biasShiftLength != 0 {
+            throw nullPointer("bias_shift_out (bias_shift_length is \(biasShiftLength))")
+        }
+        var outs: [MatrixView] = []
+        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        try compactGroupDataFree(view, keep: keep, outputs: outs, options: c, keptIndices: keptIndicesOut,
+                                 biasShift: biasShiftOut, threads: Int(o.num_threads))
+    }
+}

@@ -1,5 +1,6 @@
 /* The inference-time functions (pk_top_channels, pk_gather, pk_random_channel_mask) allocate
- * nothing per call and agree across threads; pk_low_rank writes nothing on error.
+ * nothing per call and agree across threads; pk_low_rank writes nothing on error; the data-free
+ * compensation (pk_compact_group_data_free) equals the numpy reference and writes nothing on error.
  * Allocation is counted by replacing malloc and its relatives in this executable (glibc lets a
  * program do so; libprunekit.so's calls, the Swift runtime's included, then land here), per
  * thread while a flag is set. Compiled as C99 and as C++17. */
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "udfc_vectors.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -225,7 +228,153 @@ static void test_errors_write_nothing(void) {
     CHECK(fabs(norm - 1) < 1e-12);
 }
 
+/* The UDFC chain: producer 6 x 8 (a conv [6, 2, 2, 2]), the four batch-norm vectors, the next conv
+ * [3, 6, 2, 2] viewed as 3 x 24 (span 4). */
+typedef struct udfc_case {
+    double conv[UDFC_N * UDFC_FILTER], gamma[UDFC_N], beta[UDFC_N], mean[UDFC_N], var[UDFC_N];
+    double next[UDFC_ROWS * UDFC_N * UDFC_SPAN];
+    double out_conv[UDFC_KEPT * UDFC_FILTER], out_vec[4][UDFC_KEPT], out_next[UDFC_ROWS * UDFC_KEPT * UDFC_SPAN];
+    pk_group_member members[6];
+    pk_matrix outputs[6];
+    pk_group group;
+} udfc_case;
+
+static pk_matrix matrix_of(double *data, int64_t rows, int64_t cols) {
+    pk_matrix m;
+    memset(&m, 0, sizeof m);
+    m.data = data;
+    m.rows = rows;
+    m.cols = cols;
+    m.row_stride = cols;
+    m.dtype = PK_DTYPE_FLOAT64;
+    return m;
+}
+
+static void udfc_setup(udfc_case *c) {
+    memcpy(c->conv, udfc_conv, sizeof c->conv);
+    memcpy(c->gamma, udfc_gamma, sizeof c->gamma);
+    memcpy(c->beta, udfc_beta, sizeof c->beta);
+    memcpy(c->mean, udfc_mean, sizeof c->mean);
+    memcpy(c->var, udfc_var, sizeof c->var);
+    memcpy(c->next, udfc_next, sizeof c->next);
+    double *vectors[4] = {c->gamma, c->beta, c->mean, c->var};
+    memset(c->members, 0, sizeof c->members);
+    c->members[0].tensor = matrix_of(c->conv, UDFC_N, UDFC_FILTER);
+    c->members[0].axis = PK_AXIS_ROWS;
+    c->members[0].scored = 1;
+    c->members[0].span = 1;
+    c->outputs[0] = matrix_of(c->out_conv, UDFC_KEPT, UDFC_FILTER);
+    for (int i = 0; i < 4; i++) {
+        c->members[1 + i].tensor = matrix_of(vectors[i], 1, UDFC_N);
+        c->members[1 + i].axis = PK_AXIS_COLS;
+        c->members[1 + i].span = 1;
+        c->outputs[1 + i] = matrix_of(c->out_vec[i], 1, UDFC_KEPT);
+    }
+    c->members[5].tensor = matrix_of(c->next, UDFC_ROWS, UDFC_N * UDFC_SPAN);
+    c->members[5].axis = PK_AXIS_COLS;
+    c->members[5].span = UDFC_SPAN;
+    c->outputs[5] = matrix_of(c->out_next, UDFC_ROWS, UDFC_KEPT * UDFC_SPAN);
+    memset(&c->group, 0, sizeof c->group);
+    c->group.members = c->members;
+    c->group.member_count = 6;
+    for (int i = 0; i < UDFC_KEPT * UDFC_FILTER; i++) c->out_conv[i] = 7;
+    for (int i = 0; i < 4 * UDFC_KEPT; i++) c->out_vec[i / UDFC_KEPT][i % UDFC_KEPT] = 7;
+    for (int i = 0; i < UDFC_ROWS * UDFC_KEPT * UDFC_SPAN; i++) c->out_next[i] = 7;
+}
+
+static void udfc_options(pk_data_free_options *o) {
+    CHECK(pk_data_free_options_init(o) == PK_OK);
+    CHECK(o->struct_size == sizeof *o && o->producer == -1 && o->epsilon == 1e-5 && o->dampening == 0.01 &&
+          o->activation == PK_ACTIVATION_RELU);
+    o->producer = 0;
+    o->bn_weight = 1;
+    o->bn_bias = 2;
+    o->bn_mean = 3;
+    o->bn_var = 4;
+    o->next = 5;
+}
+
+static int close_to(double a, double b) { return fabs(a - b) <= 1e-12 * (1 + fabs(b)); }
+
+static int untouched(const udfc_case *c, const double *shift) {
+    for (int i = 0; i < UDFC_ROWS * UDFC_KEPT * UDFC_SPAN; i++)
+        if (c->out_next[i] != 7) return 0;
+    for (int i = 0; i < UDFC_KEPT * UDFC_FILTER; i++)
+        if (c->out_conv[i] != 7) return 0;
+    for (int i = 0; i < UDFC_ROWS; i++)
+        if (shift[i] != 5) return 0;
+    return 1;
+}
+
+static void test_data_free_compensation(void) {
+    static udfc_case c;
+    pk_data_free_options o;
+    double shift[UDFC_ROWS];
+    int64_t kept[UDFC_KEPT];
+    const double *expected_next[2] = {udfc_relu_next, udfc_identity_next};
+    const double *expected_shift[2] = {udfc_relu_shift, udfc_identity_shift};
+    for (int variant = 0; variant < 2; variant++) {
+        udfc_setup(&c);
+        udfc_options(&o);
+        if (variant == 1) {
+            o.activation = PK_ACTIVATION_IDENTITY;
+            o.dampening = 0.05;
+        }
+        CHECK(pk_compact_group_data_free(&c.group, udfc_keep, &o, c.outputs, kept, shift, UDFC_ROWS) == PK_OK);
+        for (int i = 0; i < UDFC_ROWS * UDFC_KEPT * UDFC_SPAN; i++) CHECK(close_to(c.out_next[i], expected_next[variant][i]));
+        for (int i = 0; i < UDFC_ROWS; i++) CHECK(close_to(shift[i], expected_shift[variant][i]));
+        CHECK(kept[0] == 0 && kept[1] == 2 && kept[2] == 3 && kept[3] == 5);
+        CHECK(c.out_vec[3][2] == udfc_var[3] && c.out_conv[UDFC_FILTER] == udfc_conv[2 * UDFC_FILTER]);
+    }
+    /* Bad input: a clear status, nothing written (outputs and the shift keep their sentinels). */
+    struct { int what; pk_status status; const char *message; } bad[] = {
+        {0, PK_ERROR_INVALID_ARGUMENT, "negative"},     {1, PK_ERROR_NON_FINITE, "nan"},
+        {2, PK_ERROR_INVALID_ARGUMENT, "keeps no"},     {3, PK_ERROR_INVALID_SHAPE, NULL},
+        {4, PK_ERROR_INVALID_SHAPE, "bias_shift_length"}, {5, PK_ERROR_INVALID_ARGUMENT, "must be set"},
+        {6, PK_ERROR_STRUCT_SIZE, NULL},                {7, PK_ERROR_INVALID_ARGUMENT, "pk_activation"},
+        {8, PK_ERROR_NON_FINITE, "inf"},                {9, PK_ERROR_NUMERIC, "dampening"},
+        {10, PK_ERROR_NULL_POINTER, "options"},         {11, PK_ERROR_INVALID_ARGUMENT, "not split"},
+    };
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        uint8_t keep[UDFC_N];
+        memcpy(keep, udfc_keep, sizeof keep);
+        int64_t length = UDFC_ROWS;
+        udfc_setup(&c);
+        udfc_options(&o);
+        const pk_data_free_options *options = &o;
+        for (int i = 0; i < UDFC_ROWS; i++) shift[i] = 5;
+        switch (bad[t].what) {
+        case 0: c.var[2] = -0.25; break;
+        case 1: c.gamma[4] = NAN; break;
+        case 2: memset(keep, 0, sizeof keep); break;
+        case 3: c.members[2].tensor.cols = 5; break;
+        case 4: length = 2; break;
+        case 5: o.bn_mean = -1; break;
+        case 6: o.struct_size = 8; break;
+        case 7: o.activation = 7; break;
+        case 8: c.next[5] = INFINITY; break;
+        case 9:  /* 4 kept channels with 1-entry filters and no dampening: a singular covariance */
+            c.members[0].tensor.cols = 1;
+            c.members[0].tensor.row_stride = 1;
+            c.outputs[0].cols = 1;
+            c.outputs[0].row_stride = 1;
+            o.dampening = 0;
+            o.activation = PK_ACTIVATION_IDENTITY;
+            c.var[3] = 1;
+            break;
+        case 10: options = NULL; break;
+        case 11: o.producer = 5; o.next = 0; length = UDFC_N; break;
+        }
+        pk_status status = pk_compact_group_data_free(&c.group, keep, options, c.outputs, kept, shift, length);
+        CHECK(status == bad[t].status);
+        if (status != bad[t].status) fprintf(stderr, "case %d: status %d (%s)\n", bad[t].what, (int)status, pk_last_error());
+        if (bad[t].message) CHECK(strstr(pk_last_error(), bad[t].message) != NULL);
+        CHECK(untouched(&c, shift));
+    }
+}
+
 int main(void) {
+    test_data_free_compensation();
     test_errors_write_nothing();
     test_no_allocation_and_threads();
     if (failures) {

@@ -50,6 +50,40 @@ func byteRange(_ m: MatrixView) -> Range<UInt> {
 public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
                          keptIndices: UnsafeMutablePointer<Int64>? = nil, compensation: StructureCompensation? = nil,
                          threads: Int = 0) throws(PruneKitError) {
+    let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
+
+    // Compensation goes into a scratch copy of the member, which is then compacted.
+    var sources = group.members.map(\.tensor)
+    var compensated: ScratchBuffer<UInt8>?
+    defer { withExtendedLifetime(compensated) {} }
+    if let c = compensation {
+        guard c.member >= 0, c.member < group.members.count else {
+            throw .invalidArgument("compensation member \(c.member) is not a member of the group")
+        }
+        let member = group.members[c.member]
+        guard case .cols(let span) = member.axis else {
+            throw .invalidArgument("compensation member \(c.member) is not split along its columns")
+        }
+        let t = member.tensor
+        var keepColumns = [UInt8](repeating: 0, count: t.cols)
+        for e in keptElements(kept, span: span) { keepColumns[e] = 1 }
+        let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(t.rows * t.cols, t.dtype.size, "compensated member"))
+        compensated = buffer
+        let view = try MatrixView(base: buffer.base, dtype: t.dtype, rows: t.rows, cols: t.cols, rowStride: t.cols,
+                                  name: "compensated member")
+        try keepColumns.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try pruneColumns(weights: t, hessian: c.hessian, hessianSize: c.hessianSize, keepColumns: k.baseAddress!,
+                             options: c.options, output: view)
+        }
+        sources[c.member] = view
+    }
+    writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
+}
+
+/// Checks a compaction (selection, thread count, outputs' shapes, dtypes and overlaps) before
+/// anything is computed or written; returns the kept structure indices.
+func checkCompaction(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+                     threads: Int) throws(PruneKitError) -> [Int] {
     let (n, kept) = try checkSelection(group, keep: keep)
     guard threads >= 0 else { throw .invalidArgument("num_threads must be >= 0, got \(threads)") }
     guard !kept.isEmpty else { throw .invalidArgument("the selection keeps no structure of \(n); a compacted tensor cannot be empty") }
@@ -83,31 +117,13 @@ public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>
             throw .invalidArgument("\(label) overlaps outputs[\(k)]")
         }
     }
-    // Compensation goes into a scratch copy of the member, which is then compacted.
-    var sources = group.members.map(\.tensor)
-    var compensated: ScratchBuffer<UInt8>?
-    defer { withExtendedLifetime(compensated) {} }
-    if let c = compensation {
-        guard c.member >= 0, c.member < group.members.count else {
-            throw .invalidArgument("compensation member \(c.member) is not a member of the group")
-        }
-        let member = group.members[c.member]
-        guard case .cols(let span) = member.axis else {
-            throw .invalidArgument("compensation member \(c.member) is not split along its columns")
-        }
-        let t = member.tensor
-        var keepColumns = [UInt8](repeating: 0, count: t.cols)
-        for e in keptElements(kept, span: span) { keepColumns[e] = 1 }
-        let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(t.rows * t.cols, t.dtype.size, "compensated member"))
-        compensated = buffer
-        let view = try MatrixView(base: buffer.base, dtype: t.dtype, rows: t.rows, cols: t.cols, rowStride: t.cols,
-                                  name: "compensated member")
-        try keepColumns.withUnsafeBufferPointer { k throws(PruneKitError) in
-            try pruneColumns(weights: t, hessian: c.hessian, hessianSize: c.hessianSize, keepColumns: k.baseAddress!,
-                             options: c.options, output: view)
-        }
-        sources[c.member] = view
-    }
+    return kept
+}
+
+/// Copies the kept rows or columns of `sources` (the members, one possibly replaced by a
+/// compensated copy) into the outputs, which `checkCompaction` accepted.
+func writeCompaction(_ group: StructureGroupView, sources: [MatrixView], kept: [Int], outputs: [MatrixView],
+                     keptIndices: UnsafeMutablePointer<Int64>?, threads: Int) {
     for (m, member) in group.members.enumerated() {
         switch member.axis {
         case .rows(let span): copyRows(from: sources[m], rows: keptElements(kept, span: span), into: outputs[m], threads: threads)

@@ -31,8 +31,8 @@ from ._prunekit import PruneKitError
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
            "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "compensate_bias", "output_error", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
-           "Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
-           "block_masks", "key_channels", "low_rank", "top_channels", "gather", "random_channel_mask",
+           "Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
+           "structure_mask", "block_masks", "key_channels", "low_rank", "top_channels", "gather", "random_channel_mask",
            "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
@@ -745,6 +745,6 @@ class Stats(_prunekit.Stats):
         return f"prunekit.Stats(features={self.features}, count={self.count})"
 
 
-from .structured import (Member, Group, select, structure_scores, compact, apply_structures,  # noqa: E402
+from .structured import (Member, Group, select, structure_scores, compact, compact_data_free, apply_structures,  # noqa: E402
                          structure_mask, block_masks, key_channels)
 from .methods import low_rank, top_channels, gather, random_channel_mask  # noqa: E402

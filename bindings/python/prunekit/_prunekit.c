@@ -741,6 +741,80 @@ done:
     return result;
 }
 
+/* compact_group_data_free(group, keep, outputs [(buffer, dtype, rows, cols, stride)],
+ *     (producer, next, bn_weight, bn_bias, bn_mean, bn_var, epsilon, dampening, activation, threads),
+ *     kept_out, bias_shift_out) */
+static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *group_tuple, *list;
+    Py_buffer keep = {0}, kept = {0}, shift = {0};
+    pk_data_free_options o;
+    pk_data_free_options_init(&o);
+    long long producer, next, bnw, bnb, bnm, bnv;
+    int activation, threads;
+    if (!PyArg_ParseTuple(args, "Oy*O!(LLLLLLddii)w*w*", &group_tuple, &keep, &PyList_Type, &list, &producer, &next, &bnw,
+                          &bnb, &bnm, &bnv, &o.epsilon, &o.dampening, &activation, &threads, &kept, &shift))
+        return NULL;
+    o.producer = producer;
+    o.next = next;
+    o.bn_weight = bnw;
+    o.bn_bias = bnb;
+    o.bn_mean = bnm;
+    o.bn_var = bnv;
+    o.activation = activation;
+    o.num_threads = threads;
+    group_args g;
+    PyObject *result = NULL;
+    Py_buffer *outputs = NULL;
+    pk_matrix *mats = NULL;
+    Py_ssize_t acquired = 0;
+    if (!group_parse(group_tuple, 0, &g)) {
+        PyBuffer_Release(&keep);
+        PyBuffer_Release(&kept);
+        PyBuffer_Release(&shift);
+        return NULL;
+    }
+    if (PyList_GET_SIZE(list) != g.count) {
+        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+        goto done;
+    }
+    outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
+    mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
+    if (!outputs || !mats) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; acquired < g.count; acquired++) {
+        int dtype;
+        long long rows, cols, stride;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
+            goto done;
+        if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
+            acquired++;
+            goto done;
+        }
+        pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
+        mats[acquired] = m;
+    }
+    {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, mats, (int64_t *)kept.buf,
+                                            (double *)shift.buf, (int64_t)(shift.len / 8));
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    }
+done:
+    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
+    PyMem_Free(outputs);
+    PyMem_Free(mats);
+    group_release(&g);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&kept);
+    PyBuffer_Release(&shift);
+    return result;
+}
+
 /* key_channels(q, qdtype, qrows, qcols, qstride, k, kdtype, krows, kcols, kstride, heads, ratio, keep_out, scores_out) */
 static PyObject *py_key_channels(PyObject *self, PyObject *args) {
     (void)self;
@@ -1481,6 +1555,7 @@ static PyMethodDef methods[] = {
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
     {"select_structures", py_select_structures, METH_VARARGS, NULL},
     {"group_op", py_group_op, METH_VARARGS, NULL},
+    {"compact_group_data_free", py_compact_group_data_free, METH_VARARGS, NULL},
     {"key_channels", py_key_channels, METH_VARARGS, NULL},
     {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},
     {"top_channels", (PyCFunction)(void (*)(void))py_top_channels, METH_VARARGS | METH_KEYWORDS, NULL},
@@ -1519,6 +1594,8 @@ PyMODINIT_FUNC PyInit__prunekit(void) {
         PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0 ||
         PyModule_AddIntConstant(m, "SCOPE_ROW", PK_SCOPE_ROW) < 0 || PyModule_AddIntConstant(m, "SCOPE_LAYER", PK_SCOPE_LAYER) < 0 ||
         PyModule_AddIntConstant(m, "SCOPE_NM", PK_SCOPE_NM) < 0 ||
+        PyModule_AddIntConstant(m, "ACTIVATION_RELU", PK_ACTIVATION_RELU) < 0 ||
+        PyModule_AddIntConstant(m, "ACTIVATION_IDENTITY", PK_ACTIVATION_IDENTITY) < 0 ||
         PyModule_AddIntConstant(m, "PRECISION_FLOAT32", PK_PRECISION_FLOAT32) < 0 ||
         PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0 ||
         PyModule_AddIntConstant(m, "AXIS_ROWS", PK_AXIS_ROWS) < 0 || PyModule_AddIntConstant(m, "AXIS_COLS", PK_AXIS_COLS) < 0) {

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _prunekit, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
 
-__all__ = ["Member", "Group", "select", "structure_scores", "compact", "apply_structures", "structure_mask",
+__all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures", "structure_mask",
            "block_masks", "key_channels", "STRUCTURE_CRITERIA", "MODES"]
 
 _AXES = {"rows": 0, "cols": 1, "blocks": 2}
@@ -179,18 +179,8 @@ def _like(array: np.ndarray, original: Any) -> Any:
     return array
 
 
-def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tuple[List[Any], np.ndarray]:
-    """Physically smaller copies of every member without the pruned structures, and the kept
-    indices. Shapes follow the members: rows members lose rows, cols members lose columns (an N-D
-    conv weight its input channels), vectors lose entries. compensate={"member": i, "hessian": H
-    (or a Stats with gram=True), "dampening": 0.01, "precision": "float32"} first updates cols
-    member i in closed form for its removed inputs (least squares on H)."""
-    n = group.structures()
-    k = _keep_bytes(keep, n)
-    kept = int(k.sum())
-    if kept == 0:
-        raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
-    args, keepalive = group._args()
+def _compact_outputs(group: Group, keepalive: list, kept: int):
+    """The output buffers of a compaction: (specs for the extension, (array, final shape, original))."""
     outputs, specs, results = [], [], []
     for m, (v, _) in zip(group.members, keepalive):
         shape = tuple(m.tensor.shape)
@@ -211,6 +201,95 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         outputs.append(out)
         specs.append((out, v.dtype, rows, cols, cols))
         results.append((out, final, m.tensor))
+    return specs, results
+
+
+_ACTIVATIONS = {"relu": 0, "identity": 1}
+
+
+def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batch_norm: Sequence[int],
+                      eps: float = 1e-5, dampening: float = 0.01, activation: str = "relu",
+                      threads: int = 0) -> Tuple[List[Any], np.ndarray, np.ndarray]:
+    """compact() after data-free compensation (UDFC, Bai et al., ICCV 2023) of the next layer for the
+    pruned channels of a layer -> batch norm -> activation -> next layer chain, from the weights and
+    batch-norm statistics alone (no calibration data).
+
+    producer: index of the "rows" member (the layer whose channels go); next: the "cols" member
+    compensated (the next layer); batch_norm: the member indices of gamma, beta, running_mean,
+    running_var (1-D members). Each pruned channel p is reconstructed as sum_k s[k, p] a_k + t_p
+    of the kept channels' outputs, the least squares under a Gaussian model of the batch norm's
+    outputs (mean beta, std |gamma| sqrt(var / (var + eps)), correlations the cosines of the
+    producer's filters, ReLU moments of the rectified Gaussian): see prunekit.h. The next layer's
+    kept columns absorb s; the constants t reach its bias. Returns (outputs, kept indices,
+    bias_shift): add bias_shift (float64, one per next-layer output) to the next layer's bias, or
+    subtract it from the next batch norm's running_mean if it has no bias."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    bn = tuple(int(i) for i in batch_norm)
+    if len(bn) != 4:
+        raise ValueError("batch_norm must be 4 member indices: (gamma, beta, running_mean, running_var)")
+    n = group.structures()
+    k = _keep_bytes(keep, n)
+    kept = int(k.sum())
+    if kept == 0:
+        raise ValueError("the selection keeps no structure; nothing can compensate and a compacted tensor cannot be empty")
+    count = len(group.members)
+    for name, i in (("producer", producer), ("next", next)) + tuple(zip(("gamma", "beta", "running_mean", "running_var"), bn)):
+        if not 0 <= int(i) < count:
+            raise ValueError(f"{name} member {i} is outside the group's {count} members")
+    args, keepalive = group._args()
+    specs, results = _compact_outputs(group, keepalive, kept)
+    rows = keepalive[int(next)][0].rows
+    shift = np.zeros(rows, dtype=np.float64)
+    indices = np.empty(max(kept, 1), dtype=np.int64)
+    _prunekit.compact_group_data_free(args, k, specs, (int(producer), int(next)) + bn + (
+        float(eps), float(dampening), _ACTIVATIONS[activation], int(threads)), indices, shift)
+    del keepalive
+    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept], shift
+
+
+def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tuple[List[Any], np.ndarray]:
+    """Physically smaller copies of every member without the pruned structures, and the kept
+    indices. Shapes follow the members: rows members lose rows, cols members lose columns (an N-D
+    conv weight its input channels), vectors lose entries. compensate={"member": i, "hessian": H
+    (or a Stats with gram=True), "dampening": 0.01, "precision": "float32"} first updates cols
+    member i in closed form for its removed inputs (least squares on H).
+
+    Data-free, for a group that carries batch-norm members (UDFC; see compact_data_free):
+    compensate={"method": "data_free", "producer": i, "next": j, "batch_norm": (gamma, beta,
+    running_mean, running_var) member indices, "eps": 1e-5, "dampening": 0.01, "activation":
+    "relu" or "identity", "next_bias": the next layer's bias (updated in place) or None}."""
+    if compensate is not None and compensate.get("method", "hessian") == "data_free":
+        options = {k: v for k, v in compensate.items() if k not in ("method", "next_bias")}
+        unknown = set(options) - {"producer", "next", "batch_norm", "eps", "dampening", "activation", "threads"}
+        if unknown:
+            raise ValueError(f"unknown data-free compensation keys {sorted(unknown)}")
+        for key in ("producer", "next", "batch_norm"):
+            if key not in options:
+                raise ValueError(f"data-free compensation needs {key!r}")
+        next_bias = compensate.get("next_bias")
+        if next_bias is not None:
+            rows = group.members[int(options["next"])]._view(False).rows
+            if tuple(next_bias.shape) != (rows,):
+                raise ValueError(f"next_bias has shape {tuple(next_bias.shape)}, the next layer has {rows} outputs")
+        outputs, indices, shift = compact_data_free(group, keep, **options)
+        if next_bias is not None:
+            if type(next_bias).__module__.startswith("torch"):
+                import torch
+                with torch.no_grad():
+                    next_bias.add_(torch.from_numpy(shift).to(next_bias.dtype))
+            else:
+                next_bias += shift.astype(next_bias.dtype)
+        return outputs, indices
+    if compensate is not None and compensate.get("method", "hessian") != "hessian":
+        raise ValueError(f"compensate['method'] must be 'hessian' or 'data_free', got {compensate['method']!r}")
+    n = group.structures()
+    k = _keep_bytes(keep, n)
+    kept = int(k.sum())
+    if kept == 0:
+        raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
+    args, keepalive = group._args()
+    specs, results = _compact_outputs(group, keepalive, kept)
     comp = None
     if compensate is not None:
         i = int(compensate["member"])
