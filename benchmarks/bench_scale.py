@@ -145,6 +145,47 @@ def write_wanda_bundle(path: str, shapes: Sequence[Tuple[str, Tuple[int, ...]]],
     return len(by_input)
 
 
+def block_of(name: str) -> Optional[str]:
+    """'model.layers.7' for any tensor of that block, else None."""
+    import re
+    found = re.match(r"(.*\.layers\.\d+)\.", name)
+    return found.group(1) if found else None
+
+
+def write_gram_bundles(folder: str, shapes: Sequence[Tuple[str, Tuple[int, ...]]], tokens: int = 256, seed: int = 1,
+                       blocks: Optional[int] = None) -> Dict[str, int]:
+    """One statistics bundle with Gram matrices per block (FOLDER/model.layers.K.pkstats, the
+    `prunekit prune --stats FOLDER` layout), one accumulator per distinct input (q/k/v share
+    one, gate/up one) filled with `tokens` synthetic activations (standard normal). One block's
+    accumulators are in memory at a time. Returns {bundle file: bytes}."""
+    import re
+    import prunekit
+    os.makedirs(folder, exist_ok=True)
+    linear = [(n, s) for n, s in shapes if re.fullmatch(LINEAR, n)]
+    inputs = layer_inputs([n for n, _ in linear])
+    order = list(dict.fromkeys(block_of(n) for n, _ in linear))[:blocks]
+    rng = np.random.default_rng(seed)
+    written = {}
+    for block in order:
+        by_input: Dict[str, "prunekit.Stats"] = {}
+        stats = {}
+        for name, shape in linear:
+            if block_of(name) != block:
+                continue
+            key = inputs[name]
+            if key not in by_input:
+                s = prunekit.Stats(shape[1], gram=True)
+                for start in range(0, tokens, 512):
+                    s.update(rng.standard_normal((min(512, tokens - start), shape[1]), dtype=np.float32))
+                by_input[key] = s
+            stats[name] = by_input[key]
+        path = os.path.join(folder, block + ".pkstats")
+        prunekit.save_stats(path, stats)
+        written[path] = os.path.getsize(path)
+        del by_input, stats
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Measuring
 

@@ -314,16 +314,16 @@ class Output:
 
 
 def write_pruned(checkpoint: Checkpoint, output: str, names: Sequence[str],
-                 prune: Callable[[Tensor, np.ndarray], np.ndarray]) -> None:
+                 prune: Callable[[Tensor, np.ndarray], np.ndarray], ordered: bool = False) -> None:
     """Writes `checkpoint` to `output` with each tensor of `names` replaced by
     `prune(tensor, values)` (values: the tensor read into its own memory; return the new values,
-    same shape and dtype, which may be `values` changed in place), called in order of the files,
-    one tensor at a time. One thread works the disk alongside: it reads the next tensor and
-    writes the previous one while `prune` runs, then copies the untouched bytes, so at most
+    same shape and dtype, which may be `values` changed in place), called in order of the files
+    (in the order of `names` when `ordered`), one tensor at a time. One thread works the disk
+    alongside: it reads the next tensor and writes the previous one while `prune` runs, then copies the untouched bytes, so at most
     three tensors are in memory (and one thread's worth of address space is added, which
     matters under an address-space limit). On any error no output is left."""
     wanted = set(names)
-    order = [t.name for t in checkpoint if t.name in wanted]
+    order = list(dict.fromkeys(names)) if ordered else [t.name for t in checkpoint if t.name in wanted]
     with Output(checkpoint, output, order, unnamed=True) as out:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunekit-io") as io:
             reading = io.submit(checkpoint.array, order[0]) if order else None
