@@ -176,8 +176,9 @@ class Accumulators:
 
     def __getitem__(self, name: str):
         import prunekit
+        import numpy as np
         key = self.index[name].key
-        if key not in self.loaded:
+        if key not in self.loaded or isinstance(self.loaded[key], np.ndarray):
             data = self.index.read(name)
             try:
                 self.loaded[key] = prunekit.Stats.from_bytes(data)
@@ -186,6 +187,31 @@ class Accumulators:
             del data
             self.peak_live = max(self.peak_live, len(self.loaded))
         return self.loaded[key]
+
+    def hessian(self, name: str):
+        """The accumulator's Gram matrix X^T X (float64, features x features, read-only) for
+        sparsegpt / admm: checked by loading it as Stats, which is then dropped; the matrix is
+        a view of the bytes read (the format stores it in full, row-major), so it is held once,
+        not as Stats plus a gram() copy."""
+        import numpy as np
+        import prunekit
+        entry = self.index[name]
+        key = entry.key
+        held = self.loaded.get(key)
+        if isinstance(held, np.ndarray):
+            return held
+        data = self.index.read(name)
+        if held is None:
+            try:
+                prunekit.Stats.from_bytes(data)   # every check of the format, then dropped
+            except (ValueError, prunekit.PruneKitError) as e:
+                raise ValueError(f"{entry.path}: the statistics of {name!r}: {e}") from None
+        f = entry.features
+        arrays = (entry.size - 40 - 8 * f * f) // (8 * f)
+        gram = np.frombuffer(data, dtype="<f8", count=f * f, offset=32 + 8 * arrays * f).reshape(f, f)
+        self.loaded[key] = gram   # (a Stats asked for later is loaded again)
+        self.peak_live = max(self.peak_live, len(self.loaded))
+        return gram
 
     def release(self, name: str) -> None:
         key = self.index[name].key

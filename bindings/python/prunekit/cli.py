@@ -168,25 +168,35 @@ def as_input(array: np.ndarray, dtype: str):
     return prunekit.bfloat16(array) if dtype == "bfloat16" else array
 
 
-def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats, args) -> float:
+def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats, args,
+                 mask_buffer: Optional[np.ndarray] = None, count: bool = True) -> Optional[float]:
+    """Prunes one tensor into `target` (which may be `original`); returns the sparsity reached
+    (None when not `count`). mask_buffer: uint8 scratch of at least the tensor's size for the
+    mask (reused across tensors)."""
     rows = t.shape[0]
     weight = as_input(original.reshape(rows, -1), t.prunekit_dtype)
     kwargs = dict(pattern=plan.pattern) if plan.pattern else dict(scope=plan.scope)
     sparsity = plan.sparsity if plan.sparsity is not None else 0.5
     out = as_input(target.reshape(rows, -1), t.prunekit_dtype)
+    if plan.method in GRAM_METHODS:   # the Gram matrix alone when the statistics come from a bundle
+        hessian = stats.hessian(t.name) if isinstance(stats, Accumulators) else stats[t.name]
     if plan.method == "sparsegpt":
-        mask, _ = prunekit.sparsegpt(weight, stats[t.name], sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+        mask, _ = prunekit.sparsegpt(weight, hessian, sparsity, pattern=plan.pattern, threads=args.threads, out=out)
     elif plan.method == "admm":
-        mask, _ = prunekit.admm(weight, stats[t.name], sparsity, pattern=plan.pattern, scope=plan.scope,
+        mask, _ = prunekit.admm(weight, hessian, sparsity, pattern=plan.pattern, scope=plan.scope,
                                 threads=args.threads, out=out)
     else:
         features = None
         if plan.method in ("wanda", "stade"):
             features = stats[t.name]
+        scratch = None if mask_buffer is None else mask_buffer[:original.size]
         mask = prunekit.mask(weight, sparsity, criterion=plan.method, features=features, seed=args.seed,
-                             threads=args.threads, **kwargs)
-        target.reshape(rows, -1)[...] = original.reshape(rows, -1)
+                             threads=args.threads, out=scratch, **kwargs)
+        if not np.shares_memory(target, original):
+            target.reshape(rows, -1)[...] = original.reshape(rows, -1)
         prunekit.apply_mask(out, mask)
+    if not count:
+        return None
     return 1.0 - np.count_nonzero(mask) / mask.size  # mask.mean() costs a float64 pass (5 s of a 7B run)
 
 
@@ -230,14 +240,19 @@ def cmd_prune(args) -> int:
     users = [n for n in order if plans[n].method in STATS_METHODS]
     stats = Accumulators(index, users) if index is not None else None
     done = [0]
+    mask_buffer: List[np.ndarray] = []   # one mask's scratch, reused by every tensor
     total_start = time.perf_counter()
 
     def replace(t, values):
         plan = plans[t.name]
         start = time.perf_counter()
-        achieved = prune_tensor(t, values, values, plan, stats, args)  # in place: values are our own copy
+        if not mask_buffer:
+            mask_buffer.append(np.empty(max(source.tensors[n].size for n in order), dtype=np.uint8))
+        # in place: values are our own copy; the sparsity reached is only counted to be printed
+        achieved = prune_tensor(t, values, values, plan, stats, args, mask_buffer[0], count=not args.quiet)
         if plan.method in STATS_METHODS:
-            stats.release(t.name)   # an accumulator goes after its last tensor        done[0] += 1
+            stats.release(t.name)   # an accumulator goes after its last tensor
+        done[0] += 1
         if not args.quiet:
             print(f"[{done[0]}/{len(plans)}] {shown(t.name)} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
                   f"sparsity {achieved:.3f} ({1e3 * (time.perf_counter() - start):.0f} ms)", file=sys.stderr, flush=True)
