@@ -355,3 +355,24 @@ def test_bad_or_missing_block_bundles_are_refused_with_no_output(gram_bundles, t
     # Restored, it runs.
     assert run("prune", str(folder), "-o", str(out), "--method", "sparsegpt", "--stats", str(calib),
                "--include", bench_scale.LINEAR, "--quiet").returncode == 0
+
+
+def test_direct_reads_give_the_same_bytes_at_any_offset(sharded, tmp_path):
+    from prunekit import checkpoint as ck
+    folder, _ = sharded
+    source = open_checkpoint(str(folder))
+    largest = max(t.end - t.begin for t in source)
+    buffer = np.empty(largest + 2 * ck.DIRECT_ALIGN + 3, dtype=np.uint8)
+    for offset in (0, 1, 2):          # buffer addresses of every alignment (odd ones fall back)
+        for t in source:
+            plain = ck.read_tensor(source.shard_of[t.name], t)
+            direct = ck.read_tensor(source.shard_of[t.name], t, buffer[offset:], direct=True)
+            assert direct.dtype == plain.dtype and direct.shape == plain.shape
+            assert direct.tobytes() == plain.tobytes(), t.name
+    # A shard cut short after the check is reported, not read as zeros.
+    shard = source.shards[-1]
+    last = max(shard, key=lambda t: t.end)
+    with open(shard.path, "r+b") as f:
+        f.truncate(shard.data_start + last.end - 3)
+    with pytest.raises(st.SafeTensorsError, match="ends before"):
+        ck.read_tensor(shard, last, buffer, direct=True)

@@ -144,16 +144,63 @@ def _pwrite_all(fd: int, buffer: memoryview, offset: int) -> None:
         done += os.pwrite(fd, buffer[done:], offset + done)
 
 
-def read_tensor(shard: SafeTensorsFile, t: Tensor, buffer: Optional[np.ndarray] = None) -> np.ndarray:
-    """One tensor read from its shard into its own (writable) memory: the start of `buffer`
-    (uint8, at least the tensor's bytes) when given, else a new array."""
-    out = np.empty(t.end - t.begin, dtype=np.uint8) if buffer is None else buffer[:t.end - t.begin]
+def read_tensor(shard: SafeTensorsFile, t: Tensor, buffer: Optional[np.ndarray] = None, direct: bool = False) -> np.ndarray:
+    """One tensor read from its shard into its own (writable) memory: part of `buffer` (uint8,
+    at least the tensor's bytes, plus 2 * DIRECT_ALIGN for a direct read) when given, else a new
+    array. direct: read with O_DIRECT where the file system allows it (the kernel then copies
+    nothing through the page cache: about 8% of a 7B magnitude run's CPU), else as usual."""
+    nbytes = t.end - t.begin
+    start = shard.data_start + t.begin
+    if direct and buffer is not None:
+        at = _read_direct(shard.path, start, nbytes, buffer, DTYPES[t.dtype][0]().itemsize)
+        if at is not None:
+            return buffer[at:at + nbytes].view(DTYPES[t.dtype][0]).reshape(t.shape)
+    out = np.empty(nbytes, dtype=np.uint8) if buffer is None else buffer[:nbytes]
     fd = os.open(shard.path, os.O_RDONLY)
     try:
-        _pread_into(fd, memoryview(out), shard.data_start + t.begin, shard.path)
+        _pread_into(fd, memoryview(out), start, shard.path)
     finally:
         os.close(fd)
     return out.view(DTYPES[t.dtype][0]).reshape(t.shape)
+
+
+DIRECT_ALIGN = 4096   # offsets, lengths and addresses of O_DIRECT reads (a multiple of every block size in use)
+
+
+def _read_direct(path: str, start: int, nbytes: int, buffer: np.ndarray, itemsize: int) -> Optional[int]:
+    """Bytes [start, start + nbytes) of `path` read with O_DIRECT into `buffer` (whole aligned
+    blocks around them); returns where in `buffer` they begin, or None where O_DIRECT is not
+    available (the caller reads as usual)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    low = start - start % DIRECT_ALIGN
+    high = -(-(start + nbytes) // DIRECT_ALIGN) * DIRECT_ALIGN
+    pad = (-buffer.ctypes.data) % DIRECT_ALIGN
+    if not flag or pad + high - low > buffer.size or ((pad + start - low) % itemsize):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | flag)
+    except OSError:
+        return None
+    try:
+        region = memoryview(buffer[pad:pad + high - low])
+        done = 0
+        while done < len(region):
+            try:
+                n = os.preadv(fd, [region[done:]], low + done)
+            except OSError as e:
+                if e.errno == errno.EINVAL and done == 0:   # the file system refuses these reads
+                    return None
+                raise
+            if n == 0:
+                break
+            done += n
+            if n % DIRECT_ALIGN:   # the end of the file
+                break
+        if done < start + nbytes - low:
+            raise SafeTensorsError(f"{path}: ends before byte {start + nbytes} (changed while reading?)")
+        return pad + start - low
+    finally:
+        os.close(fd)
 
 
 def write_tensor(path: str, shard: SafeTensorsFile, t: Tensor, values: np.ndarray) -> None:
@@ -332,8 +379,8 @@ def write_pruned(checkpoint: Checkpoint, output: str, names: Sequence[str],
         free: List[np.ndarray] = []     # buffers of `largest` bytes not in use (touched only by the I/O thread)
 
         def read(name: str):
-            buffer = free.pop() if free else np.empty(largest, dtype=np.uint8)
-            return buffer, read_tensor(checkpoint.shard_of[name], checkpoint.tensors[name], buffer)
+            buffer = free.pop() if free else np.empty(largest + 2 * DIRECT_ALIGN, dtype=np.uint8)
+            return buffer, read_tensor(checkpoint.shard_of[name], checkpoint.tensors[name], buffer, direct=True)
 
         def write(name: str, values: np.ndarray, buffer: np.ndarray) -> None:
             out.write(name, values)
