@@ -145,6 +145,47 @@ def write_wanda_bundle(path: str, shapes: Sequence[Tuple[str, Tuple[int, ...]]],
     return len(by_input)
 
 
+def block_of(name: str) -> Optional[str]:
+    """'model.layers.7' for any tensor of that block, else None."""
+    import re
+    found = re.match(r"(.*\.layers\.\d+)\.", name)
+    return found.group(1) if found else None
+
+
+def write_gram_bundles(folder: str, shapes: Sequence[Tuple[str, Tuple[int, ...]]], tokens: int = 256, seed: int = 1,
+                       blocks: Optional[int] = None) -> Dict[str, int]:
+    """One statistics bundle with Gram matrices per block (FOLDER/model.layers.K.pkstats, the
+    `prunekit prune --stats FOLDER` layout), one accumulator per distinct input (q/k/v share
+    one, gate/up one) filled with `tokens` synthetic activations (standard normal). One block's
+    accumulators are in memory at a time. Returns {bundle file: bytes}."""
+    import re
+    import prunekit
+    os.makedirs(folder, exist_ok=True)
+    linear = [(n, s) for n, s in shapes if re.fullmatch(LINEAR, n)]
+    inputs = layer_inputs([n for n, _ in linear])
+    order = list(dict.fromkeys(block_of(n) for n, _ in linear))[:blocks]
+    rng = np.random.default_rng(seed)
+    written = {}
+    for block in order:
+        by_input: Dict[str, "prunekit.Stats"] = {}
+        stats = {}
+        for name, shape in linear:
+            if block_of(name) != block:
+                continue
+            key = inputs[name]
+            if key not in by_input:
+                s = prunekit.Stats(shape[1], gram=True)
+                for start in range(0, tokens, 512):
+                    s.update(rng.standard_normal((min(512, tokens - start), shape[1]), dtype=np.float32))
+                by_input[key] = s
+            stats[name] = by_input[key]
+        path = os.path.join(folder, block + ".pkstats")
+        prunekit.save_stats(path, stats)
+        written[path] = os.path.getsize(path)
+        del by_input, stats
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
@@ -224,31 +265,47 @@ def main() -> int:
     p.add_argument("--methods", default="magnitude,wanda,2:4")
     p.add_argument("--ray", type=int, default=0, help="also prune 2:4 with prunekit.ray over this many workers")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help="measure the checkpoint and bundle an earlier run left in --folder (with --keep)")
     args = p.parse_args()
     config = dict(LLAMA_2_7B, layers=args.layers)
     shapes = list(llama_shapes(**config))
     source = os.path.join(args.folder, "llama")
-    if os.path.exists(args.folder) and os.listdir(args.folder):
+    if args.reuse:
+        args.keep = True
+    elif os.path.exists(args.folder) and os.listdir(args.folder):
         raise SystemExit(f"{args.folder}: exists and is not empty")
     try:
         start = time.perf_counter()
-        shards = write_checkpoint(source, shapes, int(args.shard_gb * 1e9))
-        total = sum(os.path.getsize(s) for s in shards)
         bundle = os.path.join(args.folder, "wanda.pkstats")
-        accumulators = write_wanda_bundle(bundle, shapes)
+        if args.reuse:
+            from prunekit.checkpoint import open_checkpoint
+            found = open_checkpoint(source)
+            if [(t.name, tuple(t.shape)) for t in found] != shapes:
+                raise SystemExit(f"{source}: not the checkpoint of these options")
+            shards = [s.path for s in found.shards]
+            accumulators = len({id(s) for s in __import__("prunekit").load_stats(bundle).values()})
+        else:
+            shards = write_checkpoint(source, shapes, int(args.shard_gb * 1e9))
+            accumulators = write_wanda_bundle(bundle, shapes)
+        total = sum(os.path.getsize(s) for s in shards)
         largest = max(2 * int(np.prod(s)) for _, s in shapes)
         largest_linear = max(2 * int(np.prod(s)) for n, s in shapes if "layers" in n)
         print(f"checkpoint: LLaMA-2-7B shapes, {config['layers']} blocks, {len(shapes)} tensors, "
-              f"{len(shards)} shards, {total / 1e9:.2f} GB bfloat16 (made in {time.perf_counter() - start:.0f} s); "
+              f"{len(shards)} shards, {total / 1e9:.2f} GB bfloat16 ({'reused' if args.reuse else f'made in {time.perf_counter() - start:.0f} s'}); "
               f"largest tensor {largest / 1e6:.0f} MB, largest linear layer {largest_linear / 1e6:.0f} MB; "
               f"Wanda bundle: {accumulators} accumulators for {sum(1 for n, _ in shapes if 'proj' in n)} layers "
               f"({os.path.getsize(bundle) / 1e6:.1f} MB)", flush=True)
+        before = os.getloadavg()[0]
         read = time_read(shards)
         write = time_write(os.path.join(args.folder, "write-test.bin"), total)
         floor = read + write
         print(f"disk: read {read:.1f} s ({total / read / 1e9:.2f} GB/s), write + fsync {write:.1f} s "
-              f"({total / write / 1e9:.2f} GB/s); one read + one write = {floor:.1f} s", flush=True)
-        print(f"{'run':28s} {'time s':>8s} {'CPU s':>7s} {'x (read+write)':>15s} {'peak RSS GB':>12s} {'x largest':>10s}")
+              f"({total / write / 1e9:.2f} GB/s); one read + one write = {floor:.1f} s "
+              f"(load {before:.1f}-{os.getloadavg()[0]:.1f})", flush=True)
+        print(f"load average (1 min) before and after each figure: {os.getloadavg()[0]:.1f} at the start", flush=True)
+        print(f"{'run':28s} {'time s':>8s} {'CPU s':>7s} {'x (read+write)':>15s} {'peak RSS GB':>12s} {'x largest':>10s}"
+              f" {'load':>9s}")
         runs = []
         for method in args.methods.split(","):
             options = ["--pattern", "2:4"] if method == "2:4" else ["--method", method, "--sparsity", "0.5"]
@@ -258,9 +315,10 @@ def main() -> int:
         for label, options in runs:
             output = os.path.join(args.folder, "pruned")
             drop_cache(shards)
+            before = os.getloadavg()[0]
             seconds, cpu, peak, code = run_measured(["prune", source, "-o", output, "--include", LINEAR, "--quiet", *options])
             print(f"{label:28s} {seconds:8.1f} {cpu:7.1f} {seconds / floor:15.2f} {peak:12.2f} {peak * 1e9 / largest:10.1f}"
-                  f"{'' if code == 0 else f'  FAILED ({code})'}", flush=True)
+                  f" {before:4.1f}-{os.getloadavg()[0]:.1f}{'' if code == 0 else f'  FAILED ({code})'}", flush=True)
             if os.path.exists(output):
                 drop_cache(files_of(output))
                 shutil.rmtree(output)

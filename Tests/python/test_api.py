@@ -322,3 +322,21 @@ def test_nm_structure_holds_in_every_group(nm, groups, rows, seed):
     assert np.all(mask.reshape(rows, groups, m).sum(-1) == n)
     ref = generate.reference_masks([{"w": w, "dtype": "float32"}], "magnitude", "nm", 0, n, m, 0)[0]
     assert np.array_equal(mask.view(np.uint8), ref)
+
+
+def test_mask_into_a_given_buffer_equals_a_new_mask_and_bad_buffers_are_refused():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 16)).astype(np.float32)
+    buffer = np.full(200, 7, dtype=np.uint8)
+    for kwargs in (dict(sparsity=0.5), dict(pattern="2:4"), dict(sparsity=0.3, scope="layer")):
+        expected = prunekit.mask(w, **kwargs)
+        got = prunekit.mask(w, out=buffer[:96], **kwargs)
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == np.bool_ and got.shape == (6, 16) and np.shares_memory(got, buffer)
+    assert (buffer[96:] == 7).all()
+    with pytest.raises(ValueError, match="entries"):
+        prunekit.mask(w, 0.5, out=buffer[:95])
+    with pytest.raises(TypeError):
+        prunekit.mask(w, 0.5, out=np.zeros(96, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        prunekit.mask(w, 0.5, out=buffer[:192:2])

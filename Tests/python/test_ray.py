@@ -79,8 +79,11 @@ def test_sharded_calibration_merges_to_the_same_bytes_for_any_number_of_workers(
 
 def test_parallel_pruning_is_the_single_process_cli_byte_for_byte(cluster, checkpoint, tmp_path):
     folder, bundle = checkpoint
+    calib = tmp_path / "calib"     # per-block Gram bundles, as for the CLI
+    bench_scale.write_gram_bundles(str(calib), list(bench_scale.llama_shapes(**SMALL)), tokens=40)
     for label, options, kwargs, per_block in (
             ("wanda", ["--method", "wanda", "--stats", str(bundle)], dict(method="wanda", stats=str(bundle)), 7),
+            ("sparsegpt", ["--method", "sparsegpt", "--stats", str(calib)], dict(method="sparsegpt", stats=str(calib)), 7),
             ("mixed", ["--sparsity", "0.6", "--scope", "layer", "--override", "o_proj=pattern:2:4", "--override", "down_proj=skip"],
              dict(sparsity=0.6, scope="layer", override=["o_proj=pattern:2:4", "down_proj=skip"]), 6)):
         expected, parallel = tmp_path / f"cli-{label}", tmp_path / f"ray-{label}"

@@ -228,3 +228,151 @@ def test_a_1gb_checkpoint_is_pruned_under_an_address_space_limit_of_half_its_siz
         keep = prunekit.mask(prunekit.bfloat16(bits), pattern="2:4")
         np.testing.assert_array_equal(pruned.array(name), np.where(keep, bits, 0))
     assert pruned.array("lm_head.weight").tobytes() == source.array("lm_head.weight").tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# SparseGPT and ADMM from a folder of per-block Gram bundles
+
+def library_result(checkpoint, name, method, stats):
+    """What the library gives for one tensor (the reference for the CLI)."""
+    bits = checkpoint.array(name)
+    rows = bits.shape[0]
+    weight = prunekit.bfloat16(bits.reshape(rows, -1))
+    if method == "sparsegpt":
+        _, updated = prunekit.sparsegpt(weight, stats, 0.5)
+    else:
+        _, updated = prunekit.admm(weight, stats, pattern="2:4", scope="row")
+    return np.asarray(updated.bits if hasattr(updated, "bits") else updated).view(np.uint16).reshape(bits.shape)
+
+
+@pytest.fixture
+def gram_bundles(sharded, tmp_path):
+    folder, shapes = sharded
+    calib = tmp_path / "calib"
+    written = bench_scale.write_gram_bundles(str(calib), shapes, tokens=64)
+    assert sorted(os.path.basename(p) for p in written) == [f"model.layers.{i}.pkstats" for i in range(SMALL["layers"])]
+    return folder, shapes, calib
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "admm"])
+def test_second_order_methods_from_per_block_bundles_equal_the_library_per_tensor(gram_bundles, tmp_path, method):
+    folder, shapes, calib = gram_bundles
+    out = tmp_path / method
+    options = ["--sparsity", "0.5"] if method == "sparsegpt" else ["--pattern", "2:4"]
+    result = run("prune", str(folder), "-o", str(out), "--method", method, "--stats", str(calib),
+                 "--include", bench_scale.LINEAR, *options)
+    assert result.returncode == 0, result.stderr
+    source, pruned = open_checkpoint(str(folder)), open_checkpoint(str(out))
+    linear = [n for n, _ in shapes if re.fullmatch(bench_scale.LINEAR, n)]
+    for name in linear:
+        stats = prunekit.load_stats(str(calib / (bench_scale.block_of(name) + ".pkstats")))[name]
+        expected = library_result(source, name, method, stats)
+        got = pruned.array(name)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        assert not np.array_equal(got, source.array(name))    # updated, not only masked
+    for name, _ in shapes:
+        if name not in linear:
+            assert pruned.array(name).tobytes() == source.array(name).tobytes(), name
+    index = "model.safetensors.index.json"
+    assert (out / index).read_bytes() == (folder / index).read_bytes()
+    # One bundle holding every block gives the same bytes as the folder.
+    merged = {}
+    for path in sorted(calib.iterdir()):
+        merged.update(prunekit.load_stats(str(path)))
+    prunekit.save_stats(str(tmp_path / "all.pkstats"), merged)
+    again = tmp_path / "again"
+    assert run("prune", str(folder), "-o", str(again), "--method", method, "--stats", str(tmp_path / "all.pkstats"),
+               "--include", bench_scale.LINEAR, "--quiet", *options).returncode == 0
+    for name in os.listdir(out):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    assert not leftovers(tmp_path)
+
+
+def test_the_cli_holds_one_blocks_accumulators_at_a_time(gram_bundles, tmp_path, monkeypatch):
+    from prunekit import cli
+    folder, shapes, calib = gram_bundles
+    made = []
+
+    class Recorded(cli.Accumulators):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(cli, "Accumulators", Recorded)
+    assert cli.main(["prune", str(folder), "-o", str(tmp_path / "out"), "--method", "sparsegpt", "--stats", str(calib),
+                     "--include", bench_scale.LINEAR, "--quiet"]) == 0
+    (acc,) = made
+    # 4 distinct inputs per block (q/k/v, o, gate/up, down) and 3 blocks: at most one block's held.
+    assert len(acc.remaining) == 4 * SMALL["layers"]
+    assert 1 <= acc.peak_live <= 4 and acc.live == 0
+
+
+def test_bad_or_missing_block_bundles_are_refused_with_no_output(gram_bundles, tmp_path):
+    folder, shapes, calib = gram_bundles
+    out = tmp_path / "out"
+
+    def refused(expect, method="sparsegpt", stats=calib):
+        result = run("prune", str(folder), "-o", str(out), "--method", method, "--stats", str(stats),
+                     "--include", bench_scale.LINEAR)
+        assert result.returncode == 2, result.stderr
+        assert "prunekit: error:" in result.stderr and re.search(expect, result.stderr), result.stderr
+        assert not out.exists() and not leftovers(tmp_path)
+
+    last = calib / "model.layers.2.pkstats"
+    original = last.read_bytes()
+    last.unlink()     # a block's bundle is missing
+    refused(r"model\.layers\.2\..*no statistics for this tensor")
+    # A block's statistics of the wrong width (a bundle for another model).
+    wrong = {n: prunekit.Stats(SMALL["hidden"] + 4, gram=True) for n, _ in shapes
+             if bench_scale.block_of(n) == "model.layers.2" and re.fullmatch(bench_scale.LINEAR, n)}
+    for s in wrong.values():
+        s.update(np.ones((3, SMALL["hidden"] + 4), np.float32))
+    prunekit.save_stats(str(last), wrong)
+    refused(r"model\.layers\.2\..*statistics have 36 features, the tensor has (32|96) columns")
+    # Without Gram matrices SparseGPT and ADMM cannot run (Wanda can).
+    plain = {n: prunekit.Stats(s.features) for n, s in prunekit.load_stats(str(calib / "model.layers.1.pkstats")).items()}
+    for s in plain.values():
+        s.update(np.ones((3, s.features), np.float32))
+    last.write_bytes(original)
+    saved_1 = (calib / "model.layers.1.pkstats").read_bytes()
+    prunekit.save_stats(str(calib / "model.layers.1.pkstats"), plain)
+    refused("needs a Gram matrix", method="admm")
+    (calib / "model.layers.1.pkstats").write_bytes(saved_1)
+    # A name in two bundles, a truncated bundle, a garbled Gram matrix (found when loaded, mid-run).
+    (calib / "copy.pkstats").write_bytes(original)
+    refused("is in two bundles")
+    (calib / "copy.pkstats").unlink()
+    last.write_bytes(original[:-100])
+    refused("truncated")
+    garbled = bytearray(original)
+    garbled[len(garbled) // 2] ^= 0x40
+    last.write_bytes(bytes(garbled))
+    refused(r"model\.layers\.2\.pkstats: the statistics of")
+    last.write_bytes(original)
+    refused("no such statistics bundle or folder", stats=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    refused("no .pkstats bundle", stats=tmp_path / "empty")
+    # Restored, it runs.
+    assert run("prune", str(folder), "-o", str(out), "--method", "sparsegpt", "--stats", str(calib),
+               "--include", bench_scale.LINEAR, "--quiet").returncode == 0
+
+
+def test_direct_reads_give_the_same_bytes_at_any_offset(sharded, tmp_path):
+    from prunekit import checkpoint as ck
+    folder, _ = sharded
+    source = open_checkpoint(str(folder))
+    largest = max(t.end - t.begin for t in source)
+    buffer = np.empty(largest + 2 * ck.DIRECT_ALIGN + 3, dtype=np.uint8)
+    for offset in (0, 1, 2):          # buffer addresses of every alignment (odd ones fall back)
+        for t in source:
+            plain = ck.read_tensor(source.shard_of[t.name], t)
+            direct = ck.read_tensor(source.shard_of[t.name], t, buffer[offset:], direct=True)
+            assert direct.dtype == plain.dtype and direct.shape == plain.shape
+            assert direct.tobytes() == plain.tobytes(), t.name
+    # A shard cut short after the check is reported, not read as zeros.
+    shard = source.shards[-1]
+    last = max(shard, key=lambda t: t.end)
+    with open(shard.path, "r+b") as f:
+        f.truncate(shard.data_start + last.end - 3)
+    with pytest.raises(st.SafeTensorsError, match="ends before"):
+        ck.read_tensor(shard, last, buffer, direct=True)

@@ -554,3 +554,27 @@ def test_clear_errors():
         pkt.prune_channels(transformers.GPT2Model(transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2)), 0.5)
     with pytest.raises(ValueError, match="amount"):
         pkt.magnitude_unstructured(nn.Linear(4, 4), amount=3)
+
+
+def test_sequential_frees_each_blocks_grams_before_the_next_block(monkeypatch):
+    # Every Gram accumulator made is tracked; when a block's accumulators are made, the previous
+    # block's must be gone (each LLaMA block has 7 linear layers, one accumulator each here).
+    import gc
+    import weakref
+    alive, most, made = [], [0], [0]
+
+    class Tracked(prunekit.Stats):
+        def __init__(self, *a, **k):   # the accumulator itself is made by __new__
+            gc.collect()
+            alive[:] = [r for r in alive if r() is not None]
+            most[0] = max(most[0], len(alive))
+            alive.append(weakref.ref(self))
+            made[0] += 1
+
+    monkeypatch.setattr(prunekit, "Stats", Tracked)
+    model = tiny_llama(layers=3)
+    report = pkt.prune(model, token_batches(100), method="sparsegpt", sparsity=0.5, progress=False)
+    assert report.mode == "sequential" and report.blocks == 3 and made[0] == 21
+    assert most[0] <= 6, f"{most[0]} accumulators alive when another was made: a previous block's Grams were kept"
+    gc.collect()
+    assert all(r() is None for r in alive)

@@ -219,18 +219,29 @@ def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gr
 
 def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude", scope: str = "row",
          pattern: Union[str, Tuple[int, int], None] = None, features: Any = None, gradient: Any = None,
-         seed: int = 0, threads: int = 0) -> np.ndarray:
+         seed: int = 0, threads: int = 0, out: Any = None) -> np.ndarray:
     """Pruning mask of one weight matrix: bool, shape (rows, cols), True = keep.
 
     scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
     pattern="2:4" (or (n, m)) keeps n of every m consecutive inputs instead. threads: 0 = one per
     CPU; the result does not depend on it. For conv weights the mask has the (out, in*kh*kw)
-    shape; reshape it to the weight's shape with `.reshape(w.shape)`.
+    shape; reshape it to the weight's shape with `.reshape(w.shape)`. out: a writable C-contiguous
+    bool or uint8 numpy array of rows * cols entries to write the mask into (reused across calls,
+    it saves allocating and page-faulting a new mask per layer); the result is a view of it.
     """
     w = _view(weight, "weight")
     args, _ = _criterion_args(w, criterion, features, gradient, seed)
     scope_code, s, n, m = _selection(sparsity, scope, pattern)
-    out = np.empty((w.rows, w.cols), dtype=np.uint8)
+    if out is None:
+        out = np.empty((w.rows, w.cols), dtype=np.uint8)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype not in (np.bool_, np.uint8):
+            raise TypeError("out: expected a bool or uint8 numpy array")
+        if out.size != w.rows * w.cols:
+            raise ValueError(f"out has {out.size} entries, the mask needs {w.rows} x {w.cols}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be writable and C-contiguous")
+        out = out.view(np.uint8).reshape(w.rows, w.cols)
     _prunekit.mask_layers([(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)], scope_code, s, n, m, int(threads))
     return out.view(np.bool_)
 

@@ -4,6 +4,8 @@
     prunekit prune model.safetensors -o pruned.safetensors --method magnitude --pattern 2:4 --exclude embed
     prunekit inspect pruned.safetensors --pattern 2:4
     prunekit prune llama-7b/ -o llama-7b-2of4/ --pattern 2:4 --include 'layers\\.'   (a sharded checkpoint)
+    prunekit prune llama-7b/ -o llama-7b-sgpt/ --method sparsegpt --stats calib/ --include 'layers\\.'
+        (calib/: one statistics bundle per block, model.layers.0.pkstats, ...; see --stats)
     prunekit export pruned.safetensors layer.weight --format 2:4 -o layer.npz
 
 Tensors are processed one at a time and keep their dtype (float32, float16, bfloat16,
@@ -32,10 +34,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import prunekit
+from prunekit.bundles import Accumulators, BundleIndex
 from prunekit.checkpoint import open_checkpoint, write_pruned
 from prunekit.safetensors import SafeTensorsError, SafeTensorsFile, atomic_output, quote, remove_stale_temporaries
 
-METHODS = ("magnitude", "random", "wanda", "stade", "sparsegpt")
+METHODS = ("magnitude", "random", "wanda", "stade", "sparsegpt", "admm")
+STATS_METHODS = ("wanda", "stade", "sparsegpt", "admm")   # need --stats
+GRAM_METHODS = ("sparsegpt", "admm")                       # need accumulators made with gram=True
 SCOPES = ("row", "layer")
 
 
@@ -145,35 +150,53 @@ def check_plans(source: SafeTensorsFile, plans: Dict[str, Plan], stats) -> None:
                 raise ValueError(f"{shown(name)}: pattern {plan.pattern} does not fit {cols} columns")
         elif not 0 <= plan.sparsity <= 1:
             raise ValueError(f"{shown(name)}: sparsity {plan.sparsity} is outside [0, 1]")
-        if plan.method in ("wanda", "stade", "sparsegpt"):
+        if plan.method in STATS_METHODS:
             if stats is None:
                 raise ValueError(f"{shown(name)}: method {plan.method} needs --stats")
             if name not in stats:
-                raise ValueError(f"{shown(name)}: no statistics for this tensor in the --stats file")
-            if stats[name].features != cols:
-                raise ValueError(f"{shown(name)}: statistics have {stats[name].features} features, the tensor has {cols} columns")
+                raise ValueError(f"{shown(name)}: no statistics for this tensor in --stats {stats.path}")
+            entry = stats[name]
+            if entry.features != cols:
+                raise ValueError(f"{shown(name)}: statistics have {entry.features} features, the tensor has {cols} columns"
+                                 f" (in {entry.path})")
+            if plan.method in GRAM_METHODS and not entry.gram:
+                raise ValueError(f"{shown(name)}: method {plan.method} needs a Gram matrix, and its statistics in "
+                                 f"{entry.path} have none (calibrate with Stats(features, gram=True))")
 
 
 def as_input(array: np.ndarray, dtype: str):
     return prunekit.bfloat16(array) if dtype == "bfloat16" else array
 
 
-def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats, args) -> float:
+def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats, args,
+                 mask_buffer: Optional[np.ndarray] = None, count: bool = True) -> Optional[float]:
+    """Prunes one tensor into `target` (which may be `original`); returns the sparsity reached
+    (None when not `count`). mask_buffer: uint8 scratch of at least the tensor's size for the
+    mask (reused across tensors)."""
     rows = t.shape[0]
     weight = as_input(original.reshape(rows, -1), t.prunekit_dtype)
     kwargs = dict(pattern=plan.pattern) if plan.pattern else dict(scope=plan.scope)
     sparsity = plan.sparsity if plan.sparsity is not None else 0.5
     out = as_input(target.reshape(rows, -1), t.prunekit_dtype)
+    if plan.method in GRAM_METHODS:   # the Gram matrix alone when the statistics come from a bundle
+        hessian = stats.hessian(t.name) if isinstance(stats, Accumulators) else stats[t.name]
     if plan.method == "sparsegpt":
-        mask, _ = prunekit.sparsegpt(weight, stats[t.name], sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+        mask, _ = prunekit.sparsegpt(weight, hessian, sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+    elif plan.method == "admm":
+        mask, _ = prunekit.admm(weight, hessian, sparsity, pattern=plan.pattern, scope=plan.scope,
+                                threads=args.threads, out=out)
     else:
         features = None
         if plan.method in ("wanda", "stade"):
             features = stats[t.name]
+        scratch = None if mask_buffer is None else mask_buffer[:original.size]
         mask = prunekit.mask(weight, sparsity, criterion=plan.method, features=features, seed=args.seed,
-                             threads=args.threads, **kwargs)
-        target.reshape(rows, -1)[...] = original.reshape(rows, -1)
+                             threads=args.threads, out=scratch, **kwargs)
+        if not np.shares_memory(target, original):
+            target.reshape(rows, -1)[...] = original.reshape(rows, -1)
         prunekit.apply_mask(out, mask)
+    if not count:
+        return None
     return 1.0 - np.count_nonzero(mask) / mask.size  # mask.mean() costs a float64 pass (5 s of a 7B run)
 
 
@@ -184,27 +207,51 @@ def remove_stale(output: str, quiet: bool = False) -> None:
             print(f"removed {path}, left by a run that was killed", file=sys.stderr)
 
 
-def load_stats(path: str):
-    try:
-        return prunekit.load_stats(path)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: a name in the statistics bundle is not UTF-8") from None
+def load_stats(path: str) -> BundleIndex:
+    """A bundle file or a folder of per-block bundles, indexed (names, sizes, feature counts);
+    the accumulators are loaded one at a time while pruning (prunekit.bundles)."""
+    return BundleIndex(path)
+
+
+def pruning_order(source, plans: Dict[str, Plan], stats: Optional[BundleIndex]) -> List[str]:
+    """The tensors in file order, except that the tensors whose statistics come from one bundle
+    are pruned together (from where the bundle's first tensor is), so that a run holds the
+    accumulators of one bundle (one block) at a time even when a block's tensors are not
+    contiguous in the files."""
+    position = {t.name: i for i, t in enumerate(source) if t.name in plans}
+    first: Dict[str, int] = {}
+    bundle = {}
+    for name in sorted(position, key=position.get):
+        b = stats.bundle_of(name) if stats is not None and plans[name].method in STATS_METHODS else None
+        bundle[name] = b
+        if b is not None:
+            first.setdefault(b, position[name])
+    return sorted(position, key=lambda n: (first.get(bundle[n], position[n]), position[n]))
 
 
 def cmd_prune(args) -> int:
     source = open_checkpoint(args.input)
-    stats = load_stats(args.stats) if args.stats else None
+    index = load_stats(args.stats) if args.stats else None
     plans = plans_for(source, args)
-    check_plans(source, plans, stats)
+    check_plans(source, plans, index)
     if not plans:
         raise ValueError("no tensor matches: nothing to prune (check --include/--exclude)")
+    order = pruning_order(source, plans, index)
+    users = [n for n in order if plans[n].method in STATS_METHODS]
+    stats = Accumulators(index, users) if index is not None else None
     done = [0]
+    mask_buffer: List[np.ndarray] = []   # one mask's scratch, reused by every tensor
     total_start = time.perf_counter()
 
     def replace(t, values):
         plan = plans[t.name]
         start = time.perf_counter()
-        achieved = prune_tensor(t, values, values, plan, stats, args)  # in place: values are our own copy
+        if not mask_buffer:
+            mask_buffer.append(np.empty(max(source.tensors[n].size for n in order), dtype=np.uint8))
+        # in place: values are our own copy; the sparsity reached is only counted to be printed
+        achieved = prune_tensor(t, values, values, plan, stats, args, mask_buffer[0], count=not args.quiet)
+        if plan.method in STATS_METHODS:
+            stats.release(t.name)   # an accumulator goes after its last tensor
         done[0] += 1
         if not args.quiet:
             print(f"[{done[0]}/{len(plans)}] {shown(t.name)} {list(t.shape)} {t.dtype}: {plan.describe()} -> "
@@ -212,7 +259,7 @@ def cmd_prune(args) -> int:
         return values
 
     remove_stale(args.output, args.quiet)
-    write_pruned(source, args.output, list(plans), replace)
+    write_pruned(source, args.output, order, replace, ordered=True)
     if not args.quiet:
         print(f"wrote {args.output}: {len(plans)} of {len(source.tensors)} tensors pruned in "
               f"{time.perf_counter() - total_start:.1f} s", file=sys.stderr)
@@ -293,7 +340,13 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--sparsity", type=float, default=0.5)
     prune.add_argument("--pattern", help="N:M, e.g. 2:4 (instead of --sparsity)")
     prune.add_argument("--scope", default="row", choices=SCOPES)
-    prune.add_argument("--stats", help="statistics bundle (prunekit.save_stats): per tensor name")
+    prune.add_argument("--stats", metavar="BUNDLE_OR_FOLDER",
+                       help="statistics for wanda, stade, sparsegpt and admm: a bundle (prunekit.save_stats, keyed "
+                            "by tensor name), or a folder of *.pkstats bundles, one per block (e.g. "
+                            "model.layers.0.pkstats), each name in one bundle; sparsegpt and admm need Gram "
+                            "matrices (Stats(features, gram=True)). Accumulators are loaded when first needed and "
+                            "dropped after their last tensor; a block's tensors are pruned together, so one "
+                            "block's Hessians are held at a time")
     prune.add_argument("--include", action="append", default=[], metavar="REGEX", help="prune only matching tensors")
     prune.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="never prune matching tensors")
     prune.add_argument("--override", action="append", default=[], metavar="REGEX=SPEC",

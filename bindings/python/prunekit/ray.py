@@ -177,18 +177,22 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
                                          stats=stats, include=list(include), exclude=list(exclude),
                                          override=list(override), seed=seed, threads=threads))
     source = open_checkpoint(args.input)
-    bundle = prunekit.load_stats(args.stats) if args.stats else None
+    bundle = cli.load_stats(args.stats) if args.stats else None   # indexed, loaded per accumulator
     plans = cli.plans_for(source, args)
     cli.check_plans(source, plans, bundle)
     if not plans:
         raise ValueError("no tensor matches: nothing to prune (check --include/--exclude)")
-    order = [t.name for t in source if t.name in plans]
+    order = cli.pruning_order(source, plans, bundle)
+    users: Dict[Any, int] = {}
+    for name in order:
+        if plans[name].method in cli.STATS_METHODS:
+            users[bundle[name].key] = users.get(bundle[name].key, 0) + 1
     if not ray.is_initialized():
         ray.init()  # as a first .remote() call would: a local cluster
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     task = _prune_task.options(max_retries=max_retries, retry_exceptions=False)
-    blobs: Dict[int, Any] = {}  # one object per distinct accumulator, shared by the tasks that read it
+    blobs: Dict[Any, Any] = {}  # one object per distinct accumulator, shared by the tasks that read it
     reached: Dict[str, float] = {}
     start = time.perf_counter()
     with Output(source, args.output, order) as out:
@@ -202,11 +206,14 @@ def prune_checkpoint(input: str, output: str, *, method: str = "magnitude", spar
                     name = queue.pop(0)
                     t, shard = source.tensors[name], source.shard_of[name]
                     blob = None
-                    if plans[name].method in ("wanda", "stade", "sparsegpt"):
-                        s = bundle[name]
-                        if id(s) not in blobs:
-                            blobs[id(s)] = ray.put(s.to_bytes())
-                        blob = blobs[id(s)]
+                    if plans[name].method in cli.STATS_METHODS:
+                        key = bundle[name].key
+                        if key not in blobs:
+                            blobs[key] = ray.put(bundle.read(name))
+                        blob = blobs[key]
+                        users[key] -= 1
+                        if users[key] == 0:   # the queued tasks hold the object; the driver lets it go
+                            del blobs[key]
                     where = types.SimpleNamespace(path=shard.path, data_start=shard.data_start)
                     pending.append(task.remote(where, t, plans[name], blob, args.seed, args.threads,
                                                out.path_of(name), _after_write))
