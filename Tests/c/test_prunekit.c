@@ -642,7 +642,7 @@ static void test_permutation(const char *folder) {
         memset(perm, 0xAB, sizeof(int64_t) * (size_t)cols);
         pk_permutation_options bad = o;
         bad.max_swaps = 0;
-        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_ARGUMENT, "budget 0");
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_ARGUMENT, "budget");
         bad = o;
         bad.segment = m + 1;
         CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_SHAPE, "segment");
@@ -671,8 +671,8 @@ static void test_permutation(const char *folder) {
     };
     pk_group g = {members, 3, 0, 0, 0, NULL};
     int64_t p[4] = {2, 0, 3, 1}, repeated[4] = {2, 0, 2, 1};
-    CHECK_STATUS(pk_permute_group(&g, repeated, 4), PK_ERROR_INVALID_ARGUMENT, "repeated entry");
-    CHECK_STATUS(pk_permute_group(&g, p, 3), PK_ERROR_INVALID_SHAPE, "count");
+    CHECK_STATUS(pk_permute_group(&g, repeated, 4), PK_ERROR_INVALID_ARGUMENT, "repeats");
+    CHECK_STATUS(pk_permute_group(&g, p, 3), PK_ERROR_INVALID_SHAPE, "entries");
     CHECK(up[0] == 1 && bias[0] == 10 && down[0] == 0, "permute_group wrote on error");
     CHECK(pk_permute_group(&g, p, 4) == PK_OK, "permute_group: %s", pk_last_error());
     CHECK(up[0] == 5 && up[1] == 6 && up[2] == 1 && bias[0] == 30 && bias[3] == 20 && down[0] == 2 && down[1] == 0 &&
