@@ -202,16 +202,16 @@ final class PermutationSearch: @unchecked Sendable {
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: mm) { acc in
             let acc = acc.baseAddress!
             acc.initialize(repeating: 0, count: mm)
-            if m == 4 {
-                exchangeGains4(current.base + a * rows * 4, smallest.base + a * rows * 4, current.base + b * rows * 4,
-                               smallest.base + b * rows * 4, rows, acc)
-            } else {
-                for r in 0..<rows {
-                    let ca = current.base + (a * rows + r) * m, la = smallest.base + (a * rows + r) * m
-                    let cb = current.base + (b * rows + r) * m, lb = smallest.base + (b * rows + r) * m
-                    for k in 0..<m {
-                        let cak = ca[k], lak = la[k], row = acc + k * m
-                        for q in 0..<m { row[q] += max(0, cb[q] - lak) + max(0, cak - lb[q]) }
+            // Plain compares, not max() / SIMD pointwiseMax (which lower to NaN-aware scalar calls,
+            // ten times slower here); the compiler vectorises the q loop.
+            for r in 0..<rows {
+                let ca = current.base + (a * rows + r) * m, la = smallest.base + (a * rows + r) * m
+                let cb = current.base + (b * rows + r) * m, lb = smallest.base + (b * rows + r) * m
+                for k in 0..<m {
+                    let cak = ca[k], lak = la[k], row = acc + k * m
+                    for q in 0..<m {
+                        let x = cb[q] - lak, y = cak - lb[q]
+                        row[q] += (x > 0 ? x : 0) + (y > 0 ? y : 0)
                     }
                 }
             }
@@ -309,30 +309,6 @@ final class PermutationSearch: @unchecked Sendable {
             if let deadline, ContinuousClock.now >= deadline { break }
         }
         return (perm, before, keptTotal(), swaps)
-    }
-}
-
-/// For m = 4: acc[k * 4 + q] += sum over rows of max(0, cb[q] - la[k]) + max(0, ca[k] - lb[q]),
-/// the rows of both groups read once (each accumulator adds its rows in order).
-@inline(__always)
-func exchangeGains4(_ ca: UnsafePointer<Double>, _ la: UnsafePointer<Double>, _ cb: UnsafePointer<Double>,
-                    _ lb: UnsafePointer<Double>, _ rows: Int, _ acc: UnsafeMutablePointer<Double>) {
-    let zero = SIMD4<Double>(repeating: 0)
-    var a0 = zero, a1 = zero, a2 = zero, a3 = zero
-    for r in 0..<rows {
-        let o = r * 4
-        let vcb = UnsafeRawPointer(cb + o).loadUnaligned(as: SIMD4<Double>.self)
-        let vlb = UnsafeRawPointer(lb + o).loadUnaligned(as: SIMD4<Double>.self)
-        a0 += pointwiseMax(zero, vcb - SIMD4(repeating: la[o])) + pointwiseMax(zero, SIMD4(repeating: ca[o]) - vlb)
-        a1 += pointwiseMax(zero, vcb - SIMD4(repeating: la[o + 1])) + pointwiseMax(zero, SIMD4(repeating: ca[o + 1]) - vlb)
-        a2 += pointwiseMax(zero, vcb - SIMD4(repeating: la[o + 2])) + pointwiseMax(zero, SIMD4(repeating: ca[o + 2]) - vlb)
-        a3 += pointwiseMax(zero, vcb - SIMD4(repeating: la[o + 3])) + pointwiseMax(zero, SIMD4(repeating: ca[o + 3]) - vlb)
-    }
-    for q in 0..<4 {
-        acc[q] = a0[q]
-        acc[4 + q] = a1[q]
-        acc[8 + q] = a2[q]
-        acc[12 + q] = a3[q]
     }
 }
 
