@@ -157,6 +157,7 @@ fuzz-python: python
 vectors:
 	$(PYTHON) Tests/vectors/generate.py Tests/vectors
 	$(PYTHON) Tests/vectors/generate_admm.py Tests/vectors
+	cd Tests/vectors && $(PYTHON) generate_permutation.py
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing and sanitizers, with the Swift toolchain's clang (its libFuzzer and sanitizer runtimes are
@@ -265,6 +266,7 @@ bench: $(OUT)/bench_masks $(OUT)/bench_sparsegpt $(OUT)/bench_structures python
 	$(PYTHON) benchmarks/bench_sparsegpt.py --c-bench $(OUT)/bench_sparsegpt
 	$(PYTHON) benchmarks/bench_structures.py --c-bench $(OUT)/bench_structures
 	$(PYTHON) benchmarks/bench_admm.py
+	$(PYTHON) benchmarks/bench_permutation.py
 
 # ---------------------------------------------------------------------------------------------
 # What a fresh machine lacks: Debian packages through apt-get (as root), Python ones through pip.

@@ -585,6 +585,58 @@ PK_API pk_status pk_swap_options_init(pk_swap_options *options);
 PK_API pk_status pk_refine_mask(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                                 const pk_swap_options *options, uint8_t *mask, int64_t *swaps_out);
 
+/* Channel permutations for N:M (Pool and Yu 2021, NVIDIA ASP; RIA 2024): a permutation of a
+ * layer's input columns under which the N:M mask of the criterion's scores keeps more importance
+ * (the sum over rows and groups of the n largest scores). Greedy channel swaps between groups of m
+ * columns: a table holds every pair of groups' best exchange of one column each and its exact
+ * gain; each pass makes the gaining swaps largest first (ties by group indices), skipping pairs
+ * that share a group with a swap made earlier in the pass, and recomputes the touched groups'
+ * entries; it stops when no swap gains, after max_swaps swaps, or at the time limit. It starts
+ * from the identity and takes only gaining swaps, so the permuted mask keeps at least what the
+ * unpermuted one keeps. The permuted layer is W[:, permutation]; the producing layer's output
+ * rows (and bias) must be permuted the same way (pk_permute_group), and so must the layer's
+ * calibration statistics (feature norms, X^T X) before it is pruned. */
+typedef struct pk_permutation_options {
+    size_t struct_size;
+    int32_t n;              /* kept per group; default 2 */
+    int32_t m;              /* group length, 2 ... 64, must divide cols; default 4 */
+    int64_t segment;        /* 0 = any column may move anywhere (default); else columns move
+                               only inside consecutive runs of segment columns (a multiple of m
+                               dividing cols), e.g. within an attention head */
+    int64_t max_swaps;      /* the budget: at most this many swaps, in [1, 2^40]; 0 is an error;
+                               default 2^20 (with segments: split evenly among them) */
+    double time_limit;      /* seconds, >= 0; 0 = none (default). A limit makes the result depend
+                               on the machine's speed; without one it is deterministic */
+    int32_t num_threads;    /* 0 = one per CPU; results do not depend on it */
+    int32_t reserved;       /* set to 0 */
+} pk_permutation_options;
+
+/* Fills *options with the defaults above and sets struct_size.
+ * @param options  the struct to fill
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_permutation_options_init(pk_permutation_options *options);
+
+/* Searches the permutation. Writes permutation_out (cols entries: permutation_out[j] = the
+ * original column placed at position j) and, where not NULL, *kept_before_out and
+ * *kept_after_out (the importance the N:M mask keeps without and with it, float64 sums of the
+ * float32 scores) only on success. Keeps nothing.
+ * @param weights          the consumer layer, rows = outputs, any dtype
+ * @param criterion        the entry scores (magnitude, Wanda, ...; NULL = magnitude)
+ * @param options          NULL for the defaults
+ * @param permutation_out  cols int64 entries
+ * @param kept_before_out  may be NULL
+ * @param kept_after_out   may be NULL
+ * @retval PK_OK
+ * @retval the codes of pk_score, and
+ * @retval PK_ERROR_INVALID_SHAPE m not dividing cols, a segment that is not a multiple of m or
+ *         does not divide cols
+ * @retval PK_ERROR_INVALID_ARGUMENT n <= 0, n >= m, m > 64, max_swaps outside [1, 2^40], a
+ *         negative or non-finite time limit, num_threads < 0
+ * @retval PK_ERROR_STRUCT_SIZE, PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_channel_permutation(const pk_matrix *weights, const pk_criterion *criterion,
+                                        const pk_permutation_options *options, int64_t *permutation_out,
+                                        double *kept_before_out, double *kept_after_out);
+
 /* Layer-wise sparsity allocation (OWL, Yin et al. 2024; sensitivity allocation, SBPF): per-layer
  * sparsities whose pruned counts add up to exactly floor(sparsity * sum of sizes), layers of higher
  * importance (OWL: pk_outlier_ratio of their Wanda scores; SBPF: their error at a probe sparsity)
@@ -663,7 +715,8 @@ enum pk_axis {
 
 /* One tensor of a group. This struct is frozen: it will not grow. */
 typedef struct pk_group_member {
-    pk_matrix tensor;                /* read; written only by pk_apply_structures */
+    pk_matrix tensor;                /* read; written only by pk_apply_structures and
+                                        pk_permute_group */
     int32_t axis;                    /* enum pk_axis */
     int32_t scored;                  /* 1: its entries count towards the structure scores;
                                         0: it is only compacted or masked (not checked for
@@ -790,6 +843,19 @@ PK_API pk_status pk_compact_group(const pk_group *group, const uint8_t *keep,
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1 */
 PK_API pk_status pk_apply_structures(const pk_group *group, const uint8_t *keep);
+
+/* Permutes the structures of every member in place: structure j becomes the old structure
+ * permutation[j] (rows or columns, span at a time). With the producer's rows, its bias and the
+ * consumer's columns as members, the network computes the same function afterwards; this is how a
+ * pk_channel_permutation is applied. Members must not share memory. Checks everything before
+ * writing. Keeps nothing.
+ * @param group        the members to permute (their tensors are written)
+ * @param permutation  count entries, a permutation of 0 ... count - 1
+ * @param count        the group's number of structures
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_OUT_OF_MEMORY
+ * @retval PK_ERROR_INVALID_SHAPE count differing from the group's structures, members disagreeing
+ * @retval PK_ERROR_INVALID_ARGUMENT an entry outside 0 ... count - 1 or repeated, a BLOCKS member */
+PK_API pk_status pk_permute_group(const pk_group *group, const int64_t *permutation, int64_t count);
 
 /* The entry mask (rows*cols bytes of member `member`'s tensor, 1 = keep) of a selection, e.g.
  * the block mask of a PK_AXIS_BLOCKS member. Writes mask_out only on success.

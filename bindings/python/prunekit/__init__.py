@@ -21,7 +21,7 @@ MemoryError (or PruneKitError) with the library's message, and nothing is writte
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,10 +29,11 @@ from . import _prunekit
 from ._prunekit import PruneKitError
 
 __all__ = ["score", "mask", "masks", "apply_mask", "sparsity", "Stats", "PruneKitError",
-           "sparsegpt", "admm", "refine_mask", "outlier_ratio", "allocate_sparsity", "compensate_bias", "output_error", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
+           "sparsegpt", "admm", "refine_mask", "channel_permutation", "ChannelPermutation", "outlier_ratio", "allocate_sparsity", "compensate_bias", "output_error", "reconstruct", "prune_columns", "to_24", "from_24", "to_csr", "from_csr",
            "to_bitmask", "from_bitmask", "bfloat16", "save_stats", "load_stats", "CRITERIA", "SCOPES",
            "Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
-           "structure_mask", "block_masks", "key_channels", "low_rank", "top_channels", "gather", "random_channel_mask",
+           "structure_mask", "block_masks", "key_channels", "permute", "permute_stats", "PermutedStats", "low_rank",
+           "top_channels", "gather", "random_channel_mask",
            "__version__"]
 
 _VERSION_NUMBER, __version__ = _prunekit.version()
@@ -454,6 +455,41 @@ def refine_mask(weight: Any, hessian: Any, mask: Any, *, pattern: Union[str, Tup
     return refined.reshape(w.rows, w.cols).view(np.bool_)
 
 
+class ChannelPermutation(NamedTuple):
+    """What channel_permutation found: permutation[j] = the original input column placed at
+    position j (the permuted weight is weight[:, permutation]); the importance the N:M mask keeps
+    without and with it."""
+    permutation: np.ndarray
+    kept_before: float
+    kept_after: float
+
+
+def channel_permutation(weight: Any, pattern: Union[str, Tuple[int, int]] = "2:4", *, criterion: str = "magnitude",
+                        features: Any = None, gradient: Any = None, seed: int = 0, segment: int = 0,
+                        max_swaps: Optional[int] = None, time_limit: Optional[float] = None,
+                        threads: Optional[int] = None) -> ChannelPermutation:
+    """A permutation of the layer's input channels under which the N:M mask of the criterion's
+    scores keeps more importance (Pool and Yu 2021, NVIDIA ASP; RIA 2024): greedy channel swaps
+    between groups, each exactly gaining, largest first, until none gains or the budget is spent.
+    Never keeps less than the identity. criterion/features/gradient/seed as in mask().
+    segment: 0 (any column anywhere) or a run length inside which columns move (a head's
+    channels). max_swaps: the budget (default 2^20; 0 is an error); time_limit: seconds (default
+    none; a limit makes the result depend on the machine). Deterministic for any thread count.
+    Apply it with prunekit.structured.permute(group, p.permutation) over the producer's rows (and
+    bias) and this layer's columns, and permute the layer's statistics the same way
+    (prunekit.structured.permute_stats)."""
+    w = _view(weight, "weight")
+    args, _ = _criterion_args(w, criterion, features, gradient, seed)
+    _, _, n, m = _selection(None, "row", pattern)
+    options: dict = dict(n=n, m=m, segment=int(segment))
+    for name, value in (("max_swaps", max_swaps), ("time_limit", time_limit), ("num_threads", threads)):
+        if value is not None:
+            options[name] = value
+    perm = np.empty(w.cols, dtype=np.int64)
+    before, after = _prunekit.channel_permutation(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, perm, **options)
+    return ChannelPermutation(perm, before, after)
+
+
 def outlier_ratio(weight: Any, criterion: str = "wanda", *, features: Any = None, threshold: float = 5.0,
                   gradient: Any = None, seed: int = 0) -> float:
     """OWL's outlier ratio of a layer: the fraction of its scores (Wanda by default) above
@@ -757,5 +793,5 @@ class Stats(_prunekit.Stats):
 
 
 from .structured import (Member, Group, select, structure_scores, compact, compact_data_free, apply_structures,  # noqa: E402
-                         structure_mask, block_masks, key_channels)
+                         structure_mask, block_masks, key_channels, permute, permute_stats, PermutedStats)
 from .methods import low_rank, top_channels, gather, random_channel_mask  # noqa: E402

@@ -347,6 +347,48 @@ static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs
     return result;
 }
 
+/* channel_permutation(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride,
+ *                     seed, permutation_out int64, *, n, m, segment, max_swaps, time_limit, num_threads)
+ * -> (kept before, kept after): pk_channel_permutation. Options not given keep pk_permutation_options_init's. */
+static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "kind", "features", "gradient", "gdtype",
+                             "gstride", "seed", "permutation", "n", "m", "segment", "max_swaps", "time_limit",
+                             "num_threads", NULL};
+    Py_buffer w = {0}, f = {0}, g = {0}, perm = {0};
+    int dtype, kind, gdtype;
+    long long rows, cols, stride, gstride, segment, max_swaps;
+    unsigned long long seed;
+    pk_permutation_options o;
+    pk_permutation_options_init(&o);
+    segment = o.segment;
+    max_swaps = o.max_swaps;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiz*z*iLKw*|$iiLLdi", kwlist, &w, &dtype, &rows, &cols, &stride,
+                                     &kind, &f, &g, &gdtype, &gstride, &seed, &perm, &o.n, &o.m, &segment, &max_swaps,
+                                     &o.time_limit, &o.num_threads))
+        return NULL;
+    o.segment = segment;
+    o.max_swaps = max_swaps;
+    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
+        check_size(&perm, (Py_ssize_t)(cols * 8), "permutation")) {
+        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+        criterion_args c;
+        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+        double before = 0, after = 0;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_channel_permutation(&m, &c.criterion, &o, (int64_t *)perm.buf, &before, &after);
+        Py_END_ALLOW_THREADS
+        result = status == PK_OK ? Py_BuildValue("dd", before, after) : raise_status(status);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&perm);
+    return result;
+}
+
 /* outlier_ratio(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
  *               threshold) -> ratio: pk_outlier_ratio. */
 static PyObject *py_outlier_ratio(PyObject *self, PyObject *args) {
@@ -658,7 +700,8 @@ done:
 /* group_op(op, group, keep, ...):
  *   op 0 compact: outputs [(buffer, dtype, rows, cols, stride)], kept_out, compensation|None
  *        where compensation = (member, hessian, size, (precision, damp, retries))
- *   op 1 apply in place;  op 2 structure mask: member, mask_out */
+ *   op 1 apply in place;  op 2 structure mask: member, mask_out;
+ *   op 3 permute in place (pk_permute_group): keep holds the int64 permutation */
 static PyObject *py_group_op(PyObject *self, PyObject *args) {
     (void)self;
     int op;
@@ -671,7 +714,7 @@ static PyObject *py_group_op(PyObject *self, PyObject *args) {
     Py_buffer *outputs = NULL;
     pk_matrix *mats = NULL;
     Py_ssize_t acquired = 0;
-    if (!group_parse(group_tuple, op == 1, &g)) {
+    if (!group_parse(group_tuple, op == 1 || op == 3, &g)) {
         PyBuffer_Release(&keep);
         PyBuffer_Release(&out);
         return NULL;
@@ -723,6 +766,14 @@ static PyObject *py_group_op(PyObject *self, PyObject *args) {
     } else if (op == 1) {
         Py_BEGIN_ALLOW_THREADS
         status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf);
+        Py_END_ALLOW_THREADS
+    } else if (op == 3) {
+        if (keep.len % 8) {
+            PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_permute_group(&g.group, (const int64_t *)keep.buf, (int64_t)(keep.len / 8));
         Py_END_ALLOW_THREADS
     } else {
         Py_BEGIN_ALLOW_THREADS
@@ -1547,6 +1598,7 @@ static PyMethodDef methods[] = {
     {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
     {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"channel_permutation", (PyCFunction)(void (*)(void))py_channel_permutation, METH_VARARGS | METH_KEYWORDS, NULL},
     {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
     {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
     {"output_error", py_output_error, METH_VARARGS, NULL},

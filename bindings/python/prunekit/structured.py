@@ -22,7 +22,8 @@ import numpy as np
 
 from . import _prunekit, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
 
-__all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures", "structure_mask",
+__all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
+           "structure_mask", "permute", "permute_stats", "PermutedStats",
            "block_masks", "key_channels", "STRUCTURE_CRITERIA", "MODES"]
 
 _AXES = {"rows": 0, "cols": 1, "blocks": 2}
@@ -312,6 +313,67 @@ def apply_structures(group: Group, keep: Any) -> None:
     args, keepalive = group._args(writable=True)
     _prunekit.group_op(1, args, k)
     del keepalive
+
+
+def permute(group: Group, permutation: Any) -> None:
+    """Permutes the structures of every member in place: structure j becomes the old structure
+    permutation[j] (rows or columns, span at a time; a 1-D bias entry by entry). With the
+    producer's rows, its bias and the consumer's columns as members the model computes the same
+    function afterwards: this applies a prunekit.channel_permutation. Members must not share
+    memory. Checks everything (a permutation of range(group.structures()), no block member)
+    before writing."""
+    p = np.asarray(permutation)
+    if p.ndim != 1 or (p.size and not np.issubdtype(p.dtype, np.integer)):
+        raise ValueError(f"permutation must be a 1-D integer vector, got shape {p.shape} dtype {p.dtype}")
+    p = np.ascontiguousarray(p, dtype=np.int64)
+    args, keepalive = group._args(writable=True)
+    _prunekit.group_op(3, args, p)
+    del keepalive
+
+
+class PermutedStats(Stats):
+    """A read-only view of a Stats with its features reordered: feature j is the source's
+    feature permutation[j] (vectors v[permutation], Gram matrices G[permutation][:, permutation]),
+    the statistics of a layer whose input channels were permuted. It cannot be updated, merged
+    or used as a group's activations."""
+
+    def __new__(cls, source: Stats, permutation: Any):
+        return super().__new__(cls, 1)
+
+    def __init__(self, source: Stats, permutation: Any):
+        p = np.ascontiguousarray(permutation, dtype=np.int64)
+        if p.shape != (source.features,) or not np.array_equal(np.sort(p), np.arange(source.features)):
+            raise ValueError(f"permutation must be a permutation of range({source.features})")
+        self._source, self._permutation = source, p
+
+    @property
+    def count(self) -> int:
+        return self._source.count
+
+    @property
+    def features(self) -> int:
+        return self._source.features
+
+    def _vector(self, which: int, out: np.ndarray) -> None:
+        full = np.empty_like(out)
+        self._source._vector(which, full)
+        p = self._permutation
+        out[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
+
+    def _update(self, *args) -> None:
+        raise TypeError("a PermutedStats is a read-only view; update the source Stats")
+
+    def merge(self, other) -> None:
+        raise TypeError("a PermutedStats is a read-only view; merge into the source Stats")
+
+    def to_bytes(self) -> bytes:
+        raise TypeError("a PermutedStats is a view; serialise the source Stats and its permutation")
+
+
+def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
+    """The statistics of a layer after its input channels were permuted (feature j = the old
+    feature permutation[j]): what Wanda's norms and SparseGPT's / ADMM's X^T X become."""
+    return PermutedStats(stats, permutation)
 
 
 def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:

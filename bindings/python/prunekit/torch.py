@@ -575,6 +575,129 @@ def _accepted_options(label: str, entry: Method) -> Optional[frozenset]:
     return frozenset(n for n, p in params.items() if p.kind == p.KEYWORD_ONLY) - {"pattern", "out", "scope"}
 
 
+# Options of the driver itself, valid with every method.
+#   permute: N:M only; True (or a dict of prunekit.channel_permutation options: max_swaps,
+#     time_limit, threads) permutes the input channels of each layer that has a known producer
+#     (_couplings) before it is pruned, so that its N:M mask keeps more importance.
+#   compensate_bias: fold the mean output shift of pruning into the module's bias
+#     (prunekit.compensate_bias), the weights reconstructed on the centred Gram matrix.
+_DRIVER_OPTIONS = frozenset({"permute", "compensate_bias"})
+_PERMUTE_KEYS = frozenset({"max_swaps", "time_limit", "threads"})
+
+
+def _permute_options(name: str, value: Any, pattern: Optional[str]) -> Any:
+    if value is False or value is None:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name}: permute must be True, False or a dict of channel_permutation options, got {value!r}")
+    unknown = set(value) - _PERMUTE_KEYS
+    if unknown:
+        raise ValueError(f"{name}: permute takes no option {sorted(unknown)[0]!r} (it takes {sorted(_PERMUTE_KEYS)})")
+    if pattern is None:
+        raise ValueError(f"{name}: permute applies to N:M patterns (pattern='2:4'), not to an unstructured sparsity")
+    swaps, limit = value.get("max_swaps"), value.get("time_limit")
+    if swaps is not None and (not isinstance(swaps, int) or not 1 <= swaps <= 2 ** 40):
+        raise ValueError(f"{name}: the permutation budget max_swaps must be an int in [1, 2^40], got {swaps!r}")
+    if limit is not None and not (isinstance(limit, (int, float)) and 0 <= limit < float("inf")):
+        raise ValueError(f"{name}: the permutation time_limit must be 0 (none) or positive seconds, got {limit!r}")
+    return dict(value)
+
+
+class _Coupling:
+    """A consumer layer whose input channels are a producer's output rows (and bias) and nothing
+    else, so both may be permuted together: segment 0 = any order, else only inside runs of
+    `segment` channels (an attention head's value channels)."""
+
+    def __init__(self, producer: nn.Module, producer_name: str, segment: int):
+        self.producer, self.producer_name, self.segment = producer, producer_name, segment
+
+
+def _couplings(model: nn.Module) -> Dict[str, _Coupling]:
+    """The permutable couplings PruneKit knows, by consumer module name: for the BERT family
+    (BERT, RoBERTa, MiniLM, ...) the FFN's intermediate channels (intermediate.dense rows + bias,
+    output.dense columns) and each head's value channels (attention.self.value rows + bias,
+    attention.output.dense columns, within the head). Neither touches the residual stream."""
+    modules = dict(model.named_modules())
+    found: Dict[str, _Coupling] = {}
+    for name, module in modules.items():
+        for producer_tail, consumer_tail in (("intermediate.dense", "output.dense"),
+                                              ("attention.self.value", "attention.output.dense")):
+            if name == producer_tail or name.endswith("." + producer_tail):
+                prefix = name[:len(name) - len(producer_tail)]
+                consumer = modules.get(prefix + consumer_tail)
+                if not (isinstance(module, nn.Linear) and isinstance(consumer, nn.Linear)
+                        and module.out_features == consumer.in_features):
+                    continue
+                segment = 0
+                if producer_tail == "attention.self.value":
+                    attention = modules.get(name[:-len(".value")])
+                    segment = int(getattr(attention, "attention_head_size", 0) or 0)
+                    if segment <= 0 or module.out_features % segment:
+                        continue
+                found[prefix + consumer_tail] = _Coupling(module, name, segment)
+    return found
+
+
+def _permute_inputs(model: nn.Module, names: Sequence[str], targets: Dict[str, _Target], plans: Dict[str, _Plan],
+                    stats: Dict[str, Any], couplings: Dict[str, _Coupling]) -> Dict[str, Tuple[float, float]]:
+    """Permutes, before they are pruned, the input channels of the listed modules whose plan asks
+    for it and that have a coupling: the search on the module's scores (Wanda from its statistics
+    where it has them, else magnitude), the producer's rows and bias and the module's columns
+    permuted alike (prunekit.structured.permute), the module's statistics replaced by their
+    permuted view. Returns (kept importance before, after) per permuted module."""
+    done = {}
+    for n in names:
+        plan = plans[n]
+        if plan.permute is None or n not in couplings:
+            continue
+        start = time.perf_counter()
+        coupling, target = couplings[n], targets[n]
+        n_keep, m = (int(p) for p in plan.pattern.split(":"))
+        width = coupling.segment
+        if width and width % m:
+            continue          # a head narrower than the pattern's groups: nothing can move
+        weight = target.weight.detach()
+        features = stats.get(n)
+        options = dict(plan.permute)
+        threads = options.pop("threads", None)
+        found = _pk.channel_permutation(weight, (n_keep, m), criterion="wanda" if features is not None else "magnitude",
+                                        features=features, segment=width, threads=threads, **options)
+        members = [_pk.Member(coupling.producer.weight.detach(), "rows")]
+        if coupling.producer.bias is not None:
+            members.append(_pk.Member(coupling.producer.bias.detach()))
+        members.append(_pk.Member(weight, "cols"))
+        with torch.no_grad():
+            _pk.permute(_pk.Group(members), found.permutation)
+        if features is not None:
+            stats[n] = _pk.permute_stats(features, found.permutation)
+        done[n] = (found.kept_before, found.kept_after, time.perf_counter() - start)
+    return done
+
+
+class _CenteredStats(_pk.Stats):
+    """A view of a Stats whose Gram matrix is the centred one (sum (x - mean)(x - mean)^T): the
+    Hessian to reconstruct on when the bias absorbs the mean shift afterwards."""
+
+    def __new__(cls, source):
+        return super().__new__(cls, 1)
+
+    def __init__(self, source):
+        self._source = source
+
+    @property
+    def count(self) -> int:
+        return self._source.count
+
+    @property
+    def features(self) -> int:
+        return self._source.features
+
+    def _vector(self, which: int, out: np.ndarray) -> None:
+        self._source._vector(7 if which == 4 else which, out)
+
+
 def _copy_into(w: torch.Tensor, new: Any) -> None:
     if isinstance(new, np.ndarray):
         new = torch.from_numpy(new.view(np.int16)).view(torch.bfloat16) if new.dtype == np.uint16 else torch.from_numpy(new)
@@ -604,6 +727,8 @@ class _Plan:
     pattern: Optional[str]
     scope: str
     options: dict
+    permute: Optional[dict] = None  # None, or the prunekit.channel_permutation options (a dict)
+    compensate_bias: bool = False
 
     @property
     def selection(self) -> str:
@@ -624,9 +749,11 @@ def _plans(targets: Dict[str, _Target], method: str, sparsity: Optional[float], 
     """Every module's settings, checked before anything is computed or written."""
     rules = [(re.compile(k) if isinstance(k, str) else k, v) for k, v in (overrides or {}).items()]
     plans = {}
-    used = set()
+    options = dict(options)
+    shared_driver = {k: options.pop(k) for k in list(options) if k in _DRIVER_OPTIONS}
+    used = set(shared_driver)
     for name, target in targets.items():
-        settings = dict(method=method, sparsity=sparsity, pattern=pattern, scope=scope)
+        settings = dict(method=method, sparsity=sparsity, pattern=pattern, scope=scope, **shared_driver)
         skip = False
         for regex, value in rules:
             if regex.search(name):
@@ -638,6 +765,7 @@ def _plans(targets: Dict[str, _Target], method: str, sparsity: Optional[float], 
                     raise ValueError(f"overrides[{regex.pattern!r}]: expected a dict of settings or 'skip', got {value!r}")
         if skip:
             continue
+        driver = {k: settings.pop(k) for k in list(settings) if k in _DRIVER_OPTIONS}
         label = settings.pop("method")
         if label not in METHODS:
             raise ValueError(f"{name}: unknown method {label!r}; one of {sorted(METHODS)}")
@@ -668,7 +796,14 @@ def _plans(targets: Dict[str, _Target], method: str, sparsity: Optional[float], 
                                  f"(it takes {sorted(accepted)})")
         shared = {k: v for k, v in options.items() if accepted is None or k in accepted}
         used.update(shared)
-        plans[name] = _Plan(label, entry, s, pat, sc, dict(shared, **settings))
+        permute = _permute_options(name, driver.get("permute", False), pat)
+        compensate = driver.get("compensate_bias", False)
+        if not isinstance(compensate, bool):
+            raise ValueError(f"{name}: compensate_bias must be True or False, got {compensate!r}")
+        if compensate and entry.stats is None:
+            raise ValueError(f"{name}: compensate_bias needs calibration statistics (the inputs' mean), and method "
+                             f"{label!r} takes none")
+        plans[name] = _Plan(label, entry, s, pat, sc, dict(shared, **settings), permute, compensate)
     if not plans:
         raise ValueError("no module to prune: the overrides skip every target")
     unused = sorted(set(options) - used)
@@ -691,6 +826,7 @@ class LayerReport:
     seconds: float
     error: Optional[float]       # relative output error on the calibration inputs (None: not measured)
     block: Optional[int] = None
+    permutation: Optional[Tuple[float, float]] = None   # importance the N:M mask keeps before / after permuting
 
 
 @dataclass
@@ -844,10 +980,19 @@ def _prune_one(target: _Target, plan: _Plan, stats: Optional["_pk.Stats"], keep_
             raise ValueError(f"{target.name}: method {plan.method_name!r} needs calibration inputs, and the module "
                              "saw none (pass batches that reach it)")
     dense = target.weight.detach().clone() if keep_delta else None
+    bias = getattr(target.module, "bias", None) if plan.compensate_bias else None
     start = time.perf_counter()
     w = target.matrix()
-    m = plan.method.run(w, stats if plan.method.stats is not None else None, plan.sparsity, plan.pattern, plan.scope,
-                        plan.options)
+    given = stats if plan.method.stats is not None else None
+    original = None
+    if bias is not None:
+        original = w.detach().clone()
+        if plan.method.stats == "gram":
+            given = _CenteredStats(stats)
+    m = plan.method.run(w, given, plan.sparsity, plan.pattern, plan.scope, plan.options)
+    if bias is not None:
+        with torch.no_grad():
+            _pk.compensate_bias(original, w, bias.detach(), stats.mean())
     target.commit(w)
     seconds = time.perf_counter() - start
     delta = None
@@ -876,6 +1021,17 @@ def prune(model: nn.Module, batches: Optional[Iterable[Any]] = None, *, method: 
     (seed, threads; block_size, dampening, precision; ADMM's iterations, rho, ...), each given
     to the methods that take it. Everything is checked before a weight is written.
 
+    Two options hold for every method. compensate_bias=True folds the mean output shift of
+    pruning into each pruned module's bias (modules without one are left as they are): the
+    weights are reconstructed on the centred Gram matrix (stats.gram(centered=True)) and then
+    bias += (W_dense - W) mean(x) (prunekit.compensate_bias). permute=True (N:M patterns only;
+    or a dict of prunekit.channel_permutation options: max_swaps, time_limit, threads) permutes
+    the input channels of each pruned module that has a known producer before pruning it, so
+    that its N:M mask keeps more importance (Wanda scores from its statistics, else magnitude):
+    for the BERT family the FFN's intermediate channels and each head's value channels, the
+    producer's rows and bias moved alike, so the model computes the same function before
+    pruning. The report's layer.permutation gives the importance kept before / after.
+
     sequential=True calibrates each block on the outputs of the already-pruned blocks before
     it (the Wanda / SparseGPT reference drivers' loop): the first block's inputs are captured,
     then per block its targets' inputs are streamed into Stats, the targets are pruned and the
@@ -889,6 +1045,12 @@ def prune(model: nn.Module, batches: Optional[Iterable[Any]] = None, *, method: 
     found = _find_blocks(model, blocks)
     chosen = _select_targets(model, targets, ignore, within=found)
     plans = _plans(chosen, method, sparsity, pattern, scope, overrides, options)
+    couplings: Dict[str, _Coupling] = {}
+    if any(p.permute is not None for p in plans.values()):
+        couplings = {n: c for n, c in _couplings(model).items() if n in plans and plans[n].permute is not None}
+        if not couplings:
+            raise ValueError("permute=True, but no pruned module has input channels PruneKit can permute (known: "
+                             "the BERT family's FFN output.dense and attention.output.dense)")
     needs = {n: p.method.stats for n, p in plans.items()}
     grams = {n for n, s in needs.items() if s == "gram"}
     calibrated = any(s is not None for s in needs.values())
@@ -935,8 +1097,12 @@ def prune(model: nn.Module, batches: Optional[Iterable[Any]] = None, *, method: 
                     if not tokens:
                         tokens = next(iter(stats.values())).count
                 deltas = {}
+                permuted = _permute_inputs(model, names, chosen, plans, stats, couplings) if couplings else {}
                 for n in names:
                     layer, delta = _prune_one(chosen[n], plans[n], stats.get(n), error, i)
+                    if n in permuted:
+                        layer.permutation = permuted[n][:2]
+                        layer.seconds += permuted[n][2]
                     layers.append(layer)
                     if delta is not None:
                         deltas[n] = delta
@@ -964,8 +1130,12 @@ def prune(model: nn.Module, batches: Optional[Iterable[Any]] = None, *, method: 
             tokens = next(iter(stats.values())).count
         deltas = {}
         keep = error and bool(batches)
+        permuted = _permute_inputs(model, list(plans), chosen, plans, stats, couplings) if couplings else {}
         for n in _progress(list(plans), progress, len(plans), "prunekit layers"):
             layer, delta = _prune_one(chosen[n], plans[n], stats.get(n), keep, None)
+            if n in permuted:
+                layer.permutation = permuted[n][:2]
+                layer.seconds += permuted[n][2]
             layers.append(layer)
             if delta is not None:
                 deltas[n] = delta
