@@ -93,36 +93,51 @@ public struct ActivationStatistics: Sendable, Equatable {
         let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
         let absolute = try ScratchBuffer<Double>(repeating: 0, count: f)
         let zeros = try ScratchBuffer<Double>(repeating: 0, count: f)
-        let tiles = try TokenTiles(batch)
-        defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles)) {} }
+        // Features are independent: large batches split them across threads by whole tiles
+        // (the same sums whatever the split).
+        let tileCount = (f + TokenTiles.features - 1) / TokenTiles.features
+        let workers = tokens * f >= 1 << 17 ? resolveThreads(0, work: tileCount) : 1
+        var tiles: [TokenTiles] = []
+        for _ in 0..<workers { tiles.append(try TokenTiles(batch)) }
+        let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
+        defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles, finite)) {} }
         // Pass 1: sums and sums of squares, tile by tile (a few tokens x a few hundred features,
         // the accumulators of four features in registers across a tile's tokens); per feature
         // the tokens are still added in order, so the bits are those of a token-by-token loop.
-        for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
-            var finite = true
-            for j0 in stride(from: 0, to: f, by: TokenTiles.features) {
-                let (rows, nt, nf) = tiles.load(tokens: t0, features: j0)
-                finite = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
-                                         absolute: absolute.base + j0, zeros: zeros.base + j0) && finite
+        parallelFor(workers: workers) { worker in
+            let mine = partition(tileCount, workers: workers, worker: worker), reader = tiles[worker]
+            for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
+                var ok = true
+                for tile in mine {
+                    let j0 = tile * TokenTiles.features
+                    let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
+                    ok = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
+                                         absolute: absolute.base + j0, zeros: zeros.base + j0) && ok
+                }
+                if !ok { finite.base[worker] = 0; return }
             }
-            if !finite {
-                for t in t0..<min(t0 + TokenTiles.tokens, tokens) {
-                    for j in 0..<f where !batch.value(row: t, col: j).isFinite {
-                        throw .nonFinite("activation at token \(t), feature \(j) is \(batch.value(row: t, col: j))")
-                    }
+        }
+        if (0..<workers).contains(where: { finite.base[$0] == 0 }) {
+            for t in 0..<tokens {
+                for j in 0..<f where !batch.value(row: t, col: j).isFinite {
+                    throw .nonFinite("activation at token \(t), feature \(j) is \(batch.value(row: t, col: j))")
                 }
             }
         }
         try checkGrowth(tokens: tokens, sumSquares: { squares.base[$0] }, "the batch")
-        // Pass 2: the batch's M2 around its own mean, tiled the same way.
+        // Pass 2: the batch's M2 around its own mean, tiled and split the same way.
         let batchMeans = try ScratchBuffer<Double>(count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
         defer { withExtendedLifetime((batchMeans, batchM2)) {} }
         for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
-        for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
-            for j0 in stride(from: 0, to: f, by: TokenTiles.features) {
-                let (rows, nt, nf) = tiles.load(tokens: t0, features: j0)
-                Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
+        parallelFor(workers: workers) { worker in
+            let mine = partition(tileCount, workers: workers, worker: worker), reader = tiles[worker]
+            for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
+                for tile in mine {
+                    let j0 = tile * TokenTiles.features
+                    let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
+                    Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
+                }
             }
         }
         if gramUpper != nil { accumulateGram(batch) }
