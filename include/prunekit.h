@@ -973,7 +973,26 @@ typedef struct pk_pruner_options {
                                     the gradients passed with every step; in [0, 1), default 0.9 */
     int32_t num_threads;         /* 0 = one per CPU; results do not depend on it */
     int32_t reserved;            /* set to 0 */
+    double soft_temperature;     /* soft, differentiable masks (PDP) when > 0, in the units of the
+                                    squared scores (see below); 0 = hard masks (default 0). Not
+                                    with decay_steps > 1, an NM selection or PK_CRITERION_RANDOM */
 } pk_pruner_options;
+
+/* Soft mode (soft_temperature T > 0). Before the schedule's end, pk_pruner_step writes no weight:
+ * at every step it computes the step's hard mask (as in the hard mode, at the step's scheduled
+ * sparsity) and, for each group of the selection (ROW: a row; LAYER: a layer; GLOBAL: every layer
+ * together), t^2 = the midpoint between the largest squared score q the hard mask prunes and the
+ * smallest it keeps; then for each weight
+ *   m = 1 / (1 + exp(-(q - t^2) / T)),   dm/dw = m (1 - m) (dq/dw) / T      (float64, t held fixed)
+ * with q = w^2 (MAGNITUDE; the m of pk_soft_mask), (|w| f_j)^2 (WANDA, STADE: f the feature values)
+ * or e^2 (TAYLOR / gradient flow: e the moving score, dq/dw = 2 e (1 - momentum) |g| sign(w) with
+ * the step's gradient g held fixed). Nothing pruned in a group: m = 1; everything: m = 0 (dm/dw 0).
+ * The host reads them with pk_pruner_soft_mask, uses w * m(w) in its forward pass and
+ * back-propagates through it (dL/dw = dL/dw' (m + w dm/dw)). At the first step >= the schedule's
+ * end the masks are hardened: the hard mask at the final sparsity (exact count, pk_mask's) is
+ * applied to the weights (pruned +0.0) as in the hard mode, and from then on m is that binary mask
+ * and dm/dw = 0. pk_pruner_mask gives the step's hard mask (what hardening would choose now) and
+ * pk_pruner_factors the soft mask. */
 
 /* Fills *options with the defaults above and sets struct_size.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
@@ -1016,6 +1035,22 @@ PK_API pk_status pk_pruner_step(pk_pruner *pruner, int64_t step, const pk_matrix
  * @retval PK_ERROR_INVALID_SHAPE length */
 PK_API pk_status pk_pruner_mask(const pk_pruner *pruner, int64_t layer, uint8_t *mask_out, int64_t length);
 PK_API pk_status pk_pruner_factors(const pk_pruner *pruner, int64_t layer, float *factors_out, int64_t length);
+
+/* The soft mask and its derivative dm/dw at the last step applied (soft mode; see above) of
+ * layer `layer`: before any step m = 1 and dm/dw = 0; once hardened the binary mask and 0. A
+ * pruner in hard mode gives its factors and 0.
+ * @param pruner          a live pruner handle.
+ * @param layer           the layer index, in [0, layer_count).
+ * @param mask_out        rows*cols floats (row-major, dense), receives m.
+ * @param derivative_out  rows*cols floats, receives dm/dw; may be NULL.
+ * @param length          rows*cols of the layer (the length of each output).
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER mask_out
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, layer out of range
+ * @retval PK_ERROR_INVALID_SHAPE length
+ * Writes nothing on error. */
+PK_API pk_status pk_pruner_soft_mask(const pk_pruner *pruner, int64_t layer, float *mask_out, float *derivative_out,
+                                     int64_t length);
 
 /* The pruner's state (masks, schedule position, decay values and start steps, gradient-flow
  * scores) in the versioned, checksummed format of docs/pruner-format.md. It restores into a
