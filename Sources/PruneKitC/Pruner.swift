@@ -104,7 +104,9 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
         }
         let (s, threads) = try PruneKitC.selection(selection)
         let plan = try schedule(schedulePointer)
-        let o = try readOptions(options, name: "options", defaults: prunerDefaults())
+        // soft_temperature was appended: a caller of the first layout (struct_size up to reserved) gets hard masks.
+        let o = try readOptions(options, name: "options", defaults: prunerDefaults(),
+                                minimum: MemoryLayout<pk_pruner_options>.offset(of: \pk_pruner_options.soft_temperature)!)
         guard let prunerOut else { throw nullPointer("pruner_out") }
         var views: [MatrixView] = [], kinds: [PrunerCriterion] = []
         for i in 0..<Int(layerCount) {

@@ -395,6 +395,22 @@ static void test_soft_mode(void) {
     r1 = make_soft(&m, PK_CRITERION_RANDOM, T, 0, &st);
     CHECK(st == PK_ERROR_INVALID_ARGUMENT && !r1 && strstr(pk_last_error(), "random"), "random refused: %s", pk_last_error());
     CHECK(pk_pruner_soft_mask(NULL, 0, mk, dk, SR * SC) != PK_OK, "NULL handle refused");
+    /* A caller of the layout before soft_temperature was appended gets hard masks; a smaller size is refused. */
+    pk_pruner_options old;
+    pk_pruner_options_init(&old);
+    old.struct_size = offsetof(pk_pruner_options, soft_temperature);
+    pk_schedule os;
+    pk_schedule_init(&os);
+    pk_selection osel;
+    pk_selection_init(&osel);
+    pk_pruner *r2 = NULL;
+    CHECK(pk_pruner_create(&m, 1, NULL, &osel, &os, NULL, &old, &r2) == PK_OK && r2, "old struct_size: %s", pk_last_error());
+    CHECK(pk_pruner_step(r2, 0, NULL) == PK_OK && pk_pruner_soft_mask(r2, 0, mk, dk, SR * SC) == PK_OK && dk[0] == 0.0f,
+          "old struct_size: a hard pruner");
+    pk_pruner_free(r2);
+    r2 = NULL;
+    old.struct_size = offsetof(pk_pruner_options, soft_temperature) - 8;
+    CHECK(pk_pruner_create(&m, 1, NULL, &osel, &os, NULL, &old, &r2) == PK_ERROR_STRUCT_SIZE && !r2, "smaller struct_size refused");
 }
 
 /* Gradient flow in soft mode: dm/dw through the moving score, against finite differences of the
