@@ -117,7 +117,7 @@ def median_latency(models, batches, repeats):
     return [statistics.median(t) * 1000 for t in times], [(min(t) * 1000, max(t) * 1000) for t in times]
 
 
-def cswap(model, tokenizer, held_out, evaluation_batches, dense, *, tolerance, step_ratio, target_ratio, repeats):
+def cswap(model, tokenizer, held_out, evaluation_batches, dense, *, tolerance, step_ratio, target_ratio):
     import torch
 
     import prunekit
@@ -226,7 +226,7 @@ def main():
     if not args.skip_cswap:
         result, elapsed, cosines, compacted = cswap(model, tokenizer, held_out, evaluation_batches, dense,
                                                      tolerance=args.tolerance, step_ratio=args.step_ratio,
-                                                     target_ratio=args.target_ratio, repeats=args.repeats)
+                                                     target_ratio=args.target_ratio)
         total = sum(len(k) for k in result["keep"])
         print(f"\nC-SWAP on the FFN channels (tolerance {args.tolerance} on 1 - mean cosine over {len(held_out)} "
               f"held-out texts, steps of {percent(args.step_ratio)}, target {percent(args.target_ratio)}): "
