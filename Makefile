@@ -134,7 +134,7 @@ test-cpp-minilm: test-install python demo-deps
 test-examples: python $(OUT)/prune_layer demo-deps test-cpp-minilm
 	$(PYTHON) examples/python/prune_layer.py
 	$(SWIFT) run -q prune-example
-	$(PYTHON) examples/python/minilm.py --calibration 16 --evaluation 24 --plot $(OUT)/minilm-smoke.png
+	$(PYTHON) examples/python/minilm.py --calibration 16 --evaluation 24 --gradual-steps 4 --rows '^(?!perm-)' --plot $(OUT)/minilm-smoke.png
 
 python: $(LIB)
 	PRUNEKIT_LIB_DIR=$(abspath $(LIBDIR)) $(PYTHON) -m pip install --no-build-isolation --no-deps -q ./bindings/python

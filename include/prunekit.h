@@ -1087,10 +1087,14 @@ typedef struct pk_schedule {
 } pk_schedule;
 
 /* Fills *schedule with the defaults above and sets struct_size.
+ * @param schedule  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_schedule_init(pk_schedule *schedule);
 
 /* The scheduled sparsity at training step `step` (any int64; before begin 0).
+ * @param schedule      the schedule (struct_size set).
+ * @param step          the training step.
+ * @param sparsity_out  receives the sparsity in [0, 1].
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_ARGUMENT a field out of range */
 PK_API pk_status pk_schedule_sparsity(const pk_schedule *schedule, int64_t step, double *sparsity_out);
@@ -1109,7 +1113,9 @@ PK_API pk_status pk_schedule_sparsity(const pk_schedule *schedule, int64_t step,
  * is PK_ERROR_INVALID_ARGUMENT. Calls on one handle from several threads are serialized. */
 typedef struct pk_pruner pk_pruner;
 
-/* Option struct: set struct_size = sizeof(pk_pruner_options) (pk_pruner_options_init does). */
+/* Option struct: set struct_size = sizeof(pk_pruner_options) (pk_pruner_options_init does). A
+ * struct_size of offsetof(pk_pruner_options, soft_temperature) (the layout before soft_temperature
+ * was appended) is accepted and gives hard masks. */
 typedef struct pk_pruner_options {
     size_t struct_size;
     int64_t decay_steps;         /* decaying masks (DPM): a weight chosen at step t0 is scaled by
@@ -1121,9 +1127,30 @@ typedef struct pk_pruner_options {
                                     the gradients passed with every step; in [0, 1), default 0.9 */
     int32_t num_threads;         /* 0 = one per CPU; results do not depend on it */
     int32_t reserved;            /* set to 0 */
+    double soft_temperature;     /* soft, differentiable masks (PDP) when > 0, in the units of the
+                                    squared scores (see below); 0 = hard masks (default 0). Not
+                                    with decay_steps > 1, an NM selection or PK_CRITERION_RANDOM */
 } pk_pruner_options;
 
-/* Fills *options with the defaults above and sets struct_size.
+/* Soft mode (soft_temperature T > 0). Before the schedule's end, pk_pruner_step writes no weight:
+ * at every step it computes the step's hard mask (as in the hard mode, at the step's scheduled
+ * sparsity) and, for each group of the selection (ROW: a row; LAYER: a layer; GLOBAL: every layer
+ * together), t^2 = the midpoint between the largest squared score q the hard mask prunes and the
+ * smallest it keeps; then for each weight
+ *   m = 1 / (1 + exp(-(q - t^2) / T)),   dm/dw = m (1 - m) (dq/dw) / T      (float64, t held fixed)
+ * with q = w^2 (MAGNITUDE; the m of pk_soft_mask), (|w| f_j)^2 (WANDA, STADE: f the feature values)
+ * or e^2 (TAYLOR / gradient flow: e the moving score, dq/dw = 2 e (1 - momentum) |g| sign(w) with
+ * the step's gradient g held fixed). Nothing pruned in a group: m = 1; everything: m = 0 (dm/dw 0).
+ * The host reads them with pk_pruner_soft_mask, uses w * m(w) in its forward pass and
+ * back-propagates through it (dL/dw = dL/dw' (m + w dm/dw)). At the first step >= the schedule's
+ * end the masks are hardened: the hard mask at the final sparsity (exact count, pk_mask's) is
+ * applied to the weights (pruned +0.0) as in the hard mode, and from then on m is that binary mask
+ * and dm/dw = 0. pk_pruner_mask gives the step's hard mask (what hardening would choose now) and
+ * pk_pruner_factors the soft mask. */
+
+/* Fills *options with the defaults above (decay_steps 0, gradient_momentum 0.9, num_threads 0,
+ * soft_temperature 0) and sets struct_size.
+ * @param options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
 
@@ -1133,6 +1160,14 @@ PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
  * gradients come with each step). selection: ROW, LAYER or GLOBAL (its sparsity is replaced by the
  * schedule's), or NM with a one-shot schedule. layer_targets: NULL, or layer_count final
  * sparsities (not with GLOBAL). Writes *pruner_out only on success.
+ * @param weights        layer_count matrices, the host's weights: THE POINTERS ARE KEPT (above).
+ * @param layer_count    the number of layers, >= 1.
+ * @param criteria       NULL or layer_count criteria (NULL entries: magnitude); read, not kept.
+ * @param selection      the scope (its sparsity is ignored) and num_threads.
+ * @param schedule       the sparsity schedule (final_sparsity unless layer_targets).
+ * @param layer_targets  NULL or layer_count final sparsities in [0, 1]; copied.
+ * @param options        decay, gradient momentum, threads, soft mode; NULL is not allowed.
+ * @param pruner_out     receives the handle.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_SHAPE layer_count <= 0, bad sizes, feature counts that differ from cols
@@ -1144,13 +1179,17 @@ PK_API pk_status pk_pruner_create(const pk_matrix *weights, int64_t layer_count,
                                   const pk_pruner_options *options, pk_pruner **pruner_out);
 
 /* Releases a pruner (the host's weights are left as they are). pk_pruner_free(NULL) is a no-op,
- * and so is a handle that is not live. */
+ * and so is a handle that is not live.
+ * @param pruner  the handle, or NULL. */
 PK_API void pk_pruner_free(pk_pruner *pruner);
 
 /* Applies training step `step` (>= 0, not before the last step applied; the same step again
  * re-applies the masks). gradients: NULL, or layer_count matrices of the layers' shapes (required
  * by TAYLOR / gradient flow). Reads the gradients, keeps none. Every check runs before any weight
  * is written; on error the weights and the pruner are unchanged.
+ * @param pruner     a live pruner handle.
+ * @param step       the training step, >= 0 and >= the last step applied.
+ * @param gradients  NULL or layer_count matrices (the step's gradients), read and not kept.
  * @retval PK_OK
  * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, a step out of order, missing gradients
  * @retval the codes of pk_mask_layers for the weights and gradients */
@@ -1158,23 +1197,52 @@ PK_API pk_status pk_pruner_step(pk_pruner *pruner, int64_t step, const pk_matrix
 
 /* The current mask of layer `layer` (rows*cols bytes, 1 = kept; decaying and pruned are 0), and
  * the current factor of each weight (rows*cols floats: 1 kept, the decay factor at the last step,
- * 0 pruned). length must be rows*cols.
+ * 0 pruned; in soft mode the soft mask). length must be rows*cols.
+ * @param pruner       a live pruner handle.
+ * @param layer        the layer index, in [0, layer_count).
+ * @param mask_out     rows*cols bytes (pk_pruner_mask).
+ * @param factors_out  rows*cols floats (pk_pruner_factors).
+ * @param length       rows*cols of the layer.
  * @retval PK_OK, PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, layer out of range
  * @retval PK_ERROR_INVALID_SHAPE length */
 PK_API pk_status pk_pruner_mask(const pk_pruner *pruner, int64_t layer, uint8_t *mask_out, int64_t length);
 PK_API pk_status pk_pruner_factors(const pk_pruner *pruner, int64_t layer, float *factors_out, int64_t length);
 
+/* The soft mask and its derivative dm/dw at the last step applied (soft mode; see above) of
+ * layer `layer`: before any step m = 1 and dm/dw = 0; once hardened the binary mask and 0. A
+ * pruner in hard mode gives its factors and 0.
+ * @param pruner          a live pruner handle.
+ * @param layer           the layer index, in [0, layer_count).
+ * @param mask_out        rows*cols floats (row-major, dense), receives m.
+ * @param derivative_out  rows*cols floats, receives dm/dw; may be NULL.
+ * @param length          rows*cols of the layer (the length of each output).
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER mask_out
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, layer out of range
+ * @retval PK_ERROR_INVALID_SHAPE length
+ * Writes nothing on error. */
+PK_API pk_status pk_pruner_soft_mask(const pk_pruner *pruner, int64_t layer, float *mask_out, float *derivative_out,
+                                     int64_t length);
+
 /* The pruner's state (masks, schedule position, decay values and start steps, gradient-flow
  * scores) in the versioned, checksummed format of docs/pruner-format.md. It restores into a
  * pruner created with the same layers' shapes, criteria, selection, schedule, targets and options
  * (a digest of them is stored); the host restores its own weights.
+ * @param pruner       a live pruner handle.
+ * @param size_out     receives the exact size of the state in bytes (pk_pruner_serialized_size).
+ * @param buffer       capacity bytes to write the state to (pk_pruner_serialize).
+ * @param capacity     the size of buffer, >= the serialized size.
+ * @param written_out  receives the bytes written.
  * @retval as pk_stats_serialized_size / pk_stats_serialize */
 PK_API pk_status pk_pruner_serialized_size(const pk_pruner *pruner, size_t *size_out);
 PK_API pk_status pk_pruner_serialize(const pk_pruner *pruner, void *buffer, size_t capacity, size_t *written_out);
 
 /* Replaces the state of `pruner` by bytes from pk_pruner_serialize. Does not write the weights.
  * On error the pruner is unchanged.
+ * @param pruner  a live pruner handle.
+ * @param buffer  the bytes, read and not kept.
+ * @param size    their number.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
  * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted, foreign or unknown-version bytes, or bytes of
  *         a pruner of another configuration; the message says which */

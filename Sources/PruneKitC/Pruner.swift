@@ -24,7 +24,7 @@ func scheduleDefaults() -> pk_schedule {
 
 func prunerDefaults() -> pk_pruner_options {
     pk_pruner_options(struct_size: MemoryLayout<pk_pruner_options>.size, decay_steps: 0, gradient_momentum: 0.9,
-                      num_threads: 0, reserved: 0)
+                      num_threads: 0, reserved: 0, soft_temperature: 0)
 }
 
 func progressiveDefaults() -> pk_progressive_options {
@@ -104,7 +104,9 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
         }
         let (s, threads) = try PruneKitC.selection(selection)
         let plan = try schedule(schedulePointer)
-        let o = try readOptions(options, name: "options", defaults: prunerDefaults())
+        // soft_temperature was appended: a caller of the first layout (struct_size up to reserved) gets hard masks.
+        let o = try readOptions(options, name: "options", defaults: prunerDefaults(),
+                                minimum: MemoryLayout<pk_pruner_options>.offset(of: \pk_pruner_options.soft_temperature)!)
         guard let prunerOut else { throw nullPointer("pruner_out") }
         var views: [MatrixView] = [], kinds: [PrunerCriterion] = []
         for i in 0..<Int(layerCount) {
@@ -115,7 +117,7 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
         let targets = layerTargets.map { Array(UnsafeBufferPointer(start: $0, count: Int(layerCount))) }
         let pruner = try Pruner(layers: views, criteria: kinds, selection: s, schedule: plan, targets: targets,
                                 options: PrunerOptions(decaySteps: o.decay_steps, gradientMomentum: o.gradient_momentum,
-                                                       threads: Int(o.num_threads)))
+                                                       threads: Int(o.num_threads), softTemperature: o.soft_temperature))
         _ = threads
         prunerOut.pointee = prunerHandles.insert(PrunerBox(pruner))
     }
@@ -180,6 +182,21 @@ public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factor
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
             let factors = p.factors(layer: try layerIndex(p, layer, length))
             factorsOut.update(from: factors, count: factors.count)
+        }
+    }
+}
+
+/// Implements `pk_status pk_pruner_soft_mask(const pk_pruner *, int64_t layer, float *mask_out, float *derivative_out, int64_t length)`.
+@c @implementation
+public func pk_pruner_soft_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: UnsafeMutablePointer<Float>?,
+                                _ derivativeOut: UnsafeMutablePointer<Float>?, _ length: Int64) -> pk_status {
+    run("pk_pruner_soft_mask") { () throws(PruneKitError) in
+        let box = try prunerBox(pruner)
+        guard let maskOut else { throw nullPointer("mask_out") }
+        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
+            let (mask, derivative) = p.softMask(layer: try layerIndex(p, layer, length))
+            maskOut.update(from: mask, count: mask.count)
+            derivativeOut?.update(from: derivative, count: derivative.count)
         }
     }
 }

@@ -50,13 +50,23 @@ func nullPointer(_ name: String) -> PruneKitError { PruneKitError(.nullPointer, 
 /// Copies an option struct that starts with `size_t struct_size`: reads only the bytes the
 /// caller declared; a larger struct from a newer header is accepted only if the fields this
 /// library does not know are all zero.
-func readOptions<T>(_ pointer: UnsafePointer<T>?, name: String, defaults: T) throws(PruneKitError) -> T {
+/// `minimum`: the size of the struct's first released layout, when fields were appended since
+/// (a caller compiled against it declares that size; the appended fields keep their defaults).
+func readOptions<T>(_ pointer: UnsafePointer<T>?, name: String, defaults: T, minimum: Int? = nil) throws(PruneKitError) -> T {
     guard let pointer else { throw nullPointer(name) }
     let raw = UnsafeRawPointer(pointer)
     let declared = raw.load(as: Int.self)
     let known = MemoryLayout<T>.size
+    if let minimum, declared >= minimum, declared < known {
+        var result = defaults
+        withUnsafeMutableBytes(of: &result) { out in
+            out.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: declared))
+            out.storeBytes(of: known, toByteOffset: 0, as: Int.self)
+        }
+        return result
+    }
     guard declared >= known else {
-        throw PruneKitError(.structSize, "\(name)->struct_size is \(declared), at least \(known) is needed (use the _init function)")
+        throw PruneKitError(.structSize, "\(name)->struct_size is \(declared), at least \(minimum ?? known) is needed (use the _init function)")
     }
     for offset in known..<declared where raw.load(fromByteOffset: offset, as: UInt8.self) != 0 {
         throw PruneKitError(.structSize,

@@ -86,4 +86,40 @@ struct ProgressiveTests {
         #expect(counts == [10, 10] && ratios[0] == 1)
         #expect(Int(30 * ratios[1]) == 10 && Int(30 * ratios[1].nextDown) == 9)
     }
+
+    @Test("soft mode: m and dm/dw as softMask's before the end, then hardened at the exact count; state round trip")
+    func softMode() throws {
+        var values: [Double] = (0..<(6 * 20)).map { (i: Int) -> Double in Double((i * 7919) % 1001) / 500 - 1 }
+        let original = values
+        let schedule = Schedule(kind: .cubic, begin: 0, end: 6, frequency: 1, finalSparsity: 0.5)
+        try values.withUnsafeMutableBytes { raw in
+            let view = try MatrixView(base: raw.baseAddress!, dtype: .float64, rows: 6, cols: 20, rowStride: 20)
+            var pruner = try Pruner(layers: [view], criteria: [.magnitude], selection: .perRow(sparsity: 0), schedule: schedule,
+                                    options: PrunerOptions(softTemperature: 0.05))
+            #expect(pruner.isSoft && !pruner.isHardened)
+            for t in Int64(0)...3 { try pruner.step(t) }
+            #expect(Array(raw.bindMemory(to: Double.self)) == original)
+            var m = [Float](repeating: 0, count: 120), d = [Float](repeating: 0, count: 120)
+            try softMask(weights: view, selection: .perRow(sparsity: schedule.sparsity(at: 3)), temperature: 0.05,
+                         into: &m, derivative: &d)
+            let (sm, sd) = pruner.softMask(layer: 0)
+            #expect(sm == m && sd == d)
+            let bytes = pruner.serialized()
+            var again = try Pruner(layers: [view], criteria: [.magnitude], selection: .perRow(sparsity: 0), schedule: schedule,
+                                   options: PrunerOptions(softTemperature: 0.05))
+            try bytes.withUnsafeBytes { b in try again.restore(from: b) }
+            #expect(again.softMask(layer: 0).mask == sm && again.lastStep == 3)
+            try pruner.step(6)
+            #expect(pruner.isHardened)
+            let mask = pruner.mask(layer: 0)
+            for r in 0..<6 { #expect(mask[(r * 20)..<(r * 20 + 20)].filter { $0 == 0 }.count == 10) }
+            #expect(pruner.softMask(layer: 0).mask == mask.map { Float($0) } && pruner.softMask(layer: 0).derivative.allSatisfy { $0 == 0 })
+            let w = Array(raw.bindMemory(to: Double.self))
+            #expect((0..<120).allSatisfy { mask[$0] == 1 ? w[$0] == original[$0] : w[$0] == 0 })
+            #expect(throws: PruneKitError.self) {
+                _ = try Pruner(layers: [view], criteria: [.magnitude], selection: .perRow(sparsity: 0), schedule: schedule,
+                               options: PrunerOptions(decaySteps: 4, softTemperature: 0.05))
+            }
+        }
+    }
 }

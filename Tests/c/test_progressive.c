@@ -231,7 +231,258 @@ static void test_sensitivity(void) {
           (long long)counts[1], (long long)counts[2]);
 }
 
+
+/* Soft mode (PDP) through the pruner: m and dm/dw against pk_soft_mask and against finite
+ * differences of the pruner's own m (the host's weight moved by +-h, the step re-applied),
+ * weights untouched before the end, hardening at the exact count at the end, a mid-schedule
+ * state round trip that gives identical later masks, and refused combinations. */
+enum { SR = 6, SC = 40 };
+
+static pk_pruner *make_soft(pk_matrix *m, int32_t kind, double temperature, int64_t decay, pk_status *status) {
+    pk_selection sel;
+    pk_selection_init(&sel);
+    pk_schedule s;
+    pk_schedule_init(&s);
+    s.kind = PK_SCHEDULE_CUBIC;
+    s.begin = 0;
+    s.end = 10;
+    s.frequency = 1;
+    s.final_sparsity = 0.75;
+    pk_pruner_options o;
+    pk_pruner_options_init(&o);
+    o.soft_temperature = temperature;
+    o.decay_steps = decay;
+    o.gradient_momentum = 0.5;
+    pk_criterion c;
+    pk_criterion_init(&c);
+    c.kind = kind;
+    const pk_criterion *cs[1] = {&c};
+    pk_pruner *p = NULL;
+    *status = pk_pruner_create(m, 1, cs, &sel, &s, NULL, &o, &p);
+    return p;
+}
+
+/* Row r's boundary entries (largest pruned and smallest kept magnitude under the hard mask). */
+static void boundaries(const double *w, const uint8_t *mask, int r, int *lo, int *hi) {
+    double a = -1, b = 1e300;
+    *lo = *hi = -1;
+    for (int j = 0; j < SC; j++) {
+        double q = w[r * SC + j] * w[r * SC + j];
+        if (!mask[r * SC + j] && q > a) { a = q; *lo = j; }
+        if (mask[r * SC + j] && q < b) { b = q; *hi = j; }
+    }
+}
+
+static void test_soft_mode(void) {
+    static double w[SR * SC], original[SR * SC], other[SR * SC];
+    for (int i = 0; i < SR * SC; i++) {
+        unsigned x = (unsigned)i * 2654435761u + 17u;
+        w[i] = ((double)(x % 20011u) / 20011.0 - 0.5) * 2.0;
+    }
+    memcpy(original, w, sizeof w);
+    pk_matrix m = {w, SR, SC, SC, PK_DTYPE_FLOAT64, 0};
+    pk_status st;
+    const double T = 0.05;
+    pk_pruner *p = make_soft(&m, PK_CRITERION_MAGNITUDE, T, 0, &st);
+    CHECK(st == PK_OK && p, "soft create: %s", pk_last_error());
+    float mk[SR * SC], dk[SR * SC], m2[SR * SC], d2[SR * SC];
+    CHECK(pk_pruner_soft_mask(p, 0, mk, dk, SR * SC) == PK_OK && mk[0] == 1.0f && dk[0] == 0.0f,
+          "before any step m = 1, dm/dw = 0");
+    for (int64_t t = 0; t <= 5; t++) CHECK(pk_pruner_step(p, t, NULL) == PK_OK, "soft step %d: %s", (int)t, pk_last_error());
+    CHECK(memcmp(w, original, sizeof w) == 0, "soft mode before the end writes no weight");
+    /* Against pk_soft_mask at the step's scheduled sparsity. */
+    pk_schedule s;
+    pk_schedule_init(&s);
+    s.kind = PK_SCHEDULE_CUBIC; s.begin = 0; s.end = 10; s.frequency = 1; s.final_sparsity = 0.75;
+    double s5 = 0;
+    pk_schedule_sparsity(&s, 5, &s5);
+    pk_selection sel;
+    pk_selection_init(&sel);
+    sel.sparsity = s5;
+    CHECK(pk_soft_mask(&m, &sel, T, m2, d2) == PK_OK, "pk_soft_mask: %s", pk_last_error());
+    CHECK(pk_pruner_soft_mask(p, 0, mk, dk, SR * SC) == PK_OK, "soft mask: %s", pk_last_error());
+    CHECK(memcmp(mk, m2, sizeof mk) == 0 && memcmp(dk, d2, sizeof dk) == 0,
+          "the pruner's m and dm/dw equal pk_soft_mask's at the step's sparsity %.5f", s5);
+    float factors[SR * SC];
+    CHECK(pk_pruner_factors(p, 0, factors, SR * SC) == PK_OK && memcmp(factors, mk, sizeof mk) == 0,
+          "pk_pruner_factors gives the soft mask");
+    uint8_t hard[SR * SC];
+    pk_pruner_mask(p, 0, hard, SR * SC);
+    /* Finite differences of the pruner's own m: re-apply step 5 with one weight moved. */
+    const double h = 1e-4;
+    int checked = 0, bad = 0;
+    double worst = 0;
+    for (int r = 0; r < 2; r++) {
+        int lo, hi;
+        boundaries(original, hard, r, &lo, &hi);
+        for (int j = 0; j < SC; j++) {
+            if (j == lo || j == hi) continue; /* moving these moves the threshold */
+            int i = r * SC + j;
+            float plus[SR * SC], minus[SR * SC];
+            w[i] = original[i] + h;
+            pk_pruner_step(p, 5, NULL);
+            pk_pruner_soft_mask(p, 0, plus, NULL, SR * SC);
+            w[i] = original[i] - h;
+            pk_pruner_step(p, 5, NULL);
+            pk_pruner_soft_mask(p, 0, minus, NULL, SR * SC);
+            w[i] = original[i];
+            double numeric = ((double)plus[i] - (double)minus[i]) / (2 * h);
+            double err = fabs(numeric - dk[i]);
+            if (err > worst) worst = err;
+            if (err > 2e-3 + 1e-2 * fabs(dk[i])) bad++;
+            checked++;
+        }
+    }
+    CHECK(checked == 2 * (SC - 2) && bad == 0, "dm/dw vs finite differences: %d of %d off, worst %.3g", bad, checked, worst);
+    pk_pruner_step(p, 5, NULL);
+    /* A mid-schedule state round trip: a second pruner over a copy of the weights resumes identically. */
+    size_t size = 0, written = 0;
+    pk_pruner_serialized_size(p, &size);
+    unsigned char *bytes = (unsigned char *)malloc(size);
+    CHECK(pk_pruner_serialize(p, bytes, size, &written) == PK_OK && written == size, "serialize: %s", pk_last_error());
+    memcpy(other, w, sizeof w);
+    pk_matrix m_other = {other, SR, SC, SC, PK_DTYPE_FLOAT64, 0};
+    pk_pruner *q = make_soft(&m_other, PK_CRITERION_MAGNITUDE, T, 0, &st);
+    CHECK(pk_pruner_restore(q, bytes, size) == PK_OK, "restore: %s", pk_last_error());
+    pk_pruner_soft_mask(q, 0, m2, d2, SR * SC);
+    pk_pruner_soft_mask(p, 0, mk, dk, SR * SC);
+    CHECK(memcmp(mk, m2, sizeof mk) == 0 && memcmp(dk, d2, sizeof dk) == 0, "restored soft masks equal");
+    pk_matrix m_wrong = m_other;
+    pk_pruner *wrong = make_soft(&m_wrong, PK_CRITERION_MAGNITUDE, 2 * T, 0, &st);
+    CHECK(pk_pruner_restore(wrong, bytes, size) == PK_ERROR_CORRUPT_DATA, "another temperature's state is refused");
+    pk_pruner_free(wrong);
+    free(bytes);
+    int same = 1;
+    for (int64_t t = 6; t <= 12; t++) {
+        for (int i = 0; i < SR * SC; i++) { /* the host's training step, the same on both */
+            double g = 0.01 * (double)(((i * 7 + (int)t * 13) % 11) - 5);
+            w[i] -= g;
+            other[i] -= g;
+        }
+        pk_pruner_step(p, t, NULL);
+        pk_pruner_step(q, t, NULL);
+        pk_pruner_soft_mask(p, 0, mk, dk, SR * SC);
+        pk_pruner_soft_mask(q, 0, m2, d2, SR * SC);
+        if (memcmp(mk, m2, sizeof mk) != 0 || memcmp(dk, d2, sizeof dk) != 0) same = 0;
+    }
+    CHECK(same && memcmp(w, other, sizeof w) == 0, "after restore the later soft masks, the hardening and the weights are identical");
+    /* Hardened at the end (step 10 was applied): exact count, weights written, m binary, dm/dw 0. */
+    pk_pruner_mask(p, 0, hard, SR * SC);
+    int exact = 1, written_ok = 1, binary = 1;
+    for (int r = 0; r < SR; r++) {
+        int pruned = 0;
+        for (int j = 0; j < SC; j++) {
+            int i = r * SC + j;
+            pruned += !hard[i];
+            if (!hard[i] && w[i] != 0.0) written_ok = 0;
+            if (mk[i] != (hard[i] ? 1.0f : 0.0f) || dk[i] != 0.0f) binary = 0;
+        }
+        if (pruned != (int)(0.75 * SC)) exact = 0;
+    }
+    CHECK(exact, "hardened: exactly floor(0.75 * %d) pruned in every row", SC);
+    CHECK(written_ok, "hardened: the pruned weights are +0.0");
+    CHECK(binary, "hardened: m is the binary mask, dm/dw = 0");
+    /* The hardened mask is pk_mask's (magnitude, 0.75 per row) of the weights at step 10. */
+    pk_pruner_free(p);
+    pk_pruner_free(q);
+    /* Refused: decay with soft, a negative or NaN temperature, random scores. */
+    pk_pruner *r1 = make_soft(&m, PK_CRITERION_MAGNITUDE, T, 5, &st);
+    CHECK(st == PK_ERROR_INVALID_ARGUMENT && !r1, "soft + decay refused");
+    r1 = make_soft(&m, PK_CRITERION_MAGNITUDE, -1.0, 0, &st);
+    CHECK(st == PK_ERROR_INVALID_ARGUMENT && !r1, "negative temperature refused");
+    r1 = make_soft(&m, PK_CRITERION_MAGNITUDE, NAN, 0, &st);
+    CHECK(st == PK_ERROR_INVALID_ARGUMENT && !r1, "NaN temperature refused");
+    r1 = make_soft(&m, PK_CRITERION_RANDOM, T, 0, &st);
+    CHECK(st == PK_ERROR_INVALID_ARGUMENT && !r1 && strstr(pk_last_error(), "random"), "random refused: %s", pk_last_error());
+    CHECK(pk_pruner_soft_mask(NULL, 0, mk, dk, SR * SC) != PK_OK, "NULL handle refused");
+    /* A caller of the layout before soft_temperature was appended gets hard masks; a smaller size is refused. */
+    pk_pruner_options old;
+    pk_pruner_options_init(&old);
+    old.struct_size = offsetof(pk_pruner_options, soft_temperature);
+    pk_schedule os;
+    pk_schedule_init(&os);
+    pk_selection osel;
+    pk_selection_init(&osel);
+    pk_pruner *r2 = NULL;
+    CHECK(pk_pruner_create(&m, 1, NULL, &osel, &os, NULL, &old, &r2) == PK_OK && r2, "old struct_size: %s", pk_last_error());
+    CHECK(pk_pruner_step(r2, 0, NULL) == PK_OK && pk_pruner_soft_mask(r2, 0, mk, dk, SR * SC) == PK_OK && dk[0] == 0.0f,
+          "old struct_size: a hard pruner");
+    pk_pruner_free(r2);
+    r2 = NULL;
+    old.struct_size = offsetof(pk_pruner_options, soft_temperature) - 8;
+    CHECK(pk_pruner_create(&m, 1, NULL, &osel, &os, NULL, &old, &r2) == PK_ERROR_STRUCT_SIZE && !r2, "smaller struct_size refused");
+}
+
+/* Gradient flow in soft mode: dm/dw through the moving score, against finite differences of the
+ * pruner's m with the state restored before each perturbed step. */
+static void test_soft_gradient_flow(void) {
+    static float w[SR * SC], g[SR * SC], base[SR * SC];
+    fill(w, SR * SC, 7);
+    fill(g, SR * SC, 8);
+    memcpy(base, w, sizeof w);
+    pk_matrix m = {w, SR, SC, SC, PK_DTYPE_FLOAT32, 0};
+    pk_matrix gm = {g, SR, SC, SC, PK_DTYPE_FLOAT32, 0};
+    pk_status st;
+    const double T = 0.02;
+    pk_pruner *p = make_soft(&m, PK_CRITERION_TAYLOR, T, 0, &st);
+    CHECK(st == PK_OK && p, "soft gradient-flow create: %s", pk_last_error());
+    CHECK(pk_pruner_step(p, 4, NULL) == PK_ERROR_INVALID_ARGUMENT, "gradient flow without gradients refused");
+    for (int64_t t = 0; t < 4; t++) pk_pruner_step(p, t, &gm);
+    size_t size = 0, written = 0;
+    pk_pruner_serialized_size(p, &size);
+    unsigned char *bytes = (unsigned char *)malloc(size);
+    pk_pruner_serialize(p, bytes, size, &written);
+    CHECK(pk_pruner_step(p, 4, &gm) == PK_OK, "step: %s", pk_last_error());
+    float mk[SR * SC], dk[SR * SC];
+    uint8_t hard[SR * SC];
+    pk_pruner_soft_mask(p, 0, mk, dk, SR * SC);
+    pk_pruner_mask(p, 0, hard, SR * SC);
+    const float h = 1e-3f;
+    int checked = 0, bad = 0, nonzero = 0;
+    double worst = 0;
+    for (int r = 0; r < 2; r++) {
+        /* The row's boundary entries (highest m pruned, lowest m kept) define t^2: skipped. */
+        int lo = -1, hi = -1;
+        for (int j = 0; j < SC; j++) {
+            int i = r * SC + j;
+            if (!hard[i] && (lo < 0 || mk[i] > mk[r * SC + lo])) lo = j;
+            if (hard[i] && (hi < 0 || mk[i] < mk[r * SC + hi])) hi = j;
+        }
+        for (int j = 0; j < SC; j++) {
+            int i = r * SC + j;
+            float plus[SR * SC], minus[SR * SC];
+            if (j == lo || j == hi) continue;
+            w[i] = base[i] + h;
+            pk_pruner_restore(p, bytes, size);
+            pk_pruner_step(p, 4, &gm);
+            pk_pruner_soft_mask(p, 0, plus, NULL, SR * SC);
+            w[i] = base[i] - h;
+            pk_pruner_restore(p, bytes, size);
+            pk_pruner_step(p, 4, &gm);
+            pk_pruner_soft_mask(p, 0, minus, NULL, SR * SC);
+            w[i] = base[i];
+            /* Skip entries whose move changes the row's hard mask (boundary entries). */
+            uint8_t after[SR * SC];
+            pk_pruner_mask(p, 0, after, SR * SC);
+            if (memcmp(after, hard, sizeof hard) != 0) continue;
+            double numeric = ((double)plus[i] - (double)minus[i]) / (2.0 * (double)h);
+            double err = fabs(numeric - dk[i]);
+            if (err > worst) worst = err;
+            if (err > 5e-3 + 2e-2 * fabs(dk[i])) bad++;
+            if (fabs(dk[i]) > 1e-2) nonzero++;
+            checked++;
+        }
+    }
+    CHECK(checked >= 2 * SC - 12 && bad == 0 && nonzero > 5,
+          "gradient-flow dm/dw vs finite differences: %d of %d off (worst %.3g), %d clearly non-zero", bad, checked,
+          worst, nonzero);
+    free(bytes);
+    pk_pruner_free(p);
+}
+
 int main(void) {
+    test_soft_mode();
+    test_soft_gradient_flow();
     test_freed_and_forged_handles();
     test_threads_on_one_handle_and_state_round_trip();
     test_progressive_structures_scripted();

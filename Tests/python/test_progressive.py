@@ -214,7 +214,8 @@ def test_soft_mask_and_its_derivative_against_finite_differences():
         pp.soft_mask(w, 0.5, temperature=0.0)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(decay_steps=3), dict(criterion="gradient_flow")])
+@pytest.mark.parametrize("options", [dict(), dict(decay_steps=3), dict(criterion="gradient_flow"),
+                                     dict(soft_temperature=0.05), dict(criterion="gradient_flow", soft_temperature=0.01)])
 def test_state_restored_mid_schedule_gives_identical_later_masks(options):
     rng = np.random.default_rng(6)
     start = [rng.standard_normal((10, 24)).astype(np.float32), rng.standard_normal((5, 24)).astype(np.float32)]
@@ -227,7 +228,8 @@ def test_state_restored_mid_schedule_gives_identical_later_masks(options):
         out = []
         for t in steps:
             pruner.step(t, gradients=grads[t] if flow else None)
-            out.append([pruner.mask(i).copy() for i in range(2)] + [w.copy() for w in weights])
+            out.append([pruner.mask(i).copy() for i in range(2)] + [w.copy() for w in weights]
+                       + [x for i in range(2) for x in pruner.soft_mask(i)])
             for w, n in zip(weights, noise[t]):
                 w += n
         return out
@@ -258,6 +260,91 @@ def test_state_restored_mid_schedule_gives_identical_later_masks(options):
     with pytest.raises(ValueError, match="configuration"):
         other.restore(state)
     assert second.to_bytes() == before
+
+
+def soft_reference(q, slope, hard, tau):
+    """m and dm/dw of one group from its squared scores, dq/dw and hard mask (the header's formulas)."""
+    t2 = (q[~hard].max() + q[hard].min()) / 2
+    m = 1 / (1 + np.exp(-(q - t2) / tau))
+    return m, m * (1 - m) * slope / tau
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "wanda"])
+def test_soft_mode_masks_derivatives_and_hardening(criterion):
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((5, 32))
+    original = w.copy()
+    f = np.abs(rng.standard_normal(32)).astype(np.float32) + 0.5
+    tau = 0.1 if criterion == "magnitude" else 0.3
+    kw = dict(schedule="cubic", begin=0, end=8, frequency=1, final_sparsity=0.75, scope="row", soft_temperature=tau,
+              criterion=criterion, features=[f] if criterion == "wanda" else None)
+    pruner = pp.Pruner([w], **kw)
+    assert pruner.soft and not pruner.hardened
+    m0, d0 = pruner.soft_mask(0)
+    assert (m0 == 1).all() and (d0 == 0).all()
+    for t in range(5):
+        pruner.step(t)
+    np.testing.assert_array_equal(w, original)          # soft: the host applies w * m
+    s = pp.schedule_sparsity(4, "cubic", end=8, frequency=1, final_sparsity=0.75)
+    m, d = pruner.soft_mask(0)
+    hard = pk.mask(w, s, criterion=criterion, features=f if criterion == "wanda" else None)
+    np.testing.assert_array_equal(pruner.mask(0), hard)
+    np.testing.assert_array_equal(pruner.factors(0), m)
+    ff = f.astype(np.float64) ** 2 if criterion == "wanda" else 1.0
+    for r in range(5):
+        rm, rd = soft_reference(w[r] ** 2 * ff, 2 * w[r] * ff, hard[r], tau)
+        np.testing.assert_allclose(m[r], rm, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(d[r], rd, rtol=1e-5, atol=1e-6)
+    if criterion == "magnitude":
+        np.testing.assert_array_equal(m, pp.soft_mask(w, s, temperature=tau)[0])
+    # Finite differences of the pruner's own m (the weight moved, step 4 re-applied).
+    h, checked = 1e-5, 0
+    for r, c in [(0, 1), (1, 5), (2, 9), (3, 13), (4, 17), (0, 30), (2, 22)]:
+        q = w[r] ** 2 * ff
+        if q[c] in (q[~hard[r]].max(), q[hard[r]].min()):
+            continue
+        w[r, c] = original[r, c] + h
+        pruner.step(4)
+        plus = pruner.soft_mask(0)[0][r, c]
+        w[r, c] = original[r, c] - h
+        pruner.step(4)
+        minus = pruner.soft_mask(0)[0][r, c]
+        w[r, c] = original[r, c]
+        np.testing.assert_allclose(d[r, c], (float(plus) - float(minus)) / (2 * h), rtol=2e-2, atol=2e-3)
+        checked += 1
+    assert checked >= 5
+    pruner.step(4)
+    # Hardening at the end: exact count, the weights written, m binary, dm/dw 0.
+    for t in range(5, 10):
+        pruner.step(t)
+    assert pruner.hardened
+    mask = pruner.mask(0)
+    assert ((~mask).sum(axis=1) == 24).all()
+    np.testing.assert_array_equal(mask, pk.mask(original, 0.75, criterion=criterion,
+                                                 features=f if criterion == "wanda" else None))
+    assert (w[~mask] == 0).all() and (w[mask] == original[mask]).all()
+    m, d = pruner.soft_mask(0)
+    np.testing.assert_array_equal(m, mask.astype(np.float32))
+    assert (d == 0).all()
+
+
+def test_soft_mode_global_scope_and_refusals():
+    rng = np.random.default_rng(12)
+    ws = [rng.standard_normal((4, 16)), 3 * rng.standard_normal((6, 16))]
+    pruner = pp.Pruner(ws, scope="global", schedule="oneshot", end=5, final_sparsity=0.5, soft_temperature=0.2)
+    pruner.step(0)
+    q = np.concatenate([(w ** 2).ravel() for w in ws])
+    hard = np.concatenate([pruner.mask(i).ravel() for i in range(2)])
+    assert (~hard).sum() == int(0.5 * q.size)
+    rm, rd = soft_reference(q, np.concatenate([2 * w.ravel() for w in ws]), hard, 0.2)
+    got = np.concatenate([pruner.soft_mask(i)[0].ravel() for i in range(2)])
+    np.testing.assert_allclose(got, rm, rtol=1e-6, atol=1e-7)
+    for kwargs, text in ((dict(decay_steps=4), "decaying"), (dict(criterion="random"), "random"),
+                         (dict(schedule="oneshot", pattern="2:4"), "N:M"), (dict(soft_temperature=-1.0), "soft_temperature"),
+                         (dict(soft_temperature=float("nan")), "soft_temperature")):
+        options = dict(dict(soft_temperature=0.1), **kwargs)
+        with pytest.raises(ValueError, match=text):
+            pp.Pruner([rng.standard_normal((4, 16))], **options)
 
 
 def test_closed_pruner_and_bad_steps_are_errors():
@@ -428,3 +515,71 @@ def test_sensitivity_ratios_errors():
         pp.sensitivity_ratios([10], [0.5], 0.1, lambda layer, ratio: math.nan)
     with pytest.raises(KeyError):
         pp.sensitivity_ratios([10], [0.5], 0.1, lambda layer, ratio: {}[layer])
+
+
+def test_the_stub_matches_the_module():
+    """progressive.pyi names every public function, class and method with the runtime's parameters."""
+    import ast
+    import inspect
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(pp.__file__).with_suffix(".pyi").read_text())
+
+    def params(node):
+        a = node.args
+        return [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+
+    stubbed = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            stubbed[node.name] = params(node)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    stubbed[f"{node.name}.{item.name}"] = params(item)
+    runtime = {}
+    for name in pp.__all__:
+        obj = getattr(pp, name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr == "__init__" or not attr.startswith("_"):
+                    fn = member.fget if isinstance(member, property) else member
+                    runtime[f"{name}.{attr}"] = list(inspect.signature(fn).parameters)
+        elif callable(obj):
+            runtime[name] = list(inspect.signature(obj).parameters)
+    assert runtime == stubbed
+
+
+def test_torch_pruner_over_a_models_modules():
+    torch = pytest.importorskip("torch")
+    import prunekit.torch as pkt
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    batches = [torch.randn(5, 12) for _ in range(3)]
+    stats = pkt.calibrate(model, batches)
+    with pytest.raises(ValueError, match="stats="):
+        pkt.Pruner(model, criterion="wanda")
+    kw = dict(schedule="cubic", begin=0, end=6, frequency=2, final_sparsity=0.75)
+    pruner = pkt.Pruner(model, stats=stats, criterion="wanda", **kw)
+    assert pruner.names == ["0", "2"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for t in range(8):
+        loss = model(batches[t % 3]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        after_update = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
+        pruner.step(t)
+        if t % 2 == 0 and t <= 6:   # an update point: the masks are pk.mask's of the weights as they were
+            s = pruner.scheduled_sparsity(t)
+            for i, name in enumerate(pruner.names):
+                want = pk.mask(after_update[i], s, criterion="wanda", features=stats[name])
+                np.testing.assert_array_equal(pruner.mask(i), want)
+    for i, m in enumerate((model[0], model[2])):
+        mask = torch.from_numpy(pruner.mask(i))
+        assert (m.weight[~mask] == 0).all() and int((~mask).sum()) == int(0.75 * m.weight.shape[1]) * m.weight.shape[0]
+    # Gradient flow reads .grad; without a backward pass it says so.
+    flow = pkt.Pruner(torch.nn.Sequential(torch.nn.Linear(4, 4)), criterion="gradient_flow", **kw)
+    with pytest.raises(ValueError, match="grad"):
+        flow.step(0)

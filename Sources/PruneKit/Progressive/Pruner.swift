@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// What a progressive pruner ranks by. Raw kinds are the `pk_criterion_kind` values.
 public enum PrunerCriterion: Sendable, Equatable {
     case magnitude
@@ -30,11 +36,20 @@ public struct PrunerOptions: Sendable, Equatable {
     public var gradientMomentum: Double
     /// Worker threads of the mask computations, 0 = one per CPU; results never depend on it.
     public var threads: Int
+    /// Soft mode (PDP) when > 0: before the schedule's end the pruner writes no weight; at every
+    /// step it computes each weight's soft mask m = 1 / (1 + exp(-(q - t^2) / T)) and dm/dw for
+    /// the host, which applies w * m(w) and back-propagates through it. q is the squared score
+    /// of the criterion (w^2 magnitude, (|w| f)^2 Wanda / STADE, e^2 gradient flow) and t^2 the
+    /// midpoint between the largest q the step's hard mask prunes and the smallest it keeps. At
+    /// the first step >= the schedule's end the masks are hardened: the hard mask at the final
+    /// sparsity (exact count) is applied to the weights as in the hard mode. 0 = off.
+    public var softTemperature: Double
 
-    public init(decaySteps: Int64 = 0, gradientMomentum: Double = 0.9, threads: Int = 0) {
+    public init(decaySteps: Int64 = 0, gradientMomentum: Double = 0.9, threads: Int = 0, softTemperature: Double = 0) {
         self.decaySteps = decaySteps
         self.gradientMomentum = gradientMomentum
         self.threads = threads
+        self.softTemperature = softTemperature
     }
 }
 
@@ -64,12 +79,19 @@ public struct Pruner: @unchecked Sendable {
     var anchors: [[Double]]
     var since: [[Int64]]
     var flow: [[Float]]
+    /// Soft mode: the soft mask and dm/dw of the last step (empty arrays otherwise).
+    var softValues: [[Float]]
+    var softDerivatives: [[Float]]
     /// The last step applied (-1: none), and the update point of the current masks (-1: none).
     public internal(set) var lastStep: Int64 = -1
     public internal(set) var lastPoint: Int64 = -1
 
     var decays: Bool { options.decaySteps > 1 }
     var usesFlow: Bool { criteria.contains(.gradientFlow) }
+    /// Soft mode (PDP), see `PrunerOptions.softTemperature`.
+    public var isSoft: Bool { options.softTemperature > 0 }
+    /// Soft mode only: whether the masks have been hardened (a step >= the schedule's end was applied).
+    public var isHardened: Bool { isSoft && lastStep >= schedule.end }
 
     /// - Parameters:
     ///   - layers: Views of the host's weights; kept for the pruner's lifetime.
@@ -100,6 +122,18 @@ public struct Pruner: @unchecked Sendable {
         guard options.gradientMomentum >= 0, options.gradientMomentum < 1 else {
             throw .invalidArgument("gradient_momentum must be in [0, 1), got \(options.gradientMomentum)")
         }
+        guard options.softTemperature.isFinite, options.softTemperature >= 0 else {
+            throw .invalidArgument("soft_temperature must be finite and >= 0 (0 = hard masks), got \(options.softTemperature)")
+        }
+        if options.softTemperature > 0 {
+            guard options.decaySteps <= 1 else {
+                throw .invalidArgument("soft masks and decaying masks exclude each other (soft_temperature > 0 with decay_steps \(options.decaySteps))")
+            }
+            if case .nm = selection { throw .invalidArgument("soft masks take a per-row, per-layer or global selection, not N:M") }
+            if let bad = criteria.firstIndex(where: { if case .random = $0 { true } else { false } }) {
+                throw .invalidArgument("layer \(bad): soft masks need a criterion that depends on the weights (magnitude, Wanda, STADE or gradient flow), not random")
+            }
+        }
         var features: [ScratchBuffer<Float>?] = []
         for (i, layer) in layers.enumerated() {
             try selection.validate(cols: layer.cols, label: "layer \(i): ")
@@ -129,6 +163,9 @@ public struct Pruner: @unchecked Sendable {
         anchors = layers.map { decays ? [Double](repeating: 0, count: $0.count) : [] }
         since = layers.map { decays ? [Int64](repeating: 0, count: $0.count) : [] }
         flow = layers.map { criteria.contains(.gradientFlow) ? [Float](repeating: 0, count: $0.count) : [] }
+        let soft = options.softTemperature > 0
+        softValues = layers.map { soft ? [Float](repeating: 1, count: $0.count) : [] }
+        softDerivatives = layers.map { soft ? [Float](repeating: 0, count: $0.count) : [] }
     }
 
     /// The scheduled sparsity of `layer` at step `t`.
@@ -204,7 +241,9 @@ public struct Pruner: @unchecked Sendable {
         defer { withExtendedLifetime(flowBuffers) {} }
 
         let point = schedule.updatePoint(at: t)
-        let recompute = point != nil && point! != lastPoint
+        // Soft mode: masks at every step before the end (weights untouched), hardened at the first step from the end on.
+        let softStep = isSoft && t < schedule.end
+        let recompute = softStep || (isSoft && !isHardened) || (point != nil && point! != lastPoint)
         var masks: [[UInt8]] = []
         if recompute {
             var inputs: [(weights: MatrixView, criterion: CriterionView)] = []
@@ -241,6 +280,19 @@ public struct Pruner: @unchecked Sendable {
                     try pruningMasks(layers: [inputs[l]], selection: chosen, threads: options.threads, into: [pointers[l]])
                 }
             }
+        }
+        if softStep {
+            let (values, derivatives) = softMasks(views: views, masks: masks, flow: newFlow, gradients: gradients)
+            // Nothing below throws. The weights are the host's to multiply by the soft masks.
+            for l in 0..<layers.count {
+                for i in 0..<masks[l].count { states[l][i] = masks[l][i] != 0 ? EntryState.kept.rawValue : EntryState.pruned.rawValue }
+            }
+            softValues = values
+            softDerivatives = derivatives
+            flow = newFlow
+            lastStep = t
+            if let point { lastPoint = point }
+            return
         }
 
         // Nothing below throws: the weights change only now.
@@ -283,9 +335,99 @@ public struct Pruner: @unchecked Sendable {
                 }
             }
         }
+        if isSoft {
+            for l in 0..<layers.count {
+                for i in 0..<states[l].count {
+                    let kept = states[l][i] == EntryState.kept.rawValue
+                    softValues[l][i] = kept ? 1 : 0
+                    softDerivatives[l][i] = 0
+                }
+            }
+        }
         flow = newFlow
         lastStep = t
         if recompute { lastPoint = point! }
+    }
+
+    /// The soft masks and their derivatives for the step's hard masks (see `PrunerOptions.softTemperature`).
+    func softMasks(views: [MatrixView], masks: [[UInt8]], flow: [[Float]], gradients: [MatrixView]?) -> ([[Float]], [[Float]]) {
+        let temperature = options.softTemperature
+        let beta = options.gradientMomentum
+        // Groups: a row, a layer, or every layer together.
+        func groupCount(_ l: Int) -> Int {
+            switch selection {
+            case .perRow: views[l].rows
+            default: 1
+            }
+        }
+        var offsets: [Int] = []
+        var total = 0
+        for l in 0..<views.count {
+            if case .global = selection { offsets.append(0); total = 1; continue }
+            offsets.append(total)
+            total += groupCount(l)
+        }
+        var largestPruned = [Double](repeating: -.infinity, count: total)
+        var smallestKept = [Double](repeating: .infinity, count: total)
+        // The squared score q of an entry and dq/dw.
+        func score(_ l: Int, _ r: Int, _ j: Int) -> (q: Double, slope: Double) {
+            let w = views[l].value(row: r, col: j)
+            switch criteria[l] {
+            case .magnitude, .random:
+                return (w * w, 2 * w)
+            case .wanda, .stade:
+                let f = Double(features[l]!.base[j])
+                return (w * w * f * f, 2 * w * f * f)
+            case .gradientFlow:
+                // e = beta e' + (1 - beta) |w g|: de/dw = (1 - beta) |g| sign(w), the gradient held fixed.
+                let e = Double(flow[l][r * views[l].cols + j])
+                let g = gradients.map { abs($0[l].value(row: r, col: j)) } ?? 0
+                return (e * e, 2 * e * (1 - beta) * g * (w > 0 ? 1 : w < 0 ? -1 : 0))
+            }
+        }
+        for (l, view) in views.enumerated() {
+            for r in 0..<view.rows {
+                let group = offsets[l] + (groupCount(l) > 1 ? r : 0)
+                for j in 0..<view.cols {
+                    let q = score(l, r, j).q
+                    if masks[l][r * view.cols + j] == 0 {
+                        largestPruned[group] = max(largestPruned[group], q)
+                    } else {
+                        smallestKept[group] = min(smallestKept[group], q)
+                    }
+                }
+            }
+        }
+        var values: [[Float]] = [], derivatives: [[Float]] = []
+        for (l, view) in views.enumerated() {
+            var m = [Float](repeating: 1, count: view.count), d = [Float](repeating: 0, count: view.count)
+            for r in 0..<view.rows {
+                let group = offsets[l] + (groupCount(l) > 1 ? r : 0)
+                let lo = largestPruned[group], hi = smallestKept[group]
+                if lo == -.infinity { continue }          // nothing pruned: m = 1
+                for j in 0..<view.cols {
+                    let i = r * view.cols + j
+                    if hi == .infinity { m[i] = 0; continue }  // everything pruned: m = 0
+                    let (q, slope) = score(l, r, j)
+                    let threshold: Double = (lo + hi) / 2
+                    let z: Double = (q - threshold) / temperature
+                    let value: Double = 1 / (1 + exp(-z))
+                    m[i] = Float(value)
+                    d[i] = Float(value * (1 - value) * slope / temperature)
+                }
+            }
+            values.append(m)
+            derivatives.append(d)
+        }
+        return (values, derivatives)
+    }
+
+    /// Soft mode: the soft mask and dm/dw of every weight of `layer` at the last step (before any
+    /// step: 1 and 0; once hardened: the binary mask and 0). Not soft: the factors and 0.
+    /// The C function is `pk_pruner_soft_mask`.
+    public func softMask(layer: Int) -> (mask: [Float], derivative: [Float]) {
+        guard isSoft else { return (factors(layer: layer), [Float](repeating: 0, count: states[layer].count)) }
+        return (softValues[layer], softDerivatives[layer])
     }
 
     /// The current mask of `layer` (1 = kept; decaying and pruned weights are 0).
@@ -296,7 +438,8 @@ public struct Pruner: @unchecked Sendable {
     /// for decaying weights, 0 pruned.
     /// The C function is `pk_pruner_factors`.
     public func factors(layer: Int) -> [Float] {
-        (0..<states[layer].count).map { i in
+        if isSoft { return softValues[layer] }
+        return (0..<states[layer].count).map { i in
             switch EntryState(rawValue: states[layer][i])! {
             case .kept: 1
             case .pruned: 0

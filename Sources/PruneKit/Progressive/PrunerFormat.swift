@@ -3,7 +3,8 @@
 ///     offset  size  field
 ///     0       8     magic "PKPRUNE\0"
 ///     8       4     format version (1)
-///     12      4     flags (bit 0: decay anchors and start steps; bit 1: gradient-flow scores)
+///     12      4     flags (bit 0: decay anchors and start steps; bit 1: gradient-flow scores;
+///                   bit 2: soft masks and derivatives)
 ///     16      8     layer count L (u64)
 ///     24      8     configuration digest (FNV-1a 64 of the layers' shapes and dtypes, criteria,
 ///                   selection, schedule, targets and options)
@@ -11,7 +12,7 @@
 ///     40      8     update point of the current masks (i64, -1: none)
 ///     48      ...   per layer of n entries: n state bytes (0 kept, 1 decaying, 2 pruned); with
 ///                   bit 0, n anchors (IEEE double) and n start steps (i64); with bit 1, n
-///                   scores (IEEE float)
+///                   scores (IEEE float); with bit 2, n soft mask values then n derivatives (IEEE float)
 ///     end-8   8     FNV-1a 64 checksum of every preceding byte
 /// The state restores only into a pruner of the same configuration (the digest).
 extension Pruner {
@@ -19,7 +20,7 @@ extension Pruner {
     static let formatVersion: UInt32 = 1
     static let headerSize = 48
 
-    var flags: UInt32 { (decays ? 1 : 0) | (usesFlow ? 2 : 0) }
+    var flags: UInt32 { (decays ? 1 : 0) | (usesFlow ? 2 : 0) | (isSoft ? 4 : 0) }
 
     /// A digest of everything a restored state must agree with.
     var configurationDigest: UInt64 {
@@ -46,6 +47,7 @@ extension Pruner {
         put(UInt64(bitPattern: schedule.frequency)); put(schedule.initialSparsity.bitPattern)
         put(schedule.finalSparsity.bitPattern)
         put(UInt64(bitPattern: options.decaySteps)); put(options.gradientMomentum.bitPattern)
+        if isSoft { put(options.softTemperature.bitPattern) }   // absent otherwise: hard states keep their digest
         return fnv1a64(bytes[...])
     }
 
@@ -53,7 +55,7 @@ extension Pruner {
     /// The C function is `pk_pruner_serialized_size`.
     public var serializedSize: Int {
         let n = layers.reduce(0) { $0 + $1.count }
-        return Self.headerSize + n * (1 + (decays ? 16 : 0) + (usesFlow ? 4 : 0)) + 8
+        return Self.headerSize + n * (1 + (decays ? 16 : 0) + (usesFlow ? 4 : 0) + (isSoft ? 8 : 0)) + 8
     }
 
     /// The state (masks, schedule position, decay anchors, moving scores) as bytes.
@@ -74,6 +76,10 @@ extension Pruner {
                 for s in since[l] { appendLE(&out, UInt64(bitPattern: s)) }
             }
             if usesFlow { for e in flow[l] { appendLE32(&out, e.bitPattern) } }
+            if isSoft {
+                for m in softValues[l] { appendLE32(&out, m.bitPattern) }
+                for d in softDerivatives[l] { appendLE32(&out, d.bitPattern) }
+            }
         }
         appendLE(&out, fnv1a64(out[...]))
         return out
@@ -108,6 +114,7 @@ extension Pruner {
             throw corrupt("schedule position (step \(step), update point \(point)) is not one this schedule reaches")
         }
         var newStates: [[UInt8]] = [], newAnchors: [[Double]] = [], newSince: [[Int64]] = [], newFlow: [[Float]] = []
+        var newSoft: [[Float]] = [], newDerivatives: [[Float]] = []
         var at = Self.headerSize
         for (l, layer) in layers.enumerated() {
             let n = layer.count
@@ -143,11 +150,31 @@ extension Pruner {
             } else {
                 newFlow.append([])
             }
+            if isSoft {
+                var m = [Float](repeating: 0, count: n), d = [Float](repeating: 0, count: n)
+                for i in 0..<n { m[i] = Float(bitPattern: u32(at + 4 * i)) }
+                at += 4 * n
+                for i in 0..<n { d[i] = Float(bitPattern: u32(at + 4 * i)) }
+                at += 4 * n
+                if let bad = m.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+                    throw corrupt("layer \(l): soft mask value \(bad) is \(m[bad])")
+                }
+                if let bad = d.firstIndex(where: { !$0.isFinite }) {
+                    throw corrupt("layer \(l): soft mask derivative \(bad) is \(d[bad])")
+                }
+                newSoft.append(m)
+                newDerivatives.append(d)
+            } else {
+                newSoft.append([])
+                newDerivatives.append([])
+            }
         }
         states = newStates
         anchors = newAnchors
         since = newSince
         flow = newFlow
+        softValues = newSoft
+        softDerivatives = newDerivatives
         lastStep = step
         lastPoint = point
     }

@@ -1238,16 +1238,16 @@ static pruner_capsule *pruner_of(PyObject *capsule) {
     return (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
 }
 
-/* pruner_create(layers, scope, n, m, threads, schedule tuple, targets|None, decay_steps, momentum)
+/* pruner_create(layers, scope, n, m, threads, schedule tuple, targets|None, decay_steps, momentum, soft_temperature)
  * where layers is a list of (weights, dtype, rows, cols, stride, kind, features|None, seed). */
 static PyObject *py_pruner_create(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *list, *sched, *targets_obj;
     int scope, n, m, threads;
     long long decay;
-    double momentum;
-    if (!PyArg_ParseTuple(args, "O!iiiiO!OLd", &PyList_Type, &list, &scope, &n, &m, &threads, &PyTuple_Type, &sched,
-                          &targets_obj, &decay, &momentum))
+    double momentum, temperature;
+    if (!PyArg_ParseTuple(args, "O!iiiiO!OLdd", &PyList_Type, &list, &scope, &n, &m, &threads, &PyTuple_Type, &sched,
+                          &targets_obj, &decay, &momentum, &temperature))
         return NULL;
     pk_schedule schedule;
     if (!schedule_parse(sched, &schedule)) return NULL;
@@ -1291,6 +1291,7 @@ static PyObject *py_pruner_create(PyObject *self, PyObject *args) {
         o.decay_steps = decay;
         o.gradient_momentum = momentum;
         o.num_threads = threads;
+        o.soft_temperature = temperature;
         pk_status status = pk_pruner_create(mats, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
                                             &c->pruner);
         if (status != PK_OK) {
@@ -1378,6 +1379,33 @@ static PyObject *py_pruner_query(PyObject *self, PyObject *args) {
     }
     PyBuffer_Release(&out);
     if (!c) return NULL;
+    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+}
+
+/* pruner_soft_mask(capsule, layer, mask_out float32, derivative_out float32|None) */
+static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *capsule, *deriv_obj;
+    long long layer;
+    Py_buffer out = {0}, deriv = {0};
+    if (!PyArg_ParseTuple(args, "OLw*O", &capsule, &layer, &out, &deriv_obj)) return NULL;
+    if (deriv_obj != Py_None && PyObject_GetBuffer(deriv_obj, &deriv, PyBUF_WRITABLE) != 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    pruner_capsule *c = pruner_of(capsule);
+    pk_status status = PK_ERROR_INVALID_SHAPE;
+    int mismatch = deriv_obj != Py_None && deriv.len != out.len;
+    if (c && !mismatch)
+        status = pk_pruner_soft_mask(c->pruner, layer, (float *)out.buf, deriv_obj == Py_None ? NULL : (float *)deriv.buf,
+                                     (int64_t)(out.len / 4));
+    PyBuffer_Release(&out);
+    if (deriv.obj) PyBuffer_Release(&deriv);
+    if (!c) return NULL;
+    if (mismatch) {
+        PyErr_SetString(PyExc_ValueError, "derivative buffer differs in size from the mask buffer");
+        return NULL;
+    }
     return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
 }
 
@@ -1618,6 +1646,7 @@ static PyMethodDef methods[] = {
     {"pruner_create", py_pruner_create, METH_VARARGS, NULL},
     {"pruner_step", py_pruner_step, METH_VARARGS, NULL},
     {"pruner_query", py_pruner_query, METH_VARARGS, NULL},
+    {"pruner_soft_mask", py_pruner_soft_mask, METH_VARARGS, NULL},
     {"pruner_to_bytes", py_pruner_to_bytes, METH_O, NULL},
     {"pruner_restore", py_pruner_restore, METH_VARARGS, NULL},
     {"pruner_close", py_pruner_close, METH_O, NULL},

@@ -45,13 +45,22 @@ class Pruner:
     or "gradient_flow" (a moving average of |w * g|; pass gradients= to every step). scope: "row",
     "layer" or "global"; pattern="2:4" with schedule="oneshot". targets: per-layer final
     sparsities. decay_steps > 1: decaying masks (DPM).
+
+    soft_temperature > 0: soft, differentiable masks (PDP). Before the schedule's end, step(t)
+    writes no weight; it computes each weight's soft mask m = sigmoid((q - t^2) / T) (q the
+    squared score: w^2, (|w| f)^2 for wanda / stade, e^2 for gradient flow; t^2 from the step's
+    hard mask at the scheduled sparsity) and dm/dw, read with soft_mask(layer): the host uses
+    w * m(w) in its forward pass and back-propagates through it. At the first step >= end the
+    masks are hardened (the hard mask at the final sparsity, exact count, applied to the
+    weights). Not with decay_steps > 1, pattern= or criterion="random".
     """
 
     def __init__(self, weights: Sequence[Any], *, schedule: str = "cubic", begin: int = 0, end: int = 1000,
                  frequency: int = 100, initial_sparsity: float = 0.0, final_sparsity: float = 0.5,
                  targets: Optional[Sequence[float]] = None, criterion: str = "magnitude",
                  features: Optional[Sequence[Any]] = None, seed: int = 0, scope: str = "row",
-                 pattern: Any = None, decay_steps: int = 0, gradient_momentum: float = 0.9, threads: int = 0):
+                 pattern: Any = None, decay_steps: int = 0, gradient_momentum: float = 0.9, threads: int = 0,
+                 soft_temperature: float = 0.0):
         weights = list(weights)
         kind = "taylor" if criterion == "gradient_flow" else criterion
         if kind not in CRITERIA or kind == "scores":
@@ -69,10 +78,17 @@ class Pruner:
                            CRITERIA[kind], f, int(seed)))
         t = None if targets is None else np.ascontiguousarray(targets, dtype=np.float64)
         self._weights = weights
+        self._schedule = dict(schedule=schedule, begin=begin, end=end, frequency=frequency,
+                              initial_sparsity=initial_sparsity, final_sparsity=final_sparsity)
+        self._targets = None if targets is None else [float(x) for x in targets]
         self._gradient_flow = kind == "taylor"
         self._handle = _prunekit.pruner_create(layers, scope_code, n, m, int(threads),
                                                _schedule(schedule, begin, end, frequency, initial_sparsity,
-                                                         final_sparsity), t, int(decay_steps), float(gradient_momentum))
+                                                         final_sparsity), t, int(decay_steps), float(gradient_momentum),
+                                               float(soft_temperature))
+        self._soft = float(soft_temperature) > 0
+        self._end = int(end)
+        self._last = -1
 
     def step(self, step: int, gradients: Optional[Sequence[Any]] = None) -> None:
         """Applies training step `step` (pk_pruner_step): recomputes masks at a new update point,
@@ -87,6 +103,35 @@ class Pruner:
                 gv = _view(g, f"gradients[{i}]")
                 grads.append((gv.buffer, gv.dtype, gv.rows, gv.cols, gv.stride))
         _prunekit.pruner_step(self._handle, int(step), grads)
+        self._last = max(self._last, int(step))
+
+    @property
+    def soft(self) -> bool:
+        """Whether the pruner is in soft mode (soft_temperature > 0)."""
+        return self._soft
+
+    @property
+    def hardened(self) -> bool:
+        """Soft mode: whether a step >= the schedule's end has hardened the masks."""
+        return self._soft and self._last >= self._end
+
+    def soft_mask(self, layer: int, derivative: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Soft mode: (m, dm/dw) of a layer at the last step (float32 (rows, cols); before any
+        step 1 and 0, once hardened the binary mask and 0). Hard mode: the factors and 0."""
+        v = self._views[layer]
+        m = np.empty((v.rows, v.cols), dtype=np.float32)
+        d = np.empty((v.rows, v.cols), dtype=np.float32) if derivative else None
+        _prunekit.pruner_soft_mask(self._handle, int(layer), m, d)
+        return m, d
+
+    def scheduled_sparsity(self, step: int, layer: Optional[int] = None) -> float:
+        """The schedule's sparsity at a step (of a layer's own target when targets= was given)."""
+        options = dict(self._schedule)
+        if self._targets is not None:
+            if layer is None:
+                raise ValueError("this pruner has per-layer targets: pass layer=")
+            options["final_sparsity"] = self._targets[layer]
+        return schedule_sparsity(step, **options)
 
     def mask(self, layer: int) -> np.ndarray:
         """The current mask of a layer: bool (rows, cols), True = kept."""
@@ -109,6 +154,7 @@ class Pruner:
     def restore(self, data: bytes) -> None:
         """Replaces the state with to_bytes() of a pruner of the same configuration (weights untouched)."""
         _prunekit.pruner_restore(self._handle, data)
+        self._last = int.from_bytes(bytes(data)[32:40], "little", signed=True)
 
     def close(self) -> None:
         """Frees the handle now; later calls raise."""

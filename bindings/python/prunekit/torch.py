@@ -40,12 +40,13 @@ from torch import nn
 from torch.nn.utils import prune as _torch_prune
 
 import prunekit as _pk
+import prunekit.progressive as _pp
 
 __all__ = ["calibrate", "prune", "Report", "LayerReport", "Method", "METHODS",
            "PruneKitMethod", "Magnitude", "Wanda", "Stade", "Random", "Scores", "scores",
            "magnitude_unstructured", "wanda_unstructured", "stade_unstructured", "random_unstructured",
            "nm_unstructured", "sparsegpt_unstructured",
-           "prune_channels", "prune_heads", "StructureReport", "from_pretrained", "parameter_count"]
+           "prune_channels", "prune_heads", "StructureReport", "from_pretrained", "parameter_count", "Pruner"]
 
 Patterns = Union[None, str, Sequence[str]]
 
@@ -1391,6 +1392,65 @@ def _layouts(model: nn.Module, blocks: Any, ignore: Patterns, cpu: bool = True) 
     if not out:
         raise ValueError("every block is ignored")
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Pruning over time
+
+class Pruner(_pp.Pruner):
+    """prunekit.progressive.Pruner over the weights of a model's modules, for pruning during
+    training (schedules, decaying masks, gradient flow, soft masks: the options of
+    prunekit.progressive.Pruner).
+
+        stats = pkt.calibrate(model, batches)                   # for criterion="wanda" / "stade"
+        pruner = pkt.Pruner(model, targets=r"^encoder\\.", stats=stats, criterion="wanda",
+                            schedule="cubic", end=300, frequency=15, final_sparsity=0.8)
+        for t in range(steps):
+            loss.backward(); optimizer.step()
+            pruner.step(t)                                      # masks applied to the module weights
+
+    The pruner keeps and writes the module weight tensors themselves (no copy): update them in
+    place (optimizers do) and do not replace them while it lives. Modules: nn.Linear, nn.Conv1d,
+    nn.Conv2d (ungrouped; the weight as [out, in * kernel]); transformers' Conv1D is refused (its
+    weight is [in, out], which cannot be masked per output row in place). targets / ignore select
+    modules as in prune(). stats: {module name: prunekit.Stats} (calibrate's result), needed by
+    wanda / stade. With criterion="gradient_flow", step(t) reads each weight's .grad when no
+    gradients are passed.
+    """
+
+    def __init__(self, model: nn.Module, targets: Patterns = None, *, ignore: Patterns = None,
+                 stats: Optional[Mapping] = None, criterion: str = "magnitude", **options):
+        chosen = _select_targets(model, targets, ignore)
+        for name, target in chosen.items():
+            if target.kind == "conv1d_t":
+                raise TypeError(f"{name}: transformers' Conv1D keeps its weight as [in, out]; the pruner writes "
+                                "weights in place per output row and cannot take it")
+            if target.kind == "conv" and target.module.groups != 1:
+                raise ValueError(f"{name}: grouped convolution is not supported")
+        features = None
+        if criterion in ("wanda", "stade"):
+            if stats is None:
+                raise ValueError(f"criterion {criterion!r} needs stats= (prunekit.torch.calibrate(model, batches))")
+            missing = [n for n in chosen if n not in stats]
+            if missing:
+                raise ValueError(f"stats has no entry for {missing[0]}" +
+                                 (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            features = [stats[n] for n in chosen]
+        elif stats is not None:
+            raise ValueError(f"stats= is used by wanda / stade only, not by criterion {criterion!r}")
+        self.names = list(chosen)
+        self._parameters = [t.weight for t in chosen.values()]
+        super().__init__([w.data for w in self._parameters], criterion=criterion, features=features, **options)
+
+    def step(self, step: int, gradients: Optional[Sequence[Any]] = None) -> None:
+        """As prunekit.progressive.Pruner.step; gradient flow reads the weights' .grad by default."""
+        if gradients is None and self._gradient_flow:
+            missing = [n for n, w in zip(self.names, self._parameters) if w.grad is None]
+            if missing:
+                raise ValueError(f"criterion 'gradient_flow': {missing[0]}.weight has no .grad (call backward() "
+                                 "before step, or pass gradients=)")
+            gradients = [w.grad for w in self._parameters]
+        super().step(step, gradients)
 
 
 def parameter_count(model: nn.Module) -> int:
