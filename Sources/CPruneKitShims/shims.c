@@ -154,6 +154,85 @@ void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed
     }
 }
 
+/* The statistics kernels over float64 rows, and over float32 rows converted as they load (the
+ * conversion is exact, so both give the same sums). One body each, instantiated per input type. */
+#define PK_LOAD_D(p) _mm256_loadu_pd(p)
+#define PK_LOAD_F(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+#define PK_MOMENTS(NAME, T, LOAD)                                                                          \
+__attribute__((target("avx2,fma")))                                                                       \
+int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares, double *absolute, \
+         double *zeros) {                                                                                  \
+    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0),                                  \
+                  magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));              \
+    __m256d bad = zero;                                                                                    \
+    ptrdiff_t j = 0;                                                                                       \
+    for (; j + 4 <= nf; j += 4) {                                                                          \
+        __m256d s = _mm256_loadu_pd(sums + j), q = _mm256_loadu_pd(squares + j),                           \
+                a = _mm256_loadu_pd(absolute + j), z = _mm256_loadu_pd(zeros + j);                         \
+        for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
+            __m256d v = LOAD(rows[r] + j);                                                                 \
+            s = _mm256_add_pd(s, v);                                                                       \
+            q = _mm256_add_pd(q, _mm256_mul_pd(v, v));                                                     \
+            a = _mm256_add_pd(a, _mm256_and_pd(v, magnitude));                                             \
+            z = _mm256_add_pd(z, _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_EQ_OQ), one));                  \
+            bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ)); /* NaN, inf */ \
+        }                                                                                                  \
+        _mm256_storeu_pd(sums + j, s);                                                                     \
+        _mm256_storeu_pd(squares + j, q);                                                                  \
+        _mm256_storeu_pd(absolute + j, a);                                                                 \
+        _mm256_storeu_pd(zeros + j, z);                                                                    \
+    }                                                                                                      \
+    int finite = _mm256_movemask_pd(bad) == 0;                                                             \
+    for (; j < nf; j++) {                                                                                  \
+        for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
+            double v = (double)rows[r][j];                                                                 \
+            sums[j] += v;                                                                                  \
+            squares[j] += v * v;                                                                           \
+            absolute[j] += fabs(v);                                                                        \
+            zeros[j] += v == 0 ? 1.0 : 0.0;                                                                \
+            finite = finite && isfinite(v);                                                                \
+        }                                                                                                  \
+    }                                                                                                      \
+    return finite;                                                                                         \
+}
+
+/* Four independent accumulators (16 features) so that the adds' latency hides. */
+#define PK_DEVIATIONS(NAME, T, LOAD)                                                                       \
+__attribute__((target("avx2,fma")))                                                                       \
+void NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means, double *m2) {             \
+    ptrdiff_t j = 0;                                                                                       \
+    for (; j + 16 <= nf; j += 16) {                                                                        \
+        __m256d u0 = _mm256_loadu_pd(means + j), u1 = _mm256_loadu_pd(means + j + 4),                      \
+                u2 = _mm256_loadu_pd(means + j + 8), u3 = _mm256_loadu_pd(means + j + 12);                 \
+        __m256d a0 = _mm256_loadu_pd(m2 + j), a1 = _mm256_loadu_pd(m2 + j + 4),                            \
+                a2 = _mm256_loadu_pd(m2 + j + 8), a3 = _mm256_loadu_pd(m2 + j + 12);                       \
+        for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
+            const T *x = rows[r] + j;                                                                      \
+            __m256d d0 = _mm256_sub_pd(LOAD(x), u0), d1 = _mm256_sub_pd(LOAD(x + 4), u1),                  \
+                    d2 = _mm256_sub_pd(LOAD(x + 8), u2), d3 = _mm256_sub_pd(LOAD(x + 12), u3);             \
+            a0 = _mm256_add_pd(a0, _mm256_mul_pd(d0, d0));                                                 \
+            a1 = _mm256_add_pd(a1, _mm256_mul_pd(d1, d1));                                                 \
+            a2 = _mm256_add_pd(a2, _mm256_mul_pd(d2, d2));                                                 \
+            a3 = _mm256_add_pd(a3, _mm256_mul_pd(d3, d3));                                                 \
+        }                                                                                                  \
+        _mm256_storeu_pd(m2 + j, a0);                                                                      \
+        _mm256_storeu_pd(m2 + j + 4, a1);                                                                  \
+        _mm256_storeu_pd(m2 + j + 8, a2);                                                                  \
+        _mm256_storeu_pd(m2 + j + 12, a3);                                                                 \
+    }                                                                                                      \
+    for (; j < nf; j++) {                                                                                  \
+        for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
+            double d = (double)rows[r][j] - means[j];                                                      \
+            m2[j] += d * d;                                                                                \
+        }                                                                                                  \
+    }                                                                                                      \
+}
+
+PK_MOMENTS(prunekit_wide_moments, double, PK_LOAD_D)
+PK_MOMENTS(prunekit_wide_moments_float, float, PK_LOAD_F)
+PK_DEVIATIONS(prunekit_wide_deviations, double, PK_LOAD_D)
+PK_DEVIATIONS(prunekit_wide_deviations_float, float, PK_LOAD_F)
+
 #else   /* no wide kernels on this architecture or compiler: never chosen */
 
 int prunekit_wide_supported(void) { return 0; }
@@ -173,5 +252,23 @@ void prunekit_wide_obs_float(float *row, const int32_t *list, ptrdiff_t listed, 
 void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed, const double *diagonal,
                               const double *inverse, ptrdiff_t start, ptrdiff_t end, ptrdiff_t count) {
     (void)row; (void)list; (void)listed; (void)diagonal; (void)inverse; (void)start; (void)end; (void)count;
+}
+int prunekit_wide_moments(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
+                          double *absolute, double *zeros) {
+    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros;
+    return 0;
+}
+void prunekit_wide_deviations(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
+                              double *m2) {
+    (void)rows; (void)nt; (void)nf; (void)means; (void)m2;
+}
+int prunekit_wide_moments_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
+                                double *absolute, double *zeros) {
+    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros;
+    return 0;
+}
+void prunekit_wide_deviations_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
+                                    double *m2) {
+    (void)rows; (void)nt; (void)nf; (void)means; (void)m2;
 }
 #endif

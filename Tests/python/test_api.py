@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import generate
 import prunekit
+from conftest import results_per_environment
 
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
@@ -340,3 +341,44 @@ def test_mask_into_a_given_buffer_equals_a_new_mask_and_bad_buffers_are_refused(
         prunekit.mask(w, 0.5, out=np.zeros(96, np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
         prunekit.mask(w, 0.5, out=buffer[:192:2])
+
+
+@pytest.mark.skipif(torch is None, reason="torch (for bfloat16 batches) is not installed")
+def test_stats_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
+    """Where the CPU has AVX2, Stats.update's tiles run as C kernels; PRUNEKIT_SIMD=baseline
+    forces the Swift loops. The accumulated statistics must be the same bytes (shapes with
+    feature tails, several tiles, large batches split across threads; exact and negative zeros;
+    every dtype), and a non-finite value must be reported at the same place."""
+    script = (
+        "import numpy as np, prunekit as pk, sys\n"
+        "rng = np.random.default_rng(11)\n"
+        "out = {}\n"
+        "for tokens, features in [(1, 1), (33, 7), (70, 259), (700, 770), (257, 1031)]:\n"
+        "    x = rng.standard_normal((tokens, features)) * 3\n"
+        "    x[rng.random(x.shape) < 0.1] = 0.0\n"
+        "    x[rng.random(x.shape) < 0.05] = -0.0\n"
+        "    for dtype in ('float32', 'float64', 'float16', 'bfloat16'):\n"
+        "        if dtype == 'bfloat16':\n"
+        "            import torch\n"
+        "            t = torch.from_numpy(x).to(torch.bfloat16)\n"
+        "            parts = [t, t[: max(1, tokens // 3)]]\n"
+        "        else:\n"
+        "            parts = [x.astype(dtype), x.astype(dtype)[: max(1, tokens // 3)]]\n"
+        "        s = pk.Stats(features, gram=features < 300)\n"
+        "        for b in parts:\n"
+        "            s.update(b)\n"
+        "        out[f'{tokens}x{features}-{dtype}'] = np.frombuffer(s.to_bytes(), np.uint8)\n"
+        "x = rng.standard_normal((90, 600))\n"
+        "x[64, 5] = np.inf\n"
+        "x[70, 1] = np.nan\n"
+        "try:\n"
+        "    pk.Stats(600).update(x)\n"
+        "except ValueError as e:\n"
+        "    out['error'] = np.frombuffer(str(e).encode(), np.uint8)\n"
+        "np.savez(sys.argv[1], **out)\n"
+    )
+    baseline, default = results_per_environment(script, tmp_path, "PRUNEKIT_SIMD", ("baseline", "default"))
+    assert sorted(baseline.files) == sorted(default.files) and len(baseline.files) == 21
+    assert b"token 64, feature 5" in default["error"].tobytes()
+    for key in baseline.files:
+        assert baseline[key].tobytes() == default[key].tobytes(), key

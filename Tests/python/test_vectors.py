@@ -11,6 +11,7 @@ except ImportError:  # bfloat16 cases need torch tensors as inputs
 
 import generate
 import generate_admm
+import generate_permutation
 import prunekit
 from conftest import VECTORS
 
@@ -79,6 +80,7 @@ def test_vectors_reproduce_from_the_reference(tmp_path):
     count = generate.generate(str(tmp_path))
     assert count == len(CASES)
     generate_admm.main(str(tmp_path))
+    generate_permutation.main(str(tmp_path))
     names = sorted(os.listdir(tmp_path))
     assert names == sorted(n for n in os.listdir(VECTORS) if n.endswith((".bin", ".txt")))
     exact = [n for n in names if not (n.startswith(("sgpt_", "admm_")) and n.endswith((".out.bin", ".h.bin")))]

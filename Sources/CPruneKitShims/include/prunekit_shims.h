@@ -32,6 +32,22 @@ double prunekit_wide_sum(const float *x, ptrdiff_t count, int squared, uint32_t 
 uint32_t prunekit_wide_column_sums4(const float *a, const float *b, const float *c, const float *d, double *acc,
                                     ptrdiff_t count, int squared);
 
+/// One tile of the activation statistics' first pass: for j < nf, over rows r < nt in order,
+/// sums[j] += x, squares[j] += x * x (rounded separately), absolute[j] += |x|, zeros[j] += (x == 0),
+/// x = rows[r][j] (float64). Returns 1 when every x is finite (else the sums are scratch).
+int prunekit_wide_moments(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
+                          double *absolute, double *zeros);
+
+/// The second pass: m2[j] += d * d, d = rows[r][j] - means[j], over r < nt in order.
+void prunekit_wide_deviations(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
+                              double *m2);
+
+/// The same two kernels over float32 rows, converted to float64 as they load.
+int prunekit_wide_moments_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
+                                double *absolute, double *zeros);
+void prunekit_wide_deviations_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
+                                    double *m2);
+
 /// SparseGPT's updates inside one block of one row: for each listed (pruned) column c, in list
 /// order, e = row[c] / diagonal[c], row[c] = 0, and row[j] -= e * u[j] for c < j < end, with
 /// u = inverse + (c - start) * count - start (row c of the block's U_BB, indexed by column).

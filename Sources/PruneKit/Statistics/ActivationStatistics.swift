@@ -1,4 +1,5 @@
 import COpenBLAS
+import CPruneKitShims
 
 /// Streaming, mergeable per-feature statistics of calibration activations.
 ///
@@ -100,6 +101,8 @@ public struct ActivationStatistics: Sendable, Equatable {
         var tiles: [TokenTiles] = []
         for _ in 0..<workers { tiles.append(try TokenTiles(batch)) }
         let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
+        // float32 batches go to the wide kernels as they are (converted as they load).
+        let direct = wideKernels && batch.dtype == .float32
         defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles, finite)) {} }
         // Pass 1: sums and sums of squares, tile by tile (a few tokens x a few hundred features,
         // the accumulators of four features in registers across a tile's tokens); per feature
@@ -110,9 +113,21 @@ public struct ActivationStatistics: Sendable, Equatable {
                 var ok = true
                 for tile in mine {
                     let j0 = tile * TokenTiles.features
+                    if direct {
+                        let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
+                        ok = prunekit_wide_moments_float(rows, nt, nf, sums.base + j0, squares.base + j0,
+                                                         absolute.base + j0, zeros.base + j0) != 0 && ok
+                        continue
+                    }
                     let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
-                    ok = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
-                                         absolute: absolute.base + j0, zeros: zeros.base + j0) && ok
+                    if wideKernels {
+                        ok = prunekit_wide_moments(UnsafeRawPointer(rows).assumingMemoryBound(to: UnsafePointer<Double>?.self),
+                                                   nt, nf, sums.base + j0, squares.base + j0, absolute.base + j0,
+                                                   zeros.base + j0) != 0 && ok
+                    } else {
+                        ok = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
+                                             absolute: absolute.base + j0, zeros: zeros.base + j0) && ok
+                    }
                 }
                 if !ok { finite.base[worker] = 0; return }
             }
@@ -135,8 +150,18 @@ public struct ActivationStatistics: Sendable, Equatable {
             for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
                 for tile in mine {
                     let j0 = tile * TokenTiles.features
+                    if direct {
+                        let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
+                        prunekit_wide_deviations_float(rows, nt, nf, batchMeans.base + j0, batchM2.base + j0)
+                        continue
+                    }
                     let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
-                    Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
+                    if wideKernels {
+                        prunekit_wide_deviations(UnsafeRawPointer(rows).assumingMemoryBound(to: UnsafePointer<Double>?.self),
+                                                 nt, nf, batchMeans.base + j0, batchM2.base + j0)
+                    } else {
+                        Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
+                    }
                 }
             }
         }
@@ -399,11 +424,22 @@ final class TokenTiles {
     let batch: MatrixView
     let scratch: ScratchBuffer<Double>
     let rows: ScratchBuffer<UnsafePointer<Double>>
+    let floatRows: ScratchBuffer<UnsafePointer<Float>?>
 
     init(_ batch: MatrixView) throws(PruneKitError) {
         self.batch = batch
         scratch = try ScratchBuffer<Double>(count: Self.tokens * Self.features)
         rows = try ScratchBuffer<UnsafePointer<Double>>(count: Self.tokens)
+        floatRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
+    }
+
+    /// The tile at (t0, j0) of a float32 batch as pointers into the batch (no copy).
+    func floats(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Float>?>, Int, Int) {
+        let nt = min(Self.tokens, batch.rows - t0), nf = min(Self.features, batch.cols - j0)
+        for r in 0..<nt {
+            floatRows.base[r] = UnsafePointer(batch.rowAddress(t0 + r).assumingMemoryBound(to: Float.self) + j0)
+        }
+        return (UnsafePointer(floatRows.base), nt, nf)
     }
 
     /// The tile at (t0, j0): its row pointers, token count and feature count.
