@@ -7,18 +7,7 @@ struct ADMMCase: CustomStringConvertible, Sendable {
     var fields: [String: String]
     var description: String { fields["name"]! }
 
-    static func loadAll() -> [ADMMCase] {
-        let url = VectorCase.folder.appendingPathComponent("admm.txt")
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").map { line in
-            var f: [String: String] = [:]
-            for pair in line.split(separator: " ") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                f[String(kv[0])] = String(kv[1])
-            }
-            return ADMMCase(fields: f)
-        }
-    }
+    static func loadAll() -> [ADMMCase] { VectorCase.manifest("admm.txt").map { ADMMCase(fields: $0) } }
 
     func bytes(_ suffix: String) -> [UInt8] {
         let path = VectorCase.folder.appendingPathComponent("admm_\(fields["name"]!)\(suffix)").path

@@ -29,12 +29,24 @@ struct VectorCase: CustomStringConvertible, Sendable {
         return try manifest.split(separator: "\n").map { try VectorCase(line: String($0)) }
     }
 
-    init(line: String) throws {
+    /// The fields of one manifest line: space-separated key=value pairs.
+    static func fields(of line: some StringProtocol) -> [String: String] {
         var f: [String: String] = [:]
         for pair in line.split(separator: " ") {
             let kv = pair.split(separator: "=", maxSplits: 1)
             f[String(kv[0])] = String(kv[1])
         }
+        return f
+    }
+
+    /// Every line's fields of a manifest in Tests/vectors (none when the file is missing).
+    static func manifest(_ file: String) -> [[String: String]] {
+        guard let text = try? String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").map { fields(of: $0) }
+    }
+
+    init(line: String) throws {
+        let f = Self.fields(of: line)
         name = f["name"]!
         criterion = f["criterion"]!
         scope = f["scope"]!

@@ -7,18 +7,7 @@ struct PermutationCase: CustomStringConvertible, Sendable {
     var fields: [String: String]
     var description: String { fields["name"]! }
 
-    static func loadAll() -> [PermutationCase] {
-        let url = VectorCase.folder.appendingPathComponent("permutation.txt")
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").map { line in
-            var f: [String: String] = [:]
-            for pair in line.split(separator: " ") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                f[String(kv[0])] = String(kv[1])
-            }
-            return PermutationCase(fields: f)
-        }
-    }
+    static func loadAll() -> [PermutationCase] { VectorCase.manifest("permutation.txt").map { PermutationCase(fields: $0) } }
 
     func bytes(_ suffix: String) -> [UInt8] {
         let path = VectorCase.folder.appendingPathComponent("\(fields["name"]!)\(suffix)").path

@@ -7,18 +7,7 @@ struct SparseGPTCase: CustomStringConvertible, Sendable {
     var fields: [String: String]
     var description: String { fields["name"]! }
 
-    static func loadAll() -> [SparseGPTCase] {
-        let url = VectorCase.folder.appendingPathComponent("sparsegpt.txt")
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").map { line in
-            var f: [String: String] = [:]
-            for pair in line.split(separator: " ") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                f[String(kv[0])] = String(kv[1])
-            }
-            return SparseGPTCase(fields: f)
-        }
-    }
+    static func loadAll() -> [SparseGPTCase] { VectorCase.manifest("sparsegpt.txt").map { SparseGPTCase(fields: $0) } }
 
     func bytes(_ suffix: String) -> [UInt8]? {
         let path = VectorCase.folder.appendingPathComponent("sgpt_\(fields["name"]!)\(suffix)").path
