@@ -342,6 +342,20 @@ PK_API void pk_stats_free(pk_stats *stats);
  *         before anything changes, so the accumulator stays serializable */
 PK_API pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch);
 
+/* Adds rows rows[0..count) of a batch, in that order (rows may repeat): the same bytes as
+ * pk_stats_update on a matrix holding just those rows, without making it (e.g. the real tokens
+ * of a padded batch). count 0 adds nothing. On error the accumulator is unchanged.
+ * @param stats  the accumulator
+ * @param batch  activations [batch rows, features]; batch->cols must equal the features
+ * @param rows   row indices into batch, each in [0, batch->rows); may be NULL when count is 0
+ * @param count  the number of indices
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle, count < 0, or an index outside
+ *         the batch (the message gives its position)
+ * @retval PK_ERROR_NON_FINITE, PK_ERROR_NUMERIC as pk_stats_update */
+PK_API pk_status pk_stats_update_rows(pk_stats *stats, const pk_matrix *batch, const int64_t *rows, int64_t count);
+
 /* Merges `other` into `into`, as if into had also seen every batch other saw. other is not
  * changed; into may equal other.
  * @retval PK_OK

@@ -158,6 +158,14 @@ void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed
  * conversion is exact, so both give the same sums). One body each, instantiated per input type. */
 #define PK_LOAD_D(p) _mm256_loadu_pd(p)
 #define PK_LOAD_F(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+/* Two groups of four features per pass down the tile, so that two chains of each add are in
+ * flight (the adds' latency hides); a group of four, then single features, for the rest. */
+#define PK_MOMENT_STEP(v, s, q, a, z)                                                                    \
+    s = _mm256_add_pd(s, v);                                                                               \
+    q = _mm256_add_pd(q, _mm256_mul_pd(v, v));                                                             \
+    a = _mm256_add_pd(a, _mm256_and_pd(v, magnitude));                                                     \
+    z = _mm256_add_pd(z, _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_EQ_OQ), one));                          \
+    bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ)); /* NaN, inf */
 #define PK_MOMENTS(NAME, T, LOAD)                                                                          \
 __attribute__((target("avx2,fma")))                                                                       \
 int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares, double *absolute, \
@@ -166,16 +174,31 @@ int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double 
                   magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));              \
     __m256d bad = zero;                                                                                    \
     ptrdiff_t j = 0;                                                                                       \
+    for (; j + 8 <= nf; j += 8) {                                                                          \
+        __m256d s0 = _mm256_loadu_pd(sums + j), q0 = _mm256_loadu_pd(squares + j),                         \
+                a0 = _mm256_loadu_pd(absolute + j), z0 = _mm256_loadu_pd(zeros + j);                       \
+        __m256d s1 = _mm256_loadu_pd(sums + j + 4), q1 = _mm256_loadu_pd(squares + j + 4),                 \
+                a1 = _mm256_loadu_pd(absolute + j + 4), z1 = _mm256_loadu_pd(zeros + j + 4);               \
+        for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
+            __m256d v0 = LOAD(rows[r] + j), v1 = LOAD(rows[r] + j + 4);                                    \
+            PK_MOMENT_STEP(v0, s0, q0, a0, z0)                                                             \
+            PK_MOMENT_STEP(v1, s1, q1, a1, z1)                                                             \
+        }                                                                                                  \
+        _mm256_storeu_pd(sums + j, s0);                                                                    \
+        _mm256_storeu_pd(squares + j, q0);                                                                 \
+        _mm256_storeu_pd(absolute + j, a0);                                                                \
+        _mm256_storeu_pd(zeros + j, z0);                                                                   \
+        _mm256_storeu_pd(sums + j + 4, s1);                                                                \
+        _mm256_storeu_pd(squares + j + 4, q1);                                                             \
+        _mm256_storeu_pd(absolute + j + 4, a1);                                                            \
+        _mm256_storeu_pd(zeros + j + 4, z1);                                                               \
+    }                                                                                                      \
     for (; j + 4 <= nf; j += 4) {                                                                          \
         __m256d s = _mm256_loadu_pd(sums + j), q = _mm256_loadu_pd(squares + j),                           \
                 a = _mm256_loadu_pd(absolute + j), z = _mm256_loadu_pd(zeros + j);                         \
         for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
             __m256d v = LOAD(rows[r] + j);                                                                 \
-            s = _mm256_add_pd(s, v);                                                                       \
-            q = _mm256_add_pd(q, _mm256_mul_pd(v, v));                                                     \
-            a = _mm256_add_pd(a, _mm256_and_pd(v, magnitude));                                             \
-            z = _mm256_add_pd(z, _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_EQ_OQ), one));                  \
-            bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ)); /* NaN, inf */ \
+            PK_MOMENT_STEP(v, s, q, a, z)                                                                  \
         }                                                                                                  \
         _mm256_storeu_pd(sums + j, s);                                                                     \
         _mm256_storeu_pd(squares + j, q);                                                                  \

@@ -99,6 +99,20 @@ public func pk_stats_update(_ stats: OpaquePointer?, _ batch: UnsafePointer<pk_m
     }
 }
 
+/// Implements `pk_status pk_stats_update_rows(pk_stats *, const pk_matrix *batch, const int64_t *rows, int64_t count)`.
+@c @implementation
+public func pk_stats_update_rows(_ stats: OpaquePointer?, _ batch: UnsafePointer<pk_matrix>?,
+                                 _ rows: UnsafePointer<Int64>?, _ count: Int64) -> pk_status {
+    run("pk_stats_update_rows") { () throws(PruneKitError) in
+        let target = try box(stats, "stats")
+        let view = try matrixView(batch, "batch")
+        guard count >= 0 else { throw PruneKitError(.invalidArgument, "count must be >= 0, got \(count)") }
+        if count > 0 && rows == nil { throw nullPointer("rows") }
+        let list = UnsafeBufferPointer(start: count > 0 ? rows : nil, count: Int(count))
+        try target.change { (s: inout ActivationStatistics) throws(PruneKitError) in try s.accumulate(view, rows: list) }
+    }
+}
+
 /// Implements `pk_status pk_stats_merge(pk_stats *into, const pk_stats *other)`.
 @c @implementation
 public func pk_stats_merge(_ into: OpaquePointer?, _ other: OpaquePointer?) -> pk_status {

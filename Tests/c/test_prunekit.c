@@ -300,6 +300,40 @@ static void test_stats(void) {
     CHECK_STATUS(pk_stats_create(0, &other), PK_ERROR_INVALID_SHAPE, "features");
     CHECK_STATUS(pk_stats_create(5, NULL), PK_ERROR_NULL_POINTER, "stats_out");
 
+    /* Listed rows (pk_stats_update_rows) equal the gathered matrix, byte for byte; bad lists
+     * change nothing. */
+    {
+        const int64_t picked[6] = {39, 3, 3, 17, 0, 22};
+        double gathered[6 * 5];
+        for (int i = 0; i < 6; i++) memcpy(gathered + i * 5, data + picked[i] * 5, 5 * sizeof(double));
+        pk_matrix rows6 = {gathered, 6, 5, 5, PK_DTYPE_FLOAT64, 0};
+        pk_stats *g = NULL, *l = NULL;
+        CHECK(pk_stats_create_gram(features, &g) == PK_OK && pk_stats_create_gram(features, &l) == PK_OK, "create");
+        CHECK(pk_stats_update(g, &rows6) == PK_OK, "%s", pk_last_error());
+        CHECK(pk_stats_update_rows(l, &whole, picked, 6) == PK_OK, "%s", pk_last_error());
+        CHECK(pk_stats_update_rows(l, &whole, NULL, 0) == PK_OK, "an empty list: %s", pk_last_error());
+        size_t gs = 0, ls = 0, gw = 0, lw = 0;
+        pk_stats_serialized_size(g, &gs);
+        pk_stats_serialized_size(l, &ls);
+        uint8_t *gb = (uint8_t *)malloc(gs), *lb = (uint8_t *)malloc(ls);
+        CHECK(gs == ls && pk_stats_serialize(g, gb, gs, &gw) == PK_OK && pk_stats_serialize(l, lb, ls, &lw) == PK_OK &&
+              memcmp(gb, lb, gs) == 0, "update_rows bytes differ from the gathered batch's");
+        const int64_t outside[2] = {1, 40}, negative[1] = {-1};
+        CHECK_STATUS(pk_stats_update_rows(l, &whole, outside, 2), PK_ERROR_INVALID_ARGUMENT, "rows[1] is 40");
+        CHECK_STATUS(pk_stats_update_rows(l, &whole, negative, 1), PK_ERROR_INVALID_ARGUMENT, "rows[0] is -1");
+        CHECK_STATUS(pk_stats_update_rows(l, &whole, picked, -1), PK_ERROR_INVALID_ARGUMENT, "count");
+        CHECK_STATUS(pk_stats_update_rows(l, &whole, NULL, 2), PK_ERROR_NULL_POINTER, "rows");
+        CHECK_STATUS(pk_stats_update_rows(l, &narrow, picked, 1), PK_ERROR_INVALID_SHAPE, "features");
+        const int64_t finite_row[1] = {0}, bad_row[1] = {1};
+        CHECK(pk_stats_update_rows(l, &bad, finite_row, 1) == PK_OK, "the infinity is in a row not listed: %s", pk_last_error());
+        CHECK_STATUS(pk_stats_update_rows(l, &bad, bad_row, 1), PK_ERROR_NON_FINITE, "token 0 (batch row 1), feature 2");
+        CHECK(pk_stats_count(l, &count) == PK_OK && count == 7, "count %lld", (long long)count);
+        free(gb);
+        free(lb);
+        pk_stats_free(g);
+        pk_stats_free(l);
+    }
+
     /* Serialization round trip; truncated and corrupted bytes refused. */
     size_t size = 0, written = 0;
     CHECK(pk_stats_serialized_size(a, &size) == PK_OK && size > 32, "size");

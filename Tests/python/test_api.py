@@ -344,6 +344,52 @@ def test_mask_into_a_given_buffer_equals_a_new_mask_and_bad_buffers_are_refused(
 
 
 @pytest.mark.skipif(torch is None, reason="torch (for bfloat16 batches) is not installed")
+def test_stats_update_rows_equals_the_gathered_batch():
+    """Stats.update(batch, rows=) (pk_stats_update_rows) gives the bytes of update(batch[rows]),
+    for every dtype, feature tails, thread splits, a Gram matrix, unsorted and repeated rows; an
+    empty list adds nothing; a row outside the batch, non-integer rows and a non-finite value in
+    a listed row are errors that change nothing (a non-finite value in an unlisted row is not)."""
+    import torch
+    rng = np.random.default_rng(5)
+    for tokens, features in [(1, 3), (40, 9), (700, 384), (300, 1031)]:
+        x = rng.standard_normal((tokens, features)) * 2
+        x[rng.random(x.shape) < 0.1] = 0.0
+        picks = [np.sort(rng.choice(tokens, size=max(1, tokens // 2), replace=False)),
+                 rng.integers(0, tokens, size=tokens + 5)]                      # unsorted, repeats
+        for dtype in ("float32", "float64", "float16", "bfloat16"):
+            batch = torch.from_numpy(x).to(torch.bfloat16) if dtype == "bfloat16" else x.astype(dtype)
+            for rows in picks:
+                gram = features <= 384
+                gathered, listed = prunekit.Stats(features, gram=gram), prunekit.Stats(features, gram=gram)
+                gathered.update(batch[torch.from_numpy(rows)] if dtype == "bfloat16" else batch[rows])
+                listed.update(batch, rows=rows)
+                assert listed.to_bytes() == gathered.to_bytes(), (tokens, features, dtype)
+                listed.update(batch, rows=torch.from_numpy(rows[:1]))
+                gathered.update(batch[rows[:1]] if dtype != "bfloat16" else batch[torch.from_numpy(rows[:1])])
+                assert listed.to_bytes() == gathered.to_bytes()
+    s = prunekit.Stats(4)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    s.update(x, rows=[0, 2])
+    before = s.to_bytes()
+    s.update(x, rows=[])
+    assert s.to_bytes() == before and s.count == 2
+    x[1, 2] = np.nan
+    s.update(x, rows=[2, 0])                 # the NaN is in a row that is not read
+    assert s.count == 4
+    before = s.to_bytes()
+    with pytest.raises(ValueError, match=r"rows\[1\] is 3, outside the batch's 3 rows"):
+        s.update(x, rows=[0, 3])
+    with pytest.raises(ValueError, match=r"rows\[0\] is -1"):
+        s.update(x, rows=np.array([-1]))
+    with pytest.raises(ValueError, match=r"token 1 \(batch row 1\), feature 2 is nan"):
+        s.update(x, rows=[0, 1])
+    with pytest.raises(TypeError, match="integer row numbers"):
+        s.update(x, rows=[0.0, 1.0])
+    with pytest.raises(ValueError, match="features"):
+        s.update(np.ones((3, 5), np.float32), rows=[0])
+    assert s.to_bytes() == before
+
+
 def test_stats_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
     """Where the CPU has AVX2, Stats.update's tiles run as C kernels; PRUNEKIT_SIMD=baseline
     forces the Swift loops. The accumulated statistics must be the same bytes (shapes with

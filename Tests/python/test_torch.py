@@ -158,7 +158,7 @@ def test_calibrate_conv_and_gpt2_conv1d_inputs():
             net(xs[0])
         h.remove()
         x, y = seen[0]
-        patches = target.tokens(x, None)
+        patches = target.tokens(x, None)[0]
         w = modules[name].weight.reshape(modules[name].weight.shape[0], -1)
         direct = (patches @ w.T + modules[name].bias).reshape(y.shape[0], -1, y.shape[1]).transpose(1, 2)
         torch.testing.assert_close(direct.reshape(y.shape), y, atol=1e-5, rtol=1e-5)
@@ -169,7 +169,7 @@ def test_calibrate_conv_and_gpt2_conv1d_inputs():
             with torch.no_grad():
                 net(x0)
             h.remove()
-            hand.update(target.tokens(got[0], None))
+            hand.update(target.tokens(got[0], None)[0])
         assert hand.to_bytes() == stats[name].to_bytes()
 
     gpt2 = transformers.GPT2Model(transformers.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4,

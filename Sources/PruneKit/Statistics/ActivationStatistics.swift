@@ -85,34 +85,53 @@ public struct ActivationStatistics: Sendable, Equatable {
     ///   squares `maxSumOfSquares` (e.g. float64 activations of 1e200, whose squares overflow).
     /// The C function is `pk_stats_update`.
     public mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
+        try accumulate(batch, rows: nil)
+    }
+
+    /// Adds the listed rows of a batch, in the listed order (rows may repeat): the same bytes as
+    /// accumulating the matrix of those rows, without making it (a padded batch's real tokens).
+    /// `nil` adds every row; an empty list adds nothing. On error the accumulator is unchanged.
+    /// - Throws: as `accumulate(_:)`, and `.invalidArgument` for a row outside the batch.
+    /// The C function is `pk_stats_update_rows`.
+    public mutating func accumulate(_ batch: MatrixView, rows selected: UnsafeBufferPointer<Int64>?) throws(PruneKitError) {
         guard batch.cols == features else {
             throw .invalidShape("batch has \(batch.cols) features, the statistics have \(features)")
         }
-        let tokens = batch.rows
+        if let selected {
+            for (i, r) in selected.enumerated() where r < 0 || r >= Int64(batch.rows) {
+                throw .invalidArgument("rows[\(i)] is \(r), outside the batch's \(batch.rows) rows")
+            }
+            if selected.isEmpty { return }
+        }
+        let order = RowOrder(selected)
+        let tokens = selected?.count ?? batch.rows
         let f = features
         let sums = try ScratchBuffer<Double>(repeating: 0, count: f)
         let squares = try ScratchBuffer<Double>(repeating: 0, count: f)
         let absolute = try ScratchBuffer<Double>(repeating: 0, count: f)
         let zeros = try ScratchBuffer<Double>(repeating: 0, count: f)
+        let batchMeans = try ScratchBuffer<Double>(repeating: 0, count: f)
+        let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
         // Features are independent: large batches split them across threads by whole tiles
         // (the same sums whatever the split).
         let tileCount = (f + TokenTiles.features - 1) / TokenTiles.features
         let workers = tokens * f >= 1 << 17 ? resolveThreads(0, work: tileCount) : 1
         var tiles: [TokenTiles] = []
-        for _ in 0..<workers { tiles.append(try TokenTiles(batch)) }
+        for _ in 0..<workers { tiles.append(try TokenTiles(batch, order, tokens: tokens)) }
         let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
         // float32 batches go to the wide kernels as they are (converted as they load).
         let direct = wideKernels && batch.dtype == .float32
-        defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles, finite)) {} }
-        // Pass 1: sums and sums of squares, tile by tile (a few tokens x a few hundred features,
-        // the accumulators of four features in registers across a tile's tokens); per feature
-        // the tokens are still added in order, so the bits are those of a token-by-token loop.
+        defer { withExtendedLifetime((sums, squares, absolute, zeros, batchMeans, batchM2, tiles, finite)) {} }
+        // Per tile column (every token of up to 256 features), two passes while it is in cache:
+        // the sums, sums of squares, |x| sums and zero counts, then the M2 around the batch mean.
+        // Each kernel keeps a few features' accumulators in registers down a tile of tokens; per
+        // feature the tokens are still added in order, so the bits are those of a token-by-token loop.
         parallelFor(workers: workers) { worker in
-            let mine = partition(tileCount, workers: workers, worker: worker), reader = tiles[worker]
-            for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
+            let reader = tiles[worker]
+            for tile in partition(tileCount, workers: workers, worker: worker) {
+                let j0 = tile * TokenTiles.features
                 var ok = true
-                for tile in mine {
-                    let j0 = tile * TokenTiles.features
+                for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
                     if direct {
                         let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
                         ok = prunekit_wide_moments_float(rows, nt, nf, sums.base + j0, squares.base + j0,
@@ -130,26 +149,8 @@ public struct ActivationStatistics: Sendable, Equatable {
                     }
                 }
                 if !ok { finite.base[worker] = 0; return }
-            }
-        }
-        if (0..<workers).contains(where: { finite.base[$0] == 0 }) {
-            for t in 0..<tokens {
-                for j in 0..<f where !batch.value(row: t, col: j).isFinite {
-                    throw .nonFinite("activation at token \(t), feature \(j) is \(batch.value(row: t, col: j))")
-                }
-            }
-        }
-        try checkGrowth(tokens: tokens, sumSquares: { squares.base[$0] }, "the batch")
-        // Pass 2: the batch's M2 around its own mean, tiled and split the same way.
-        let batchMeans = try ScratchBuffer<Double>(count: f)
-        let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
-        defer { withExtendedLifetime((batchMeans, batchM2)) {} }
-        for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
-        parallelFor(workers: workers) { worker in
-            let mine = partition(tileCount, workers: workers, worker: worker), reader = tiles[worker]
-            for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
-                for tile in mine {
-                    let j0 = tile * TokenTiles.features
+                for j in j0..<min(j0 + TokenTiles.features, f) { batchMeans.base[j] = sums.base[j] / Double(tokens) }
+                for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
                     if direct {
                         let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
                         prunekit_wide_deviations_float(rows, nt, nf, batchMeans.base + j0, batchM2.base + j0)
@@ -165,7 +166,17 @@ public struct ActivationStatistics: Sendable, Equatable {
                 }
             }
         }
-        if gramUpper != nil { accumulateGram(batch) }
+        if (0..<workers).contains(where: { finite.base[$0] == 0 }) {
+            for t in 0..<tokens {
+                let row = order[t]
+                for j in 0..<f where !batch.value(row: row, col: j).isFinite {
+                    let at = selected == nil ? "token \(t)" : "token \(t) (batch row \(row))"
+                    throw .nonFinite("activation at \(at), feature \(j) is \(batch.value(row: row, col: j))")
+                }
+            }
+        }
+        try checkGrowth(tokens: tokens, sumSquares: { squares.base[$0] }, "the batch")
+        if gramUpper != nil { accumulateGram(batch, order, tokens: tokens) }
         combine(count: tokens, means: batchMeans.base, m2: batchM2.base, sumSquares: squares.base)
         if keepsActivity {
             for j in 0..<f {
@@ -245,17 +256,17 @@ public struct ActivationStatistics: Sendable, Equatable {
     }
 
     /// gram += X^T X for a validated batch, in float64, chunks of up to 256 tokens through syrk.
-    private mutating func accumulateGram(_ batch: MatrixView) {
+    private mutating func accumulateGram(_ batch: MatrixView, _ order: RowOrder, tokens: Int) {
         let f = features
-        let chunk = min(batch.rows, 256)
+        let chunk = min(tokens, 256)
         var rows = [Double](repeating: 0, count: chunk * f)
         rows.withUnsafeMutableBufferPointer { a in
             gramUpper!.withUnsafeMutableBufferPointer { g in
                 var t = 0
-                while t < batch.rows {
-                    let count = min(chunk, batch.rows - t)
+                while t < tokens {
+                    let count = min(chunk, tokens - t)
                     for i in 0..<count {
-                        let source = batch.doubles(row: t + i, count: f, scratch: a.baseAddress! + i * f)
+                        let source = batch.doubles(row: order[t + i], count: f, scratch: a.baseAddress! + i * f)
                         if source != UnsafePointer(a.baseAddress! + i * f) {
                             (a.baseAddress! + i * f).update(from: source, count: f)
                         }
@@ -300,6 +311,18 @@ public struct ActivationStatistics: Sendable, Equatable {
     public mutating func accumulate(_ batch: some MatrixRepresentable) throws(PruneKitError) {
         var copy = self
         try batch.withMatrixView { view throws(PruneKitError) in try copy.accumulate(view) }
+        self = copy
+    }
+
+    /// Adds the listed rows of a batch held in a `Matrix`, in order (a padded batch's real tokens):
+    /// the same bytes as accumulating a matrix of just those rows. An empty list adds nothing.
+    /// - Throws: as `accumulate(_:)`, and `.invalidArgument` for a row outside the batch.
+    public mutating func accumulate(_ batch: some MatrixRepresentable, rows: [Int]) throws(PruneKitError) {
+        var copy = self
+        let list = rows.map(Int64.init)
+        try batch.withMatrixView { view throws(PruneKitError) in
+            try list.withUnsafeBufferPointer { (p) throws(PruneKitError) in try copy.accumulate(view, rows: p) }
+        }
         self = copy
     }
 
@@ -416,18 +439,33 @@ extension Array where Element == Double {
     public var asFloat32: [Float] { map { Float($0) } }
 }
 
+/// The batch rows an update reads, in order: every row, or a caller's list of rows.
+struct RowOrder {
+    let list: UnsafePointer<Int64>?
+
+    init(_ list: UnsafeBufferPointer<Int64>?) { self.list = list?.baseAddress }
+
+    @inline(__always)
+    subscript(_ t: Int) -> Int { list.map { Int($0[t]) } ?? t }
+}
+
 /// A batch read in tiles of up to `tokens` x `features` float64 values: pointers to each row's
 /// part of the tile, into the batch itself for float64 and into a converted copy otherwise.
+/// Token t is the batch's row `order[t]`.
 final class TokenTiles {
     static let tokens = 32
     static let features = 256
     let batch: MatrixView
+    let order: RowOrder
+    let count: Int
     let scratch: ScratchBuffer<Double>
     let rows: ScratchBuffer<UnsafePointer<Double>>
     let floatRows: ScratchBuffer<UnsafePointer<Float>?>
 
-    init(_ batch: MatrixView) throws(PruneKitError) {
+    init(_ batch: MatrixView, _ order: RowOrder, tokens: Int) throws(PruneKitError) {
         self.batch = batch
+        self.order = order
+        count = tokens
         scratch = try ScratchBuffer<Double>(count: Self.tokens * Self.features)
         rows = try ScratchBuffer<UnsafePointer<Double>>(count: Self.tokens)
         floatRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
@@ -435,18 +473,18 @@ final class TokenTiles {
 
     /// The tile at (t0, j0) of a float32 batch as pointers into the batch (no copy).
     func floats(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Float>?>, Int, Int) {
-        let nt = min(Self.tokens, batch.rows - t0), nf = min(Self.features, batch.cols - j0)
+        let nt = min(Self.tokens, count - t0), nf = min(Self.features, batch.cols - j0)
         for r in 0..<nt {
-            floatRows.base[r] = UnsafePointer(batch.rowAddress(t0 + r).assumingMemoryBound(to: Float.self) + j0)
+            floatRows.base[r] = UnsafePointer(batch.rowAddress(order[t0 + r]).assumingMemoryBound(to: Float.self) + j0)
         }
         return (UnsafePointer(floatRows.base), nt, nf)
     }
 
     /// The tile at (t0, j0): its row pointers, token count and feature count.
     func load(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Double>>, Int, Int) {
-        let nt = min(Self.tokens, batch.rows - t0), nf = min(Self.features, batch.cols - j0)
+        let nt = min(Self.tokens, count - t0), nf = min(Self.features, batch.cols - j0)
         for r in 0..<nt {
-            rows.base[r] = batch.doubles(row: t0 + r, from: j0, count: nf, scratch: scratch.base + r * Self.features)
+            rows.base[r] = batch.doubles(row: order[t0 + r], from: j0, count: nf, scratch: scratch.base + r * Self.features)
         }
         return (UnsafePointer(rows.base), nt, nf)
     }

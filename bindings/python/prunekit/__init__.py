@@ -745,12 +745,23 @@ class Stats(_prunekit.Stats):
     mask()/score() uses l2_norm() for Wanda and std() for STADE.
     """
 
-    def update(self, batch: Any) -> None:
+    def update(self, batch: Any, rows: Any = None) -> None:
+        """Adds a batch [tokens, features]; with rows (integer row numbers), only those rows of
+        the batch, in that order: the bytes of update(batch[rows]) without the copy (a padded
+        batch's real tokens)."""
         b = _as_numpy(batch, "batch") if _bfloat16_numpy_view(batch) is None else batch
         if getattr(b, "ndim", 2) > 2:
             b = b.reshape(-1, b.shape[-1])
         v = _view(b, "batch")
-        self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride)
+        if rows is None:
+            self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride)
+            return
+        index = _as_numpy(rows, "rows") if not isinstance(rows, (list, tuple)) else np.asarray(rows)
+        if index.size == 0 and index.ndim == 1:
+            index = index.astype(np.int64)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError(f"rows: expected a 1-D array of integer row numbers, got {index.dtype} {index.shape}")
+        self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride, np.ascontiguousarray(index, dtype=np.int64))
 
     def _get(self, which: int) -> np.ndarray:
         out = np.empty(self.features, dtype=np.float64)

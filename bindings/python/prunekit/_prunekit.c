@@ -930,22 +930,28 @@ static void stats_dealloc(StatsObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* _update(batch, dtype, rows, cols, stride) */
+/* _update(batch, dtype, rows, cols, stride[, index]): index, when given, is a buffer of int64
+ * row numbers (pk_stats_update_rows). */
 static PyObject *stats_update(StatsObject *self, PyObject *args) {
-    Py_buffer b = {0};
+    Py_buffer b = {0}, index = {0};
     int dtype;
     long long rows, cols, stride;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLL", &b, &dtype, &rows, &cols, &stride)) return NULL;
-    if (check_size(&b, matrix_bytes(rows, cols, stride, dtype), "batch")) {
+    if (!PyArg_ParseTuple(args, "y*iLLL|y*", &b, &dtype, &rows, &cols, &stride, &index)) return NULL;
+    if (index.obj != NULL && index.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyErr_SetString(PyExc_ValueError, "rows: expected int64 row numbers");
+    } else if (check_size(&b, matrix_bytes(rows, cols, stride, dtype), "batch")) {
         pk_matrix m = {b.buf, rows, cols, stride, dtype, 0};
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_stats_update(self->handle, &m);
+        status = index.obj == NULL ? pk_stats_update(self->handle, &m)
+                                   : pk_stats_update_rows(self->handle, &m, (const int64_t *)index.buf,
+                                                          (int64_t)(index.len / (Py_ssize_t)sizeof(int64_t)));
         Py_END_ALLOW_THREADS
         result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
     }
     PyBuffer_Release(&b);
+    if (index.obj != NULL) PyBuffer_Release(&index);
     return result;
 }
 

@@ -104,11 +104,12 @@ class _Target:
             with torch.no_grad():
                 self.weight.copy_(matrix.t())
 
-    def tokens(self, x: torch.Tensor, mask: Optional[_TokenMask]) -> torch.Tensor:
-        """The module input as [tokens, features] (real tokens only for linear layers)."""
+    def tokens(self, x: torch.Tensor, mask: Optional[_TokenMask]) -> Tuple[torch.Tensor, Optional[_TokenMask]]:
+        """The module input as [rows, features], and the mask whose real tokens are the rows
+        that count (None: every row; linear layers only)."""
         if self.kind == "conv":
-            return self._patches(x)
-        return _real_tokens(x, mask, self.name)
+            return self._patches(x), None
+        return _token_rows(x, mask)
 
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
         """im2col rows [positions, in * kernel], in the order of weight.reshape(out, -1)."""
@@ -142,25 +143,33 @@ class _Target:
 
 
 class _TokenMask:
-    """A batch's real tokens: the bool mask [batch, tokens] and their flat positions."""
+    """A batch's real tokens: the bool mask [batch, tokens] and their flat positions (as a
+    tensor, and as the int64 array Stats.update(rows=) takes)."""
 
-    __slots__ = ("mask", "index")
+    __slots__ = ("mask", "index", "rows")
 
     def __init__(self, mask: torch.Tensor):
         self.mask = mask
         self.index = mask.reshape(-1).nonzero().reshape(-1)
+        self.rows = self.index.numpy()
 
 
-def _real_tokens(x: torch.Tensor, tokens: Optional[_TokenMask], name: str) -> torch.Tensor:
-    """x as [rows, features]; only the real tokens when x's leading dimensions are the mask's
-    (or its flattening): the rows x[mask] gives, in the same order."""
+def _token_rows(x: torch.Tensor, tokens: Optional[_TokenMask]) -> Tuple[torch.Tensor, Optional[_TokenMask]]:
+    """x as [rows, features] and the mask that picks its real tokens, when x's leading
+    dimensions are the mask's (or its flattening); else None: every row counts (a pooler's
+    [batch, features])."""
     flat = x.reshape(-1, x.shape[-1])
     if tokens is not None:
         m = tokens.mask
         if tuple(x.shape[:-1]) == tuple(m.shape) or (x.dim() == 2 and x.shape[0] == m.numel()):
-            return flat.index_select(0, tokens.index)
-        # Rows that are not token positions (a pooler's [batch, features]): every row counts.
-    return flat
+            return flat, tokens
+    return flat, None
+
+
+def _real_tokens(x: torch.Tensor, tokens: Optional[_TokenMask]) -> torch.Tensor:
+    """x as [rows, features]; only the real tokens (the rows x[mask] gives, in that order)."""
+    flat, picked = _token_rows(x, tokens)
+    return flat if picked is None else flat.index_select(0, picked.index)
 
 
 def _token_mask(batch: Any, key: Optional[str]) -> Optional[_TokenMask]:
@@ -288,10 +297,11 @@ class _Share:
 
 class _Collector:
     """Forward pre-hooks that stream every target's input into its Stats, in call order.
-    Modules fed the same tensor (q, k, v) share its real-token rows and one accumulator (the
-    same Stats object under each name, as a statistics bundle stores them). The updates run on
-    one worker thread (Stats.update releases the GIL), so they overlap the rest of the forward
-    pass; rows that are views of the input are copied first."""
+    Modules fed the same tensor (q, k, v) share one accumulator (the same Stats object under
+    each name, as a statistics bundle stores them). An update reads the input where it lies,
+    only its real tokens (Stats.update(rows=)), inside the hook, before the module runs; the
+    inputs of calls that are held for a later update or a replay (a share's members, the first
+    batch) are copied, since the model may write the tensor afterwards."""
 
     def __init__(self, targets: Dict[str, _Target], gram: Union[bool, Iterable[str]]):
         grams = set(targets) if gram is True else set() if gram is False else set(gram)
@@ -305,8 +315,6 @@ class _Collector:
         self._mask: Optional[_TokenMask] = None
         self._last: Optional[tuple] = None
         self.handles: list = []
-        self._pool = None
-        self._pending: list = []
 
     @property
     def mask(self) -> Optional[_TokenMask]:
@@ -318,28 +326,31 @@ class _Collector:
         self._mask, self._last = value, None
 
     def __enter__(self):
-        from concurrent.futures import ThreadPoolExecutor
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunekit-stats")
         for name, target in self.targets.items():
             self.handles.append(target.module.register_forward_pre_hook(self._hook(name, target), with_kwargs=True))
         return self
 
-    def _submit(self, name: str, rows: torch.Tensor) -> None:
-        self._pending.append(self._pool.submit(self.stats[name].update, rows))
-        if len(self._pending) > 64:                  # bounded: at most 64 batches of rows wait
-            self._pending.pop(0).result()
+    def _submit(self, name: str, rows: tuple) -> None:
+        data, tokens, _ = rows
+        self.stats[name].update(data, rows=None if tokens is None else tokens.rows)
 
-    def _drain(self) -> None:
-        try:
-            for f in self._pending:
-                f.result()
-        finally:
-            self._pending = []
+    def _kept(self, x: torch.Tensor, rows: tuple) -> tuple:
+        """rows as a tensor of its own (the real tokens copied out of x), to hold past the hook."""
+        data, tokens, kept = rows
+        if kept:
+            return rows
+        if tokens is not None:
+            data = data.index_select(0, tokens.index)
+        elif data.data_ptr() == x.data_ptr():       # a view: the model may write x later
+            data = data.clone()
+        rows = (data, None, True)
+        if self._last is not None and self._last[0] is x:
+            self._last = (x, self._last[1], rows)
+        return rows
 
     def _split(self, share: _Share) -> None:
         """Each member on its own accumulator as it was before this batch (empty for a share
         still forming), then this batch's calls replayed in order."""
-        self._drain()
         first = self.stats[share.names[0]]
         for i, name in enumerate(share.names):
             target = self.targets[name]
@@ -369,13 +380,16 @@ class _Collector:
             if target.kind != "conv" and last is not None and last[0] is x and last[1] == x._version:
                 rows = last[2]
             else:
-                rows = target.tokens(x, self._mask)
-                if rows.data_ptr() == x.data_ptr():       # a view: the model may write x later
-                    rows = rows.clone()
+                data, tokens = target.tokens(x, self._mask)
+                rows = (data, tokens, target.kind == "conv")    # conv patches are a tensor of their own
                 self._last = (x, x._version, rows) if target.kind != "conv" else None
             key = (id(x), x._version, target.kind, target.features, name in self._grams)
-            call = (name, key, rows)
             share = self._share.get(name)
+            if share is not None and len(share.names) == 1 and not (share.forming and share.batch == self._batch):
+                self._submit(name, rows)                 # its own accumulator: read x in place, now
+                return
+            rows = self._kept(x, rows)                   # held in share.calls: a copy of its own
+            call = (name, key, rows)
             if share is None:                            # its first call: join a forming share or start one
                 self._held.append(x)
                 other = self._inputs.get(key) if target.kind != "conv" else None
@@ -401,9 +415,6 @@ class _Collector:
                 else:                                    # a member called again in its first batch
                     self._split(share)
                 return
-            if len(share.names) == 1:
-                self._submit(name, rows)
-                return
             if share.batch != self._batch:
                 share.batch, share.key, share.calls, share.done = self._batch, key, [], False
                 self._held.append(x)
@@ -421,12 +432,8 @@ class _Collector:
             h.remove()
         self.handles = []
         self._last = None
-        try:
-            if exc[0] is None:
-                self._end_batch()
-            self._drain()
-        finally:
-            self._pool.shutdown(wait=True)
+        if exc[0] is None:
+            self._end_batch()
         for name, target in self.targets.items():      # a target never called: an empty accumulator
             if name not in self.stats:
                 self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
@@ -455,7 +462,7 @@ class _ErrorMeter:
         def hook(module, args, kwargs, output):
             x = args[0] if args else next(iter(kwargs.values()))
             if target.kind != "conv":
-                x, output = _real_tokens(x, self.mask, name), _real_tokens(output, self.mask, name)
+                x, output = _real_tokens(x, self.mask), _real_tokens(output, self.mask)
             difference = target.output(x.float(), delta)
             dense = output.float() + difference
             sums[0] += float(torch.linalg.vector_norm(difference)) ** 2
