@@ -38,6 +38,26 @@ struct StatisticsTests {
         }
     }
 
+    @Test("accumulating listed rows equals accumulating the matrix of those rows, byte for byte")
+    func listedRows() throws {
+        var rng = TestRandom(21)
+        for (tokens, features) in [(1, 3), (90, 300), (520, 260)] {
+            let x = try batch(&rng, tokens: tokens, features: features)
+            let picked = (0..<(tokens + 3)).map { ($0 * 7 + 2) % tokens }     // unsorted, with repeats
+            let gathered = try Matrix(rows: picked.count, cols: features,
+                                      values: picked.flatMap { r in x.values[(r * features)..<((r + 1) * features)] })
+            var byMatrix = try ActivationStatistics(features: features, gram: features <= 300)
+            var byRows = try ActivationStatistics(features: features, gram: features <= 300)
+            try byMatrix.accumulate(gathered)
+            try byRows.accumulate(x, rows: picked)
+            #expect(byRows.serialized() == byMatrix.serialized())
+            try byRows.accumulate(x, rows: [])
+            #expect(byRows == byMatrix)
+            #expect(throws: PruneKitError.self) { try byRows.accumulate(x, rows: [0, tokens]) }
+            #expect(byRows == byMatrix)
+        }
+    }
+
     @Test("serialization round-trips and refuses damaged bytes")
     func serialization() throws {
         var rng = TestRandom(9)
