@@ -4,9 +4,9 @@ import PruneKit
 
 func structureDefaults() -> pk_structure_options {
     pk_structure_options(
-        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_L2.rawValue),
-        reduction: Int32(PK_REDUCE_SUM.rawValue), normalization: Int32(PK_NORMALIZE_NONE.rawValue),
-        mode: Int32(PK_SELECT_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
+        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_CRITERION_L2.rawValue),
+        reduction: Int32(PK_REDUCTION_SUM.rawValue), normalization: Int32(PK_NORMALIZATION_NONE.rawValue),
+        mode: Int32(PK_STRUCTURE_MODE_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
         scores: nil, num_threads: 0, reserved: 0)
 }
 

@@ -210,7 +210,7 @@ static void test_structure_compaction_and_errors(void) {
     group.min_keep = 4;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "impossible");
     group.min_keep = 7;
-    o.mode = PK_SELECT_GLOBAL;
+    o.mode = PK_STRUCTURE_MODE_GLOBAL;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "min_keep 7");
     group.min_keep = 0;
     o.ratio = 1.5;
@@ -218,7 +218,7 @@ static void test_structure_compaction_and_errors(void) {
     o.ratio = 0.5;
     o.mode = 9;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "pk_structure_mode");
-    o.mode = PK_SELECT_PER_GROUP;
+    o.mode = PK_STRUCTURE_MODE_PER_GROUP;
     o.struct_size = 8;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_STRUCT_SIZE, "struct_size");
     pk_structure_options_init(&o);
