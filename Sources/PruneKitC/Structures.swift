@@ -34,8 +34,9 @@ func structureOptions(_ pointer: UnsafePointer<pk_structure_options>?) throws(Pr
     return (options, o.scores)
 }
 
-/// A group argument as the core sees it. `criterion` decides whether activity is read.
-func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion) throws(PruneKitError) -> StructureGroupView {
+/// A group argument as the core sees it. The activations are read only for a selection whose
+/// criterion ranks them (`criterion` nil: compaction, masking and permutation, which rank nothing).
+func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion? = nil) throws(PruneKitError) -> StructureGroupView {
     guard let members = g.members else { throw nullPointer("\(name).members") }
     guard g.member_count > 0, g.member_count <= 1 << 16 else {
         throw PruneKitError(.invalidShape, "\(name).member_count must be in 1...65536, got \(g.member_count)")
@@ -59,10 +60,9 @@ func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion) thr
         views.append(StructureMemberView(tensor: tensor, axis: axis, scored: m.scored == 1, criterion: c))
     }
     var activity: [Double]?
-    if criterion == .meanAbsActivation || criterion == .nonzeroFraction {
-        guard g.activations != nil else { throw nullPointer("\(name).activations (the activation criteria need them)") }
-        let stats = try snapshot(OpaquePointer(UnsafeRawPointer(g.activations!)), "\(name).activations")
-        activity = criterion == .meanAbsActivation ? try stats.meanAbsolute() : try stats.zeroFraction().map { 1 - $0 }
+    if let criterion, criterion.ranksActivations {
+        guard let activations = g.activations else { throw nullPointer("\(name).activations (the activation criteria need them)") }
+        activity = try criterion.activity(from: try snapshot(activations, "\(name).activations"))
     }
     guard g.min_keep >= 0, g.min_keep <= Int64(Int32.max) else {
         throw PruneKitError(.invalidArgument, "\(name).min_keep \(g.min_keep) is out of range")
@@ -120,7 +120,7 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
                              _ keptIndicesOut: UnsafeMutablePointer<Int64>?) -> pk_status {
     run("pk_compact_group") { () throws(PruneKitError) in
         guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group.pointee, "group")
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
         var outs: [MatrixView] = []
@@ -146,7 +146,7 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
 public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?) -> pk_status {
     run("pk_apply_structures") { () throws(PruneKitError) in
         guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group.pointee, "group")
         guard let keep else { throw nullPointer("keep") }
         try applyStructures(view, keep: keep)
     }
@@ -158,7 +158,7 @@ public func pk_structure_mask(_ group: UnsafePointer<pk_group>?, _ member: Int64
                               _ maskOut: UnsafeMutablePointer<UInt8>?) -> pk_status {
     run("pk_structure_mask") { () throws(PruneKitError) in
         guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group.pointee, "group")
         guard let keep else { throw nullPointer("keep") }
         guard let maskOut else { throw nullPointer("mask_out") }
         try structureMask(view, member: Int(member), keep: keep, into: maskOut)
@@ -206,7 +206,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
                                        _ biasShiftOut: UnsafeMutablePointer<Double>?, _ biasShiftLength: Int64) -> pk_status {
     run("pk_compact_group_data_free") { () throws(PruneKitError) in
         guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group.pointee, "group")
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
         let o = try readOptions(options, name: "options", defaults: dataFreeDefaults())
@@ -243,7 +243,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
 public func pk_permute_group(_ group: UnsafePointer<pk_group>?, _ permutation: UnsafePointer<Int64>?, _ count: Int64) -> pk_status {
     run("pk_permute_group") { () throws(PruneKitError) in
         guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group.pointee, "group")
         guard let permutation else { throw nullPointer("permutation") }
         guard count > 0, count <= Int64(Int32.max) else {
             throw PruneKitError(.invalidShape, "count must be in 1...2^31-1, got \(count)")
