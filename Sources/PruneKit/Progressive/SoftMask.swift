@@ -19,7 +19,7 @@ import Musl
 /// - Throws: `.invalidArgument` for a temperature that is not finite and positive or a selection
 ///   that is not per row or per layer; the statuses of `pk_mask`. Nothing is written on error.
 /// The C function is `pk_soft_mask`.
-public func softMask(weights: MatrixView, selection: Selection, temperature: Double, threads: Int = 0,
+package func softMask(weights: MatrixView, selection: Selection, temperature: Double, threads: Int = 0,
                      into mask: UnsafeMutablePointer<Float>, derivative: UnsafeMutablePointer<Float>?) throws(PruneKitError) {
     guard temperature.isFinite, temperature > 0 else {
         throw .invalidArgument("temperature must be finite and > 0, got \(temperature)")

@@ -101,7 +101,7 @@ public struct ADMMOptions: Sendable, Equatable {
 /// ADMM on one layer. Chooses the mask (or takes `givenMask`, 1 = keep) and writes it to `maskOut`
 /// and the updated weights to `output` only on success; `output` may be the weights' own memory
 /// and may have another dtype. The C function is `pk_admm`.
-public func admm(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, givenMask: UnsafePointer<UInt8>?,
+package func admm(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, givenMask: UnsafePointer<UInt8>?,
                  options: ADMMOptions, maskOut: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
                                   threads: options.threads)

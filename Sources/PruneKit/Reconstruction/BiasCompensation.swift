@@ -9,7 +9,7 @@
 ///   - mean: the layer inputs' mean per feature (cols), e.g. from the statistics accumulator.
 ///   - bias: 1 x rows, updated in place (any dtype); written only after every check passed.
 /// The C function is `pk_compensate_bias`.
-public func compensateBias(original: MatrixView, pruned: MatrixView, mean: UnsafePointer<Double>, features: Int,
+package func compensateBias(original: MatrixView, pruned: MatrixView, mean: UnsafePointer<Double>, features: Int,
                            bias: MatrixView) throws(PruneKitError) {
     let rows = original.rows, cols = original.cols
     guard pruned.rows == rows, pruned.cols == cols else {

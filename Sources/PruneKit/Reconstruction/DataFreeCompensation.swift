@@ -83,7 +83,7 @@ public struct DataFreeCoefficients: Sendable, Equatable {
 /// - Throws: `.invalidArgument` (members of the wrong kind, bad keep bytes, nothing kept, bad
 ///   epsilon or dampening, a negative variance), `.invalidShape`, `.nonFinite`, `.numeric` (the
 ///   kept channels' covariance is singular: raise the dampening).
-public func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointer<UInt8>,
+package func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointer<UInt8>,
                                  options: DataFreeCompensation) throws(PruneKitError) -> DataFreeCoefficients {
     let (n, kept) = try checkSelection(group, keep: keep)
     guard !kept.isEmpty else { throw .invalidArgument("the selection keeps no structure of \(n); nothing can compensate") }
@@ -98,7 +98,7 @@ public func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointe
 /// The C function is `pk_compact_group_data_free`.
 /// - Throws: the errors of `compactGroup` and `dataFreeCoefficients`; `.numeric` when the
 ///   compensated weight overflows its dtype.
-public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+package func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
                                  options: DataFreeCompensation, keptIndices: UnsafeMutablePointer<Int64>? = nil,
                                  biasShift: UnsafeMutablePointer<Double>? = nil, threads: Int = 0) throws(PruneKitError) {
     let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)

@@ -58,7 +58,7 @@ public struct LowRankOptions: Sendable, Equatable {
 /// - Throws: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.bufferTooSmall` (a or b
 ///   cannot hold r), `.numeric` (H not positive definite after the retries, or LAPACK failed).
 @discardableResult
-public func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: LowRankOptions,
+package func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: LowRankOptions,
                     a: MatrixView, b: MatrixView, singularValues: UnsafeMutablePointer<Double>?) throws(PruneKitError) -> Int {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: weights,
                                   threads: options.threads)

@@ -4,7 +4,7 @@
 /// allocation (SBPF) ranks layers by at a probe sparsity.
 /// - Returns: (absolute, relative); relative is 0 when the dense output is 0.
 /// The C function is `pk_output_error`.
-public func outputError(original: MatrixView, pruned: MatrixView, hessian: UnsafePointer<Double>,
+package func outputError(original: MatrixView, pruned: MatrixView, hessian: UnsafePointer<Double>,
                         hessianSize: Int, threads: Int = 0) throws(PruneKitError) -> (absolute: Double, relative: Double) {
     try checkReconstructionInputs(weights: original, hessian: hessian, hessianSize: hessianSize, output: pruned, threads: threads)
     let rows = original.rows, cols = original.cols

@@ -64,7 +64,7 @@ enum MaskSource {
 /// SparseGPT on one layer. Writes the mask (1 = keep) and the updated weights only on success;
 /// `output` may be the weights' own memory (in place) and may have another dtype.
 /// The C function is `pk_sparsegpt`.
-public func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+package func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
                       options: ReconstructionOptions, mask: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
     try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
                     source: .choose, maskOut: mask, output: output)
@@ -73,7 +73,7 @@ public func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessi
 /// Updates the kept weights under a given mask (1 = keep) with SparseGPT's OBS machinery, so any
 /// criterion's mask gets the second-order update. `options.pattern` is ignored.
 /// The C function is `pk_reconstruct`.
-public func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+package func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
                                mask: UnsafePointer<UInt8>, options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
     try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
                     source: .given(mask), maskOut: nil, output: output)
@@ -596,7 +596,7 @@ enum OBS<T: ReconstructionScalar> {
 /// Prunes whole input columns (keep[col] == 0) and compensates with the kept ones in closed form:
 /// the least-squares W'_K = W_K + W_P H_PK H_KK^{-1} minimising ||(W - W') X^T||, W'_P = 0.
 /// The C function is `pk_prune_columns`.
-public func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
+package func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
                          options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
                                   threads: options.threads)

@@ -80,7 +80,7 @@ public struct ChannelPermutationResult: Sendable, Equatable {
 /// Searches a permutation of the input channels of `weights` under which the N:M mask of the
 /// criterion's scores keeps more importance. Nothing is written on error.
 /// The C function is `pk_channel_permutation`.
-public func channelPermutation(weights: MatrixView, criterion: CriterionView,
+package func channelPermutation(weights: MatrixView, criterion: CriterionView,
                                options: PermutationOptions) throws(PruneKitError) -> ChannelPermutationResult {
     let rows = weights.rows, cols = weights.cols
     try options.validate(cols: cols)
@@ -317,7 +317,7 @@ final class PermutationSearch: @unchecked Sendable {
 /// bias and the consumer's input columns move together. Members must not share memory. Nothing
 /// is written unless the permutation is one of the group's structures and every member is valid.
 /// The C function is `pk_permute_group`.
-public func permuteStructures(_ group: StructureGroupView, permutation: UnsafeBufferPointer<Int64>) throws(PruneKitError) {
+package func permuteStructures(_ group: StructureGroupView, permutation: UnsafeBufferPointer<Int64>) throws(PruneKitError) {
     let n = try group.structureCount(label: "group: ")
     guard permutation.count == n else {
         throw .invalidShape("the permutation has \(permutation.count) entries, the group has \(n) structures")

@@ -84,7 +84,7 @@ public struct ActivationStatistics: Sendable, Equatable {
     ///   non-finite activation, `.numeric` when the count would pass `maxCount` or a sum of
     ///   squares `maxSumOfSquares` (e.g. float64 activations of 1e200, whose squares overflow).
     /// The C function is `pk_stats_update`.
-    public mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
+    package mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
         guard batch.cols == features else {
             throw .invalidShape("batch has \(batch.cols) features, the statistics have \(features)")
         }
