@@ -55,7 +55,7 @@ package func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8
     // Compensation goes into a scratch copy of the member, which is then compacted.
     var sources = group.members.map(\.tensor)
     var compensated: ScratchBuffer<UInt8>?
-    defer { withExtendedLifetime(compensated) {} }
+    defer { keepAlive(compensated) }
     if let c = compensation {
         guard c.member >= 0, c.member < group.members.count else {
             throw .invalidArgument("compensation member \(c.member) is not a member of the group")

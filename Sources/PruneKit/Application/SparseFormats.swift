@@ -205,7 +205,7 @@ public enum SparseFormats {
 
     private static func checkFinite(_ m: MatrixView) throws(PruneKitError) {
         let scratch = try ScratchBuffer<Double>(count: m.cols)
-        defer { withExtendedLifetime(scratch) {} }
+        defer { keepAlive(scratch) }
         for r in 0..<m.rows {
             let row = m.doubles(row: r, count: m.cols, scratch: scratch.base)
             for c in 0..<m.cols where !row[c].isFinite {

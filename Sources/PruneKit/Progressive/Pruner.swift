@@ -220,7 +220,7 @@ package struct Pruner: @unchecked Sendable {
             views.append(try MatrixView(base: UnsafeMutableRawPointer(copy.base), dtype: layer.dtype, rows: layer.rows,
                                         cols: layer.cols, rowStride: layer.cols, name: "layer \(l)"))
         }
-        defer { withExtendedLifetime(copies) {} }
+        defer { keepAlive(copies) }
 
         var newFlow = flow
         var flowBuffers: [ScratchBuffer<Float>?] = Array(repeating: nil, count: layers.count)
@@ -238,7 +238,7 @@ package struct Pruner: @unchecked Sendable {
                 flowBuffers[l] = scores
             }
         }
-        defer { withExtendedLifetime(flowBuffers) {} }
+        defer { keepAlive(flowBuffers) }
 
         let point = schedule.updatePoint(at: t)
         // Soft mode: masks at every step before the end (weights untouched), hardened at the first step from the end on.

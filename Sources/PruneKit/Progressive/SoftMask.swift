@@ -32,10 +32,10 @@ package func softMask(weights: MatrixView, selection: Selection, temperature: Do
     }
     let rows = weights.rows, cols = weights.cols
     let hard = try ScratchBuffer<UInt8>(count: weights.count)
-    defer { withExtendedLifetime(hard) {} }
+    defer { keepAlive(hard) }
     try pruningMask(weights: weights, criterion: .magnitude, selection: selection, threads: threads, into: hard.base)
     let scratch = try ScratchBuffer<Double>(count: cols)
-    defer { withExtendedLifetime(scratch) {} }
+    defer { keepAlive(scratch) }
     // The threshold of each group from the hard mask.
     let groups = perRow ? rows : 1
     var largestPruned = [Double](repeating: -.infinity, count: groups)

@@ -140,7 +140,7 @@ enum ADMMSolver<T: ReconstructionScalar> {
         var rampsNM = false
         if case .nm = options.pattern, options.rampIterations > 1, givenMask == nil { rampsNM = true }
         let ranking = rampsNM ? try ScratchBuffer<T>(count: total) : nil
-        defer { withExtendedLifetime((target, w, u, work, hd, inverse, pruned, keys, scale, ones, convert, product, ranking)) {} }
+        defer { keepAlive(target, w, u, work, hd, inverse, pruned, keys, scale, ones, convert, product, ranking) }
 
         // d_j = sqrt(H_jj); inputs that never fire get d = 1, a unit diagonal and zero weights.
         var dead: [Int] = []

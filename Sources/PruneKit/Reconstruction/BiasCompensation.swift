@@ -22,7 +22,7 @@ package func compensateBias(original: MatrixView, pruned: MatrixView, mean: Unsa
     for j in 0..<cols where !mean[j].isFinite { throw .nonFinite("mean at \(j) is \(mean[j])") }
     let a = try ScratchBuffer<Double>(count: cols), b = try ScratchBuffer<Double>(count: cols)
     let current = try ScratchBuffer<Double>(count: rows), updated = try ScratchBuffer<Double>(count: rows)
-    defer { withExtendedLifetime((a, b, current, updated)) {} }
+    defer { keepAlive(a, b, current, updated) }
     let biasRow = bias.doubles(row: 0, count: rows, scratch: current.base)
     for r in 0..<rows {
         let w = original.doubles(row: r, count: cols, scratch: a.base)

@@ -69,7 +69,7 @@ package func refineMask(weights: MatrixView, hessian: UnsafePointer<Double>, hes
     let keep = try ScratchBuffer<UInt8>(count: total)
     let workers = resolveThreads(options.threads, work: rows)
     let scratch = try ScratchBuffer<Double>(count: workers * cols)
-    defer { withExtendedLifetime((w, pruned, g, keep, scratch)) {} }
+    defer { keepAlive(w, pruned, g, keep, scratch) }
     parallelFor(workers: workers) { worker in
         for r in partition(rows, workers: workers, worker: worker) {
             let row = w.base + r * cols

@@ -11,7 +11,7 @@ package func outputError(original: MatrixView, pruned: MatrixView, hessian: Unsa
     let total = try checkedProduct(rows, cols, "weights")
     let d = try ScratchBuffer<Double>(count: 2 * total), product = try ScratchBuffer<Double>(count: 2 * total)
     let scratch = try ScratchBuffer<Double>(count: cols)
-    defer { withExtendedLifetime((d, product, scratch)) {} }
+    defer { keepAlive(d, product, scratch) }
     // Rows 0..<rows: W - W'; rows..<2 rows: W. One GEMM with H for both.
     for r in 0..<rows {
         let w = d.base + (rows + r) * cols, diff = d.base + r * cols

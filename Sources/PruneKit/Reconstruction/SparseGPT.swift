@@ -309,7 +309,7 @@ enum OBS<T: ReconstructionScalar> {
         let diagonal = try ScratchBuffer<T>(count: cols)
         let keys = try ScratchBuffer<UInt64>(count: rows * blockSize)
         let prunedList = try ScratchBuffer<Int32>(count: workers * blockSize)
-        defer { withExtendedLifetime((w, pruned, v, scratch, origin, reached, inverse, diagonal, keys, prunedList)) {} }
+        defer { keepAlive(w, pruned, v, scratch, origin, reached, inverse, diagonal, keys, prunedList) }
         if case .given(let keep) = source {
             for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
         }
@@ -617,14 +617,14 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         let kept = (0..<cols).filter { keep[$0] != 0 }, gone = (0..<cols).filter { keep[$0] == 0 }
         let w = try ScratchBuffer<T>(count: rows * cols)
         let scratch = try ScratchBuffer<Double>(count: cols)
-        defer { withExtendedLifetime((w, scratch)) {} }
+        defer { keepAlive(w, scratch) }
         for r in 0..<rows { T.load(weights, row: r, from: 0, count: cols, into: w.base + r * cols, scratch: scratch.base) }
         if !kept.isEmpty && !gone.isEmpty {
             let nk = kept.count, np = gone.count
             let hkk = try ScratchBuffer<T>(count: nk * nk)
             let wp = try ScratchBuffer<T>(count: rows * np), hpk = try ScratchBuffer<T>(count: np * nk)
             let delta = try ScratchBuffer<T>(count: rows * nk)
-            defer { withExtendedLifetime((hkk, wp, hpk, delta)) {} }
+            defer { keepAlive(hkk, wp, hpk, delta) }
             try Factor<T>.dampenedCholesky(hessian, n: cols, indices: kept, options: options, into: hkk.base)
             for r in 0..<rows { for (p, j) in gone.enumerated() { wp.base[r * np + p] = w.base[r * cols + j] } }
             // In the units of the factor (HessianScale), so the solve gives W_P H_PK H_KK^-1.

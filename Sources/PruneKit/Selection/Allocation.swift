@@ -85,7 +85,7 @@ package func outlierRatio(weights: MatrixView, criterion: CriterionView, thresho
     let kernel = try ScoreKernel(weights: weights, criterion: criterion)
     let count = try checkedProduct(weights.rows, weights.cols, "weights")
     let scores = try ScratchBuffer<Float>(count: count)
-    defer { withExtendedLifetime(scores) {} }
+    defer { keepAlive(scores) }
     try MaskEngine.scores(kernel: kernel, threads: threads, into: scores.base)
     var sum = 0.0
     for i in 0..<count { sum += Double(scores.base[i]) }

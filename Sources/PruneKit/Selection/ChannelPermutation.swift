@@ -87,7 +87,7 @@ package func channelPermutation(weights: MatrixView, criterion: CriterionView,
     let kernel = try ScoreKernel(weights: weights, criterion: criterion)
     let total = try checkedProduct(rows, cols, "weights")
     let scores = try ScratchBuffer<Float>(count: total)
-    defer { withExtendedLifetime(scores) {} }
+    defer { keepAlive(scores) }
     try MaskEngine.scores(kernel: kernel, threads: options.threads, into: scores.base)
     let width = options.segment == 0 ? cols : options.segment
     let segments = cols / width
@@ -334,7 +334,7 @@ package func permuteStructures(_ group: StructureGroupView, permutation: UnsafeB
         largest = max(largest, try checkedProduct(member.tensor.rows, member.tensor.cols * member.tensor.dtype.size, "member"))
     }
     let copy = try ScratchBuffer<UInt8>(count: largest)
-    defer { withExtendedLifetime(copy) {} }
+    defer { keepAlive(copy) }
     for member in group.members {
         let t = member.tensor, size = t.dtype.size, rowBytes = t.cols * size
         for r in 0..<t.rows { (copy.base + r * rowBytes).update(from: t.rowAddress(r).assumingMemoryBound(to: UInt8.self), count: rowBytes) }

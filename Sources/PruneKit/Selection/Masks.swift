@@ -91,7 +91,7 @@ private func validateAll(_ kernels: [ScoreKernel], threads: Int) throws(PruneKit
     for kernel in kernels {
         let workers = resolveThreads(threads, work: kernel.rows)
         let scratches = try makeScratches(workers: workers, cols: kernel.cols)
-        defer { withExtendedLifetime(scratches) {} }
+        defer { keepAlive(scratches) }
         try MaskEngine.validate(kernel: kernel, workers: workers, scratches: scratches)
     }
 }

@@ -240,7 +240,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let slots = if case .cols = member.axis { 4 } else { 1 }   // column sums take four rows at once
     let scratch = try ScratchBuffer<Float>(count: workers * slots * 3 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
-    defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
+    defer { keepAlive(partials, rowSums, scratch, bad) }
     let axis = member.axis
     // Magnitude needs no score buffer: |w| and w^2 come straight from the (float32) row.
     let direct: Bool = if case .magnitude = kernel.kind { true } else { false }
@@ -342,7 +342,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let firstBad = (0..<workers).map { bad.base[$0] }.min()!
     if firstBad != Int.max {
         let s = try ScratchBuffer<Float>(count: 3 * cols)
-        defer { withExtendedLifetime(s) {} }
+        defer { keepAlive(s) }
         throw kernel.nonFiniteError(row: firstBad, scratch: s.base, scores: s.base + 2 * cols)
     }
     sums.initialize(repeating: 0, count: n)
@@ -435,7 +435,7 @@ func computeStructureScores(groups: [StructureGroupView], plan: StructurePlan,
         case .l1, .l2:
             let squared = options.criterion == .l2
             let sums = try ScratchBuffer<Double>(count: n)
-            defer { withExtendedLifetime(sums) {} }
+            defer { keepAlive(sums) }
             var scoredCount = 0
             for (m, member) in group.members.enumerated() where member.scored {
                 try memberStructureSums(member, structures: n, squared: squared, threads: options.threads,

@@ -103,7 +103,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
         // float32 batches go to the wide kernels as they are (converted as they load).
         let direct = wideKernels && batch.dtype == .float32
-        defer { withExtendedLifetime((sums, squares, absolute, zeros, tiles, finite)) {} }
+        defer { keepAlive(sums, squares, absolute, zeros, tiles, finite) }
         // Pass 1: sums and sums of squares, tile by tile (a few tokens x a few hundred features,
         // the accumulators of four features in registers across a tile's tokens); per feature
         // the tokens are still added in order, so the bits are those of a token-by-token loop.
@@ -143,7 +143,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         // Pass 2: the batch's M2 around its own mean, tiled and split the same way.
         let batchMeans = try ScratchBuffer<Double>(count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
-        defer { withExtendedLifetime((batchMeans, batchM2)) {} }
+        defer { keepAlive(batchMeans, batchM2) }
         for j in 0..<f { batchMeans.base[j] = sums.base[j] / Double(tokens) }
         parallelFor(workers: workers) { worker in
             let mine = partition(tileCount, workers: workers, worker: worker), reader = tiles[worker]
