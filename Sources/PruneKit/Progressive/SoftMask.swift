@@ -67,3 +67,30 @@ package func softMask(weights: MatrixView, selection: Selection, temperature: Do
         }
     }
 }
+
+/// The soft, differentiable mask (PDP) of `weights` and its derivative dm/dw, as `Matrix<Float>`
+/// of the weights' shape; see the pointer-based form above for the formula.
+///
+///     let (m, dm) = try softMask(for: w, selection: .perRow(sparsity: 0.5), temperature: 0.01)
+///
+/// - Throws: `.invalidArgument` for a temperature that is not finite and positive or a selection
+///   that is not per row or per layer; the errors of `pruningMask`.
+/// The C function is `pk_soft_mask`.
+public func softMask(for weights: some MatrixRepresentable, selection: Selection, temperature: Double,
+                     threads: Int = 0) throws(PruneKitError) -> (mask: Matrix<Float>, derivative: Matrix<Float>) {
+    let count = try checkedProduct(weights.rows, weights.cols, "weights")
+    var mask = [Float](repeating: 0, count: count), derivative = [Float](repeating: 0, count: count)
+    try weights.withMatrixView { view throws(PruneKitError) in
+        let result: Result<Void, PruneKitError> = mask.withUnsafeMutableBufferPointer { m in
+            derivative.withUnsafeMutableBufferPointer { d in
+                Result { () throws(PruneKitError) in
+                    try softMask(weights: view, selection: selection, temperature: temperature, threads: threads,
+                                 into: m.baseAddress!, derivative: d.baseAddress!)
+                }
+            }
+        }
+        try result.get()
+    }
+    return (try Matrix(rows: weights.rows, cols: weights.cols, values: mask),
+            try Matrix(rows: weights.rows, cols: weights.cols, values: derivative))
+}
