@@ -128,13 +128,8 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
         var c: StructureCompensation?
         if let p = compensation?.pointee {
             let h = try hessianArgument(p.hessian, p.hessian_size)
-            let o: ReconstructionOptions
-            if let q = p.options {
-                o = try reconstructionOptions(q)
-            } else {
-                var defaults = reconstructionDefaults()
-                o = try withUnsafePointer(to: &defaults) { (q) throws(PruneKitError) in try reconstructionOptions(q) }
-            }
+            // NULL options: the core's defaults (those of pk_reconstruction_options_init).
+            let o = p.options == nil ? ReconstructionOptions() : try reconstructionOptions(p.options)
             c = StructureCompensation(member: Int(p.member), hessian: h, hessianSize: Int(p.hessian_size), options: o)
         }
         try compactGroup(view, keep: keep, outputs: outs, keptIndices: keptIndicesOut, compensation: c)
