@@ -70,6 +70,12 @@ func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion? = n
     return StructureGroupView(members: views, minKeep: Int(g.min_keep), stage: Int(g.stage), activity: activity)
 }
 
+/// The `group` argument of the compaction, masking and permutation functions (NULL is an error).
+func groupView(_ group: UnsafePointer<pk_group>?) throws(PruneKitError) -> StructureGroupView {
+    guard let group else { throw nullPointer("group") }
+    return try groupView(group.pointee, "group")
+}
+
 func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: StructureCriterion) throws(PruneKitError) -> [StructureGroupView] {
     guard let groups else { throw nullPointer("groups") }
     guard count > 0, count <= 1 << 24 else { throw PruneKitError(.invalidShape, "group_count must be in 1...2^24, got \(count)") }
@@ -81,10 +87,7 @@ func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: S
 /// Implements `pk_status pk_structure_options_init(pk_structure_options *options)`.
 @c @implementation
 public func pk_structure_options_init(_ options: UnsafeMutablePointer<pk_structure_options>?) -> pk_status {
-    run("pk_structure_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = structureDefaults()
-    }
+    initialize("pk_structure_options_init", options, to: structureDefaults())
 }
 
 /// Implements `pk_status pk_select_structures(const pk_group *, int64_t, const pk_structure_options *,
@@ -119,12 +122,10 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
                              _ compensation: UnsafePointer<pk_compensation>?, _ outputs: UnsafePointer<pk_matrix>?,
                              _ keptIndicesOut: UnsafeMutablePointer<Int64>?) -> pk_status {
     run("pk_compact_group") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group")
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
-        var outs: [MatrixView] = []
-        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        let outs = try matrixViews(outputs, count: view.members.count, "outputs")
         var c: StructureCompensation?
         if let p = compensation?.pointee {
             let h = try hessianArgument(p.hessian, p.hessian_size)
@@ -140,8 +141,7 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
 @c @implementation
 public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?) -> pk_status {
     run("pk_apply_structures") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group")
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         try applyStructures(view, keep: keep)
     }
@@ -152,8 +152,7 @@ public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: Unsaf
 public func pk_structure_mask(_ group: UnsafePointer<pk_group>?, _ member: Int64, _ keep: UnsafePointer<UInt8>?,
                               _ maskOut: UnsafeMutablePointer<UInt8>?) -> pk_status {
     run("pk_structure_mask") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group")
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let maskOut else { throw nullPointer("mask_out") }
         try structureMask(view, member: Int(member), keep: keep, into: maskOut)
@@ -185,10 +184,7 @@ func dataFreeDefaults() -> pk_data_free_options {
 /// Implements `pk_status pk_data_free_options_init(pk_data_free_options *options)`.
 @c @implementation
 public func pk_data_free_options_init(_ options: UnsafeMutablePointer<pk_data_free_options>?) -> pk_status {
-    run("pk_data_free_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = dataFreeDefaults()
-    }
+    initialize("pk_data_free_options_init", options, to: dataFreeDefaults())
 }
 
 /// Implements `pk_status pk_compact_group_data_free(const pk_group *, const uint8_t *keep,
@@ -200,8 +196,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
                                        _ keptIndicesOut: UnsafeMutablePointer<Int64>?,
                                        _ biasShiftOut: UnsafeMutablePointer<Double>?, _ biasShiftLength: Int64) -> pk_status {
     run("pk_compact_group_data_free") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group")
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
         let o = try readOptions(options, name: "options", defaults: dataFreeDefaults())
@@ -226,8 +221,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
         } else if biasShiftLength != 0 {
             throw nullPointer("bias_shift_out (bias_shift_length is \(biasShiftLength))")
         }
-        var outs: [MatrixView] = []
-        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        let outs = try matrixViews(outputs, count: view.members.count, "outputs")
         try compactGroupDataFree(view, keep: keep, outputs: outs, options: c, keptIndices: keptIndicesOut,
                                  biasShift: biasShiftOut, threads: Int(o.num_threads))
     }
@@ -237,8 +231,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
 @c @implementation
 public func pk_permute_group(_ group: UnsafePointer<pk_group>?, _ permutation: UnsafePointer<Int64>?, _ count: Int64) -> pk_status {
     run("pk_permute_group") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group")
+        let view = try groupView(group)
         guard let permutation else { throw nullPointer("permutation") }
         guard count > 0, count <= Int64(Int32.max) else {
             throw PruneKitError(.invalidShape, "count must be in 1...2^31-1, got \(count)")
