@@ -78,6 +78,11 @@ $(OUT)/test_symbols: Tests/c/check_symbols.sh include/prunekit.h $(LIB) | $(OUT)
 	sh Tests/c/check_symbols.sh include/prunekit.h $(LIB)
 	touch $@
 
+# Every argument of every pk_ function has a @param line; enum values carry their enum's prefix.
+$(OUT)/test_header_docs: Tests/c/check_header_docs.py include/prunekit.h | $(OUT)
+	$(PYTHON) Tests/c/check_header_docs.py include/prunekit.h
+	touch $@
+
 $(OUT)/test_hostile_c: Tests/c/test_hostile.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CC) -std=c99 -pedantic $(WARN) -O1 -Iinclude -o $@ Tests/c/test_hostile.c $(LINK) -pthread
 
@@ -100,7 +105,7 @@ $(OUT)/test_progressive_c: Tests/c/test_progressive.c Tests/c/check.h include/pr
 $(OUT)/test_progressive_cpp: Tests/c/test_progressive.c Tests/c/check.h include/prunekit.h $(LIB) | $(OUT)
 	$(CXX) -std=c++17 -x c++ $(WARN) -O1 -Iinclude -o $@ Tests/c/test_progressive.c $(LINK) -pthread
 
-test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp \
+test-c: $(OUT)/test_header_c.o $(OUT)/test_header_cpp.o $(OUT)/test_header_docs $(OUT)/test_symbols $(OUT)/test_c $(OUT)/test_cpp \
         $(OUT)/test_hostile_c $(OUT)/test_hostile_cpp $(OUT)/test_methods_c $(OUT)/test_methods_cpp $(OUT)/test_threads \
         $(OUT)/test_progressive_c $(OUT)/test_progressive_cpp
 	$(OUT)/test_c Tests/vectors

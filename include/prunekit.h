@@ -2,7 +2,13 @@
  * prunekit.h - the stable C interface of PruneKit, a pruning engine for neural-network weights.
  *
  * This header is the contract. It is C99, includes only <stddef.h> and <stdint.h>, and is
- * usable from C++ unchanged.
+ * usable from C++ unchanged. It is grouped by area, in the order data flows:
+ *
+ *   1. Version and status         6. Reconstruction (weight updates, low rank)
+ *   2. Tensors and dtypes         7. Structures (channels, heads, blocks; inference-time gating)
+ *   3. Scores and criteria        8. Export formats (2:4, CSR, bit mask)
+ *   4. Selection and masks        9. Progressive pruning (schedules, pruners, host loops)
+ *   5. Statistics
  *
  * Conventions that hold for every function below:
  *
@@ -32,6 +38,24 @@
  *  - On failure a function returns a non-zero pk_status and pk_last_error() describes it.
  *    Functions are thread-safe: different threads may call them concurrently on different
  *    outputs. One pk_stats handle may be used from several threads; calls on it are serialized.
+ *
+ * Arguments and their documentation:
+ *
+ *  - Every argument of every function has a line: `@param name` for what the function only
+ *    reads, `@param[out] name` for what it writes (written only on success), `@param[in,out]
+ *    name` for memory it reads and updates in place (weights, a mask refined in place).
+ *    Outputs are named *_out; "may be NULL" marks an optional output, skipped when NULL.
+ *  - New functions take their arguments in this order: the tensors and handles read, the sizes
+ *    that describe them, scalar parameters, the option struct (NULL only where said), host
+ *    callbacks with their user_data, then the outputs, required before optional, each output
+ *    array followed directly by its length or capacity in elements. The functions that predate
+ *    this rule keep their argument order (the ABI is stable); their @param lines say which
+ *    arguments are outputs.
+ *  - Enum values are PK_ plus the enum's name without pk_ (and without a trailing _kind):
+ *    enum pk_structure_mode has PK_STRUCTURE_MODE_*, enum pk_dtype PK_DTYPE_*. Status codes are
+ *    the exception every C library makes: PK_OK and PK_ERROR_*. Earlier spellings stay in the
+ *    enums as aliases with the same values (PK_SELECT_PER_GROUP == PK_STRUCTURE_MODE_PER_GROUP),
+ *    so code written against an older header keeps compiling.
  */
 #ifndef PRUNEKIT_H
 #define PRUNEKIT_H
@@ -51,9 +75,9 @@
 extern "C" {
 #endif
 
-/* ------------------------------------------------------------------------------------------ */
-/* Versions                                                                                     */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 1. Version and status                                                                      */
+/* ========================================================================================== */
 
 #define PK_VERSION_MAJOR 0
 #define PK_VERSION_MINOR 1
@@ -62,15 +86,12 @@ extern "C" {
 #define PK_VERSION_STRING "0.1.0"
 
 /* The version of the library that is loaded, as PK_VERSION_NUMBER; compare it with the header
- * the host was compiled against. Never fails. */
+ * the host was compiled against. Takes no argument; never fails. */
 PK_API int32_t pk_version_number(void);
 
-/* The loaded library's version as "MAJOR.MINOR.PATCH". Static storage; never NULL. */
+/* The loaded library's version as "MAJOR.MINOR.PATCH". Static storage; never NULL. Takes no
+ * argument. */
 PK_API const char *pk_version_string(void);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Status codes and errors                                                                      */
-/* ------------------------------------------------------------------------------------------ */
 
 /* Every fallible function returns a pk_status: PK_OK or one of the codes below. The values are
  * pinned; new codes are only ever appended. */
@@ -95,17 +116,18 @@ enum pk_status_code {
                                         host's weights are as they were before the call */
 };
 
-/* A short static name for a status code ("PK_ERROR_NON_FINITE"), or "PK_UNKNOWN_STATUS". */
+/* A short static name for a status code ("PK_ERROR_NON_FINITE"), or "PK_UNKNOWN_STATUS".
+ * @param status  any value. */
 PK_API const char *pk_status_string(pk_status status);
 
 /* The detail message of the last failed call on the calling thread, or "" if no call on this
  * thread has failed. The pointer stays valid until the next failed call on this thread or the
- * thread's exit. Successful calls leave it unchanged. */
+ * thread's exit. Successful calls leave it unchanged. Takes no argument. */
 PK_API const char *pk_last_error(void);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Matrices                                                                                     */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 2. Tensors and dtypes                                                                      */
+/* ========================================================================================== */
 
 enum pk_dtype {
     PK_DTYPE_FLOAT32 = 0,
@@ -126,9 +148,9 @@ typedef struct pk_matrix {
     int32_t reserved;    /* set to 0 */
 } pk_matrix;
 
-/* ------------------------------------------------------------------------------------------ */
-/* Criteria: how important each weight is                                                      */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 3. Scores and criteria: how important each weight is                                       */
+/* ========================================================================================== */
 
 enum pk_criterion_kind {
     /* score = |w| */
@@ -167,13 +189,40 @@ typedef struct pk_criterion {
 } pk_criterion;
 
 /* Fills *criterion with defaults (magnitude) and sets struct_size.
+ * @param[out] criterion  the struct to fill.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER criterion is NULL */
 PK_API pk_status pk_criterion_init(pk_criterion *criterion);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Selection: which weights go                                                                  */
-/* ------------------------------------------------------------------------------------------ */
+/* Computes the criterion's score of every weight.
+ * Reads weights, the criterion and what it points to. Keeps nothing.
+ * @param weights          the layer, any dtype.
+ * @param criterion        the criterion (struct_size set).
+ * @param[out] scores_out  rows*cols float32, dense row-major.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER weights, criterion, scores_out or a pointer the kind needs
+ * @retval PK_ERROR_INVALID_SHAPE bad sizes, a stride < cols, feature_count or gradient shape
+ *         not matching the weights
+ * @retval PK_ERROR_INVALID_ARGUMENT unknown criterion kind, negative feature value
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE unknown dtype
+ * @retval PK_ERROR_STRUCT_SIZE criterion->struct_size
+ * @retval PK_ERROR_NON_FINITE a non-finite weight, gradient, feature value or score */
+PK_API pk_status pk_score(const pk_matrix *weights, const pk_criterion *criterion,
+                          float *scores_out);
+
+/* OWL's outlier ratio of one layer: the fraction of its scores under `criterion` (e.g. Wanda)
+ * above threshold times their mean (OWL's M, e.g. 5). Keeps nothing.
+ * @param weights         the layer, any dtype.
+ * @param criterion       the entry scores (struct_size set).
+ * @param threshold       OWL's M, positive and finite.
+ * @param[out] ratio_out  receives the fraction in [0, 1].
+ * @retval the codes of pk_score; PK_ERROR_INVALID_ARGUMENT threshold not positive and finite */
+PK_API pk_status pk_outlier_ratio(const pk_matrix *weights, const pk_criterion *criterion, double threshold,
+                                  double *ratio_out);
+
+/* ========================================================================================== */
+/* 4. Selection and masks: which weights go                                                   */
+/* ========================================================================================== */
 
 enum pk_scope {
     PK_SCOPE_ROW = 0,     /* each row (output) is a group: its inputs compete, as in Wanda */
@@ -195,31 +244,17 @@ typedef struct pk_selection {
 } pk_selection;
 
 /* Fills *selection with defaults (per row, 50%, 2:4 for PK_SCOPE_NM) and sets struct_size.
+ * @param[out] selection  the struct to fill.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER selection is NULL */
 PK_API pk_status pk_selection_init(pk_selection *selection);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Scores and masks                                                                             */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Computes the criterion's score of every weight.
- * Reads weights, the criterion and what it points to. Writes scores_out: rows*cols float32,
- * dense row-major. Keeps nothing.
- * @retval PK_OK
- * @retval PK_ERROR_NULL_POINTER weights, criterion, scores_out or a pointer the kind needs
- * @retval PK_ERROR_INVALID_SHAPE bad sizes, a stride < cols, feature_count or gradient shape
- *         not matching the weights
- * @retval PK_ERROR_INVALID_ARGUMENT unknown criterion kind, negative feature value
- * @retval PK_ERROR_UNSUPPORTED_DTYPE unknown dtype
- * @retval PK_ERROR_STRUCT_SIZE criterion->struct_size
- * @retval PK_ERROR_NON_FINITE a non-finite weight, gradient, feature value or score */
-PK_API pk_status pk_score(const pk_matrix *weights, const pk_criterion *criterion,
-                          float *scores_out);
-
 /* Computes a pruning mask of one matrix: scores by the criterion, selects by the selection.
- * Reads weights, criterion, selection. Writes mask_out (rows*cols bytes, 1 = keep) only on
- * success. Keeps nothing.
+ * Keeps nothing.
+ * @param weights        the layer, any dtype.
+ * @param criterion      the entry scores (struct_size set).
+ * @param selection      scope, sparsity or N:M, threads (struct_size set).
+ * @param[out] mask_out  rows*cols bytes, 1 = keep.
  * @retval PK_OK
  * @retval the codes of pk_score, and
  * @retval PK_ERROR_INVALID_ARGUMENT sparsity outside [0, 1] or NaN, unknown scope,
@@ -231,84 +266,116 @@ PK_API pk_status pk_mask(const pk_matrix *weights, const pk_criterion *criterion
 
 /* Masks for several layers at once. With PK_SCOPE_GLOBAL all layers form one comparison group
  * (indexed by layer position in the arrays, then row * cols + col); with any other scope each
- * layer is handled as pk_mask would. weights, criteria and masks_out have layer_count entries;
- * masks_out[i] receives rows_i*cols_i bytes. Nothing is written unless every layer is valid.
- * Keeps nothing.
+ * layer is handled as pk_mask would. Nothing is written unless every layer is valid. Keeps
+ * nothing.
+ * @param weights         layer_count matrices.
+ * @param criteria        layer_count pointers to criteria.
+ * @param layer_count     the number of layers, > 0.
+ * @param selection       the selection, shared by every layer.
+ * @param[out] masks_out  layer_count pointers; masks_out[i] receives rows_i*cols_i bytes.
  * @retval the codes of pk_mask; PK_ERROR_INVALID_SHAPE for layer_count <= 0.
  *         Messages name the offending layer. */
 PK_API pk_status pk_mask_layers(const pk_matrix *weights, const pk_criterion *const *criteria,
                                 int64_t layer_count, const pk_selection *selection,
                                 uint8_t *const *masks_out);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Application                                                                                  */
-/* ------------------------------------------------------------------------------------------ */
-
 /* Sets every weight whose mask byte is 0 to +0.0, in place, in the weights' own dtype.
- * Reads mask (rows*cols bytes, each 0 or 1). Writes weights->data. Keeps nothing.
+ * Keeps nothing.
+ * @param[in,out] weights  the layer; its data is written.
+ * @param mask             rows*cols bytes, each 0 or 1.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT a mask byte other than 0 or 1 */
 PK_API pk_status pk_apply_mask(const pk_matrix *weights, const uint8_t *mask);
 
-/* The achieved sparsity (fraction of zeros) of a mask, per row and overall.
- * Reads mask (rows*cols bytes, each 0 or 1). Writes row_sparsity_out (rows doubles) and
- * *overall_out; either may be NULL. Keeps nothing.
+/* The achieved sparsity (fraction of zeros) of a mask, per row and overall. Keeps nothing.
+ * @param mask                   rows*cols bytes, each 0 or 1.
+ * @param rows                   > 0.
+ * @param cols                   > 0.
+ * @param[out] row_sparsity_out  rows doubles; may be NULL.
+ * @param[out] overall_out       the overall fraction; may be NULL.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE
  * @retval PK_ERROR_INVALID_ARGUMENT a mask byte other than 0 or 1 */
 PK_API pk_status pk_mask_sparsity(const uint8_t *mask, int64_t rows, int64_t cols,
                                   double *row_sparsity_out, double *overall_out);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Sparse formats: export pruned weights as consumers load them, and back                      */
-/* ------------------------------------------------------------------------------------------ */
+/* Layer-wise sparsity allocation (OWL, Yin et al. 2024; sensitivity allocation, SBPF): per-layer
+ * sparsities whose pruned counts add up to exactly floor(sparsity * sum of sizes), layers of higher
+ * importance (OWL: pk_outlier_ratio of their Wanda scores; SBPF: their error at a probe sparsity)
+ * pruned less. Importance is scaled into [0, 2 spread], the sparsities are a shift minus it with the
+ * weighted mean at the target, each within [sparsity - spread, sparsity + spread] and [0, 1] (to
+ * one weight), and whole counts are handed out by largest remainder (ties by layer index).
+ * @param sizes                layers entries: each layer's number of weights, > 0.
+ * @param importance           layers entries, finite.
+ * @param layers               the number of layers, > 0.
+ * @param sparsity             the overall target, in [0, 1].
+ * @param spread               the largest deviation from the target, in [0, 1].
+ * @param[out] pruned_out      layers counts; may be NULL.
+ * @param[out] sparsities_out  layers sparsities, (count + 0.5) / size, so that a per-layer
+ *                             call's floor(s * n) gives the count back exactly; 1 for a fully
+ *                             pruned layer; may be NULL.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE layers <= 0, a size <= 0, sizes adding up past int64
+ * @retval PK_ERROR_INVALID_ARGUMENT sparsity or spread outside [0, 1]; a target the bounds cannot meet
+ * @retval PK_ERROR_NON_FINITE a non-finite importance */
+PK_API pk_status pk_allocate_sparsity(const int64_t *sizes, const double *importance, int64_t layers, double sparsity,
+                                      double spread, int64_t *pruned_out, double *sparsities_out);
 
-/* Values keep the weights' dtype and are written contiguously. An entry is present when it is
- * non-zero (+0.0 and -0.0 are zeros). Layouts, also in docs/sparse-formats.md:
- *  - 2:4 compressed: values rows x cols/2 (group g's two kept values at 2g and 2g+1, in column
- *    order); metadata rows x ceil(cols/8) bytes, one nibble per group of 4 columns in byte g/2
- *    (low nibble for even g): bits 0-1 the first kept position (0-3), bits 2-3 the second,
- *    first < second; an unused last high nibble is 0. A group with fewer than 2 non-zeros keeps
- *    zeros at its lowest free positions. (Row-major; cuSPARSELt's tensor-core ordering of the
- *    same nibbles is a permutation of this.)
- *  - CSR: row_offsets rows + 1, columns nnz (both int64; columns increase within a row), values nnz.
- *  - Bit mask: bits rows x ceil(cols/8) bytes (bit j % 8 of byte j / 8 of a row: entry j is
- *    present), values nnz in row-major order.
- * Export functions read the weights (non-finite values are an error) and write only on success;
- * import functions check the structure before writing dense_out (zeros where nothing is stored).
- * None keeps a pointer. */
+/* Channel permutations for N:M (Pool and Yu 2021, NVIDIA ASP; RIA 2024): a permutation of a
+ * layer's input columns under which the N:M mask of the criterion's scores keeps more importance
+ * (the sum over rows and groups of the n largest scores). Greedy channel swaps between groups of m
+ * columns: a table holds every pair of groups' best exchange of one column each and its exact
+ * gain; each pass makes the gaining swaps largest first (ties by group indices), skipping pairs
+ * that share a group with a swap made earlier in the pass, and recomputes the touched groups'
+ * entries; it stops when no swap gains, after max_swaps swaps, or at the time limit. It starts
+ * from the identity and takes only gaining swaps, so the permuted mask keeps at least what the
+ * unpermuted one keeps. The permuted layer is W[:, permutation]; the producing layer's output
+ * rows (and bias) must be permuted the same way (pk_permute_group), and so must the layer's
+ * calibration statistics (feature norms, X^T X) before it is pruned. */
+typedef struct pk_permutation_options {
+    size_t struct_size;
+    int32_t n;              /* kept per group; default 2 */
+    int32_t m;              /* group length, 2 ... 64, must divide cols; default 4 */
+    int64_t segment;        /* 0 = any column may move anywhere (default); else columns move
+                               only inside consecutive runs of segment columns (a multiple of m
+                               dividing cols), e.g. within an attention head */
+    int64_t max_swaps;      /* the budget: at most this many swaps, in [1, 2^40]; 0 is an error;
+                               default 2^20 (with segments: split evenly among them) */
+    double time_limit;      /* seconds, >= 0; 0 = none (default). A limit makes the result depend
+                               on the machine's speed; without one it is deterministic */
+    int32_t num_threads;    /* 0 = one per CPU; results do not depend on it */
+    int32_t reserved;       /* set to 0 */
+} pk_permutation_options;
 
-/* The number of non-zero entries (for sizing CSR and bit-mask outputs).
- * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE,
- *         PK_ERROR_NON_FINITE */
-PK_API pk_status pk_count_nonzero(const pk_matrix *weights, int64_t *nnz_out);
+/* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_permutation_options_init(pk_permutation_options *options);
 
-/* 2:4 compression. @retval PK_ERROR_INVALID_SHAPE cols not divisible by 4;
- * @retval PK_ERROR_INVALID_ARGUMENT a group of 4 with more than 2 non-zeros (the message names it) */
-PK_API pk_status pk_export_24(const pk_matrix *weights, void *values_out, uint8_t *metadata_out);
-/* @retval PK_ERROR_CORRUPT_DATA metadata whose positions do not increase */
-PK_API pk_status pk_import_24(const void *values, const uint8_t *metadata, const pk_matrix *dense_out);
+/* Searches the permutation. Writes its outputs only on success. Keeps nothing.
+ * @param weights               the consumer layer, rows = outputs, any dtype.
+ * @param criterion             the entry scores (magnitude, Wanda, ...; NULL = magnitude).
+ * @param options               NULL for the defaults.
+ * @param[out] permutation_out  cols int64 entries: permutation_out[j] = the original column
+ *                              placed at position j.
+ * @param[out] kept_before_out  the importance the N:M mask keeps without the permutation
+ *                              (a float64 sum of the float32 scores); may be NULL.
+ * @param[out] kept_after_out   the importance it keeps with it; may be NULL.
+ * @retval PK_OK
+ * @retval the codes of pk_score, and
+ * @retval PK_ERROR_INVALID_SHAPE m not dividing cols, a segment that is not a multiple of m or
+ *         does not divide cols
+ * @retval PK_ERROR_INVALID_ARGUMENT n <= 0, n >= m, m > 64, max_swaps outside [1, 2^40], a
+ *         negative or non-finite time limit, num_threads < 0
+ * @retval PK_ERROR_STRUCT_SIZE, PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_channel_permutation(const pk_matrix *weights, const pk_criterion *criterion,
+                                        const pk_permutation_options *options, int64_t *permutation_out,
+                                        double *kept_before_out, double *kept_after_out);
 
-/* CSR. capacity = room in columns_out and values_out. @retval PK_ERROR_BUFFER_TOO_SMALL */
-PK_API pk_status pk_export_csr(const pk_matrix *weights, int64_t capacity, int64_t *row_offsets_out,
-                               int64_t *columns_out, void *values_out);
-/* row_offsets holds rows + 1 entries; columns and values hold row_offsets[rows] entries each.
- * Every offset is checked before any column is read, so offsets that are not non-decreasing
- * never make the library read past columns.
- * @retval PK_ERROR_CORRUPT_DATA offsets not starting at 0 or decreasing, columns out of range or
- *         not increasing within a row */
-PK_API pk_status pk_import_csr(const int64_t *row_offsets, const int64_t *columns, const void *values,
-                               const pk_matrix *dense_out);
-
-/* Bit mask. capacity = room in values_out. @retval PK_ERROR_BUFFER_TOO_SMALL */
-PK_API pk_status pk_export_bitmask(const pk_matrix *weights, int64_t capacity, uint8_t *bits_out, void *values_out);
-/* @retval PK_ERROR_CORRUPT_DATA bits set past the last column */
-PK_API pk_status pk_import_bitmask(const uint8_t *bits, const void *values, const pk_matrix *dense_out);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Calibration statistics                                                                       */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 5. Statistics: calibration activations, streamed                                           */
+/* ========================================================================================== */
 
 /* An accumulator of per-feature activation statistics: token count, mean and M2 (Chan's
  * parallel update, so merging is exact up to round-off), and sum of squares, all in float64.
@@ -316,23 +383,36 @@ PK_API pk_status pk_import_bitmask(const uint8_t *bits, const void *values, cons
 typedef struct pk_stats pk_stats;
 
 /* Creates an empty accumulator for `features` input features.
- * Writes *stats_out (a new handle, to be released with pk_stats_free) only on success.
+ * @param features        the number of features, > 0.
+ * @param[out] stats_out  receives a new handle, to be released with pk_stats_free.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER stats_out is NULL
  * @retval PK_ERROR_INVALID_SHAPE features <= 0 or too large
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_create(int64_t features, pk_stats **stats_out);
 
+/* Creates an empty accumulator that also keeps the Gram matrix X^T X of its inputs (the layer
+ * Hessian up to scale, for pk_sparsegpt), accumulated in float64 with OpenBLAS dsyrk, merged by
+ * pk_stats_merge (both sides must keep one) and serialized with the rest (flag bit 0).
+ * @param features        the number of features, 1 ... 32768.
+ * @param[out] stats_out  receives a new handle, to be released with pk_stats_free.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_SHAPE features <= 0 or > 32768
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_stats_create_gram(int64_t features, pk_stats **stats_out);
+
 /* Releases an accumulator. pk_stats_free(NULL) is a no-op, and so is a handle that is not live.
  * Handles are an index into the library's table plus a generation, not addresses: once freed, a
  * handle stays invalid for the life of the process (even when the next pk_stats_create reuses
  * the memory), and every function given a freed, forged or foreign handle returns
- * PK_ERROR_INVALID_ARGUMENT ("not a live handle") without touching any accumulator. */
+ * PK_ERROR_INVALID_ARGUMENT ("not a live handle") without touching any accumulator.
+ * @param stats  the handle, or NULL. */
 PK_API void pk_stats_free(pk_stats *stats);
 
-/* Adds a batch of activations [tokens, features] (batch->cols must equal the accumulator's
- * features; any number of tokens; any dtype). Reads the batch, keeps nothing. On error the
- * accumulator is unchanged.
+/* Adds a batch of activations [tokens, features] (any number of tokens; any dtype). Reads the
+ * batch, keeps nothing. On error the accumulator is unchanged.
+ * @param[in,out] stats  a live handle.
+ * @param batch          tokens x features; cols must equal the accumulator's features.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle
@@ -345,10 +425,10 @@ PK_API pk_status pk_stats_update(pk_stats *stats, const pk_matrix *batch);
 /* Adds rows rows[0..count) of a batch, in that order (rows may repeat): the same bytes as
  * pk_stats_update on a matrix holding just those rows, without making it (e.g. the real tokens
  * of a padded batch). count 0 adds nothing. On error the accumulator is unchanged.
- * @param stats  the accumulator
- * @param batch  activations [batch rows, features]; batch->cols must equal the features
- * @param rows   row indices into batch, each in [0, batch->rows); may be NULL when count is 0
- * @param count  the number of indices
+ * @param[in,out] stats  a live handle.
+ * @param batch          activations [batch rows, features]; cols must equal the accumulator's features.
+ * @param rows           row numbers into batch, each in [0, batch->rows); may be NULL when count is 0.
+ * @param count          the number of row numbers.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT stats is not a live handle, count < 0, or an index outside
@@ -358,6 +438,8 @@ PK_API pk_status pk_stats_update_rows(pk_stats *stats, const pk_matrix *batch, c
 
 /* Merges `other` into `into`, as if into had also seen every batch other saw. other is not
  * changed; into may equal other.
+ * @param[in,out] into  a live handle, receives the merge.
+ * @param other         a live handle with the same number of features.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
  * @retval PK_ERROR_INVALID_SHAPE the feature counts differ
@@ -365,17 +447,28 @@ PK_API pk_status pk_stats_update_rows(pk_stats *stats, const pk_matrix *batch, c
  *         unchanged) */
 PK_API pk_status pk_stats_merge(pk_stats *into, const pk_stats *other);
 
-/* The number of features, and the number of tokens seen so far.
+/* The number of features (pk_stats_features), and the number of tokens seen so far
+ * (pk_stats_count).
+ * @param stats              a live handle.
+ * @param[out] features_out  receives the number of features.
+ * @param[out] count_out     receives the number of tokens.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle) */
 PK_API pk_status pk_stats_features(const pk_stats *stats, int64_t *features_out);
 PK_API pk_status pk_stats_count(const pk_stats *stats, int64_t *count_out);
 
-/* Per-feature results, written to out (length doubles; length must equal the features):
- *   pk_stats_l2_norm   sqrt(sum over tokens of x^2)         (Wanda's feature norm)
- *   pk_stats_mean      mean over tokens
- *   pk_stats_variance  population variance, M2 / count
- *   pk_stats_std       population standard deviation        (STADE)
+/* Per-feature results, one double per feature:
+ *   pk_stats_l2_norm        sqrt(sum over tokens of x^2)         (Wanda's feature norm)
+ *   pk_stats_mean           mean over tokens
+ *   pk_stats_variance       population variance, M2 / count
+ *   pk_stats_std            population standard deviation        (STADE)
+ *   pk_stats_mean_abs       mean |x| over tokens                 (channel activity)
+ *   pk_stats_zero_fraction  the fraction of tokens that are exactly zero (APoZ after a ReLU)
  * pk_stats_l2_norm of an empty accumulator is all zeros; the others need count > 0.
+ * Accumulators keep what pk_stats_mean_abs and pk_stats_zero_fraction need since 0.1; one
+ * restored from bytes without it (or merged with such) reports PK_ERROR_INVALID_ARGUMENT there.
+ * @param stats     a live handle.
+ * @param[out] out  length doubles.
+ * @param length    must equal the number of features.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle, or empty)
  * @retval PK_ERROR_INVALID_SHAPE length differs from the feature count */
@@ -383,14 +476,34 @@ PK_API pk_status pk_stats_l2_norm(const pk_stats *stats, double *out, int64_t le
 PK_API pk_status pk_stats_mean(const pk_stats *stats, double *out, int64_t length);
 PK_API pk_status pk_stats_variance(const pk_stats *stats, double *out, int64_t length);
 PK_API pk_status pk_stats_std(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_mean_abs(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_zero_fraction(const pk_stats *stats, double *out, int64_t length);
+
+/* X^T X (pk_stats_gram), or the centred Gram matrix sum over tokens of (x - mean)(x - mean)^T
+ * = X^T X - count mean mean^T, whose diagonal is the exact M2 (pk_stats_centered_gram):
+ * features x features, row-major, symmetric.
+ * @param stats     a live handle that keeps a Gram matrix (pk_stats_create_gram).
+ * @param[out] out  length doubles.
+ * @param length    must equal features * features.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER
+ * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, or the accumulator keeps no Gram matrix;
+ *         for pk_stats_centered_gram also an empty accumulator
+ * @retval PK_ERROR_INVALID_SHAPE length differs from features * features */
+PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t length);
+PK_API pk_status pk_stats_centered_gram(const pk_stats *stats, double *out, int64_t length);
 
 /* The exact number of bytes pk_stats_serialize writes for this accumulator now.
+ * @param stats          a live handle.
+ * @param[out] size_out  receives the size in bytes.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle) */
 PK_API pk_status pk_stats_serialized_size(const pk_stats *stats, size_t *size_out);
 
-/* Serializes the accumulator into buffer (capacity bytes) in the versioned PruneKit statistics
- * format (little-endian, checksummed; described in docs/stats-format.md). Writes *written_out.
- * Nothing is written if capacity is too small.
+/* Serializes the accumulator in the versioned PruneKit statistics format (little-endian,
+ * checksummed; described in docs/stats-format.md). Nothing is written if capacity is too small.
+ * @param stats             a live handle.
+ * @param[out] buffer       capacity bytes to write the state to.
+ * @param capacity          the size of buffer, >= pk_stats_serialized_size.
+ * @param[out] written_out  receives the bytes written.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_ARGUMENT (not a live handle)
  * @retval PK_ERROR_BUFFER_TOO_SMALL capacity < pk_stats_serialized_size */
@@ -398,7 +511,10 @@ PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t 
                                     size_t *written_out);
 
 /* Restores an accumulator from bytes written by pk_stats_serialize (any library version that
- * wrote a format version this one reads). Writes *stats_out (a new handle) only on success.
+ * wrote a format version this one reads).
+ * @param buffer          the bytes, read and not kept.
+ * @param size            their number.
+ * @param[out] stats_out  receives a new handle, to be released with pk_stats_free.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_CORRUPT_DATA truncated, corrupted (checksum), foreign or unknown-version
@@ -409,24 +525,9 @@ PK_API pk_status pk_stats_serialize(const pk_stats *stats, void *buffer, size_t 
  * @retval PK_ERROR_OUT_OF_MEMORY */
 PK_API pk_status pk_stats_deserialize(const void *buffer, size_t size, pk_stats **stats_out);
 
-/* Creates an empty accumulator that also keeps the Gram matrix X^T X of its inputs (the layer
- * Hessian up to scale, for pk_sparsegpt), accumulated in float64 with OpenBLAS dsyrk, merged by
- * pk_stats_merge (both sides must keep one) and serialized with the rest (flag bit 0).
- * @retval PK_OK, PK_ERROR_NULL_POINTER
- * @retval PK_ERROR_INVALID_SHAPE features <= 0 or > 32768
- * @retval PK_ERROR_OUT_OF_MEMORY */
-PK_API pk_status pk_stats_create_gram(int64_t features, pk_stats **stats_out);
-
-/* Writes X^T X (features x features, row-major, symmetric) to out; length must be
- * features * features.
- * @retval PK_OK, PK_ERROR_NULL_POINTER
- * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, or the accumulator keeps no Gram matrix
- * @retval PK_ERROR_INVALID_SHAPE length differs from features * features */
-PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t length);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Reconstruction: second-order pruning that also updates the kept weights                      */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 6. Reconstruction: pruning that also updates the kept weights; low rank                    */
+/* ========================================================================================== */
 
 /* The Hessian these functions take is any positive multiple of X^T X over the layer's
  * calibration inputs: cols x cols, row-major float64, symmetric (to 1e-6 relative), finite,
@@ -449,7 +550,11 @@ PK_API pk_status pk_stats_gram(const pk_stats *stats, double *out, int64_t lengt
  * What is bit-identical: masks and weights for the same inputs, options and OpenBLAS build, across
  * callers (C, Python, Swift) and across num_threads (the per-row work is split by rows only).
  * OpenBLAS's own thread count may change the last bits of its GEMM and factorisations; the tests
- * check masks exactly and weights to a tight tolerance across OPENBLAS_NUM_THREADS. */
+ * check masks exactly and weights to a tight tolerance across OPENBLAS_NUM_THREADS.
+ *
+ * In every function of this section: weights is the layer (any dtype), hessian its cols x cols
+ * Hessian as above, hessian_size its cols, and weights_out receives the updated weights (same
+ * rows and cols, any dtype, any stride; it may be the weights' own memory for in-place work). */
 
 enum pk_precision {
     PK_PRECISION_FLOAT32 = 0,
@@ -476,15 +581,19 @@ typedef struct pk_reconstruction_options {
 } pk_reconstruction_options;
 
 /* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_reconstruction_options_init(pk_reconstruction_options *options);
 
 /* SparseGPT (OBS with lazy column-block updates) on one layer: chooses the mask block by block
  * from w^2 / [U]_cc^2 (U the upper Cholesky factor of the dampened inverse Hessian) and updates the
- * kept weights to make up for the pruned ones.
- * Reads weights and hessian. Writes mask_out (rows*cols bytes, 1 = keep) and the updated weights to
- * weights_out (same rows and cols, any dtype, any stride; it may be the weights' own memory for
- * in-place work) only on success. Keeps nothing.
+ * kept weights to make up for the pruned ones. Writes only on success. Keeps nothing.
+ * @param weights          the layer, read.
+ * @param hessian          hessian_size x hessian_size doubles.
+ * @param hessian_size     must equal cols.
+ * @param options          pattern, block size, dampening, precision, threads (struct_size set).
+ * @param[out] mask_out    rows*cols bytes, 1 = keep.
+ * @param[out] weights_out the updated weights.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, weights_out of another shape, m not dividing
@@ -500,17 +609,29 @@ PK_API pk_status pk_sparsegpt(const pk_matrix *weights, const double *hessian, i
                               const pk_reconstruction_options *options, uint8_t *mask_out,
                               const pk_matrix *weights_out);
 
-/* The same OBS update under a given mask (rows*cols bytes, 1 = keep; e.g. from pk_mask with any
- * criterion): the pruned weights become 0 and the kept ones are updated. options->scope, sparsity,
- * n and m are ignored. Writes weights_out only on success.
+/* The same OBS update under a given mask (e.g. from pk_mask with any criterion): the pruned
+ * weights become 0 and the kept ones are updated. Writes weights_out only on success.
+ * @param weights          the layer, read.
+ * @param hessian          hessian_size x hessian_size doubles.
+ * @param hessian_size     must equal cols.
+ * @param mask             rows*cols bytes, 1 = keep, each 0 or 1.
+ * @param options          block size, dampening, precision, threads; scope, sparsity, n and m
+ *                         are ignored.
+ * @param[out] weights_out the updated weights.
  * @retval the codes of pk_sparsegpt; PK_ERROR_INVALID_ARGUMENT for a mask byte other than 0 or 1 */
 PK_API pk_status pk_reconstruct(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                                 const uint8_t *mask, const pk_reconstruction_options *options,
                                 const pk_matrix *weights_out);
 
-/* Prunes whole input columns (keep_columns[c] == 0, cols bytes) and compensates with the kept
- * ones in closed form: W'_K = W_K + W_P H_PK H_KK^-1 (least squares on the Hessian, dampened as
- * above), W'_P = 0. Writes weights_out only on success.
+/* Prunes whole input columns and compensates with the kept ones in closed form:
+ * W'_K = W_K + W_P H_PK H_KK^-1 (least squares on the Hessian, dampened as above), W'_P = 0.
+ * Writes weights_out only on success.
+ * @param weights          the layer, read.
+ * @param hessian          hessian_size x hessian_size doubles.
+ * @param hessian_size     must equal cols.
+ * @param keep_columns     cols bytes, 1 = keep, 0 = prune the column.
+ * @param options          dampening, precision, threads.
+ * @param[out] weights_out the updated weights.
  * @retval the codes of pk_sparsegpt; PK_ERROR_INVALID_ARGUMENT for a keep byte other than 0 or 1 */
 PK_API pk_status pk_prune_columns(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                                   const uint8_t *keep_columns, const pk_reconstruction_options *options,
@@ -548,14 +669,20 @@ typedef struct pk_admm_options {
 } pk_admm_options;
 
 /* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_admm_options_init(pk_admm_options *options);
 
-/* ADMM on one layer. hessian as for pk_sparsegpt. mask: NULL to choose the mask (written to mask_out,
- * rows*cols bytes, 1 = keep, if mask_out is not NULL), or a given mask (1 = keep; scope, sparsity,
- * n, m and the ramp are then ignored) whose kept weights ADMM updates. Writes mask_out and
- * weights_out (same rows and cols, any dtype, any stride, may be the weights' own memory) only on
- * success. Keeps nothing.
+/* ADMM on one layer. Writes mask_out and weights_out only on success. Keeps nothing.
+ * @param weights          the layer, read.
+ * @param hessian          hessian_size x hessian_size doubles.
+ * @param hessian_size     must equal cols.
+ * @param mask             NULL to choose the mask, or a given mask (rows*cols bytes, 1 = keep;
+ *                         scope, sparsity, n, m and the ramp are then ignored) whose kept
+ *                         weights ADMM updates.
+ * @param options          pattern, iterations, rho, dampening, threads (struct_size set).
+ * @param[out] mask_out    rows*cols bytes, 1 = keep: the mask chosen; may be NULL.
+ * @param[out] weights_out the updated weights.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, weights_out of another shape, m not dividing cols
@@ -584,11 +711,18 @@ typedef struct pk_swap_options {
     int32_t num_threads;    /* 0 = one per CPU; results do not depend on it */
 } pk_swap_options;
 
-/* Fills *options with the defaults above and sets struct_size. @retval PK_OK, PK_ERROR_NULL_POINTER */
+/* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_swap_options_init(pk_swap_options *options);
 
-/* Refines mask (rows*cols bytes, 1 = keep, e.g. from pk_mask) in place; hessian as for pk_sparsegpt.
- * Writes the mask and *swaps_out (total swaps made; may be NULL) only on success. Keeps nothing.
+/* Refines a mask in place. Writes the mask and *swaps_out only on success. Keeps nothing.
+ * @param weights        the layer, read (not changed).
+ * @param hessian        hessian_size x hessian_size doubles.
+ * @param hessian_size   must equal cols.
+ * @param options        scope, N:M, swap budget, candidates, threads (struct_size set).
+ * @param[in,out] mask   rows*cols bytes, 1 = keep (e.g. from pk_mask), refined in place.
+ * @param[out] swaps_out the total number of swaps made; may be NULL.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, m not dividing cols
@@ -599,85 +733,15 @@ PK_API pk_status pk_swap_options_init(pk_swap_options *options);
 PK_API pk_status pk_refine_mask(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
                                 const pk_swap_options *options, uint8_t *mask, int64_t *swaps_out);
 
-/* Channel permutations for N:M (Pool and Yu 2021, NVIDIA ASP; RIA 2024): a permutation of a
- * layer's input columns under which the N:M mask of the criterion's scores keeps more importance
- * (the sum over rows and groups of the n largest scores). Greedy channel swaps between groups of m
- * columns: a table holds every pair of groups' best exchange of one column each and its exact
- * gain; each pass makes the gaining swaps largest first (ties by group indices), skipping pairs
- * that share a group with a swap made earlier in the pass, and recomputes the touched groups'
- * entries; it stops when no swap gains, after max_swaps swaps, or at the time limit. It starts
- * from the identity and takes only gaining swaps, so the permuted mask keeps at least what the
- * unpermuted one keeps. The permuted layer is W[:, permutation]; the producing layer's output
- * rows (and bias) must be permuted the same way (pk_permute_group), and so must the layer's
- * calibration statistics (feature norms, X^T X) before it is pruned. */
-typedef struct pk_permutation_options {
-    size_t struct_size;
-    int32_t n;              /* kept per group; default 2 */
-    int32_t m;              /* group length, 2 ... 64, must divide cols; default 4 */
-    int64_t segment;        /* 0 = any column may move anywhere (default); else columns move
-                               only inside consecutive runs of segment columns (a multiple of m
-                               dividing cols), e.g. within an attention head */
-    int64_t max_swaps;      /* the budget: at most this many swaps, in [1, 2^40]; 0 is an error;
-                               default 2^20 (with segments: split evenly among them) */
-    double time_limit;      /* seconds, >= 0; 0 = none (default). A limit makes the result depend
-                               on the machine's speed; without one it is deterministic */
-    int32_t num_threads;    /* 0 = one per CPU; results do not depend on it */
-    int32_t reserved;       /* set to 0 */
-} pk_permutation_options;
-
-/* Fills *options with the defaults above and sets struct_size.
- * @param options  the struct to fill
- * @retval PK_OK, PK_ERROR_NULL_POINTER */
-PK_API pk_status pk_permutation_options_init(pk_permutation_options *options);
-
-/* Searches the permutation. Writes permutation_out (cols entries: permutation_out[j] = the
- * original column placed at position j) and, where not NULL, *kept_before_out and
- * *kept_after_out (the importance the N:M mask keeps without and with it, float64 sums of the
- * float32 scores) only on success. Keeps nothing.
- * @param weights          the consumer layer, rows = outputs, any dtype
- * @param criterion        the entry scores (magnitude, Wanda, ...; NULL = magnitude)
- * @param options          NULL for the defaults
- * @param permutation_out  cols int64 entries
- * @param kept_before_out  may be NULL
- * @param kept_after_out   may be NULL
- * @retval PK_OK
- * @retval the codes of pk_score, and
- * @retval PK_ERROR_INVALID_SHAPE m not dividing cols, a segment that is not a multiple of m or
- *         does not divide cols
- * @retval PK_ERROR_INVALID_ARGUMENT n <= 0, n >= m, m > 64, max_swaps outside [1, 2^40], a
- *         negative or non-finite time limit, num_threads < 0
- * @retval PK_ERROR_STRUCT_SIZE, PK_ERROR_OUT_OF_MEMORY */
-PK_API pk_status pk_channel_permutation(const pk_matrix *weights, const pk_criterion *criterion,
-                                        const pk_permutation_options *options, int64_t *permutation_out,
-                                        double *kept_before_out, double *kept_after_out);
-
-/* Layer-wise sparsity allocation (OWL, Yin et al. 2024; sensitivity allocation, SBPF): per-layer
- * sparsities whose pruned counts add up to exactly floor(sparsity * sum of sizes), layers of higher
- * importance (OWL: pk_outlier_ratio of their Wanda scores; SBPF: their error at a probe sparsity)
- * pruned less. Importance is scaled into [0, 2 spread], the sparsities are a shift minus it with the
- * weighted mean at the target, each within [sparsity - spread, sparsity + spread] and [0, 1] (to
- * one weight), and whole counts are handed out by largest remainder (ties by layer index).
- * Writes pruned_out[layers] (counts) and sparsities_out[layers] ((count + 0.5) / size, so that a
- * per-layer call's floor(s * n) gives the count back exactly; 1 for a fully pruned layer; either
- * may be NULL) only on success.
- * @retval PK_OK, PK_ERROR_NULL_POINTER
- * @retval PK_ERROR_INVALID_SHAPE layers <= 0, a size <= 0, sizes adding up past int64
- * @retval PK_ERROR_INVALID_ARGUMENT sparsity or spread outside [0, 1]; a target the bounds cannot meet
- * @retval PK_ERROR_NON_FINITE a non-finite importance */
-PK_API pk_status pk_allocate_sparsity(const int64_t *sizes, const double *importance, int64_t layers, double sparsity,
-                                      double spread, int64_t *pruned_out, double *sparsities_out);
-
-/* OWL's outlier ratio of one layer: the fraction of its scores under `criterion` (e.g. Wanda) above
- * threshold times their mean (OWL's M, e.g. 5). Writes *ratio_out only on success.
- * @retval the codes of pk_score; PK_ERROR_INVALID_ARGUMENT threshold not positive and finite */
-PK_API pk_status pk_outlier_ratio(const pk_matrix *weights, const pk_criterion *criterion, double threshold,
-                                  double *ratio_out);
-
 /* Bias compensation, after any method: the bias absorbs the mean output shift of pruning,
- * b[r] += sum_j (original[r][j] - pruned[r][j]) mean[j] (mean: the layer inputs' mean, features =
- * cols, e.g. pk_stats_mean). With a weight update, reconstruct on the centred Gram matrix
- * (pk_stats_centered_gram) first: it minimises the part of the error the bias cannot absorb.
- * bias is a 1 x rows pk_matrix of any dtype, updated in place only on success.
+ * b[r] += sum_j (original[r][j] - pruned[r][j]) mean[j]. With a weight update, reconstruct on the
+ * centred Gram matrix (pk_stats_centered_gram) first: it minimises the part of the error the bias
+ * cannot absorb. Updates the bias only on success.
+ * @param original       the layer before pruning, any dtype.
+ * @param pruned         the layer after pruning, the same shape.
+ * @param mean           features doubles: the layer inputs' mean (e.g. pk_stats_mean).
+ * @param features       must equal cols.
+ * @param[in,out] bias   a 1 x rows pk_matrix of any dtype, updated in place.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_SHAPE shapes that disagree
  * @retval PK_ERROR_NON_FINITE a non-finite weight, mean or bias entry
@@ -685,25 +749,81 @@ PK_API pk_status pk_outlier_ratio(const pk_matrix *weights, const pk_criterion *
 PK_API pk_status pk_compensate_bias(const pk_matrix *original, const pk_matrix *pruned, const double *mean,
                                     int64_t features, const pk_matrix *bias);
 
-/* Writes the centred Gram matrix sum over tokens of (x - mean)(x - mean)^T = X^T X - count mean
- * mean^T (its diagonal the exact M2) to out; length must be features * features.
- * @retval the codes of pk_stats_gram; PK_ERROR_INVALID_ARGUMENT also for an empty accumulator */
-PK_API pk_status pk_stats_centered_gram(const pk_stats *stats, double *out, int64_t length);
-
-/* A layer's output error on its calibration inputs from the Gram matrix alone: *error_out =
- * sum_r d_r H d_r^T with d = original - pruned (= ||(W - W') X^T||^2 for H = X^T X), and
- * *relative_out = that over ||W X^T||^2 (0 when the latter is 0). What SparseGPT and ADMM
- * minimise; a sensitivity allocation (pk_allocate_sparsity) ranks layers by it at a probe sparsity.
- * Either output may be NULL; written only on success.
+/* A layer's output error on its calibration inputs from the Gram matrix alone:
+ * error = sum_r d_r H d_r^T with d = original - pruned (= ||(W - W') X^T||^2 for H = X^T X),
+ * relative = that over ||W X^T||^2 (0 when the latter is 0). What SparseGPT and ADMM minimise;
+ * a sensitivity allocation (pk_allocate_sparsity) ranks layers by it at a probe sparsity.
+ * Outputs are written only on success.
+ * @param original           the layer before pruning, any dtype.
+ * @param pruned             the layer after pruning, the same shape.
+ * @param hessian            hessian_size x hessian_size doubles.
+ * @param hessian_size       must equal cols.
+ * @param[out] error_out     the error; may be NULL.
+ * @param[out] relative_out  the relative error; may be NULL.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_OUT_OF_MEMORY
  * @retval PK_ERROR_INVALID_SHAPE shapes that disagree; PK_ERROR_INVALID_ARGUMENT a non-symmetric hessian
  * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry */
 PK_API pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pruned, const double *hessian,
                                  int64_t hessian_size, double *error_out, double *relative_out);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Structured pruning: channels, heads, blocks; coupled groups; compaction                      */
-/* ------------------------------------------------------------------------------------------ */
+/* Option struct: set struct_size = sizeof(pk_low_rank_options) (pk_low_rank_options_init does).
+ * Exactly one of rank and energy is set. */
+typedef struct pk_low_rank_options {
+    size_t struct_size;
+    int64_t rank;                   /* the rank r, 1 ... min(rows, cols); 0 (default) = by energy */
+    double energy;                  /* rank 0: the smallest r whose s_1^2 + ... + s_r^2 reaches this
+                                       fraction, in (0, 1], of the sum of all s_i^2 (the share of
+                                       ||W X^T||^2 kept), at least 1; default 0 (unset) */
+    double dampening;               /* fraction of the mean Hessian diagonal added to it (inputs that
+                                       never fire get 1 first), as in reconstruction; default 0.01 */
+    int32_t max_dampening_retries;  /* not positive definite: retry with 10x the dampening (at least
+                                       1e-8 of the mean diagonal) this many times, default 4 */
+    int32_t num_threads;            /* 0 = one per CPU; results do not depend on it */
+} pk_low_rank_options;
+
+/* Fills *options with the defaults above and sets struct_size. The defaults alone are rejected by
+ * pk_low_rank: set a rank or an energy.
+ * @param[out] options  the struct to fill.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
+PK_API pk_status pk_low_rank_options_init(pk_low_rank_options *options);
+
+/* Activation-aware low rank (CSKV's channel shrinking for key and value projections, the low-rank
+ * half of sparse + low-rank): W (rows x cols) ~ A B, A rows x r, B r x cols, minimising
+ * ||(W - A B) X^T||_F for the calibration inputs X, i.e. tr((W - AB) H (W - AB)^T), H = X^T X
+ * (any positive multiple; pk_stats_gram). With the lower Cholesky factor H = L L^T of the
+ * dampened H this is the truncated SVD of W L = U S V^T: A = U_r (orthonormal columns, each with its
+ * largest-magnitude entry, the first on ties, positive), B = S_r V_r^T L^-1; the squared error is
+ * the sum of the dropped s_i^2. For a key or value projection the cache holds B x (r numbers per
+ * token instead of rows) and A restores the full width. Arithmetic in float64. Outputs are
+ * written only on success; the rest of a_out and b_out is left as it was. Keeps nothing.
+ * @param weights                   the layer, any dtype.
+ * @param hessian                   hessian_size x hessian_size doubles, symmetric.
+ * @param hessian_size              must equal cols.
+ * @param options                   rank or energy, dampening, threads (struct_size set).
+ * @param[out] a_out                rows x capacity, any dtype and stride, capacity >= r: its
+ *                                  first r columns receive A.
+ * @param[out] b_out                capacity x cols: its first r rows receive B.
+ * @param[out] rank_out             receives r.
+ * @param[out] singular_values_out  min(rows, cols) doubles, the s_i of W L in descending
+ *                                  order; may be NULL.
+ * @retval PK_OK
+ * @retval PK_ERROR_NULL_POINTER weights, hessian, options, a_out, b_out or rank_out
+ * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, a_out's rows != rows, b_out's cols != cols
+ * @retval PK_ERROR_INVALID_ARGUMENT rank outside 0 ... min(rows, cols), rank and energy both set or
+ *         both unset, energy outside (0, 1], dampening or retries out of range, a non-symmetric
+ *         hessian or a negative diagonal
+ * @retval PK_ERROR_BUFFER_TOO_SMALL a_out has fewer than r columns or b_out fewer than r rows
+ * @retval PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
+ * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
+ * @retval PK_ERROR_NUMERIC not positive definite after the retries, or the SVD failed
+ * @retval PK_ERROR_OUT_OF_MEMORY */
+PK_API pk_status pk_low_rank(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
+                             const pk_low_rank_options *options, const pk_matrix *a_out,
+                             const pk_matrix *b_out, int64_t *rank_out, double *singular_values_out);
+
+/* ========================================================================================== */
+/* 7. Structures. Structured pruning: channels, heads, blocks; coupled groups; compaction     */
+/* ========================================================================================== */
 
 /* PruneKit cannot see a model graph, so the host declares what belongs together: a group is the
  * set of tensors (members) that share one structural axis, e.g. for an MLP's hidden channels the
@@ -712,12 +832,12 @@ PK_API pk_status pk_output_error(const pk_matrix *original, const pk_matrix *pru
  * heads the q, k and v rows (span head_dim) and the output projection's columns (span head_dim).
  * A vector (bias, batch-norm scale) is a 1 x n matrix split along its columns.
  *
- * Structure scores are float64. For PK_STRUCTURE_L1 / _L2 each scored member's entry scores (its
- * criterion, e.g. magnitude, Wanda) are summed over the structure as |s| / s^2 in float64 (L2
- * then takes the square root), then reduced across the scored members and normalised per group.
- * Selection ranks by (score, index) ascending inside a group, by (score, group, index) across
- * the groups of a stage; counts are exact as elsewhere: floor(ratio * n) in IEEE double. Results
- * never depend on num_threads. */
+ * Structure scores are float64. For PK_STRUCTURE_CRITERION_L1 / _L2 each scored member's entry
+ * scores (its criterion, e.g. magnitude, Wanda) are summed over the structure as |s| / s^2 in
+ * float64 (L2 then takes the square root), then reduced across the scored members and normalised
+ * per group. Selection ranks by (score, index) ascending inside a group, by (score, group, index)
+ * across the groups of a stage; counts are exact as elsewhere: floor(ratio * n) in IEEE double.
+ * Results never depend on num_threads. */
 
 enum pk_axis {
     PK_AXIS_ROWS = 0,    /* structure i = rows [i*span, (i+1)*span) */
@@ -751,47 +871,69 @@ typedef struct pk_group {
                                         the same count (UNIFORM) and share a stage value; 0 ...
                                         stage_count - 1 (0 when there are no stage values) */
     int32_t reserved;                /* set to 0 */
-    const pk_stats *activations;     /* PK_STRUCTURE_MEAN_ABS_ACTIVATION / _NONZERO_FRACTION:
-                                        statistics of the structures' outputs, features = n * k
-                                        (k features per structure, averaged); else NULL */
+    const pk_stats *activations;     /* PK_STRUCTURE_CRITERION_MEAN_ABS_ACTIVATION /
+                                        _NONZERO_FRACTION: statistics of the structures' outputs,
+                                        features = n * k (k features per structure, averaged);
+                                        else NULL */
 } pk_group;
 
 enum pk_structure_criterion {
-    PK_STRUCTURE_L1 = 0,   /* sum of |entry score| over the structure: magnitude -> L1 norm,
-                              Wanda -> activation-weighted norm, Taylor -> sum |w*g|; a
-                              batch-norm scale vector as the only scored member -> |gamma|
-                              (network slimming) */
-    PK_STRUCTURE_L2 = 1,   /* sqrt of the sum of squared entry scores (L2 norm for magnitude) */
-    PK_STRUCTURE_MEAN_ABS_ACTIVATION = 2,   /* mean |x| of the outputs (group->activations) */
-    PK_STRUCTURE_NONZERO_FRACTION = 3       /* 1 - zero fraction of the outputs (1 - APoZ) */
+    PK_STRUCTURE_CRITERION_L1 = 0,   /* sum of |entry score| over the structure: magnitude -> L1
+                                        norm, Wanda -> activation-weighted norm, Taylor -> sum
+                                        |w*g|; a batch-norm scale vector as the only scored
+                                        member -> |gamma| (network slimming) */
+    PK_STRUCTURE_CRITERION_L2 = 1,   /* sqrt of the sum of squared entry scores (L2 norm for
+                                        magnitude) */
+    PK_STRUCTURE_CRITERION_MEAN_ABS_ACTIVATION = 2,   /* mean |x| of the outputs
+                                                         (group->activations) */
+    PK_STRUCTURE_CRITERION_NONZERO_FRACTION = 3,      /* 1 - zero fraction of the outputs
+                                                         (1 - APoZ) */
+    /* Earlier names, same values: */
+    PK_STRUCTURE_L1 = PK_STRUCTURE_CRITERION_L1,
+    PK_STRUCTURE_L2 = PK_STRUCTURE_CRITERION_L2,
+    PK_STRUCTURE_MEAN_ABS_ACTIVATION = PK_STRUCTURE_CRITERION_MEAN_ABS_ACTIVATION,
+    PK_STRUCTURE_NONZERO_FRACTION = PK_STRUCTURE_CRITERION_NONZERO_FRACTION
 };
 
-enum pk_reduction {
-    PK_REDUCE_SUM = 0, PK_REDUCE_MEAN = 1, PK_REDUCE_MAX = 2   /* across scored members */
+enum pk_reduction {   /* across scored members */
+    PK_REDUCTION_SUM = 0, PK_REDUCTION_MEAN = 1, PK_REDUCTION_MAX = 2,
+    /* Earlier names, same values: */
+    PK_REDUCE_SUM = PK_REDUCTION_SUM, PK_REDUCE_MEAN = PK_REDUCTION_MEAN, PK_REDUCE_MAX = PK_REDUCTION_MAX
 };
 
 enum pk_normalization {    /* per group, before selection; a zero divisor leaves scores as they are */
-    PK_NORMALIZE_NONE = 0, PK_NORMALIZE_MEAN = 1, PK_NORMALIZE_MAX = 2, PK_NORMALIZE_SUM = 3,
-    PK_NORMALIZE_STANDARD = 4   /* (s - mean) / std */
+    PK_NORMALIZATION_NONE = 0, PK_NORMALIZATION_MEAN = 1, PK_NORMALIZATION_MAX = 2,
+    PK_NORMALIZATION_SUM = 3,
+    PK_NORMALIZATION_STANDARD = 4,   /* (s - mean) / std */
+    /* Earlier names, same values: */
+    PK_NORMALIZE_NONE = PK_NORMALIZATION_NONE, PK_NORMALIZE_MEAN = PK_NORMALIZATION_MEAN,
+    PK_NORMALIZE_MAX = PK_NORMALIZATION_MAX, PK_NORMALIZE_SUM = PK_NORMALIZATION_SUM,
+    PK_NORMALIZE_STANDARD = PK_NORMALIZATION_STANDARD
 };
 
 enum pk_structure_mode {
-    PK_SELECT_PER_GROUP = 0,   /* each group prunes floor(value * n) of its n structures */
-    PK_SELECT_GLOBAL = 1,      /* the groups of a stage are ranked together: floor(value * total)
-                                  pruned, skipping groups down to min_keep */
-    PK_SELECT_UNIFORM = 2,     /* every group of a stage keeps n_min - floor(value * n_min),
-                                  n_min its smallest group: the same width everywhere */
-    PK_SELECT_THRESHOLD = 3    /* structures whose score is below the stage's value are pruned;
-                                  a group keeps at least min_keep (its best) */
+    PK_STRUCTURE_MODE_PER_GROUP = 0,   /* each group prunes floor(value * n) of its n structures */
+    PK_STRUCTURE_MODE_GLOBAL = 1,      /* the groups of a stage are ranked together:
+                                          floor(value * total) pruned, skipping groups down to
+                                          min_keep */
+    PK_STRUCTURE_MODE_UNIFORM = 2,     /* every group of a stage keeps n_min - floor(value * n_min),
+                                          n_min its smallest group: the same width everywhere */
+    PK_STRUCTURE_MODE_THRESHOLD = 3,   /* structures whose score is below the stage's value are
+                                          pruned; a group keeps at least min_keep (its best) */
+    /* Earlier names, same values: */
+    PK_SELECT_PER_GROUP = PK_STRUCTURE_MODE_PER_GROUP,
+    PK_SELECT_GLOBAL = PK_STRUCTURE_MODE_GLOBAL,
+    PK_SELECT_UNIFORM = PK_STRUCTURE_MODE_UNIFORM,
+    PK_SELECT_THRESHOLD = PK_STRUCTURE_MODE_THRESHOLD
 };
 
 /* Option struct: set struct_size = sizeof(pk_structure_options) (pk_structure_options_init does). */
 typedef struct pk_structure_options {
     size_t struct_size;
-    int32_t criterion;            /* enum pk_structure_criterion; default PK_STRUCTURE_L2 */
-    int32_t reduction;            /* enum pk_reduction; default PK_REDUCE_SUM */
-    int32_t normalization;        /* enum pk_normalization; default PK_NORMALIZE_NONE */
-    int32_t mode;                 /* enum pk_structure_mode; default PK_SELECT_PER_GROUP */
+    int32_t criterion;            /* enum pk_structure_criterion; default PK_STRUCTURE_CRITERION_L2 */
+    int32_t reduction;            /* enum pk_reduction; default PK_REDUCTION_SUM */
+    int32_t normalization;        /* enum pk_normalization; default PK_NORMALIZATION_NONE */
+    int32_t mode;                 /* enum pk_structure_mode; default PK_STRUCTURE_MODE_PER_GROUP */
     double ratio;                 /* the value (fraction pruned, in [0, 1]; the threshold in
                                      THRESHOLD mode) of every group when stage_values is NULL;
                                      default 0.5 */
@@ -806,12 +948,19 @@ typedef struct pk_structure_options {
 } pk_structure_options;
 
 /* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_structure_options_init(pk_structure_options *options);
 
-/* Scores and selects the structures of group_count groups. Writes keep_out (one byte per
- * structure, 1 = keep, the groups' structures concatenated in order) and, if not NULL, scores_out
- * (as many doubles: the normalised scores the selection ranked) only on success. Keeps nothing.
+/* Scores and selects the structures of group_count groups. Writes only on success. Keeps
+ * nothing.
+ * @param groups           group_count groups.
+ * @param group_count      > 0.
+ * @param options          criterion, reduction, normalization, mode, ratios (struct_size set).
+ * @param[out] keep_out    one byte per structure, 1 = keep, the groups' structures
+ *                         concatenated in order.
+ * @param[out] scores_out  as many doubles: the normalised scores the selection ranked; may be
+ *                         NULL.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_SHAPE group_count <= 0, members disagreeing in their number of
@@ -833,13 +982,17 @@ typedef struct pk_compensation {
     const pk_reconstruction_options *options;        /* dampening, precision; NULL = defaults */
 } pk_compensation;
 
-/* Compacts every member of a group by a selection (keep: one byte per structure, 0 or 1):
- * outputs[i] receives member i without its pruned rows (ROWS) or columns (COLS), in the same
- * dtype: (kept * span) x cols or rows x (kept * span). Outputs must not overlap the members or
- * each other. kept_indices_out (if not NULL) receives the kept structure indices in increasing
- * order. With compensation (if not NULL), the column member it names is first updated in closed
- * form for its removed columns, as pk_prune_columns does (least squares on its Hessian), then
- * compacted. Writes only on success; keeps nothing.
+/* Compacts every member of a group by a selection: outputs[i] receives member i without its
+ * pruned rows (ROWS) or columns (COLS), in the same dtype: (kept * span) x cols or
+ * rows x (kept * span). With compensation, the column member it names is first updated in
+ * closed form for its removed columns, as pk_prune_columns does (least squares on its Hessian),
+ * then compacted. Writes only on success; keeps nothing.
+ * @param group                  the group, read.
+ * @param keep                   one byte per structure, 0 or 1; at least one kept.
+ * @param compensation           NULL, or the column member to compensate.
+ * @param[out] outputs           member_count matrices, each the compacted shape and dtype of
+ *                               its member, not overlapping the members or each other.
+ * @param[out] kept_indices_out  the kept structure indices in increasing order; may be NULL.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE (members disagree)
  * @retval PK_ERROR_BUFFER_TOO_SMALL an output smaller than its compacted member
@@ -854,6 +1007,8 @@ PK_API pk_status pk_compact_group(const pk_group *group, const uint8_t *keep,
 
 /* Sets the pruned structures (keep byte 0) of every member to +0.0 in place: the selection
  * applied as masks, shapes unchanged. Checks everything before writing.
+ * @param[in,out] group  the group; its members' tensors are written.
+ * @param keep           one byte per structure, 0 or 1.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1 */
 PK_API pk_status pk_apply_structures(const pk_group *group, const uint8_t *keep);
@@ -863,16 +1018,20 @@ PK_API pk_status pk_apply_structures(const pk_group *group, const uint8_t *keep)
  * consumer's columns as members, the network computes the same function afterwards; this is how a
  * pk_channel_permutation is applied. Members must not share memory. Checks everything before
  * writing. Keeps nothing.
- * @param group        the members to permute (their tensors are written)
- * @param permutation  count entries, a permutation of 0 ... count - 1
- * @param count        the group's number of structures
+ * @param[in,out] group  the members to permute (their tensors are written).
+ * @param permutation    count entries, a permutation of 0 ... count - 1.
+ * @param count          the group's number of structures.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_OUT_OF_MEMORY
  * @retval PK_ERROR_INVALID_SHAPE count differing from the group's structures, members disagreeing
  * @retval PK_ERROR_INVALID_ARGUMENT an entry outside 0 ... count - 1 or repeated, a BLOCKS member */
 PK_API pk_status pk_permute_group(const pk_group *group, const int64_t *permutation, int64_t count);
 
-/* The entry mask (rows*cols bytes of member `member`'s tensor, 1 = keep) of a selection, e.g.
- * the block mask of a PK_AXIS_BLOCKS member. Writes mask_out only on success.
+/* The entry mask of one member's tensor under a selection, e.g. the block mask of a
+ * PK_AXIS_BLOCKS member. Writes mask_out only on success.
+ * @param group          the group, read.
+ * @param member         the member's index, in [0, member_count).
+ * @param keep           one byte per structure, 0 or 1.
+ * @param[out] mask_out  rows*cols bytes of the member's tensor, 1 = keep.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE
  * @retval PK_ERROR_INVALID_ARGUMENT a keep byte other than 0 or 1, member out of range */
 PK_API pk_status pk_structure_mask(const pk_group *group, int64_t member, const uint8_t *keep,
@@ -923,23 +1082,25 @@ typedef struct pk_data_free_options {
 } pk_data_free_options;
 
 /* Fills *options with the defaults above (member indices -1) and sets struct_size.
+ * @param[out] options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_data_free_options_init(pk_data_free_options *options);
 
 /* Compacts every member of a group by a selection, as pk_compact_group, after compensating the
  * next member for the pruned channels in closed form (above), in float64, stored back in its dtype.
- * @param group          the group: producer rows, batch-norm vectors, next columns, and any
- *                       other members (compacted alike)
- * @param keep           one byte per structure, 1 = keep, 0 = pruned; at least one kept
- * @param options        member indices, epsilon, dampening, activation (not NULL)
- * @param outputs        member_count matrices, each the compacted shape and dtype of its member
- *                       (the next one receives the compensated weight), not overlapping the
- *                       members or each other
- * @param kept_indices_out  NULL, or the kept structure indices in increasing order
- * @param bias_shift_out NULL, or bias_shift_length doubles: the shift to add to the next layer's
- *                       bias (or to subtract from its own batch norm's running mean)
- * @param bias_shift_length  the next member's rows (0 with a NULL bias_shift_out)
  * Writes only on success; keeps nothing.
+ * @param group                  the group: producer rows, batch-norm vectors, next columns, and
+ *                               any other members (compacted alike).
+ * @param keep                   one byte per structure, 1 = keep, 0 = pruned; at least one kept.
+ * @param options                member indices, epsilon, dampening, activation (not NULL).
+ * @param[out] outputs           member_count matrices, each the compacted shape and dtype of its
+ *                               member (the next one receives the compensated weight), not
+ *                               overlapping the members or each other.
+ * @param[out] kept_indices_out  the kept structure indices in increasing order; may be NULL.
+ * @param[out] bias_shift_out    bias_shift_length doubles: the shift to add to the next layer's
+ *                               bias (or to subtract from its own batch norm's running mean);
+ *                               may be NULL.
+ * @param bias_shift_length      the next member's rows (0 with a NULL bias_shift_out).
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE, PK_ERROR_UNSUPPORTED_DTYPE (an output of
  *         another dtype), PK_ERROR_BUFFER_TOO_SMALL (an output smaller than its compacted member)
@@ -963,96 +1124,51 @@ PK_API pk_status pk_compact_group_data_free(const pk_group *group, const uint8_t
 /* Key-cache channel pruning driven by the queries (ThinK): for key head h and channel c the
  * score is ||K[:, h*d + c]|| * sqrt(sum over the query heads of its group of ||Q[:, q*d + c]||^2),
  * the Frobenius norm of the channel's rank-one term in Q K^T (norms in float64). Each head drops
- * floor(ratio * d) channels, ranked by (score, channel) ascending.
- * queries: [query tokens, query_heads * d], query_heads a multiple of heads (grouped-query
- * attention); keys: [key tokens, heads * d]. Writes keep_out (heads * d bytes, 1 = keep) and, if
- * not NULL, scores_out (heads * d doubles) only on success. Keeps nothing.
+ * floor(ratio * d) channels, ranked by (score, channel) ascending. Writes only on success. Keeps
+ * nothing.
+ * @param queries          [query tokens, query_heads * d], query_heads a multiple of heads
+ *                         (grouped-query attention).
+ * @param keys             [key tokens, heads * d].
+ * @param heads            the number of key heads, > 0.
+ * @param ratio            the fraction of each head's channels dropped, in [0, 1].
+ * @param[out] keep_out    heads * d bytes, 1 = keep.
+ * @param[out] scores_out  heads * d doubles; may be NULL.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_NON_FINITE
  * @retval PK_ERROR_INVALID_SHAPE heads <= 0 or not dividing the widths
  * @retval PK_ERROR_INVALID_ARGUMENT ratio outside [0, 1] or NaN */
 PK_API pk_status pk_key_channels(const pk_matrix *queries, const pk_matrix *keys, int64_t heads,
                                  double ratio, uint8_t *keep_out, double *scores_out);
 
-/* Per-feature activity of an accumulator, for channel scoring: the mean |x|, and the fraction of
- * tokens that are exactly zero (APoZ after a ReLU). Accumulators keep both since 0.1; one restored
- * from bytes without them (or merged with such) reports PK_ERROR_INVALID_ARGUMENT.
- * @retval as pk_stats_mean */
-PK_API pk_status pk_stats_mean_abs(const pk_stats *stats, double *out, int64_t length);
-PK_API pk_status pk_stats_zero_fraction(const pk_stats *stats, double *out, int64_t length);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Methods: activation-aware low rank; pruning at inference time                               */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Option struct: set struct_size = sizeof(pk_low_rank_options) (pk_low_rank_options_init does).
- * Exactly one of rank and energy is set. */
-typedef struct pk_low_rank_options {
-    size_t struct_size;
-    int64_t rank;                   /* the rank r, 1 ... min(rows, cols); 0 (default) = by energy */
-    double energy;                  /* rank 0: the smallest r whose s_1^2 + ... + s_r^2 reaches this
-                                       fraction, in (0, 1], of the sum of all s_i^2 (the share of
-                                       ||W X^T||^2 kept), at least 1; default 0 (unset) */
-    double dampening;               /* fraction of the mean Hessian diagonal added to it (inputs that
-                                       never fire get 1 first), as in reconstruction; default 0.01 */
-    int32_t max_dampening_retries;  /* not positive definite: retry with 10x the dampening (at least
-                                       1e-8 of the mean diagonal) this many times, default 4 */
-    int32_t num_threads;            /* 0 = one per CPU; results do not depend on it */
-} pk_low_rank_options;
-
-/* Fills *options with the defaults above and sets struct_size. The defaults alone are rejected by
- * pk_low_rank: set a rank or an energy.
- * @retval PK_OK, PK_ERROR_NULL_POINTER */
-PK_API pk_status pk_low_rank_options_init(pk_low_rank_options *options);
-
-/* Activation-aware low rank (CSKV's channel shrinking for key and value projections, the low-rank
- * half of sparse + low-rank): W (rows x cols) ~ A B, A rows x r, B r x cols, minimising
- * ||(W - A B) X^T||_F for the calibration inputs X, i.e. tr((W - AB) H (W - AB)^T), H = X^T X
- * (any positive multiple; pk_stats_gram). With the lower Cholesky factor H = L L^T of the
- * dampened H this is the truncated SVD of W L = U S V^T: A = U_r (orthonormal columns, each with its
- * largest-magnitude entry, the first on ties, positive), B = S_r V_r^T L^-1; the squared error is
- * the sum of the dropped s_i^2. For a key or value projection the cache holds B x (r numbers per
- * token instead of rows) and A restores the full width. Arithmetic in float64.
- * Reads weights (any dtype) and hessian (hessian_size = cols, symmetric). Writes the first r
- * columns of a_out (rows x capacity, any dtype and stride, capacity >= r) and the first r rows of
- * b_out (capacity x cols), *rank_out = r, and singular_values_out (if not NULL: min(rows, cols)
- * doubles, the s_i of W L in descending order) only on success; the rest of a_out and b_out is
- * left as it was. Keeps nothing.
- * @retval PK_OK
- * @retval PK_ERROR_NULL_POINTER weights, hessian, options, a_out, b_out or rank_out
- * @retval PK_ERROR_INVALID_SHAPE hessian_size != cols, a_out's rows != rows, b_out's cols != cols
- * @retval PK_ERROR_INVALID_ARGUMENT rank outside 0 ... min(rows, cols), rank and energy both set or
- *         both unset, energy outside (0, 1], dampening or retries out of range, a non-symmetric
- *         hessian or a negative diagonal
- * @retval PK_ERROR_BUFFER_TOO_SMALL a_out has fewer than r columns or b_out fewer than r rows
- * @retval PK_ERROR_UNSUPPORTED_DTYPE, PK_ERROR_STRUCT_SIZE
- * @retval PK_ERROR_NON_FINITE a non-finite weight or hessian entry
- * @retval PK_ERROR_NUMERIC not positive definite after the retries, or the SVD failed
- * @retval PK_ERROR_OUT_OF_MEMORY */
-PK_API pk_status pk_low_rank(const pk_matrix *weights, const double *hessian, int64_t hessian_size,
-                             const pk_low_rank_options *options, const pk_matrix *a_out,
-                             const pk_matrix *b_out, int64_t *rank_out, double *singular_values_out);
-
 /* Pruning at inference time. The three functions below are for a serving loop: they run on the
  * calling thread, allocate no memory (except to record a failure's message), start no threads and
  * keep nothing, so any number of threads may call them at once on their own outputs. */
 
 /* Per-sample channel gating (dynamic pruning, "Fire Together Wire Together"): for every row t of
- * scores (samples x channels, float32: gate scores, or with magnitude = 1 the activations
- * themselves, scored by |x|), the k channels the library's ranking keeps: channels ranked by
- * (score, channel) ascending, the first channels - k are dropped, so among equal scores the higher
- * channel stays. Writes indices_out[t * k ... t * k + k - 1]: row t's channels in increasing order,
- * only after every score was checked. Keeps nothing.
+ * scores, the k channels the library's ranking keeps: channels ranked by (score, channel)
+ * ascending, the first channels - k are dropped, so among equal scores the higher channel stays.
+ * Writes only after every score was checked. Keeps nothing.
+ * @param scores            samples x channels, float32: gate scores, or with magnitude = 1 the
+ *                          activations themselves, scored by |x|.
+ * @param k                 the channels kept per sample, 1 ... channels.
+ * @param magnitude         0: rank the scores; 1: rank |score|.
+ * @param[out] indices_out  samples * k entries: indices_out[t * k ... t * k + k - 1] are row t's
+ *                          kept channels in increasing order.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE (scores' sizes, 2^32 channels or more)
  * @retval PK_ERROR_UNSUPPORTED_DTYPE scores not float32
  * @retval PK_ERROR_INVALID_ARGUMENT k outside 1 ... channels, magnitude not 0 or 1
  * @retval PK_ERROR_NON_FINITE a non-finite score (the message names sample and channel) */
 PK_API pk_status pk_top_channels(const pk_matrix *scores, int64_t k, int32_t magnitude, int64_t *indices_out);
 
-/* Gathers rows (axis PK_AXIS_ROWS) or columns (PK_AXIS_COLS) indices[0 ... count - 1] (any order,
- * repeats allowed) of source into out: count x cols or rows x count, the same dtype, any stride.
- * With a sample's pk_top_channels indices and the next layer's weight [out, channels] (columns),
- * or its transpose (rows), out is the dense sub-matrix of a smaller GEMM. out must not overlap
- * source. Writes only after every index was checked. Keeps nothing.
+/* Gathers rows or columns of source (any order, repeats allowed) into out. With a sample's
+ * pk_top_channels indices and the next layer's weight [out, channels] (columns), or its transpose
+ * (rows), out is the dense sub-matrix of a smaller GEMM. Writes only after every index was
+ * checked. Keeps nothing.
+ * @param source      the matrix gathered from.
+ * @param axis        PK_AXIS_ROWS or PK_AXIS_COLS.
+ * @param indices     count row or column indices of source.
+ * @param count       > 0.
+ * @param[out] out    count x cols (rows) or rows x count (columns), the dtype of source, any
+ *                    stride, not overlapping source.
  * @retval PK_OK, PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_INVALID_SHAPE count <= 0, out of another shape
  * @retval PK_ERROR_UNSUPPORTED_DTYPE out of another dtype than source
@@ -1064,17 +1180,95 @@ PK_API pk_status pk_gather(const pk_matrix *source, int32_t axis, const int64_t 
  * extraction): channel c is kept (mask_out[c] = 1) when importance[c] >= threshold; otherwise it is
  * dropped (0) when u_c < drop_probability, u_c the uniform draw PK_CRITERION_RANDOM documents for
  * position c with this seed. So one seed gives the same mask in every language; use a new seed for
- * every call (a secret base plus a call counter) to get a fresh mask. Writes mask_out (count bytes)
- * only after every check. Keeps nothing.
+ * every call (a secret base plus a call counter) to get a fresh mask. Writes only after every
+ * check. Keeps nothing.
+ * @param importance        count floats, finite.
+ * @param count             > 0.
+ * @param threshold         channels at or above it are always kept; not NaN.
+ * @param drop_probability  in [0, 1].
+ * @param seed              the draw's seed.
+ * @param[out] mask_out     count bytes, 1 = keep.
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE count <= 0
  * @retval PK_ERROR_INVALID_ARGUMENT drop_probability outside [0, 1], a NaN threshold
  * @retval PK_ERROR_NON_FINITE a non-finite importance */
 PK_API pk_status pk_random_channel_mask(const float *importance, int64_t count, double threshold,
                                         double drop_probability, uint64_t seed, uint8_t *mask_out);
 
-/* ------------------------------------------------------------------------------------------ */
-/* Pruning over time: schedules, progressive pruners, soft masks, host-driven loops             */
-/* ------------------------------------------------------------------------------------------ */
+/* ========================================================================================== */
+/* 8. Export formats: pruned weights as consumers load them, and back                         */
+/* ========================================================================================== */
+
+/* Values keep the weights' dtype and are written contiguously. An entry is present when it is
+ * non-zero (+0.0 and -0.0 are zeros). Layouts, also in docs/sparse-formats.md:
+ *  - 2:4 compressed: values rows x cols/2 (group g's two kept values at 2g and 2g+1, in column
+ *    order); metadata rows x ceil(cols/8) bytes, one nibble per group of 4 columns in byte g/2
+ *    (low nibble for even g): bits 0-1 the first kept position (0-3), bits 2-3 the second,
+ *    first < second; an unused last high nibble is 0. A group with fewer than 2 non-zeros keeps
+ *    zeros at its lowest free positions. (Row-major; cuSPARSELt's tensor-core ordering of the
+ *    same nibbles is a permutation of this.)
+ *  - CSR: row_offsets rows + 1, columns nnz (both int64; columns increase within a row), values nnz.
+ *  - Bit mask: bits rows x ceil(cols/8) bytes (bit j % 8 of byte j / 8 of a row: entry j is
+ *    present), values nnz in row-major order.
+ * Export functions read the weights (non-finite values are an error) and write only on success;
+ * import functions check the structure before writing dense_out (zeros where nothing is stored;
+ * any dtype, its values read in that dtype). None keeps a pointer. */
+
+/* The number of non-zero entries (for sizing CSR and bit-mask outputs).
+ * @param weights       the matrix, any dtype.
+ * @param[out] nnz_out  receives the count.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_INVALID_SHAPE, PK_ERROR_UNSUPPORTED_DTYPE,
+ *         PK_ERROR_NON_FINITE */
+PK_API pk_status pk_count_nonzero(const pk_matrix *weights, int64_t *nnz_out);
+
+/* 2:4 compression (pk_export_24) and back (pk_import_24).
+ * @param weights            the matrix, at most 2 non-zeros in every group of 4 columns.
+ * @param[out] values_out    rows x cols/2 values in the weights' dtype.
+ * @param[out] metadata_out  rows x ceil(cols/8) bytes.
+ * @param values             the values, in dense_out's dtype.
+ * @param metadata           the metadata.
+ * @param[out] dense_out     receives the dense matrix; cols divisible by 4.
+ * @retval PK_ERROR_INVALID_SHAPE cols not divisible by 4
+ * @retval PK_ERROR_INVALID_ARGUMENT a group of 4 with more than 2 non-zeros (the message names it)
+ * @retval PK_ERROR_CORRUPT_DATA metadata whose positions do not increase (import) */
+PK_API pk_status pk_export_24(const pk_matrix *weights, void *values_out, uint8_t *metadata_out);
+PK_API pk_status pk_import_24(const void *values, const uint8_t *metadata, const pk_matrix *dense_out);
+
+/* CSR (pk_export_csr) and back (pk_import_csr). On import row_offsets holds rows + 1 entries,
+ * columns and values row_offsets[rows] entries each; every offset is checked before any column is
+ * read, so offsets that are not non-decreasing never make the library read past columns.
+ * @param weights               the matrix, any dtype.
+ * @param capacity              the room, in entries, in columns_out and values_out.
+ * @param[out] row_offsets_out  rows + 1 int64.
+ * @param[out] columns_out      nnz int64.
+ * @param[out] values_out       nnz values in the weights' dtype.
+ * @param row_offsets           rows + 1 int64, starting at 0, non-decreasing.
+ * @param columns               the column of each value, increasing within a row.
+ * @param values                the values, in dense_out's dtype.
+ * @param[out] dense_out        receives the dense matrix.
+ * @retval PK_ERROR_BUFFER_TOO_SMALL capacity < nnz (export)
+ * @retval PK_ERROR_CORRUPT_DATA offsets not starting at 0 or decreasing, columns out of range or
+ *         not increasing within a row (import) */
+PK_API pk_status pk_export_csr(const pk_matrix *weights, int64_t capacity, int64_t *row_offsets_out,
+                               int64_t *columns_out, void *values_out);
+PK_API pk_status pk_import_csr(const int64_t *row_offsets, const int64_t *columns, const void *values,
+                               const pk_matrix *dense_out);
+
+/* Bit mask (pk_export_bitmask) and back (pk_import_bitmask).
+ * @param weights          the matrix, any dtype.
+ * @param capacity         the room, in values, in values_out.
+ * @param[out] bits_out    rows x ceil(cols/8) bytes.
+ * @param[out] values_out  nnz values in the weights' dtype, row-major.
+ * @param bits             rows x ceil(cols/8) bytes.
+ * @param values           as many values as bits are set, in dense_out's dtype.
+ * @param[out] dense_out   receives the dense matrix.
+ * @retval PK_ERROR_BUFFER_TOO_SMALL capacity < nnz (export)
+ * @retval PK_ERROR_CORRUPT_DATA bits set past the last column (import) */
+PK_API pk_status pk_export_bitmask(const pk_matrix *weights, int64_t capacity, uint8_t *bits_out, void *values_out);
+PK_API pk_status pk_import_bitmask(const uint8_t *bits, const void *values, const pk_matrix *dense_out);
+
+/* ========================================================================================== */
+/* 9. Progressive pruning: schedules, pruners, soft masks, host-driven loops                  */
+/* ========================================================================================== */
 
 enum pk_schedule_kind {
     PK_SCHEDULE_ONESHOT = 0,      /* the final sparsity from begin on */
@@ -1101,14 +1295,14 @@ typedef struct pk_schedule {
 } pk_schedule;
 
 /* Fills *schedule with the defaults above and sets struct_size.
- * @param schedule  the struct to fill.
+ * @param[out] schedule  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_schedule_init(pk_schedule *schedule);
 
 /* The scheduled sparsity at training step `step` (any int64; before begin 0).
  * @param schedule      the schedule (struct_size set).
  * @param step          the training step.
- * @param sparsity_out  receives the sparsity in [0, 1].
+ * @param[out] sparsity_out  receives the sparsity in [0, 1].
  * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE
  * @retval PK_ERROR_INVALID_ARGUMENT a field out of range */
 PK_API pk_status pk_schedule_sparsity(const pk_schedule *schedule, int64_t step, double *sparsity_out);
@@ -1164,7 +1358,7 @@ typedef struct pk_pruner_options {
 
 /* Fills *options with the defaults above (decay_steps 0, gradient_momentum 0.9, num_threads 0,
  * soft_temperature 0) and sets struct_size.
- * @param options  the struct to fill.
+ * @param[out] options  the struct to fill.
  * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
 
@@ -1181,7 +1375,7 @@ PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
  * @param schedule       the sparsity schedule (final_sparsity unless layer_targets).
  * @param layer_targets  NULL or layer_count final sparsities in [0, 1]; copied.
  * @param options        decay, gradient momentum, threads, soft mode; NULL is not allowed.
- * @param pruner_out     receives the handle.
+ * @param[out] pruner_out     receives the handle.
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER, PK_ERROR_STRUCT_SIZE, PK_ERROR_UNSUPPORTED_DTYPE
  * @retval PK_ERROR_INVALID_SHAPE layer_count <= 0, bad sizes, feature counts that differ from cols
@@ -1214,8 +1408,8 @@ PK_API pk_status pk_pruner_step(pk_pruner *pruner, int64_t step, const pk_matrix
  * 0 pruned; in soft mode the soft mask). length must be rows*cols.
  * @param pruner       a live pruner handle.
  * @param layer        the layer index, in [0, layer_count).
- * @param mask_out     rows*cols bytes (pk_pruner_mask).
- * @param factors_out  rows*cols floats (pk_pruner_factors).
+ * @param[out] mask_out     rows*cols bytes (pk_pruner_mask).
+ * @param[out] factors_out  rows*cols floats (pk_pruner_factors).
  * @param length       rows*cols of the layer.
  * @retval PK_OK, PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_INVALID_ARGUMENT not a live handle, layer out of range
@@ -1228,8 +1422,8 @@ PK_API pk_status pk_pruner_factors(const pk_pruner *pruner, int64_t layer, float
  * pruner in hard mode gives its factors and 0.
  * @param pruner          a live pruner handle.
  * @param layer           the layer index, in [0, layer_count).
- * @param mask_out        rows*cols floats (row-major, dense), receives m.
- * @param derivative_out  rows*cols floats, receives dm/dw; may be NULL.
+ * @param[out] mask_out        rows*cols floats (row-major, dense), receives m.
+ * @param[out] derivative_out  rows*cols floats, receives dm/dw; may be NULL.
  * @param length          rows*cols of the layer (the length of each output).
  * @retval PK_OK
  * @retval PK_ERROR_NULL_POINTER mask_out
@@ -1244,10 +1438,10 @@ PK_API pk_status pk_pruner_soft_mask(const pk_pruner *pruner, int64_t layer, flo
  * pruner created with the same layers' shapes, criteria, selection, schedule, targets and options
  * (a digest of them is stored); the host restores its own weights.
  * @param pruner       a live pruner handle.
- * @param size_out     receives the exact size of the state in bytes (pk_pruner_serialized_size).
- * @param buffer       capacity bytes to write the state to (pk_pruner_serialize).
+ * @param[out] size_out     receives the exact size of the state in bytes (pk_pruner_serialized_size).
+ * @param[out] buffer  capacity bytes to write the state to (pk_pruner_serialize).
  * @param capacity     the size of buffer, >= the serialized size.
- * @param written_out  receives the bytes written.
+ * @param[out] written_out  receives the bytes written.
  * @retval as pk_stats_serialized_size / pk_stats_serialize */
 PK_API pk_status pk_pruner_serialized_size(const pk_pruner *pruner, size_t *size_out);
 PK_API pk_status pk_pruner_serialize(const pk_pruner *pruner, void *buffer, size_t capacity, size_t *written_out);
@@ -1269,7 +1463,12 @@ PK_API pk_status pk_pruner_restore(pk_pruner *pruner, const void *buffer, size_t
  * (float64, t held fixed); nothing pruned: m = 1, everything: m = 0, derivative 0. The host
  * applies w * m(w) in its forward pass; pk_mask with PK_CRITERION_MAGNITUDE and the same selection
  * hardens it (exact count; it keeps the entries of highest m). Writes mask_out and, if not NULL,
- * derivative_out (rows*cols floats each) only on success. Keeps nothing.
+ * derivative_out only on success. Keeps nothing.
+ * @param weights              the layer, any dtype.
+ * @param selection            the scope (ROW, LAYER, GLOBAL = LAYER), sparsity and threads.
+ * @param temperature          finite and > 0, in the units of w^2.
+ * @param[out] mask_out        rows*cols floats, receives m.
+ * @param[out] derivative_out  rows*cols floats, receives dm/dw; may be NULL.
  * @retval the codes of pk_mask; PK_ERROR_INVALID_ARGUMENT for a temperature that is not finite and
  *         > 0, or a scope other than ROW, LAYER, GLOBAL (= LAYER) */
 PK_API pk_status pk_soft_mask(const pk_matrix *weights, const pk_selection *selection, double temperature,
@@ -1295,12 +1494,18 @@ typedef struct pk_progressive_options {
                               this; finite; default 0.01 */
 } pk_progressive_options;
 
-/* @retval PK_OK, PK_ERROR_NULL_POINTER */
+/* Fills *options with the defaults above and sets struct_size.
+ * @param[out] options  the struct to fill.
+ * @retval PK_OK, PK_ERROR_NULL_POINTER */
 PK_API pk_status pk_progressive_options_init(pk_progressive_options *options);
 
 enum pk_progressive_stop {
-    PK_PROGRESSIVE_REACHED_TARGET = 0,
-    PK_PROGRESSIVE_NO_ACCEPTABLE_STEP = 1   /* every structure left is protected or at min_keep */
+    PK_PROGRESSIVE_STOP_REACHED_TARGET = 0,
+    PK_PROGRESSIVE_STOP_NO_ACCEPTABLE_STEP = 1,   /* every structure left is protected or at
+                                                     min_keep */
+    /* Earlier names, same values: */
+    PK_PROGRESSIVE_REACHED_TARGET = PK_PROGRESSIVE_STOP_REACHED_TARGET,
+    PK_PROGRESSIVE_NO_ACCEPTABLE_STEP = PK_PROGRESSIVE_STOP_NO_ACCEPTABLE_STEP
 };
 
 /* What a progressive loop did. This struct is frozen. */
@@ -1324,8 +1529,17 @@ typedef struct pk_progressive_result {
  * the members (pk_apply_structures). A step costing more than the dense cost + tolerance is
  * rolled back (the members as before the step) and its structures are protected. Ends at
  * floor(target_ratio * total) pruned or when no candidate is left. The members are written during
- * the call (the callback sees them); keep_out (one byte per structure, 1 = kept), protected_out
- * (if not NULL, 1 = protected) and *result_out (if not NULL) are written only on success.
+ * the call (the callback sees them); the outputs are written only on success.
+ * @param[in,out] groups      group_count groups; their members' tensors are written.
+ * @param group_count         > 0.
+ * @param scoring             how structures are scored, as for pk_select_structures.
+ * @param options             target, step and tolerance (struct_size set).
+ * @param evaluate            the host's cost of the model as it is now.
+ * @param user_data           passed to evaluate unchanged.
+ * @param[out] keep_out       one byte per structure, 1 = kept.
+ * @param[out] protected_out  one byte per structure, 1 = protected (a rejected step's); may be
+ *                            NULL.
+ * @param[out] result_out     what the loop did; may be NULL.
  * @retval PK_OK
  * @retval the codes of pk_select_structures; PK_ERROR_NULL_POINTER (evaluate, keep_out)
  * @retval PK_ERROR_INVALID_ARGUMENT options out of range
@@ -1343,8 +1557,17 @@ PK_API pk_status pk_progressive_structures(const pk_group *groups, int64_t group
  * ratio 0 is 0. Layer l's curve is piecewise linear in pruned weights through (0, 0) and
  * (floor(r_j * n_l), damage); pruned counts are allocated greedily, the cheapest next segment
  * (damage per weight; ties by layer) first, so that they sum to exactly floor(target * sum n_l).
- * Writes ratios_out (the smallest double r with floor(r * n_l) equal to the count) and, if not
- * NULL, counts_out (layer_count each) only on success. The library touches no weights.
+ * Writes the outputs only on success. The library touches no weights.
+ * @param layer_sizes      layer_count entries: each layer's number of weights n_l, > 0.
+ * @param layer_count      > 0.
+ * @param probe_ratios     probe_count ratios, increasing, in (0, 1].
+ * @param probe_count      > 0.
+ * @param target           the overall fraction pruned, in [0, 1].
+ * @param evaluate         the damage of one layer pruned alone at one ratio.
+ * @param user_data        passed to evaluate unchanged.
+ * @param[out] ratios_out  layer_count ratios: the smallest double r with floor(r * n_l) equal to
+ *                         the layer's count.
+ * @param[out] counts_out  layer_count pruned counts; may be NULL.
  * @retval PK_OK, PK_ERROR_NULL_POINTER
  * @retval PK_ERROR_INVALID_SHAPE layer_count or probe_count <= 0, a layer size <= 0
  * @retval PK_ERROR_INVALID_ARGUMENT probes not increasing in (0, 1], a target outside [0, 1] or

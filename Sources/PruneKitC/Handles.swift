@@ -125,6 +125,6 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
             return object
         }
         // The last reference may go here, outside the lock.
-        withExtendedLifetime(released) {}
+        keepAlive(released)
     }
 }

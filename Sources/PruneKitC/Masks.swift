@@ -5,19 +5,13 @@ import PruneKit
 /// Implements `pk_status pk_criterion_init(pk_criterion *criterion)`.
 @c @implementation
 public func pk_criterion_init(_ criterion: UnsafeMutablePointer<pk_criterion>?) -> pk_status {
-    run("pk_criterion_init") { () throws(PruneKitError) in
-        guard let criterion else { throw nullPointer("criterion") }
-        criterion.pointee = criterionDefaults()
-    }
+    initialize("pk_criterion_init", criterion, "criterion", to: criterionDefaults())
 }
 
 /// Implements `pk_status pk_selection_init(pk_selection *selection)`.
 @c @implementation
 public func pk_selection_init(_ selection: UnsafeMutablePointer<pk_selection>?) -> pk_status {
-    run("pk_selection_init") { () throws(PruneKitError) in
-        guard let selection else { throw nullPointer("selection") }
-        selection.pointee = selectionDefaults()
-    }
+    initialize("pk_selection_init", selection, "selection", to: selectionDefaults())
 }
 
 /// Implements `pk_status pk_score(const pk_matrix *, const pk_criterion *, float *scores_out)`.
@@ -79,10 +73,7 @@ func permutationDefaults() -> pk_permutation_options {
 /// Implements `pk_status pk_permutation_options_init(pk_permutation_options *options)`.
 @c @implementation
 public func pk_permutation_options_init(_ options: UnsafeMutablePointer<pk_permutation_options>?) -> pk_status {
-    run("pk_permutation_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = permutationDefaults()
-    }
+    initialize("pk_permutation_options_init", options, to: permutationDefaults())
 }
 
 /// Implements `pk_status pk_channel_permutation(const pk_matrix *, const pk_criterion *,

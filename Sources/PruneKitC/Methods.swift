@@ -10,10 +10,7 @@ func lowRankDefaults() -> pk_low_rank_options {
 /// Implements `pk_status pk_low_rank_options_init(pk_low_rank_options *options)`.
 @c @implementation
 public func pk_low_rank_options_init(_ options: UnsafeMutablePointer<pk_low_rank_options>?) -> pk_status {
-    run("pk_low_rank_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = lowRankDefaults()
-    }
+    initialize("pk_low_rank_options_init", options, to: lowRankDefaults())
 }
 
 /// Implements `pk_status pk_low_rank(const pk_matrix *, const double *, int64_t, const pk_low_rank_options *,

@@ -42,10 +42,7 @@ func schedule(_ pointer: UnsafePointer<pk_schedule>?) throws(PruneKitError) -> S
 /// Implements `pk_status pk_schedule_init(pk_schedule *schedule)`.
 @c @implementation
 public func pk_schedule_init(_ schedule: UnsafeMutablePointer<pk_schedule>?) -> pk_status {
-    run("pk_schedule_init") { () throws(PruneKitError) in
-        guard let schedule else { throw nullPointer("schedule") }
-        schedule.pointee = scheduleDefaults()
-    }
+    initialize("pk_schedule_init", schedule, "schedule", to: scheduleDefaults())
 }
 
 /// Implements `pk_status pk_schedule_sparsity(const pk_schedule *, int64_t step, double *sparsity_out)`.
@@ -63,10 +60,7 @@ public func pk_schedule_sparsity(_ pointer: UnsafePointer<pk_schedule>?, _ step:
 /// Implements `pk_status pk_pruner_options_init(pk_pruner_options *options)`.
 @c @implementation
 public func pk_pruner_options_init(_ options: UnsafeMutablePointer<pk_pruner_options>?) -> pk_status {
-    run("pk_pruner_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = prunerDefaults()
-    }
+    initialize("pk_pruner_options_init", options, to: prunerDefaults())
 }
 
 func prunerCriterion(_ pointer: UnsafePointer<pk_criterion>?, _ name: String, cols: Int) throws(PruneKitError) -> PrunerCriterion {
@@ -136,12 +130,7 @@ public func pk_pruner_step(_ pruner: OpaquePointer?, _ step: Int64, _ gradients:
     run("pk_pruner_step") { () throws(PruneKitError) in
         let box = try prunerBox(pruner)
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            var grads: [MatrixView]?
-            if let gradients {
-                var views: [MatrixView] = []
-                for i in 0..<p.layers.count { views.append(try matrixView(gradients[i], "gradients[\(i)]")) }
-                grads = views
-            }
+            let grads = try gradients.map { (g) throws(PruneKitError) in try matrixViews(g, count: p.layers.count, "gradients") }
             try p.step(step, gradients: grads)
         }
     }
@@ -258,10 +247,7 @@ public func pk_soft_mask(_ weights: UnsafePointer<pk_matrix>?, _ selection: Unsa
 /// Implements `pk_status pk_progressive_options_init(pk_progressive_options *options)`.
 @c @implementation
 public func pk_progressive_options_init(_ options: UnsafeMutablePointer<pk_progressive_options>?) -> pk_status {
-    run("pk_progressive_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = progressiveDefaults()
-    }
+    initialize("pk_progressive_options_init", options, to: progressiveDefaults())
 }
 
 /// Implements `pk_status pk_progressive_structures(...)`.

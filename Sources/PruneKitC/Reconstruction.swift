@@ -39,10 +39,7 @@ func hessianArgument(_ hessian: UnsafePointer<Double>?, _ size: Int64) throws(Pr
 /// Implements `pk_status pk_reconstruction_options_init(pk_reconstruction_options *options)`.
 @c @implementation
 public func pk_reconstruction_options_init(_ options: UnsafeMutablePointer<pk_reconstruction_options>?) -> pk_status {
-    run("pk_reconstruction_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = reconstructionDefaults()
-    }
+    initialize("pk_reconstruction_options_init", options, to: reconstructionDefaults())
 }
 
 /// Implements `pk_status pk_sparsegpt(const pk_matrix *, const double *, int64_t,
@@ -121,10 +118,7 @@ func admmOptions(_ pointer: UnsafePointer<pk_admm_options>?) throws(PruneKitErro
 /// Implements `pk_status pk_admm_options_init(pk_admm_options *options)`.
 @c @implementation
 public func pk_admm_options_init(_ options: UnsafeMutablePointer<pk_admm_options>?) -> pk_status {
-    run("pk_admm_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = admmDefaults()
-    }
+    initialize("pk_admm_options_init", options, to: admmDefaults())
 }
 
 /// Implements `pk_status pk_admm(const pk_matrix *, const double *, int64_t, const uint8_t *mask,
@@ -151,10 +145,7 @@ func swapDefaults() -> pk_swap_options {
 /// Implements `pk_status pk_swap_options_init(pk_swap_options *options)`.
 @c @implementation
 public func pk_swap_options_init(_ options: UnsafeMutablePointer<pk_swap_options>?) -> pk_status {
-    run("pk_swap_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = swapDefaults()
-    }
+    initialize("pk_swap_options_init", options, to: swapDefaults())
 }
 
 /// Implements `pk_status pk_refine_mask(const pk_matrix *, const double *, int64_t, const pk_swap_options *,

@@ -47,6 +47,15 @@ func run(_ function: StaticString, _ body: () throws(PruneKitError) -> Void) -> 
 
 func nullPointer(_ name: String) -> PruneKitError { PruneKitError(.nullPointer, "\(name) is NULL") }
 
+/// The body of every pk_*_init: `argument` (NULL is an error) receives the defaults.
+func initialize<T>(_ function: StaticString, _ pointer: UnsafeMutablePointer<T>?, _ argument: String = "options",
+                   to defaults: @autoclosure () -> T) -> pk_status {
+    run(function) { () throws(PruneKitError) in
+        guard let pointer else { throw nullPointer(argument) }
+        pointer.pointee = defaults()
+    }
+}
+
 /// Copies an option struct that starts with `size_t struct_size`: reads only the bytes the
 /// caller declared; a larger struct from a newer header is accepted only if the fields this
 /// library does not know are all zero.
@@ -94,6 +103,14 @@ func matrixView(_ m: pk_matrix, _ name: String) throws(PruneKitError) -> MatrixV
     let type = try dtype(m.dtype, name)
     return try MatrixView(base: data, dtype: type, rows: Int(m.rows), cols: Int(m.cols),
                           rowStride: Int(m.row_stride), name: name)
+}
+
+/// `count` matrices of a C array argument (the caller has checked `pointer` for NULL), named
+/// `name[i]` in messages.
+func matrixViews(_ pointer: UnsafePointer<pk_matrix>, count: Int, _ name: String) throws(PruneKitError) -> [MatrixView] {
+    var views: [MatrixView] = []
+    for i in 0..<count { views.append(try matrixView(pointer[i], "\(name)[\(i)]")) }
+    return views
 }
 
 func criterionDefaults() -> pk_criterion {

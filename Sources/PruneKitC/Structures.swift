@@ -4,9 +4,9 @@ import PruneKit
 
 func structureDefaults() -> pk_structure_options {
     pk_structure_options(
-        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_L2.rawValue),
-        reduction: Int32(PK_REDUCE_SUM.rawValue), normalization: Int32(PK_NORMALIZE_NONE.rawValue),
-        mode: Int32(PK_SELECT_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
+        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_CRITERION_L2.rawValue),
+        reduction: Int32(PK_REDUCTION_SUM.rawValue), normalization: Int32(PK_NORMALIZATION_NONE.rawValue),
+        mode: Int32(PK_STRUCTURE_MODE_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
         scores: nil, num_threads: 0, reserved: 0)
 }
 
@@ -34,8 +34,9 @@ func structureOptions(_ pointer: UnsafePointer<pk_structure_options>?) throws(Pr
     return (options, o.scores)
 }
 
-/// A group argument as the core sees it. `criterion` decides whether activity is read.
-func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion) throws(PruneKitError) -> StructureGroupView {
+/// A group argument as the core sees it. The activations are read only for a selection whose
+/// criterion ranks them (`criterion` nil: compaction, masking and permutation, which rank nothing).
+func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion? = nil) throws(PruneKitError) -> StructureGroupView {
     guard let members = g.members else { throw nullPointer("\(name).members") }
     guard g.member_count > 0, g.member_count <= 1 << 16 else {
         throw PruneKitError(.invalidShape, "\(name).member_count must be in 1...65536, got \(g.member_count)")
@@ -59,15 +60,20 @@ func groupView(_ g: pk_group, _ name: String, criterion: StructureCriterion) thr
         views.append(StructureMemberView(tensor: tensor, axis: axis, scored: m.scored == 1, criterion: c))
     }
     var activity: [Double]?
-    if criterion == .meanAbsActivation || criterion == .nonzeroFraction {
-        guard g.activations != nil else { throw nullPointer("\(name).activations (the activation criteria need them)") }
-        let stats = try snapshot(OpaquePointer(UnsafeRawPointer(g.activations!)), "\(name).activations")
-        activity = criterion == .meanAbsActivation ? try stats.meanAbsolute() : try stats.zeroFraction().map { 1 - $0 }
+    if let criterion, criterion.ranksActivations {
+        guard let activations = g.activations else { throw nullPointer("\(name).activations (the activation criteria need them)") }
+        activity = try criterion.activity(from: try snapshot(activations, "\(name).activations"))
     }
     guard g.min_keep >= 0, g.min_keep <= Int64(Int32.max) else {
         throw PruneKitError(.invalidArgument, "\(name).min_keep \(g.min_keep) is out of range")
     }
     return StructureGroupView(members: views, minKeep: Int(g.min_keep), stage: Int(g.stage), activity: activity)
+}
+
+/// The `group` argument of the compaction, masking and permutation functions (NULL is an error).
+func groupView(_ group: UnsafePointer<pk_group>?) throws(PruneKitError) -> StructureGroupView {
+    guard let group else { throw nullPointer("group") }
+    return try groupView(group.pointee, "group")
 }
 
 func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: StructureCriterion) throws(PruneKitError) -> [StructureGroupView] {
@@ -81,10 +87,7 @@ func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: S
 /// Implements `pk_status pk_structure_options_init(pk_structure_options *options)`.
 @c @implementation
 public func pk_structure_options_init(_ options: UnsafeMutablePointer<pk_structure_options>?) -> pk_status {
-    run("pk_structure_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = structureDefaults()
-    }
+    initialize("pk_structure_options_init", options, to: structureDefaults())
 }
 
 /// Implements `pk_status pk_select_structures(const pk_group *, int64_t, const pk_structure_options *,
@@ -119,22 +122,15 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
                              _ compensation: UnsafePointer<pk_compensation>?, _ outputs: UnsafePointer<pk_matrix>?,
                              _ keptIndicesOut: UnsafeMutablePointer<Int64>?) -> pk_status {
     run("pk_compact_group") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
-        var outs: [MatrixView] = []
-        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        let outs = try matrixViews(outputs, count: view.members.count, "outputs")
         var c: StructureCompensation?
         if let p = compensation?.pointee {
             let h = try hessianArgument(p.hessian, p.hessian_size)
-            let o: ReconstructionOptions
-            if let q = p.options {
-                o = try reconstructionOptions(q)
-            } else {
-                var defaults = reconstructionDefaults()
-                o = try withUnsafePointer(to: &defaults) { (q) throws(PruneKitError) in try reconstructionOptions(q) }
-            }
+            // NULL options: the core's defaults (those of pk_reconstruction_options_init).
+            let o = p.options == nil ? ReconstructionOptions() : try reconstructionOptions(p.options)
             c = StructureCompensation(member: Int(p.member), hessian: h, hessianSize: Int(p.hessian_size), options: o)
         }
         try compactGroup(view, keep: keep, outputs: outs, keptIndices: keptIndicesOut, compensation: c)
@@ -145,8 +141,7 @@ public func pk_compact_group(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePo
 @c @implementation
 public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: UnsafePointer<UInt8>?) -> pk_status {
     run("pk_apply_structures") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         try applyStructures(view, keep: keep)
     }
@@ -157,8 +152,7 @@ public func pk_apply_structures(_ group: UnsafePointer<pk_group>?, _ keep: Unsaf
 public func pk_structure_mask(_ group: UnsafePointer<pk_group>?, _ member: Int64, _ keep: UnsafePointer<UInt8>?,
                               _ maskOut: UnsafeMutablePointer<UInt8>?) -> pk_status {
     run("pk_structure_mask") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let maskOut else { throw nullPointer("mask_out") }
         try structureMask(view, member: Int(member), keep: keep, into: maskOut)
@@ -190,10 +184,7 @@ func dataFreeDefaults() -> pk_data_free_options {
 /// Implements `pk_status pk_data_free_options_init(pk_data_free_options *options)`.
 @c @implementation
 public func pk_data_free_options_init(_ options: UnsafeMutablePointer<pk_data_free_options>?) -> pk_status {
-    run("pk_data_free_options_init") { () throws(PruneKitError) in
-        guard let options else { throw nullPointer("options") }
-        options.pointee = dataFreeDefaults()
-    }
+    initialize("pk_data_free_options_init", options, to: dataFreeDefaults())
 }
 
 /// Implements `pk_status pk_compact_group_data_free(const pk_group *, const uint8_t *keep,
@@ -205,8 +196,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
                                        _ keptIndicesOut: UnsafeMutablePointer<Int64>?,
                                        _ biasShiftOut: UnsafeMutablePointer<Double>?, _ biasShiftLength: Int64) -> pk_status {
     run("pk_compact_group_data_free") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group)
         guard let keep else { throw nullPointer("keep") }
         guard let outputs else { throw nullPointer("outputs") }
         let o = try readOptions(options, name: "options", defaults: dataFreeDefaults())
@@ -231,8 +221,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
         } else if biasShiftLength != 0 {
             throw nullPointer("bias_shift_out (bias_shift_length is \(biasShiftLength))")
         }
-        var outs: [MatrixView] = []
-        for i in 0..<view.members.count { outs.append(try matrixView(outputs[i], "outputs[\(i)]")) }
+        let outs = try matrixViews(outputs, count: view.members.count, "outputs")
         try compactGroupDataFree(view, keep: keep, outputs: outs, options: c, keptIndices: keptIndicesOut,
                                  biasShift: biasShiftOut, threads: Int(o.num_threads))
     }
@@ -242,8 +231,7 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
 @c @implementation
 public func pk_permute_group(_ group: UnsafePointer<pk_group>?, _ permutation: UnsafePointer<Int64>?, _ count: Int64) -> pk_status {
     run("pk_permute_group") { () throws(PruneKitError) in
-        guard let group else { throw nullPointer("group") }
-        let view = try groupView(group.pointee, "group", criterion: .l2)
+        let view = try groupView(group)
         guard let permutation else { throw nullPointer("permutation") }
         guard count > 0, count <= Int64(Int32.max) else {
             throw PruneKitError(.invalidShape, "count must be in 1...2^31-1, got \(count)")

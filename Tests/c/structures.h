@@ -19,20 +19,6 @@ typedef struct st_case {
     double *scores;
 } st_case;
 
-static void *st_read(const char *folder, const char *name, const char *suffix, size_t bytes) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/structures/%s.%s", folder, name, suffix);
-    FILE *f = fopen(path, "rb");
-    void *data = malloc(bytes ? bytes : 1);
-    if (!f || !data || fread(data, 1, bytes, f) != bytes) {
-        if (f) fclose(f);
-        free(data);
-        return NULL;
-    }
-    fclose(f);
-    return data;
-}
-
 static int64_t st_structures(const pk_group_member *m) {
     if (m->axis == PK_AXIS_ROWS) return m->tensor.rows / m->span;
     if (m->axis == PK_AXIS_COLS) return m->tensor.cols / m->span;
@@ -83,7 +69,7 @@ static int st_load(const char *folder, char *line, st_case *c) {
             pk_group_member *m = &c->members[group][member];
             char suffix[64];
             snprintf(suffix, sizeof suffix, "g%lld.m%lld.bin", (long long)group, (long long)member);
-            m->tensor.data = st_read(folder, c->name, suffix, (size_t)(rows * cols) * 4);
+            m->tensor.data = vec_read((size_t)(rows * cols) * 4, "%s/structures/%s.%s", folder, c->name, suffix);
             if (!m->tensor.data) return 0;
             m->tensor.rows = rows;
             m->tensor.cols = cols;
@@ -98,8 +84,8 @@ static int st_load(const char *folder, char *line, st_case *c) {
         }
     }
     if (group + 1 != c->group_count) return 0;
-    c->keep = (uint8_t *)st_read(folder, c->name, "keep.bin", (size_t)c->total);
-    c->scores = (double *)st_read(folder, c->name, "scores.bin", (size_t)c->total * 8);
+    c->keep = (uint8_t *)vec_read((size_t)c->total, "%s/structures/%s.keep.bin", folder, c->name);
+    c->scores = (double *)vec_read((size_t)c->total * 8, "%s/structures/%s.scores.bin", folder, c->name);
     return c->keep && c->scores;
 }
 
@@ -111,10 +97,8 @@ static void st_free(st_case *c) {
 }
 
 static void test_structure_vectors(const char *folder) {
-    char path[1024], line[8192];
-    snprintf(path, sizeof path, "%s/structures/cases.txt", folder);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL, "cannot open %s", path);
+    char line[8192];
+    FILE *f = vec_manifest(folder, "structures/cases.txt");
     if (!f) return;
     int cases = 0;
     while (fgets(line, sizeof line, f)) {
@@ -210,7 +194,7 @@ static void test_structure_compaction_and_errors(void) {
     group.min_keep = 4;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "impossible");
     group.min_keep = 7;
-    o.mode = PK_SELECT_GLOBAL;
+    o.mode = PK_STRUCTURE_MODE_GLOBAL;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "min_keep 7");
     group.min_keep = 0;
     o.ratio = 1.5;
@@ -218,7 +202,7 @@ static void test_structure_compaction_and_errors(void) {
     o.ratio = 0.5;
     o.mode = 9;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_INVALID_ARGUMENT, "pk_structure_mode");
-    o.mode = PK_SELECT_PER_GROUP;
+    o.mode = PK_STRUCTURE_MODE_PER_GROUP;
     o.struct_size = 8;
     CHECK_STATUS(pk_select_structures(&group, 1, &o, untouched, NULL), PK_ERROR_STRUCT_SIZE, "struct_size");
     pk_structure_options_init(&o);

@@ -187,7 +187,7 @@ static void test_progressive_structures_scripted(void) {
     const uint8_t want_keep[8] = {0, 0, 1, 1, 1, 0, 0, 1};
     CHECK(memcmp(keep, want_keep, 8) == 0 && memcmp(prot, want_keep, 8) == 0, "keep / protected");
     CHECK(r.pruned == 4 && r.evaluations == 5 && r.accepted == 2 && r.rejected == 2 &&
-              r.stop == PK_PROGRESSIVE_NO_ACCEPTABLE_STEP && r.final_cost == 0.01,
+              r.stop == PK_PROGRESSIVE_STOP_NO_ACCEPTABLE_STEP && r.final_cost == 0.01,
           "result %lld %lld %lld %lld %d", (long long)r.pruned, (long long)r.evaluations, (long long)r.accepted,
           (long long)r.rejected, r.stop);
     const uint8_t second[8] = {1, 0, 1, 0, 1, 0, 1, 0}; /* the rejected step 2 removed 3 and 7 too */

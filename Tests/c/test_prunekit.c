@@ -60,10 +60,8 @@ static pk_status run_case(const vec_case *c, int32_t threads, uint8_t **masks) {
 }
 
 static void test_vectors(const char *folder) {
-    char path[1024], line[1024];
-    snprintf(path, sizeof path, "%s/manifest.txt", folder);
-    FILE *manifest = fopen(path, "r");
-    CHECK(manifest != NULL, "cannot open %s", path);
+    char line[1024];
+    FILE *manifest = vec_manifest(folder, "manifest.txt");
     if (!manifest) return;
     int cases = 0;
     while (fgets(line, sizeof line, manifest)) {
@@ -370,10 +368,8 @@ static void test_stats(void) {
 
 /* SparseGPT golden vectors (float64 arithmetic vs the numpy reference), and its errors. */
 static void test_sparsegpt(const char *folder) {
-    char path[1200], line[512];
-    snprintf(path, sizeof path, "%s/sparsegpt.txt", folder);
-    FILE *manifest = fopen(path, "r");
-    CHECK(manifest != NULL, "cannot open %s", path);
+    char line[512];
+    FILE *manifest = vec_manifest(folder, "sparsegpt.txt");
     if (!manifest) return;
     int cases = 0;
     while (fgets(line, sizeof line, manifest)) {
@@ -384,16 +380,11 @@ static void test_sparsegpt(const char *folder) {
                    &sparsity, &n, &m, &block, &rows, &cols) != 9)
             continue;
         cases++;
-        snprintf(path, sizeof path, "%s/sgpt_%s.w.bin", folder, name);
-        double *w = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/sgpt_%s.h.bin", folder, name);
-        double *h = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/sgpt_%s.out.bin", folder, name);
-        double *expected = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/sgpt_%s.given.bin", folder, name);
-        uint8_t *given = (uint8_t *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/sgpt_%s.mask.bin", folder, name);
-        uint8_t *expected_mask = (uint8_t *)vec_read_file(path, NULL);
+        double *w = (double *)vec_read(8 * (size_t)(rows * cols), "%s/sgpt_%s.w.bin", folder, name);
+        double *h = (double *)vec_read(8 * (size_t)(cols * cols), "%s/sgpt_%s.h.bin", folder, name);
+        double *expected = (double *)vec_read(8 * (size_t)(rows * cols), "%s/sgpt_%s.out.bin", folder, name);
+        uint8_t *given = (uint8_t *)vec_read(0, "%s/sgpt_%s.given.bin", folder, name);
+        uint8_t *expected_mask = (uint8_t *)vec_read((size_t)(rows * cols), "%s/sgpt_%s.mask.bin", folder, name);
         double *out = (double *)malloc(sizeof(double) * (size_t)(rows * cols));
         uint8_t *mask = (uint8_t *)malloc((size_t)(rows * cols));
         pk_matrix wm = {w, rows, cols, cols, PK_DTYPE_FLOAT64, 0};
@@ -543,10 +534,8 @@ static void test_thread_local_errors(void) {
 /* ADMM against the float64 numpy reference (Tests/vectors/admm.txt), at 1 and 3 threads, plus
  * refusals with nothing written. */
 static void test_admm(const char *folder) {
-    char path[1200], line[512];
-    snprintf(path, sizeof path, "%s/admm.txt", folder);
-    FILE *manifest = fopen(path, "r");
-    CHECK(manifest != NULL, "cannot open %s", path);
+    char line[512];
+    FILE *manifest = vec_manifest(folder, "admm.txt");
     if (!manifest) return;
     int cases = 0;
     while (fgets(line, sizeof line, manifest)) {
@@ -558,14 +547,10 @@ static void test_admm(const char *folder) {
                    &iterations, &ramp, &rho, &growth, &interval, &refine, &damp) != 14)
             continue;
         cases++;
-        snprintf(path, sizeof path, "%s/admm_%s.w.bin", folder, name);
-        double *w = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/admm_%s.h.bin", folder, name);
-        double *h = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/admm_%s.out.bin", folder, name);
-        double *expected = (double *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/admm_%s.mask.bin", folder, name);
-        uint8_t *expected_mask = (uint8_t *)vec_read_file(path, NULL);
+        double *w = (double *)vec_read(8 * (size_t)(rows * cols), "%s/admm_%s.w.bin", folder, name);
+        double *h = (double *)vec_read(8 * (size_t)(cols * cols), "%s/admm_%s.h.bin", folder, name);
+        double *expected = (double *)vec_read(8 * (size_t)(rows * cols), "%s/admm_%s.out.bin", folder, name);
+        uint8_t *expected_mask = (uint8_t *)vec_read((size_t)(rows * cols), "%s/admm_%s.mask.bin", folder, name);
         size_t count = (size_t)rows * (size_t)cols;
         double *out = (double *)malloc(sizeof(double) * count);
         uint8_t *mask = (uint8_t *)malloc(count);
@@ -629,10 +614,8 @@ static void test_admm(const char *folder) {
 /* N:M channel permutations against the numpy reference's golden permutations (permutation.txt),
  * then pk_permute_group applying one, and the refusals (nothing written). */
 static void test_permutation(const char *folder) {
-    char path[1200], line[512];
-    snprintf(path, sizeof path, "%s/permutation.txt", folder);
-    FILE *manifest = fopen(path, "r");
-    CHECK(manifest != NULL, "cannot open %s", path);
+    char line[512];
+    FILE *manifest = vec_manifest(folder, "permutation.txt");
     if (!manifest) return;
     int cases = 0;
     while (fgets(line, sizeof line, manifest)) {
@@ -644,12 +627,9 @@ static void test_permutation(const char *folder) {
                    &rows, &cols, &n, &m, &segment, &max_swaps, &before, &after) != 9)
             continue;
         cases++;
-        snprintf(path, sizeof path, "%s/%s.w.bin", folder, name);
-        float *w = (float *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/%s.f.bin", folder, name);
-        float *f = (float *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/%s.perm.bin", folder, name);
-        int64_t *expected = (int64_t *)vec_read_file(path, NULL);
+        float *w = (float *)vec_read(4 * (size_t)(rows * cols), "%s/%s.w.bin", folder, name);
+        float *f = (float *)vec_read(4 * (size_t)cols, "%s/%s.f.bin", folder, name);
+        int64_t *expected = (int64_t *)vec_read(8 * (size_t)cols, "%s/%s.perm.bin", folder, name);
         int64_t *perm = (int64_t *)malloc(sizeof(int64_t) * (size_t)cols);
         pk_matrix wm = {w, rows, cols, cols, PK_DTYPE_FLOAT32, 0};
         pk_criterion c;

@@ -3,6 +3,8 @@
 #ifndef PRUNEKIT_TEST_VECTORS_H
 #define PRUNEKIT_TEST_VECTORS_H
 #include <prunekit.h>
+#include "check.h"
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +31,33 @@ typedef struct vec_case {
     vec_layer layers[VEC_MAX_LAYERS];
 } vec_case;
 
-static void *vec_read_file(const char *path, size_t *size_out) {
+/* The C tests' one file loader: the whole file at the path that `format` and the arguments
+ * print, in memory the caller frees; NULL if it is missing or, when bytes is not 0, does not
+ * hold exactly bytes bytes. */
+static void *vec_read(size_t bytes, const char *format, ...) {
+    char path[1200];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(path, sizeof path, format, args);
+    va_end(args);
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *data = malloc(size > 0 ? (size_t)size : 1);
+    void *data = size >= 0 && (bytes == 0 || (size_t)size == bytes) ? malloc(size > 0 ? (size_t)size : 1) : NULL;
     if (data && size > 0 && fread(data, 1, (size_t)size, f) != (size_t)size) { free(data); data = NULL; }
     fclose(f);
-    if (size_out) *size_out = (size_t)size;
     return data;
+}
+
+/* Opens a manifest of `folder` (one case per line); NULL, counted as a failure, if it cannot. */
+static FILE *vec_manifest(const char *folder, const char *file) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", folder, file);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    return f;
 }
 
 static int vec_dtype(const char *s) {
@@ -88,17 +106,12 @@ static int vec_load(const char *folder, const char *line, vec_case *c) {
     vec_list(cols, k, c->layer_count);
     vec_list(strides, s, c->layer_count);
     for (int i = 0; i < c->layer_count; i++) {
-        char path[1200];
         vec_layer *l = &c->layers[i];
         l->rows = r[i]; l->cols = k[i]; l->stride = s[i];
-        snprintf(path, sizeof path, "%s/%s.L%d.w.bin", folder, c->name, i);
-        if (!(l->weights = vec_read_file(path, NULL))) return 1;
-        snprintf(path, sizeof path, "%s/%s.L%d.mask.bin", folder, c->name, i);
-        if (!(l->mask = (uint8_t *)vec_read_file(path, NULL))) return 1;
-        snprintf(path, sizeof path, "%s/%s.L%d.f.bin", folder, c->name, i);
-        l->features = (float *)vec_read_file(path, NULL);
-        snprintf(path, sizeof path, "%s/%s.L%d.g.bin", folder, c->name, i);
-        l->gradient = vec_read_file(path, NULL);
+        if (!(l->weights = vec_read(0, "%s/%s.L%d.w.bin", folder, c->name, i))) return 1;
+        if (!(l->mask = (uint8_t *)vec_read(0, "%s/%s.L%d.mask.bin", folder, c->name, i))) return 1;
+        l->features = (float *)vec_read(0, "%s/%s.L%d.f.bin", folder, c->name, i);
+        l->gradient = vec_read(0, "%s/%s.L%d.g.bin", folder, c->name, i);
     }
     return 0;
 }

@@ -1,7 +1,7 @@
 /// Sets every weight whose mask byte is 0 to +0.0, in place, in the weights' own dtype.
 /// The mask is checked (each byte 0 or 1) before any weight is written.
 /// The C function is `pk_apply_mask`.
-public func applyMask(_ mask: UnsafePointer<UInt8>, to weights: MatrixView) throws(PruneKitError) {
+package func applyMask(_ mask: UnsafePointer<UInt8>, to weights: MatrixView) throws(PruneKitError) {
     try checkMaskBytes(mask, count: weights.rows * weights.cols)
     let rows = weights.rows, cols = weights.cols, size = weights.dtype.size
     // Memory-bound: rows split among workers when the matrix is large enough to pay for them.
@@ -37,7 +37,7 @@ public func applyMask<S>(_ mask: Mask, to weights: inout Matrix<S>) throws(Prune
 
 /// The fraction of zeros of a mask overall, and per row into `rowSparsity` (rows doubles) if given.
 /// The C function is `pk_mask_sparsity`.
-public func maskSparsity(_ mask: UnsafePointer<UInt8>, rows: Int, cols: Int,
+package func maskSparsity(_ mask: UnsafePointer<UInt8>, rows: Int, cols: Int,
                          rowSparsity: UnsafeMutablePointer<Double>? = nil) throws(PruneKitError) -> Double {
     guard rows > 0, cols > 0 else { throw .invalidShape("mask must have positive rows and cols, got \(rows) x \(cols)") }
     let total = try checkedProduct(rows, cols, "mask")

@@ -4,15 +4,15 @@
 /// 1 = keep.
 
 /// Closed-form compensation of one column member while compacting (`pruneColumns` on it).
-public struct StructureCompensation: @unchecked Sendable {
+package struct StructureCompensation: @unchecked Sendable {
     /// The index of a `.cols` member of the group (the next layer, whose inputs are removed).
-    public var member: Int
+    package var member: Int
     /// That member's cols x cols Hessian (X^T X of its inputs), row-major.
-    public var hessian: UnsafePointer<Double>
-    public var hessianSize: Int
-    public var options: ReconstructionOptions
+    package var hessian: UnsafePointer<Double>
+    package var hessianSize: Int
+    package var options: ReconstructionOptions
 
-    public init(member: Int, hessian: UnsafePointer<Double>, hessianSize: Int, options: ReconstructionOptions = .init()) {
+    package init(member: Int, hessian: UnsafePointer<Double>, hessianSize: Int, options: ReconstructionOptions = .init()) {
         self.member = member
         self.hessian = hessian
         self.hessianSize = hessianSize
@@ -47,7 +47,7 @@ func byteRange(_ m: MatrixView) -> Range<UInt> {
 /// kept columns are first updated in closed form for the removed ones. Everything is checked
 /// before anything is written; outputs must not overlap the members or each other.
 /// The C function is `pk_compact_group`.
-public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+package func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
                          keptIndices: UnsafeMutablePointer<Int64>? = nil, compensation: StructureCompensation? = nil,
                          threads: Int = 0) throws(PruneKitError) {
     let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
@@ -55,7 +55,7 @@ public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>
     // Compensation goes into a scratch copy of the member, which is then compacted.
     var sources = group.members.map(\.tensor)
     var compensated: ScratchBuffer<UInt8>?
-    defer { withExtendedLifetime(compensated) {} }
+    defer { keepAlive(compensated) }
     if let c = compensation {
         guard c.member >= 0, c.member < group.members.count else {
             throw .invalidArgument("compensation member \(c.member) is not a member of the group")
@@ -169,7 +169,7 @@ private func gather<T>(_: T.Type, _ from: UnsafeMutableRawPointer, _ to: UnsafeM
 /// Sets the pruned structures (keep byte 0) of every member to +0.0 (all-zero bits in every
 /// dtype), in place.
 /// The C function is `pk_apply_structures`.
-public func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) {
+package func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) {
     let (n, _) = try checkSelection(group, keep: keep)
     for member in group.members {
         let t = member.tensor, size = t.dtype.size
@@ -195,7 +195,7 @@ public func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UIn
 
 /// Expands a selection into the entry mask of one member (rows * cols bytes, 1 = keep).
 /// The C function is `pk_structure_mask`.
-public func structureMask(_ group: StructureGroupView, member: Int, keep: UnsafePointer<UInt8>,
+package func structureMask(_ group: StructureGroupView, member: Int, keep: UnsafePointer<UInt8>,
                           into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
     let (n, _) = try checkSelection(group, keep: keep)
     guard member >= 0, member < group.members.count else {

@@ -11,7 +11,7 @@
 /// every score was checked. The C function is `pk_top_channels`.
 /// - Throws: `.unsupportedDType` (not float32), `.invalidArgument` (k outside 1 ... channels),
 ///   `.invalidShape` (2^32 channels or more), `.nonFinite` (names the first bad sample and channel).
-public func topChannels(scores: MatrixView, k: Int, magnitude: Bool, indices: UnsafeMutablePointer<Int64>) throws(PruneKitError) {
+package func topChannels(scores: MatrixView, k: Int, magnitude: Bool, indices: UnsafeMutablePointer<Int64>) throws(PruneKitError) {
     guard scores.dtype == .float32 else {
         throw PruneKitError(.unsupportedDType, "gate scores must be float32, got \(scores.dtype)")
     }
@@ -89,7 +89,7 @@ public enum GatherAxis: Int32, Sendable {
 /// after every index was checked. The C function is `pk_gather`.
 /// - Throws: `.invalidArgument` (an index out of range), `.invalidShape` (an output
 ///   of another shape), `.unsupportedDType` (an output of another dtype).
-public func gather(_ source: MatrixView, axis: GatherAxis, indices: UnsafePointer<Int64>, count: Int,
+package func gather(_ source: MatrixView, axis: GatherAxis, indices: UnsafePointer<Int64>, count: Int,
                    into output: MatrixView) throws(PruneKitError) {
     let extent: Int
     switch axis {
@@ -140,7 +140,7 @@ public func gather(_ source: MatrixView, axis: GatherAxis, indices: UnsafePointe
 /// so a seed reproduces a mask in every language. Use a new seed for every call (a per-call
 /// counter added to a secret base) for a fresh mask. The C function is `pk_random_channel_mask`.
 /// - Throws: `.invalidArgument` (a probability outside [0, 1], a NaN threshold), `.nonFinite`.
-public func randomChannelMask(importance: UnsafePointer<Float>, count: Int, threshold: Double, dropProbability: Double,
+package func randomChannelMask(importance: UnsafePointer<Float>, count: Int, threshold: Double, dropProbability: Double,
                               seed: UInt64, mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
     guard count > 0 else { throw .invalidShape("count must be positive, got \(count)") }
     guard dropProbability >= 0, dropProbability <= 1 else {

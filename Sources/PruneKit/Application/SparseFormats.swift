@@ -12,7 +12,7 @@
 ///   present) and `values` nnz in row-major order.
 public enum SparseFormats {
     /// Non-zero entries of a matrix; non-finite values are an error.
-    public static func countNonZero(_ weights: MatrixView) throws(PruneKitError) -> Int {
+    package static func countNonZero(_ weights: MatrixView) throws(PruneKitError) -> Int {
         try checkFinite(weights)
         var nnz = 0
         forEachRow(weights) { _, bits in
@@ -25,7 +25,7 @@ public enum SparseFormats {
 
     /// Compresses a 2:4-sparse matrix. Throws (writing nothing) if cols % 4 != 0 or any group
     /// of 4 holds more than 2 non-zeros (the message names the first).
-    public static func export24(_ weights: MatrixView, values: UnsafeMutableRawPointer, metadata: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
+    package static func export24(_ weights: MatrixView, values: UnsafeMutableRawPointer, metadata: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
         guard weights.cols % 4 == 0 else {
             throw .invalidShape("2:4 compression needs cols divisible by 4, got \(weights.cols)")
         }
@@ -62,7 +62,7 @@ public enum SparseFormats {
     }
 
     /// Expands 2:4 compressed values and metadata into `dense` (rows x cols of the values' dtype).
-    public static func import24(values: UnsafeRawPointer, metadata: UnsafePointer<UInt8>, into dense: MatrixView) throws(PruneKitError) {
+    package static func import24(values: UnsafeRawPointer, metadata: UnsafePointer<UInt8>, into dense: MatrixView) throws(PruneKitError) {
         guard dense.cols % 4 == 0 else { throw .invalidShape("2:4 needs cols divisible by 4, got \(dense.cols)") }
         let bytesPerRow = metadataBytes(cols: dense.cols), groups = dense.cols / 4
         for r in 0..<dense.rows {
@@ -92,7 +92,7 @@ public enum SparseFormats {
     // MARK: CSR and bit mask
 
     /// CSR of the non-zeros; `capacity` is the room in `columns` and `values`.
-    public static func exportCSR(_ weights: MatrixView, capacity: Int, rowOffsets: UnsafeMutablePointer<Int64>,
+    package static func exportCSR(_ weights: MatrixView, capacity: Int, rowOffsets: UnsafeMutablePointer<Int64>,
                                  columns: UnsafeMutablePointer<Int64>, values: UnsafeMutableRawPointer) throws(PruneKitError) {
         let nnz = try countNonZero(weights)
         guard capacity >= nnz else { throw .init(.bufferTooSmall, "capacity \(capacity) is smaller than the \(nnz) non-zeros") }
@@ -111,7 +111,7 @@ public enum SparseFormats {
 
     /// Dense from CSR; the structure is checked (offsets non-decreasing from 0, columns in range
     /// and increasing within a row) before `dense` is written.
-    public static func importCSR(rowOffsets: UnsafePointer<Int64>, columns: UnsafePointer<Int64>, values: UnsafeRawPointer,
+    package static func importCSR(rowOffsets: UnsafePointer<Int64>, columns: UnsafePointer<Int64>, values: UnsafeRawPointer,
                                  into dense: MatrixView) throws(PruneKitError) {
         guard rowOffsets[0] == 0 else { throw .corruptData("CSR row offsets must start at 0, got \(rowOffsets[0])") }
         // Every offset first: columns holds row_offsets[rows] entries, so no column is read until
@@ -139,7 +139,7 @@ public enum SparseFormats {
     }
 
     /// Bit mask of the non-zeros plus their values in row-major order.
-    public static func exportBitmask(_ weights: MatrixView, capacity: Int, bits: UnsafeMutablePointer<UInt8>,
+    package static func exportBitmask(_ weights: MatrixView, capacity: Int, bits: UnsafeMutablePointer<UInt8>,
                                      values: UnsafeMutableRawPointer) throws(PruneKitError) {
         let nnz = try countNonZero(weights)
         guard capacity >= nnz else { throw .init(.bufferTooSmall, "capacity \(capacity) is smaller than the \(nnz) non-zeros") }
@@ -157,7 +157,7 @@ public enum SparseFormats {
     }
 
     /// Dense from a bit mask and its values.
-    public static func importBitmask(bits: UnsafePointer<UInt8>, values: UnsafeRawPointer, into dense: MatrixView) throws(PruneKitError) {
+    package static func importBitmask(bits: UnsafePointer<UInt8>, values: UnsafeRawPointer, into dense: MatrixView) throws(PruneKitError) {
         let size = dense.dtype.size, bytesPerRow = (dense.cols + 7) / 8
         if dense.cols % 8 != 0 {
             for r in 0..<dense.rows where bits[r * bytesPerRow + bytesPerRow - 1] >> UInt8(dense.cols % 8) != 0 {
@@ -205,7 +205,7 @@ public enum SparseFormats {
 
     private static func checkFinite(_ m: MatrixView) throws(PruneKitError) {
         let scratch = try ScratchBuffer<Double>(count: m.cols)
-        defer { withExtendedLifetime(scratch) {} }
+        defer { keepAlive(scratch) }
         for r in 0..<m.rows {
             let row = m.doubles(row: r, count: m.cols, scratch: scratch.base)
             for c in 0..<m.cols where !row[c].isFinite {

@@ -55,7 +55,7 @@ public struct ProgressiveResult: Sendable, Equatable {
 /// - Throws: the statuses of `pk_select_structures`, `.invalidArgument` for options out of range,
 ///   the evaluation's error. On any error every tensor is as it was before the call.
 /// The C function is `pk_progressive_structures`.
-public func progressiveStructurePruning(groups: [StructureGroupView], scoring: StructureOptions,
+package func progressiveStructurePruning(groups: [StructureGroupView], scoring: StructureOptions,
                                         scores given: UnsafeBufferPointer<Double>? = nil, options: ProgressiveOptions,
                                         evaluate: (UnsafeBufferPointer<UInt8>) throws(PruneKitError) -> Double)
     throws(PruneKitError) -> ProgressiveResult {

@@ -64,15 +64,15 @@ enum EntryState: UInt8 {
 /// criteria and selections (`pruningMasks`), so a mask at step t is the one-shot mask of the
 /// weights at t's scheduled sparsity. Not thread-safe by itself (the C handle serializes calls).
 /// The C handle is `pk_pruner`.
-public struct Pruner: @unchecked Sendable {
-    public let layers: [MatrixView]
-    public let criteria: [PrunerCriterion]
+package struct Pruner: @unchecked Sendable {
+    package let layers: [MatrixView]
+    package let criteria: [PrunerCriterion]
     /// The selection; its sparsity is replaced by the schedule's at every update.
-    public let selection: Selection
-    public let schedule: Schedule
+    package let selection: Selection
+    package let schedule: Schedule
     /// The final sparsity of each layer.
-    public let targets: [Double]
-    public let options: PrunerOptions
+    package let targets: [Double]
+    package let options: PrunerOptions
     let features: [ScratchBuffer<Float>?]
 
     var states: [[UInt8]]
@@ -83,15 +83,15 @@ public struct Pruner: @unchecked Sendable {
     var softValues: [[Float]]
     var softDerivatives: [[Float]]
     /// The last step applied (-1: none), and the update point of the current masks (-1: none).
-    public internal(set) var lastStep: Int64 = -1
-    public internal(set) var lastPoint: Int64 = -1
+    package internal(set) var lastStep: Int64 = -1
+    package internal(set) var lastPoint: Int64 = -1
 
     var decays: Bool { options.decaySteps > 1 }
     var usesFlow: Bool { criteria.contains(.gradientFlow) }
     /// Soft mode (PDP), see `PrunerOptions.softTemperature`.
-    public var isSoft: Bool { options.softTemperature > 0 }
+    package var isSoft: Bool { options.softTemperature > 0 }
     /// Soft mode only: whether the masks have been hardened (a step >= the schedule's end was applied).
-    public var isHardened: Bool { isSoft && lastStep >= schedule.end }
+    package var isHardened: Bool { isSoft && lastStep >= schedule.end }
 
     /// - Parameters:
     ///   - layers: Views of the host's weights; kept for the pruner's lifetime.
@@ -100,7 +100,7 @@ public struct Pruner: @unchecked Sendable {
     ///     with a one-shot schedule.
     ///   - targets: Per-layer final sparsities (nil: the schedule's); not with `.global`.
     /// - Throws: `PruneKitError` (`.invalidArgument`, `.invalidShape`) for inconsistent arguments.
-    public init(layers: [MatrixView], criteria: [PrunerCriterion], selection: Selection, schedule: Schedule,
+    package init(layers: [MatrixView], criteria: [PrunerCriterion], selection: Selection, schedule: Schedule,
                 targets: [Double]? = nil, options: PrunerOptions = .init()) throws(PruneKitError) {
         guard !layers.isEmpty else { throw .invalidShape("no layers given") }
         guard criteria.count == layers.count else {
@@ -169,10 +169,10 @@ public struct Pruner: @unchecked Sendable {
     }
 
     /// The scheduled sparsity of `layer` at step `t`.
-    public func scheduledSparsity(layer: Int, at t: Int64) -> Double { schedule.sparsity(at: t, final: targets[layer]) }
+    package func scheduledSparsity(layer: Int, at t: Int64) -> Double { schedule.sparsity(at: t, final: targets[layer]) }
 
     /// The decay factor at step `t` of a weight chosen at step `t0`.
-    public func decayFactor(at t: Int64, chosenAt t0: Int64) -> Double {
+    package func decayFactor(at t: Int64, chosenAt t0: Int64) -> Double {
         decays ? max(0, 1 - Double(t - t0 + 1) / Double(options.decaySteps)) : 0
     }
 
@@ -185,7 +185,7 @@ public struct Pruner: @unchecked Sendable {
     /// - Throws: `.invalidArgument` for a step before the last one, missing gradients; the
     ///   statuses of `pk_mask` for the weights.
     /// The C function is `pk_pruner_step`.
-    public mutating func step(_ t: Int64, gradients: [MatrixView]? = nil) throws(PruneKitError) {
+    package mutating func step(_ t: Int64, gradients: [MatrixView]? = nil) throws(PruneKitError) {
         guard t >= 0 else { throw .invalidArgument("step must be >= 0, got \(t)") }
         guard t >= lastStep else { throw .invalidArgument("step \(t) is before the last step applied (\(lastStep))") }
         if let gradients {
@@ -220,7 +220,7 @@ public struct Pruner: @unchecked Sendable {
             views.append(try MatrixView(base: UnsafeMutableRawPointer(copy.base), dtype: layer.dtype, rows: layer.rows,
                                         cols: layer.cols, rowStride: layer.cols, name: "layer \(l)"))
         }
-        defer { withExtendedLifetime(copies) {} }
+        defer { keepAlive(copies) }
 
         var newFlow = flow
         var flowBuffers: [ScratchBuffer<Float>?] = Array(repeating: nil, count: layers.count)
@@ -238,7 +238,7 @@ public struct Pruner: @unchecked Sendable {
                 flowBuffers[l] = scores
             }
         }
-        defer { withExtendedLifetime(flowBuffers) {} }
+        defer { keepAlive(flowBuffers) }
 
         let point = schedule.updatePoint(at: t)
         // Soft mode: masks at every step before the end (weights untouched), hardened at the first step from the end on.
@@ -425,19 +425,19 @@ public struct Pruner: @unchecked Sendable {
     /// Soft mode: the soft mask and dm/dw of every weight of `layer` at the last step (before any
     /// step: 1 and 0; once hardened: the binary mask and 0). Not soft: the factors and 0.
     /// The C function is `pk_pruner_soft_mask`.
-    public func softMask(layer: Int) -> (mask: [Float], derivative: [Float]) {
+    package func softMask(layer: Int) -> (mask: [Float], derivative: [Float]) {
         guard isSoft else { return (factors(layer: layer), [Float](repeating: 0, count: states[layer].count)) }
         return (softValues[layer], softDerivatives[layer])
     }
 
     /// The current mask of `layer` (1 = kept; decaying and pruned weights are 0).
     /// The C function is `pk_pruner_mask`.
-    public func mask(layer: Int) -> [UInt8] { states[layer].map { $0 == EntryState.kept.rawValue ? 1 : 0 } }
+    package func mask(layer: Int) -> [UInt8] { states[layer].map { $0 == EntryState.kept.rawValue ? 1 : 0 } }
 
     /// The current factor of every weight of `layer`: 1 kept, the decay factor of the last step
     /// for decaying weights, 0 pruned.
     /// The C function is `pk_pruner_factors`.
-    public func factors(layer: Int) -> [Float] {
+    package func factors(layer: Int) -> [Float] {
         if isSoft { return softValues[layer] }
         return (0..<states[layer].count).map { i in
             switch EntryState(rawValue: states[layer][i])! {

@@ -53,14 +53,14 @@ extension Pruner {
 
     /// The exact size of `serialized()`.
     /// The C function is `pk_pruner_serialized_size`.
-    public var serializedSize: Int {
+    package var serializedSize: Int {
         let n = layers.reduce(0) { $0 + $1.count }
         return Self.headerSize + n * (1 + (decays ? 16 : 0) + (usesFlow ? 4 : 0) + (isSoft ? 8 : 0)) + 8
     }
 
     /// The state (masks, schedule position, decay anchors, moving scores) as bytes.
     /// The C function is `pk_pruner_serialize`.
-    public func serialized() -> [UInt8] {
+    package func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(serializedSize)
         out += Self.magic
@@ -90,7 +90,7 @@ extension Pruner {
     /// - Throws: `.corruptData` saying what is wrong (truncated, foreign, version, checksum, another
     ///   configuration, values no pruner holds).
     /// The C function is `pk_pruner_restore`.
-    public mutating func restore(from bytes: UnsafeRawBufferPointer) throws(PruneKitError) {
+    package mutating func restore(from bytes: UnsafeRawBufferPointer) throws(PruneKitError) {
         func corrupt(_ why: String) -> PruneKitError { PruneKitError(.corruptData, "pruner bytes: \(why)") }
         guard bytes.count >= Self.headerSize + 8 else { throw corrupt("truncated: \(bytes.count) bytes") }
         guard bytes.prefix(8).elementsEqual(Self.magic) else { throw corrupt("not a PruneKit pruner state (bad magic)") }

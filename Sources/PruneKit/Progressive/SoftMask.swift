@@ -19,7 +19,7 @@ import Musl
 /// - Throws: `.invalidArgument` for a temperature that is not finite and positive or a selection
 ///   that is not per row or per layer; the statuses of `pk_mask`. Nothing is written on error.
 /// The C function is `pk_soft_mask`.
-public func softMask(weights: MatrixView, selection: Selection, temperature: Double, threads: Int = 0,
+package func softMask(weights: MatrixView, selection: Selection, temperature: Double, threads: Int = 0,
                      into mask: UnsafeMutablePointer<Float>, derivative: UnsafeMutablePointer<Float>?) throws(PruneKitError) {
     guard temperature.isFinite, temperature > 0 else {
         throw .invalidArgument("temperature must be finite and > 0, got \(temperature)")
@@ -32,10 +32,10 @@ public func softMask(weights: MatrixView, selection: Selection, temperature: Dou
     }
     let rows = weights.rows, cols = weights.cols
     let hard = try ScratchBuffer<UInt8>(count: weights.count)
-    defer { withExtendedLifetime(hard) {} }
+    defer { keepAlive(hard) }
     try pruningMask(weights: weights, criterion: .magnitude, selection: selection, threads: threads, into: hard.base)
     let scratch = try ScratchBuffer<Double>(count: cols)
-    defer { withExtendedLifetime(scratch) {} }
+    defer { keepAlive(scratch) }
     // The threshold of each group from the hard mask.
     let groups = perRow ? rows : 1
     var largestPruned = [Double](repeating: -.infinity, count: groups)
@@ -66,4 +66,31 @@ public func softMask(weights: MatrixView, selection: Selection, temperature: Dou
             derivative?[r * cols + j] = Float(m * (1 - m) * 2 * w[j] / temperature)
         }
     }
+}
+
+/// The soft, differentiable mask (PDP) of `weights` and its derivative dm/dw, as `Matrix<Float>`
+/// of the weights' shape; see the pointer-based form above for the formula.
+///
+///     let (m, dm) = try softMask(for: w, selection: .perRow(sparsity: 0.5), temperature: 0.01)
+///
+/// - Throws: `.invalidArgument` for a temperature that is not finite and positive or a selection
+///   that is not per row or per layer; the errors of `pruningMask`.
+/// The C function is `pk_soft_mask`.
+public func softMask(for weights: some MatrixRepresentable, selection: Selection, temperature: Double,
+                     threads: Int = 0) throws(PruneKitError) -> (mask: Matrix<Float>, derivative: Matrix<Float>) {
+    let count = try checkedProduct(weights.rows, weights.cols, "weights")
+    var mask = [Float](repeating: 0, count: count), derivative = [Float](repeating: 0, count: count)
+    try weights.withMatrixView { view throws(PruneKitError) in
+        let result: Result<Void, PruneKitError> = mask.withUnsafeMutableBufferPointer { m in
+            derivative.withUnsafeMutableBufferPointer { d in
+                Result { () throws(PruneKitError) in
+                    try softMask(weights: view, selection: selection, temperature: temperature, threads: threads,
+                                 into: m.baseAddress!, derivative: d.baseAddress!)
+                }
+            }
+        }
+        try result.get()
+    }
+    return (try Matrix(rows: weights.rows, cols: weights.cols, values: mask),
+            try Matrix(rows: weights.rows, cols: weights.cols, values: derivative))
 }

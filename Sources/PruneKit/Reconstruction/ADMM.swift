@@ -101,7 +101,7 @@ public struct ADMMOptions: Sendable, Equatable {
 /// ADMM on one layer. Chooses the mask (or takes `givenMask`, 1 = keep) and writes it to `maskOut`
 /// and the updated weights to `output` only on success; `output` may be the weights' own memory
 /// and may have another dtype. The C function is `pk_admm`.
-public func admm(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, givenMask: UnsafePointer<UInt8>?,
+package func admm(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, givenMask: UnsafePointer<UInt8>?,
                  options: ADMMOptions, maskOut: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
                                   threads: options.threads)
@@ -140,7 +140,7 @@ enum ADMMSolver<T: ReconstructionScalar> {
         var rampsNM = false
         if case .nm = options.pattern, options.rampIterations > 1, givenMask == nil { rampsNM = true }
         let ranking = rampsNM ? try ScratchBuffer<T>(count: total) : nil
-        defer { withExtendedLifetime((target, w, u, work, hd, inverse, pruned, keys, scale, ones, convert, product, ranking)) {} }
+        defer { keepAlive(target, w, u, work, hd, inverse, pruned, keys, scale, ones, convert, product, ranking) }
 
         // d_j = sqrt(H_jj); inputs that never fire get d = 1, a unit diagonal and zero weights.
         var dead: [Int] = []

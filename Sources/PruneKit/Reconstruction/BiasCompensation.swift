@@ -9,7 +9,7 @@
 ///   - mean: the layer inputs' mean per feature (cols), e.g. from the statistics accumulator.
 ///   - bias: 1 x rows, updated in place (any dtype); written only after every check passed.
 /// The C function is `pk_compensate_bias`.
-public func compensateBias(original: MatrixView, pruned: MatrixView, mean: UnsafePointer<Double>, features: Int,
+package func compensateBias(original: MatrixView, pruned: MatrixView, mean: UnsafePointer<Double>, features: Int,
                            bias: MatrixView) throws(PruneKitError) {
     let rows = original.rows, cols = original.cols
     guard pruned.rows == rows, pruned.cols == cols else {
@@ -22,7 +22,7 @@ public func compensateBias(original: MatrixView, pruned: MatrixView, mean: Unsaf
     for j in 0..<cols where !mean[j].isFinite { throw .nonFinite("mean at \(j) is \(mean[j])") }
     let a = try ScratchBuffer<Double>(count: cols), b = try ScratchBuffer<Double>(count: cols)
     let current = try ScratchBuffer<Double>(count: rows), updated = try ScratchBuffer<Double>(count: rows)
-    defer { withExtendedLifetime((a, b, current, updated)) {} }
+    defer { keepAlive(a, b, current, updated) }
     let biasRow = bias.doubles(row: 0, count: rows, scratch: current.base)
     for r in 0..<rows {
         let w = original.doubles(row: r, count: cols, scratch: a.base)

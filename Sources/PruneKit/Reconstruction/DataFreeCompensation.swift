@@ -83,7 +83,7 @@ public struct DataFreeCoefficients: Sendable, Equatable {
 /// - Throws: `.invalidArgument` (members of the wrong kind, bad keep bytes, nothing kept, bad
 ///   epsilon or dampening, a negative variance), `.invalidShape`, `.nonFinite`, `.numeric` (the
 ///   kept channels' covariance is singular: raise the dampening).
-public func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointer<UInt8>,
+package func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointer<UInt8>,
                                  options: DataFreeCompensation) throws(PruneKitError) -> DataFreeCoefficients {
     let (n, kept) = try checkSelection(group, keep: keep)
     guard !kept.isEmpty else { throw .invalidArgument("the selection keeps no structure of \(n); nothing can compensate") }
@@ -98,7 +98,7 @@ public func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePointe
 /// The C function is `pk_compact_group_data_free`.
 /// - Throws: the errors of `compactGroup` and `dataFreeCoefficients`; `.numeric` when the
 ///   compensated weight overflows its dtype.
-public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+package func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
                                  options: DataFreeCompensation, keptIndices: UnsafeMutablePointer<Int64>? = nil,
                                  biasShift: UnsafeMutablePointer<Double>? = nil, threads: Int = 0) throws(PruneKitError) {
     let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
@@ -110,7 +110,7 @@ public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointe
     let rows = next.rows, cols = next.cols, span = model.nextSpan
     let w = try ScratchBuffer<Double>(count: try checkedProduct(rows, cols, "next layer"))
     let shift = try ScratchBuffer<Double>(repeating: 0, count: rows)
-    defer { withExtendedLifetime((w, shift)) {} }
+    defer { keepAlive(w, shift) }
     for r in 0..<rows { Double.load(next, row: r, count: cols, into: w.base + r * cols, scratch: w.base + r * cols) }
     if let bad = (0..<(rows * cols)).first(where: { !w.base[$0].isFinite }) {
         throw .nonFinite("next layer (member \(options.next)) weight at row \(bad / cols), column \(bad % cols) is \(w.base[bad])")
@@ -121,7 +121,7 @@ public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointe
         let from = try ScratchBuffer<Double>(count: try checkedProduct(rows, pc, "pruned columns"))
         let to = try ScratchBuffer<Double>(count: try checkedProduct(rows, kc, "kept columns"))
         let st = try ScratchBuffer<Double>(count: pc * kc)
-        defer { withExtendedLifetime((from, to, st)) {} }
+        defer { keepAlive(from, to, st) }
         for k in 0..<kc { for p in 0..<pc { st.base[p * kc + k] = c.scales[k * pc + p] } }
         for e in 0..<span {
             for r in 0..<rows {
@@ -140,7 +140,7 @@ public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointe
         }
     }
     let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(rows * cols, next.dtype.size, "compensated member"))
-    defer { withExtendedLifetime(buffer) {} }
+    defer { keepAlive(buffer) }
     let view = try MatrixView(base: buffer.base, dtype: next.dtype, rows: rows, cols: cols, rowStride: cols,
                               name: "compensated member")
     try OBS<Double>.storeRows(w.base, rows: rows, cols: cols, into: view)
@@ -258,7 +258,7 @@ struct DataFreeModel {
         let kc = kept.count, pc = pruned.count, length = filterLength
         let fk = try ScratchBuffer<Double>(count: try checkedProduct(kc, length, "kept filters"))
         let fp = try ScratchBuffer<Double>(count: try checkedProduct(max(pc, 1), length, "pruned filters"))
-        defer { withExtendedLifetime((fk, fp)) {} }
+        defer { keepAlive(fk, fp) }
         filters.withUnsafeBufferPointer { f in
             for (a, c) in kept.enumerated() { (fk.base + a * length).update(from: f.baseAddress! + c * length, count: length) }
             for (a, c) in pruned.enumerated() { (fp.base + a * length).update(from: f.baseAddress! + c * length, count: length) }

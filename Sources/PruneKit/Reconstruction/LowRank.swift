@@ -58,7 +58,7 @@ public struct LowRankOptions: Sendable, Equatable {
 /// - Throws: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.bufferTooSmall` (a or b
 ///   cannot hold r), `.numeric` (H not positive definite after the retries, or LAPACK failed).
 @discardableResult
-public func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: LowRankOptions,
+package func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: LowRankOptions,
                     a: MatrixView, b: MatrixView, singularValues: UnsafeMutablePointer<Double>?) throws(PruneKitError) -> Int {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: weights,
                                   threads: options.threads)
@@ -69,7 +69,7 @@ public func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessian
         try checkCapacity(rank: options.rank, a: a, b: b)
     }
     let f = try LowRankFactors(weights: weights, hessian: hessian, options: options)
-    defer { withExtendedLifetime(f) {} }
+    defer { keepAlive(f) }
     try checkCapacity(rank: f.rank, a: a, b: b)
     let r = f.rank
     try OBS<Double>.storeRows(f.a.base, rows: weights.rows, cols: r,
@@ -127,7 +127,7 @@ final class LowRankFactors {
         let work = try ScratchBuffer<Double>(count: Int(lwork))
         dgesdd_(&jobz, &mm, &nn, m.base, &lda, s.base, vt.base, &ldu, u.base, &ldvt, work.base, &lwork, iwork.base, &info)
         guard info == 0 else { throw PruneKitError(.numeric, "LAPACK dgesdd did not converge (info \(info))") }
-        withExtendedLifetime((w, scratch, m, iwork, work)) {}
+        keepAlive(w, scratch, m, iwork, work)
 
         var r = options.rank
         if r == 0 {
@@ -151,7 +151,7 @@ final class LowRankFactors {
         // B := (S_r V_r^T) L^{-1}.
         cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, Int32(r), Int32(n), 1, l.base, Int32(n),
                     b.base, Int32(n))
-        withExtendedLifetime((l, u, vt)) {}
+        keepAlive(l, u, vt)
         guard Double.allFinite(a.base, count: rows * r), Double.allFinite(b.base, count: r * n) else {
             throw PruneKitError(.numeric, "the low-rank factors are not finite (an ill-conditioned hessian: raise the dampening)")
         }

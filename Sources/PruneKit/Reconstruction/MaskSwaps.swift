@@ -44,7 +44,7 @@ public struct SwapOptions: Sendable, Equatable {
 
 /// Refines `mask` (1 = keep, rows*cols bytes) in place by swaps; returns the number of swaps made.
 /// Every check happens before the mask is written. The C function is `pk_refine_mask`.
-public func refineMask(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: SwapOptions,
+package func refineMask(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, options: SwapOptions,
                        mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) -> Int {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: weights,
                                   threads: options.threads)
@@ -69,7 +69,7 @@ public func refineMask(weights: MatrixView, hessian: UnsafePointer<Double>, hess
     let keep = try ScratchBuffer<UInt8>(count: total)
     let workers = resolveThreads(options.threads, work: rows)
     let scratch = try ScratchBuffer<Double>(count: workers * cols)
-    defer { withExtendedLifetime((w, pruned, g, keep, scratch)) {} }
+    defer { keepAlive(w, pruned, g, keep, scratch) }
     parallelFor(workers: workers) { worker in
         for r in partition(rows, workers: workers, worker: worker) {
             let row = w.base + r * cols

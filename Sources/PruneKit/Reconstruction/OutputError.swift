@@ -4,14 +4,14 @@
 /// allocation (SBPF) ranks layers by at a probe sparsity.
 /// - Returns: (absolute, relative); relative is 0 when the dense output is 0.
 /// The C function is `pk_output_error`.
-public func outputError(original: MatrixView, pruned: MatrixView, hessian: UnsafePointer<Double>,
+package func outputError(original: MatrixView, pruned: MatrixView, hessian: UnsafePointer<Double>,
                         hessianSize: Int, threads: Int = 0) throws(PruneKitError) -> (absolute: Double, relative: Double) {
     try checkReconstructionInputs(weights: original, hessian: hessian, hessianSize: hessianSize, output: pruned, threads: threads)
     let rows = original.rows, cols = original.cols
     let total = try checkedProduct(rows, cols, "weights")
     let d = try ScratchBuffer<Double>(count: 2 * total), product = try ScratchBuffer<Double>(count: 2 * total)
     let scratch = try ScratchBuffer<Double>(count: cols)
-    defer { withExtendedLifetime((d, product, scratch)) {} }
+    defer { keepAlive(d, product, scratch) }
     // Rows 0..<rows: W - W'; rows..<2 rows: W. One GEMM with H for both.
     for r in 0..<rows {
         let w = d.base + (rows + r) * cols, diff = d.base + r * cols

@@ -64,7 +64,7 @@ enum MaskSource {
 /// SparseGPT on one layer. Writes the mask (1 = keep) and the updated weights only on success;
 /// `output` may be the weights' own memory (in place) and may have another dtype.
 /// The C function is `pk_sparsegpt`.
-public func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+package func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
                       options: ReconstructionOptions, mask: UnsafeMutablePointer<UInt8>?, output: MatrixView) throws(PruneKitError) {
     try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
                     source: .choose, maskOut: mask, output: output)
@@ -73,7 +73,7 @@ public func sparseGPT(weights: MatrixView, hessian: UnsafePointer<Double>, hessi
 /// Updates the kept weights under a given mask (1 = keep) with SparseGPT's OBS machinery, so any
 /// criterion's mask gets the second-order update. `options.pattern` is ignored.
 /// The C function is `pk_reconstruct`.
-public func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
+package func reconstructWeights(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int,
                                mask: UnsafePointer<UInt8>, options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
     try reconstruct(weights: weights, hessian: hessian, hessianSize: hessianSize, options: options,
                     source: .given(mask), maskOut: nil, output: output)
@@ -309,7 +309,7 @@ enum OBS<T: ReconstructionScalar> {
         let diagonal = try ScratchBuffer<T>(count: cols)
         let keys = try ScratchBuffer<UInt64>(count: rows * blockSize)
         let prunedList = try ScratchBuffer<Int32>(count: workers * blockSize)
-        defer { withExtendedLifetime((w, pruned, v, scratch, origin, reached, inverse, diagonal, keys, prunedList)) {} }
+        defer { keepAlive(w, pruned, v, scratch, origin, reached, inverse, diagonal, keys, prunedList) }
         if case .given(let keep) = source {
             for i in 0..<(rows * cols) { pruned.base[i] = keep[i] == 0 ? 1 : 0 }
         }
@@ -596,7 +596,7 @@ enum OBS<T: ReconstructionScalar> {
 /// Prunes whole input columns (keep[col] == 0) and compensates with the kept ones in closed form:
 /// the least-squares W'_K = W_K + W_P H_PK H_KK^{-1} minimising ||(W - W') X^T||, W'_P = 0.
 /// The C function is `pk_prune_columns`.
-public func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
+package func pruneColumns(weights: MatrixView, hessian: UnsafePointer<Double>, hessianSize: Int, keepColumns: UnsafePointer<UInt8>,
                          options: ReconstructionOptions, output: MatrixView) throws(PruneKitError) {
     try checkReconstructionInputs(weights: weights, hessian: hessian, hessianSize: hessianSize, output: output,
                                   threads: options.threads)
@@ -617,14 +617,14 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         let kept = (0..<cols).filter { keep[$0] != 0 }, gone = (0..<cols).filter { keep[$0] == 0 }
         let w = try ScratchBuffer<T>(count: rows * cols)
         let scratch = try ScratchBuffer<Double>(count: cols)
-        defer { withExtendedLifetime((w, scratch)) {} }
+        defer { keepAlive(w, scratch) }
         for r in 0..<rows { T.load(weights, row: r, from: 0, count: cols, into: w.base + r * cols, scratch: scratch.base) }
         if !kept.isEmpty && !gone.isEmpty {
             let nk = kept.count, np = gone.count
             let hkk = try ScratchBuffer<T>(count: nk * nk)
             let wp = try ScratchBuffer<T>(count: rows * np), hpk = try ScratchBuffer<T>(count: np * nk)
             let delta = try ScratchBuffer<T>(count: rows * nk)
-            defer { withExtendedLifetime((hkk, wp, hpk, delta)) {} }
+            defer { keepAlive(hkk, wp, hpk, delta) }
             try Factor<T>.dampenedCholesky(hessian, n: cols, indices: kept, options: options, into: hkk.base)
             for r in 0..<rows { for (p, j) in gone.enumerated() { wp.base[r * np + p] = w.base[r * cols + j] } }
             // In the units of the factor (HessianScale), so the solve gives W_P H_PK H_KK^-1.

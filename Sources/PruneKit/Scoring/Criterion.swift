@@ -19,7 +19,7 @@ public enum Criterion: Sendable {
 }
 
 /// A criterion over borrowed memory, as the C layer and the engine see it.
-public enum CriterionView: @unchecked Sendable {
+package enum CriterionView: @unchecked Sendable {
     case magnitude
     case random(seed: UInt64)
     case wanda(featureValues: UnsafeBufferPointer<Float>)

@@ -80,12 +80,12 @@ public func allocateSparsity(sizes: [Int], importance: [Double], sparsity: Doubl
 
 /// OWL's layer outlier ratio: the fraction of the layer's scores (e.g. Wanda's) above `threshold`
 /// times their mean. The C function is `pk_outlier_ratio`.
-public func outlierRatio(weights: MatrixView, criterion: CriterionView, threshold: Double, threads: Int = 0) throws(PruneKitError) -> Double {
+package func outlierRatio(weights: MatrixView, criterion: CriterionView, threshold: Double, threads: Int = 0) throws(PruneKitError) -> Double {
     guard threshold > 0, threshold.isFinite else { throw .invalidArgument("threshold must be positive, got \(threshold)") }
     let kernel = try ScoreKernel(weights: weights, criterion: criterion)
     let count = try checkedProduct(weights.rows, weights.cols, "weights")
     let scores = try ScratchBuffer<Float>(count: count)
-    defer { withExtendedLifetime(scores) {} }
+    defer { keepAlive(scores) }
     try MaskEngine.scores(kernel: kernel, threads: threads, into: scores.base)
     var sum = 0.0
     for i in 0..<count { sum += Double(scores.base[i]) }

@@ -80,14 +80,14 @@ public struct ChannelPermutationResult: Sendable, Equatable {
 /// Searches a permutation of the input channels of `weights` under which the N:M mask of the
 /// criterion's scores keeps more importance. Nothing is written on error.
 /// The C function is `pk_channel_permutation`.
-public func channelPermutation(weights: MatrixView, criterion: CriterionView,
+package func channelPermutation(weights: MatrixView, criterion: CriterionView,
                                options: PermutationOptions) throws(PruneKitError) -> ChannelPermutationResult {
     let rows = weights.rows, cols = weights.cols
     try options.validate(cols: cols)
     let kernel = try ScoreKernel(weights: weights, criterion: criterion)
     let total = try checkedProduct(rows, cols, "weights")
     let scores = try ScratchBuffer<Float>(count: total)
-    defer { withExtendedLifetime(scores) {} }
+    defer { keepAlive(scores) }
     try MaskEngine.scores(kernel: kernel, threads: options.threads, into: scores.base)
     let width = options.segment == 0 ? cols : options.segment
     let segments = cols / width
@@ -317,7 +317,7 @@ final class PermutationSearch: @unchecked Sendable {
 /// bias and the consumer's input columns move together. Members must not share memory. Nothing
 /// is written unless the permutation is one of the group's structures and every member is valid.
 /// The C function is `pk_permute_group`.
-public func permuteStructures(_ group: StructureGroupView, permutation: UnsafeBufferPointer<Int64>) throws(PruneKitError) {
+package func permuteStructures(_ group: StructureGroupView, permutation: UnsafeBufferPointer<Int64>) throws(PruneKitError) {
     let n = try group.structureCount(label: "group: ")
     guard permutation.count == n else {
         throw .invalidShape("the permutation has \(permutation.count) entries, the group has \(n) structures")
@@ -334,7 +334,7 @@ public func permuteStructures(_ group: StructureGroupView, permutation: UnsafeBu
         largest = max(largest, try checkedProduct(member.tensor.rows, member.tensor.cols * member.tensor.dtype.size, "member"))
     }
     let copy = try ScratchBuffer<UInt8>(count: largest)
-    defer { withExtendedLifetime(copy) {} }
+    defer { keepAlive(copy) }
     for member in group.members {
         let t = member.tensor, size = t.dtype.size, rowBytes = t.cols * size
         for r in 0..<t.rows { (copy.base + r * rowBytes).update(from: t.rowAddress(r).assumingMemoryBound(to: UInt8.self), count: rowBytes) }

@@ -16,7 +16,7 @@
 /// - Throws: `.invalidShape` for heads not dividing the widths, `.invalidArgument` for a ratio
 ///   outside [0, 1], `.nonFinite` for a non-finite query or key.
 /// The C function is `pk_key_channels`.
-public func keyChannelSelection(queries: MatrixView, keys: MatrixView, heads: Int, ratio: Double,
+package func keyChannelSelection(queries: MatrixView, keys: MatrixView, heads: Int, ratio: Double,
                                 threads: Int = 0) throws(PruneKitError) -> (scores: [Double], keep: [UInt8]) {
     guard heads > 0 else { throw .invalidShape("heads must be positive, got \(heads)") }
     guard keys.cols % heads == 0 else { throw .invalidShape("keys have \(keys.cols) columns, not a multiple of \(heads) heads") }

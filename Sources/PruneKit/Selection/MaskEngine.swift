@@ -51,7 +51,7 @@ enum MaskEngine {
     static func scores(kernel: ScoreKernel, threads: Int, into out: UnsafeMutablePointer<Float>) throws(PruneKitError) {
         let workers = resolveThreads(threads, work: kernel.rows)
         let scratches = try makeScratches(workers: workers, cols: kernel.cols)
-        defer { withExtendedLifetime(scratches) {} }
+        defer { keepAlive(scratches) }
         try validate(kernel: kernel, workers: workers, scratches: scratches)
         parallelFor(workers: workers) { w in
             let s = scratches[w]
@@ -63,7 +63,7 @@ enum MaskEngine {
 
     /// Throws the first non-finite value's error, if any.
     static func validate(kernel: ScoreKernel, workers: Int, scratches: [RowScratch]) throws(PruneKitError) {
-        defer { withExtendedLifetime(scratches) {} }
+        defer { keepAlive(scratches) }
         var bad = FirstBadRow(workers: workers)
         bad.rows.withUnsafeMutableBufferPointer { badRows in
             parallelFor(workers: workers) { w in
@@ -88,7 +88,7 @@ enum MaskEngine {
         }
         let workers = resolveThreads(threads, work: rows)
         let scratches = try makeScratches(workers: workers, cols: cols)
-        defer { withExtendedLifetime(scratches) {} }
+        defer { keepAlive(scratches) }
 
         let k: Int
         switch selection {
@@ -107,7 +107,7 @@ enum MaskEngine {
         // as bits; nothing reaches `mask` until every row is known to be valid.
         let bytesPerRow = (cols + 7) / 8
         let bits = try ScratchBuffer<UInt8>(count: rows * bytesPerRow)
-        defer { withExtendedLifetime(bits) {} }
+        defer { keepAlive(bits) }
         var bad = FirstBadRow(workers: workers)
         bad.rows.withUnsafeMutableBufferPointer { badRows in
             parallelFor(workers: workers) { w in

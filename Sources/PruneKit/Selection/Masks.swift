@@ -34,7 +34,7 @@ public struct Mask: Sendable, Equatable {
 ///
 /// - Throws: `PruneKitError`; see `pk_score` for the statuses.
 /// The C function is `pk_score`.
-public func importanceScores(weights: MatrixView, criterion: CriterionView, threads: Int = 0,
+package func importanceScores(weights: MatrixView, criterion: CriterionView, threads: Int = 0,
                              into scores: UnsafeMutablePointer<Float>) throws(PruneKitError) {
     try checkThreads(threads)
     let kernel = try ScoreKernel(weights: weights, criterion: criterion)
@@ -47,7 +47,7 @@ public func importanceScores(weights: MatrixView, criterion: CriterionView, thre
 ///   - threads: Worker threads, 0 = one per CPU. The result does not depend on it.
 /// - Throws: `PruneKitError`; see `pk_mask` for the statuses.
 /// The C function is `pk_mask`.
-public func pruningMask(weights: MatrixView, criterion: CriterionView, selection: Selection, threads: Int = 0,
+package func pruningMask(weights: MatrixView, criterion: CriterionView, selection: Selection, threads: Int = 0,
                         into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
     try pruningMasks(layers: [(weights, criterion)], selection: selection, threads: threads, into: [mask])
 }
@@ -56,7 +56,7 @@ public func pruningMask(weights: MatrixView, criterion: CriterionView, selection
 /// position, then row * cols + col); other selections handle each layer on its own. Nothing is
 /// written unless every layer is valid.
 /// The C function is `pk_mask_layers`.
-public func pruningMasks(layers: [(weights: MatrixView, criterion: CriterionView)], selection: Selection,
+package func pruningMasks(layers: [(weights: MatrixView, criterion: CriterionView)], selection: Selection,
                          threads: Int = 0, into masks: [UnsafeMutablePointer<UInt8>]) throws(PruneKitError) {
     try checkThreads(threads)
     try selection.validate()
@@ -91,7 +91,7 @@ private func validateAll(_ kernels: [ScoreKernel], threads: Int) throws(PruneKit
     for kernel in kernels {
         let workers = resolveThreads(threads, work: kernel.rows)
         let scratches = try makeScratches(workers: workers, cols: kernel.cols)
-        defer { withExtendedLifetime(scratches) {} }
+        defer { keepAlive(scratches) }
         try MaskEngine.validate(kernel: kernel, workers: workers, scratches: scratches)
     }
 }

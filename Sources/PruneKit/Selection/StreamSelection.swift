@@ -33,7 +33,7 @@ enum StreamSelector {
         let workers = resolveThreads(threads, work: chunks.count)
         let scratches = try makeScratches(workers: workers, cols: maxCols)
         let histograms = try ScratchBuffer<Int>(repeating: 0, count: workers * 65536)
-        defer { withExtendedLifetime((scratches, histograms)) {} }
+        defer { keepAlive(scratches, histograms) }
 
         // Runs body(worker, chunkIndex, kernel, row, keys) over every row, each worker taking a
         // contiguous run of chunks in order.
@@ -87,7 +87,7 @@ enum StreamSelector {
 
         // Pass 3: write, ties kept for now, counted per chunk.
         let ties = try ScratchBuffer<Int>(repeating: 0, count: chunks.count)
-        defer { withExtendedLifetime(ties) {} }
+        defer { keepAlive(ties) }
         forEachRow { _, c, kernel, r, s in
             s.keys(of: kernel, row: r)
             let keys = s.keys

@@ -130,14 +130,14 @@ public struct StructureOptions: Sendable {
 }
 
 /// A member of a group over borrowed memory, as the C layer and the engine see it.
-public struct StructureMemberView: @unchecked Sendable {
-    public var tensor: MatrixView
-    public var axis: StructureAxis
+package struct StructureMemberView: @unchecked Sendable {
+    package var tensor: MatrixView
+    package var axis: StructureAxis
     /// Whether the member's entries count towards the structure's score.
-    public var scored: Bool
-    public var criterion: CriterionView
+    package var scored: Bool
+    package var criterion: CriterionView
 
-    public init(tensor: MatrixView, axis: StructureAxis, scored: Bool = true, criterion: CriterionView = .magnitude) {
+    package init(tensor: MatrixView, axis: StructureAxis, scored: Bool = true, criterion: CriterionView = .magnitude) {
         self.tensor = tensor
         self.axis = axis
         self.scored = scored
@@ -146,18 +146,18 @@ public struct StructureMemberView: @unchecked Sendable {
 }
 
 /// A group over borrowed memory: tensors that share one structural axis.
-public struct StructureGroupView: @unchecked Sendable {
-    public var members: [StructureMemberView]
+package struct StructureGroupView: @unchecked Sendable {
+    package var members: [StructureMemberView]
     /// Structures this group always keeps (global and threshold selection; an error elsewhere
     /// when the target would keep fewer).
-    public var minKeep: Int
+    package var minKeep: Int
     /// The stage: groups of one stage are ranked together (global, uniform) and share a value.
-    public var stage: Int
+    package var stage: Int
     /// Per-feature activity of the structures' outputs for the activation criteria: mean |x|
     /// (`ActivationStatistics.meanAbsolute()`) or the non-zero fraction, features = structures * k.
-    public var activity: [Double]?
+    package var activity: [Double]?
 
-    public init(members: [StructureMemberView], minKeep: Int = 0, stage: Int = 0, activity: [Double]? = nil) {
+    package init(members: [StructureMemberView], minKeep: Int = 0, stage: Int = 0, activity: [Double]? = nil) {
         self.members = members
         self.minKeep = minKeep
         self.stage = stage
@@ -165,7 +165,7 @@ public struct StructureGroupView: @unchecked Sendable {
     }
 
     /// The number of structures, checked to agree across members.
-    public func structureCount(label: String = "") throws(PruneKitError) -> Int {
+    package func structureCount(label: String = "") throws(PruneKitError) -> Int {
         guard !members.isEmpty else { throw .invalidShape("\(label)has no members") }
         var count = -1
         for (m, member) in members.enumerated() {
@@ -240,7 +240,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let slots = if case .cols = member.axis { 4 } else { 1 }   // column sums take four rows at once
     let scratch = try ScratchBuffer<Float>(count: workers * slots * 3 * cols)
     let bad = try ScratchBuffer<Int>(repeating: Int.max, count: workers)
-    defer { withExtendedLifetime((partials, rowSums, scratch, bad)) {} }
+    defer { keepAlive(partials, rowSums, scratch, bad) }
     let axis = member.axis
     // Magnitude needs no score buffer: |w| and w^2 come straight from the (float32) row.
     let direct: Bool = if case .magnitude = kernel.kind { true } else { false }
@@ -342,7 +342,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     let firstBad = (0..<workers).map { bad.base[$0] }.min()!
     if firstBad != Int.max {
         let s = try ScratchBuffer<Float>(count: 3 * cols)
-        defer { withExtendedLifetime(s) {} }
+        defer { keepAlive(s) }
         throw kernel.nonFiniteError(row: firstBad, scratch: s.base, scores: s.base + 2 * cols)
     }
     sums.initialize(repeating: 0, count: n)
@@ -435,7 +435,7 @@ func computeStructureScores(groups: [StructureGroupView], plan: StructurePlan,
         case .l1, .l2:
             let squared = options.criterion == .l2
             let sums = try ScratchBuffer<Double>(count: n)
-            defer { withExtendedLifetime(sums) {} }
+            defer { keepAlive(sums) }
             var scoredCount = 0
             for (m, member) in group.members.enumerated() where member.scored {
                 try memberStructureSums(member, structures: n, squared: squared, threads: options.threads,
@@ -614,7 +614,7 @@ func rankAscending(_ scores: [Double], _ positions: [Int]) -> [Int] {
 
 /// Scores (computed, or the caller's) and keep flags of every group's structures, concatenated
 /// in group order. Checks everything first.
-public func structureSelection(groups: [StructureGroupView], options: StructureOptions,
+package func structureSelection(groups: [StructureGroupView], options: StructureOptions,
                                scores given: UnsafeBufferPointer<Double>? = nil) throws(PruneKitError) -> (scores: [Double], keep: [UInt8]) {
     let plan = try StructurePlan(groups: groups, options: options, needsScores: given == nil)
     let scores: [Double]

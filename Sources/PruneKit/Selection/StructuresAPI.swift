@@ -164,7 +164,7 @@ public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Ma
     let shapes = [(kept, producer.cols)] + inputs[1...4].map { ($0.rows, kept) } + [(next.rows, kept * nextSpan)]
     let buffers = try shapes.map { (r, c) throws(PruneKitError) in try ScratchBuffer<S>(count: checkedProduct(max(r, 1), max(c, 1), "output")) }
     var shift = [Double](repeating: 0, count: next.rows)
-    defer { withExtendedLifetime(buffers) {} }
+    defer { keepAlive(buffers) }
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
     let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
     try withMemberViews(members[...], []) { views throws(PruneKitError) in

@@ -84,7 +84,7 @@ public struct ActivationStatistics: Sendable, Equatable {
     ///   non-finite activation, `.numeric` when the count would pass `maxCount` or a sum of
     ///   squares `maxSumOfSquares` (e.g. float64 activations of 1e200, whose squares overflow).
     /// The C function is `pk_stats_update`.
-    public mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
+    package mutating func accumulate(_ batch: MatrixView) throws(PruneKitError) {
         try accumulate(batch, rows: nil)
     }
 
@@ -93,7 +93,7 @@ public struct ActivationStatistics: Sendable, Equatable {
     /// `nil` adds every row; an empty list adds nothing. On error the accumulator is unchanged.
     /// - Throws: as `accumulate(_:)`, and `.invalidArgument` for a row outside the batch.
     /// The C function is `pk_stats_update_rows`.
-    public mutating func accumulate(_ batch: MatrixView, rows selected: UnsafeBufferPointer<Int64>?) throws(PruneKitError) {
+    package mutating func accumulate(_ batch: MatrixView, rows selected: UnsafeBufferPointer<Int64>?) throws(PruneKitError) {
         guard batch.cols == features else {
             throw .invalidShape("batch has \(batch.cols) features, the statistics have \(features)")
         }
@@ -121,7 +121,7 @@ public struct ActivationStatistics: Sendable, Equatable {
         let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
         // float32 batches go to the wide kernels as they are (converted as they load).
         let direct = wideKernels && batch.dtype == .float32
-        defer { withExtendedLifetime((sums, squares, absolute, zeros, batchMeans, batchM2, tiles, finite)) {} }
+        defer { keepAlive(sums, squares, absolute, zeros, batchMeans, batchM2, tiles, finite) }
         // Per tile column (every token of up to 256 features), two passes while it is in cache:
         // the sums, sums of squares, |x| sums and zero counts, then the M2 around the batch mean.
         // Each kernel keeps a few features' accumulators in registers down a tile of tokens; per

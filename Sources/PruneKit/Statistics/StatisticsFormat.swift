@@ -42,7 +42,7 @@ extension ActivationStatistics {
     /// - Throws: `.corruptData` saying what is wrong: truncated, foreign, unknown version or
     ///   flags, checksum mismatch, or values no accumulator can hold.
     /// The C function is `pk_stats_deserialize`.
-    public init(serialized bytes: UnsafeRawBufferPointer) throws(PruneKitError) {
+    package init(serialized bytes: UnsafeRawBufferPointer) throws(PruneKitError) {
         func corrupt(_ why: String) -> PruneKitError { PruneKitError(.corruptData, "statistics bytes: \(why)") }
         guard bytes.count >= Self.headerSize + 8 else {
             throw corrupt("truncated: \(bytes.count) bytes is shorter than the \(Self.headerSize + 8)-byte minimum")

@@ -11,7 +11,7 @@ private let hugePageThreshold = 8 << 20
 /// (Swift's own allocation kills the host process on failure).
 ///
 /// Swift may release an object right after its last use, so a function that hands `base` on
-/// must keep the buffer alive to the end of its scope (`defer { withExtendedLifetime(...) {} }`).
+/// keeps the buffer alive to the end of its scope with `keepAlive` (below).
 final class ScratchBuffer<Element> {
     let base: UnsafeMutablePointer<Element>
     let count: Int
@@ -40,6 +40,17 @@ final class ScratchBuffer<Element> {
     }
 
     deinit { free(base) }
+}
+
+/// Keeps `values` alive up to this point: `defer { keepAlive(a, b) }` right after allocating
+/// scratch buffers keeps them for the rest of the scope. Swift may release an object right after
+/// its last use, which for a `ScratchBuffer` is the read of `base`, not the last use of the
+/// pointer a kernel, OpenBLAS or a `MatrixView` got from it. This is the one place that rule
+/// is written; every function that hands scratch pointers on states its buffers' lifetime once,
+/// with this call. (The C layer uses it too, to let a handle's last reference go outside a lock.)
+@inline(__always)
+package func keepAlive<each T>(_ values: repeat each T) {
+    repeat extendLifetime(each values)
 }
 
 /// `a * b`, or an invalid-shape error naming `what` if it overflows Int.

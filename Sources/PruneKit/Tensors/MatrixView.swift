@@ -5,19 +5,24 @@
 /// Creating a view checks its shape and alignment; it does not copy. Functions that only read
 /// a view never write through it. The memory must stay valid, and must not be written by
 /// anyone else, while a function that received the view runs.
+///
+/// The zero-copy layer is for this package's C layer and tests (`package`): Swift callers hand
+/// PruneKit owned matrices (`Matrix`, `MatrixRepresentable`). The type itself is public only
+/// because `MatrixRepresentable.withMatrixView` names it; outside the package it is opaque (no
+/// initializer, no members), so only PruneKit makes and reads views.
 public struct MatrixView: @unchecked Sendable {
-    public let base: UnsafeMutableRawPointer
-    public let dtype: DType
-    public let rows: Int
-    public let cols: Int
-    public let rowStride: Int
+    package let base: UnsafeMutableRawPointer
+    package let dtype: DType
+    package let rows: Int
+    package let cols: Int
+    package let rowStride: Int
 
     /// - Parameters:
     ///   - base: The first element, aligned to the element size.
     ///   - name: How error messages call this matrix ("weights", "gradient", ...).
     /// - Throws: `PruneKitError` with `.invalidShape` for non-positive sizes, a stride below
     ///   `cols`, or a size that overflows; `.invalidArgument` for a misaligned base.
-    public init(
+    package init(
         base: UnsafeMutableRawPointer, dtype: DType, rows: Int, cols: Int, rowStride: Int,
         name: String = "matrix"
     ) throws(PruneKitError) {
@@ -43,7 +48,7 @@ public struct MatrixView: @unchecked Sendable {
     }
 
     /// rows * cols.
-    public var count: Int { rows * cols }
+    package var count: Int { rows * cols }
 
     @inline(__always)
     func rowAddress(_ row: Int) -> UnsafeMutableRawPointer {
