@@ -20,13 +20,6 @@ public struct StructureCompensation: @unchecked Sendable {
     }
 }
 
-/// Checks a group and its keep bytes; returns the structure count and the kept indices.
-func checkSelection(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) -> (n: Int, kept: [Int]) {
-    let n = try group.structureCount(label: "group: ")
-    try checkMaskBytes(keep, count: n)
-    return (n, (0..<n).filter { keep[$0] != 0 })
-}
-
 /// The element columns (or rows) that survive when `kept` structures of `span` stay.
 func keptElements(_ kept: [Int], span: Int) -> [Int] {
     var out: [Int] = []
@@ -78,6 +71,33 @@ public func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8>
         sources[c.member] = view
     }
     writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
+}
+
+/// Compacts a group (as `compactGroup`) after compensating its next-layer member for the pruned
+/// channels in closed form from the weights and batch-norm statistics (UDFC). `biasShift` (if not
+/// nil) receives the next layer's rows values to add to its bias (or to subtract from its own
+/// batch norm's running mean when it has no bias). Everything is checked before anything is
+/// written; outputs must not overlap the members or each other.
+/// The C function is `pk_compact_group_data_free`.
+/// - Throws: the errors of `compactGroup` and `dataFreeCoefficients`; `.numeric` when the
+///   compensated weight overflows its dtype.
+public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+                                 options: DataFreeCompensation, keptIndices: UnsafeMutablePointer<Int64>? = nil,
+                                 biasShift: UnsafeMutablePointer<Double>? = nil, threads: Int = 0) throws(PruneKitError) {
+    let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
+    let n = try group.structureCount(label: "group: ")
+    let (w, shift) = try dataFreeCompensatedNext(group, n: n, kept: kept, pruned: (0..<n).filter { keep[$0] == 0 },
+                                                 options: options)
+    let next = group.members[options.next].tensor
+    let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(next.rows * next.cols, next.dtype.size, "compensated member"))
+    defer { withExtendedLifetime((w, shift, buffer)) {} }
+    let view = try MatrixView(base: buffer.base, dtype: next.dtype, rows: next.rows, cols: next.cols, rowStride: next.cols,
+                              name: "compensated member")
+    try OBS<Double>.storeRows(w.base, rows: next.rows, cols: next.cols, into: view)
+    var sources = group.members.map(\.tensor)
+    sources[options.next] = view
+    writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
+    biasShift?.update(from: shift.base, count: next.rows)
 }
 
 /// Checks a compaction (selection, thread count, outputs' shapes, dtypes and overlaps) before

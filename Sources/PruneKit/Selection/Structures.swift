@@ -181,6 +181,13 @@ public struct StructureGroupView: @unchecked Sendable {
     }
 }
 
+/// Checks a group and its keep bytes; returns the structure count and the kept indices.
+func checkSelection(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) -> (n: Int, kept: [Int]) {
+    let n = try group.structureCount(label: "group: ")
+    try checkMaskBytes(keep, count: n)
+    return (n, (0..<n).filter { keep[$0] != 0 })
+}
+
 // MARK: - Scoring
 
 /// Rows handled per task when column sums are split across threads: fixed, so that the order of
