@@ -93,7 +93,7 @@ public func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointe
     defer { withExtendedLifetime((w, shift, buffer)) {} }
     let view = try MatrixView(base: buffer.base, dtype: next.dtype, rows: next.rows, cols: next.cols, rowStride: next.cols,
                               name: "compensated member")
-    try OBS<Double>.storeRows(w.base, rows: next.rows, cols: next.cols, into: view)
+    try OBS<Double>.storeRows(w.base, rows: next.rows, cols: next.cols, into: view, threads: threads)
     var sources = group.members.map(\.tensor)
     sources[options.next] = view
     writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)

@@ -417,7 +417,7 @@ enum OBS<T: ReconstructionScalar> {
             while w.base[bad].isFinite { bad += 1 }
             throw PruneKitError(.numeric, "the update produced a non-finite weight at row \(bad / cols), column \(bad % cols)")
         }
-        try storeRows(w.base, rows: rows, cols: cols, into: output)
+        try storeRows(w.base, rows: rows, cols: cols, into: output, threads: options.threads)
         if let maskOut {
             for i in 0..<(rows * cols) { maskOut[i] = pruned.base[i] == 0 ? 1 : 0 }
         }
@@ -517,38 +517,39 @@ enum OBS<T: ReconstructionScalar> {
     }
 
     /// Writes the results into the output in its dtype, after checking that every one fits it
-    /// (PK_ERROR_NUMERIC, nothing written, otherwise).
-    static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+    /// (PK_ERROR_NUMERIC, nothing written, otherwise). Rows are split among the caller's
+    /// `threads` (0 = one per CPU); each entry is converted on its own, so the bytes do not
+    /// depend on the count.
+    static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView, threads: Int) throws(PruneKitError) {
         if let bad = firstOverflow(w, count: rows * cols, in: output.dtype) {
             throw PruneKitError(.numeric, "the updated weight at row \(bad / cols), column \(bad % cols) is \(w[bad].double), "
                 + "which overflows the output's \(output.dtype)")
         }
-        // The working precision is the output's dtype: copy rows as they are.
-        if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
-            let workers = resolveThreads(0, work: rows)
-            parallelFor(workers: workers) { worker in
-                for r in partition(rows, workers: workers, worker: worker) {
-                    output.rowAddress(r).copyMemory(from: w + r * cols, byteCount: cols * MemoryLayout<T>.stride)
+        // The working precision is the output's dtype: rows are copied as they are.
+        let same = (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64)
+        let workers = resolveThreads(threads, work: rows)
+        parallelFor(workers: workers) { worker in
+            for r in partition(rows, workers: workers, worker: worker) {
+                let row = w + r * cols
+                let address = output.rowAddress(r)
+                if same {
+                    address.copyMemory(from: row, byteCount: cols * MemoryLayout<T>.stride)
+                    continue
                 }
-            }
-            return
-        }
-        for r in 0..<rows {
-            let row = w + r * cols
-            let address = output.rowAddress(r)
-            switch output.dtype {
-            case .float32:
-                let p = address.assumingMemoryBound(to: Float.self)
-                for j in 0..<cols { p[j] = Float(row[j].double) }
-            case .float64:
-                let p = address.assumingMemoryBound(to: Double.self)
-                for j in 0..<cols { p[j] = row[j].double }
-            case .float16:
-                let p = address.assumingMemoryBound(to: Float16.self)
-                for j in 0..<cols { p[j] = Float16(Float(row[j].double)) }
-            case .bfloat16:
-                let p = address.assumingMemoryBound(to: BFloat16.self)
-                for j in 0..<cols { p[j] = BFloat16(Float(row[j].double)) }
+                switch output.dtype {
+                case .float32:
+                    let p = address.assumingMemoryBound(to: Float.self)
+                    for j in 0..<cols { p[j] = Float(row[j].double) }
+                case .float64:
+                    let p = address.assumingMemoryBound(to: Double.self)
+                    for j in 0..<cols { p[j] = row[j].double }
+                case .float16:
+                    let p = address.assumingMemoryBound(to: Float16.self)
+                    for j in 0..<cols { p[j] = Float16(Float(row[j].double)) }
+                case .bfloat16:
+                    let p = address.assumingMemoryBound(to: BFloat16.self)
+                    for j in 0..<cols { p[j] = BFloat16(Float(row[j].double)) }
+                }
             }
         }
     }
@@ -604,7 +605,7 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         for i in 0..<(rows * cols) where !w.base[i].isFinite {
             throw PruneKitError(.numeric, "the compensation produced a non-finite weight at row \(i / cols), column \(i % cols)")
         }
-        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output)
+        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output, threads: options.threads)
     }
 }
 
