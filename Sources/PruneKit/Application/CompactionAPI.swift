@@ -6,16 +6,13 @@
 ///   for blocks or when nothing is kept.
 /// The C function is `pk_compact_group`.
 public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Matrix<S> {
-    let n = try axis.structureCount(rows: tensor.rows, cols: tensor.cols, label: "")
-    guard keep.count == n else { throw .invalidShape("keep has \(keep.count) entries, the tensor has \(n) structures") }
+    let layout = try StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols)
+    guard keep.count == layout.count else {
+        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
+    }
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; a compacted tensor cannot be empty") }
-    let (rows, cols): (Int, Int)
-    switch axis {
-    case .rows(let span): (rows, cols) = (kept * span, tensor.cols)
-    case .cols(let span): (rows, cols) = (tensor.rows, kept * span)
-    case .blocks: throw .invalidArgument("blocks cannot be compacted; apply the selection as a mask")
-    }
+    let (rows, cols) = try layout.compactedShape(kept: kept)
     var out = try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols))
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
     try tensor.withMatrixView { view throws(PruneKitError) in
@@ -32,14 +29,14 @@ public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool])
 /// The entry mask of a selection for a tensor of `rows` x `cols` (e.g. the blocks chosen).
 /// The C function is `pk_structure_mask`.
 public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {
-    let n = try axis.structureCount(rows: rows, cols: cols, label: "")
-    guard keep.count == n else { throw .invalidShape("keep has \(keep.count) entries, the tensor has \(n) structures") }
+    let layout = try StructureLayout(axis: axis, rows: rows, cols: cols)
+    guard keep.count == layout.count else {
+        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
+    }
     var values = [UInt8](repeating: 0, count: try checkedProduct(rows, cols, "mask"))
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
     values.withUnsafeMutableBufferPointer { m in
-        bytes.withUnsafeBufferPointer { k in
-            writeStructureMask(axis, rows: rows, cols: cols, structures: n, keep: k.baseAddress!, into: m.baseAddress!)
-        }
+        bytes.withUnsafeBufferPointer { k in layout.expandMask(keep: k.baseAddress!, into: m.baseAddress!) }
     }
     return try Mask(rows: rows, cols: cols, values: values)
 }
@@ -67,13 +64,19 @@ public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Ma
     }
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; nothing can compensate") }
-    let shapes = [(kept, producer.cols)] + inputs[1...4].map { ($0.rows, kept) } + [(next.rows, kept * nextSpan)]
-    let buffers = try shapes.map { (r, c) throws(PruneKitError) in try ScratchBuffer<S>(count: checkedProduct(max(r, 1), max(c, 1), "output")) }
+    var shapes: [(rows: Int, cols: Int)] = []
+    var buffers: [ScratchBuffer<S>] = []
     var shift = [Double](repeating: 0, count: next.rows)
     defer { withExtendedLifetime(buffers) {} }
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
     let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
     try withMemberViews(members[...], []) { views throws(PruneKitError) in
+        // The outputs' shapes, from the members' layouts (checked as compactGroupDataFree checks them).
+        for layout in try StructureGroupView(members: views).layouts(label: "group: ") {
+            let shape = try layout.compactedShape(kept: kept)
+            shapes.append(shape)
+            buffers.append(try ScratchBuffer<S>(count: checkedProduct(max(shape.rows, 1), max(shape.cols, 1), "output")))
+        }
         var outputs: [MatrixView] = []
         for (b, (r, c)) in zip(buffers, shapes) {
             outputs.append(try MatrixView(base: UnsafeMutableRawPointer(b.base), dtype: views[0].tensor.dtype,

@@ -51,7 +51,7 @@ func memberStructureSums(_ member: StructureMemberView, structures n: Int, squar
     switch member.axis {
     case .rows: (chunkRows, width) = (structureRowChunk, 0)
     case .cols: (chunkRows, width) = (structureRowChunk, cols)
-    case .blocks(let r, let c): (chunkRows, width) = (r, (cols + c - 1) / c)
+    case .blocks(let r, _): (chunkRows, width) = (r, try StructureLayout(axis: member.axis, rows: rows, cols: cols, label: label).blocksPerRow)
     }
     let chunks = (rows + chunkRows - 1) / chunkRows
     let workers = resolveThreads(threads, work: chunks)

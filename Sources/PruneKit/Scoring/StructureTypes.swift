@@ -20,33 +20,105 @@ public enum StructureAxis: Sendable, Equatable {
     /// (the last block row and column may be smaller), numbered i * ceil(cols / c) + j.
     case blocks(rows: Int, cols: Int)
 
-    /// The number of structures a rows x cols tensor has along this axis, or an error.
-    func structureCount(rows: Int, cols: Int, label: String) throws(PruneKitError) -> Int {
-        switch self {
-        case .rows(let span):
-            guard span > 0 else { throw .invalidArgument("\(label)span must be positive, got \(span)") }
-            guard rows % span == 0 else {
-                throw .invalidShape("\(label)\(rows) rows are not a whole number of structures of \(span) rows")
-            }
-            return rows / span
-        case .cols(let span):
-            guard span > 0 else { throw .invalidArgument("\(label)span must be positive, got \(span)") }
-            guard cols % span == 0 else {
-                throw .invalidShape("\(label)\(cols) columns are not a whole number of structures of \(span) columns")
-            }
-            return cols / span
-        case .blocks(let r, let c):
-            guard r > 0, c > 0 else { throw .invalidArgument("\(label)block size must be positive, got \(r) x \(c)") }
-            return ((rows + r - 1) / r) * ((cols + c - 1) / c)
-        }
-    }
-
     /// The extent along the axis ("rows", "columns") for messages.
     var name: String {
         switch self {
         case .rows: "rows"
         case .cols: "columns"
         case .blocks: "blocks"
+        }
+    }
+}
+
+/// The layout of one rows x cols tensor along a structure axis: how many structures it has, the
+/// shape it compacts to, and which entries a selection keeps. The one place this arithmetic lives:
+/// scoring, selection, compaction and masks use it, and the C function `pk_group_layout` exposes it.
+public struct StructureLayout: Sendable, Equatable {
+    public let axis: StructureAxis
+    public let rows: Int, cols: Int
+    /// The number of structures.
+    public let count: Int
+    /// `.blocks`: blocks per block row, ceil(cols / block cols); otherwise 0.
+    let blocksPerRow: Int
+
+    /// Checks the axis against the shape: a positive span (block size) and, for rows and columns,
+    /// an extent that is a whole number of structures.
+    /// - Throws: `.invalidArgument` (span <= 0), `.invalidShape` (not a whole number), `label` first.
+    public init(axis: StructureAxis, rows: Int, cols: Int, label: String = "") throws(PruneKitError) {
+        switch axis {
+        case .rows(let span):
+            guard span > 0 else { throw .invalidArgument("\(label)span must be positive, got \(span)") }
+            guard rows % span == 0 else {
+                throw .invalidShape("\(label)\(rows) rows are not a whole number of structures of \(span) rows")
+            }
+            (count, blocksPerRow) = (rows / span, 0)
+        case .cols(let span):
+            guard span > 0 else { throw .invalidArgument("\(label)span must be positive, got \(span)") }
+            guard cols % span == 0 else {
+                throw .invalidShape("\(label)\(cols) columns are not a whole number of structures of \(span) columns")
+            }
+            (count, blocksPerRow) = (cols / span, 0)
+        case .blocks(let r, let c):
+            guard r > 0, c > 0 else { throw .invalidArgument("\(label)block size must be positive, got \(r) x \(c)") }
+            blocksPerRow = (cols + c - 1) / c
+            count = ((rows + r - 1) / r) * blocksPerRow
+        }
+        (self.axis, self.rows, self.cols) = (axis, rows, cols)
+    }
+
+    /// The shape without its pruned structures when `kept` stay: (kept * span) x cols along rows,
+    /// rows x (kept * span) along columns (`compactGroup`'s outputs).
+    /// - Throws: `.invalidArgument` for blocks (they are masked, not compacted) or `kept` outside
+    ///   0 ... count.
+    public func compactedShape(kept: Int, label: String = "") throws(PruneKitError) -> (rows: Int, cols: Int) {
+        guard kept >= 0, kept <= count else {
+            throw .invalidArgument("\(label)\(kept) kept structures is outside 0 ... \(count)")
+        }
+        switch axis {
+        case .rows(let span): return (kept * span, cols)
+        case .cols(let span): return (rows, kept * span)
+        case .blocks:
+            throw .invalidArgument("\(label)blocks cannot be compacted; apply the selection as a mask")
+        }
+    }
+
+    /// The structure that entry (row, col) belongs to.
+    @inline(__always)
+    func structure(row: Int, col: Int) -> Int {
+        switch axis {
+        case .rows(let span): row / span
+        case .cols(let span): col / span
+        case .blocks(let r, let c): (row / r) * blocksPerRow + col / c
+        }
+    }
+
+    /// The element rows (`.rows`) or columns (`.cols`) that survive when the structures `kept`
+    /// (increasing) stay.
+    func keptElements(_ kept: [Int]) -> [Int] {
+        let span: Int
+        switch axis {
+        case .rows(let s), .cols(let s): span = s
+        case .blocks: return []
+        }
+        var out: [Int] = []
+        out.reserveCapacity(kept.count * span)
+        for i in kept { for e in (i * span)..<((i + 1) * span) { out.append(e) } }
+        return out
+    }
+
+    /// Expands one keep byte per structure into the entry mask (rows * cols bytes, 1 = keep).
+    func expandMask(keep: UnsafePointer<UInt8>, into mask: UnsafeMutablePointer<UInt8>) {
+        switch axis {
+        case .rows(let span):
+            for r in 0..<rows { (mask + r * cols).initialize(repeating: keep[r / span], count: cols) }
+        case .cols(let span):
+            for j in 0..<cols { mask[j] = keep[j / span] }
+            for r in 1..<max(rows, 1) { (mask + r * cols).update(from: mask, count: cols) }
+        case .blocks(let br, let bc):
+            for r in 0..<rows {
+                let row = mask + r * cols, blocks = keep + (r / br) * blocksPerRow
+                for j in 0..<cols { row[j] = blocks[j / bc] }
+            }
         }
     }
 }
@@ -164,19 +236,24 @@ public struct StructureGroupView: @unchecked Sendable {
         self.activity = activity
     }
 
+    /// Every member's layout, checked to agree in their number of structures.
+    public func layouts(label: String = "") throws(PruneKitError) -> [StructureLayout] {
+        guard !members.isEmpty else { throw .invalidShape("\(label)has no members") }
+        var layouts: [StructureLayout] = []
+        for (m, member) in members.enumerated() {
+            let layout = try StructureLayout(axis: member.axis, rows: member.tensor.rows, cols: member.tensor.cols,
+                                             label: "\(label)member \(m): ")
+            if let first = layouts.first, layout.count != first.count {
+                throw .invalidShape(
+                    "\(label)members disagree along the axis: member \(m) has \(layout.count) structures (\(member.tensor.rows) x \(member.tensor.cols), \(member.axis.name)), member 0 has \(first.count)")
+            }
+            layouts.append(layout)
+        }
+        return layouts
+    }
+
     /// The number of structures, checked to agree across members.
     public func structureCount(label: String = "") throws(PruneKitError) -> Int {
-        guard !members.isEmpty else { throw .invalidShape("\(label)has no members") }
-        var count = -1
-        for (m, member) in members.enumerated() {
-            let n = try member.axis.structureCount(rows: member.tensor.rows, cols: member.tensor.cols,
-                                                   label: "\(label)member \(m): ")
-            if count >= 0, n != count {
-                throw .invalidShape(
-                    "\(label)members disagree along the axis: member \(m) has \(n) structures (\(member.tensor.rows) x \(member.tensor.cols), \(member.axis.name)), member 0 has \(count)")
-            }
-            count = n
-        }
-        return count
+        try layouts(label: label)[0].count
     }
 }

@@ -75,7 +75,7 @@ public func selectStructures(_ groups: [StructureGroup], options: StructureOptio
     var offset = 0
     for group in groups {
         let n = try group.members.first.map { m throws(PruneKitError) in
-            try m.axis.structureCount(rows: m.tensor.rows, cols: m.tensor.cols, label: "")
+            try StructureLayout(axis: m.axis, rows: m.tensor.rows, cols: m.tensor.cols).count
         } ?? 0
         keepOut.append(keep[offset..<(offset + n)].map { $0 != 0 })
         scoresOut.append(Array(scores[offset..<(offset + n)]))
