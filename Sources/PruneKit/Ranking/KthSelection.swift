@@ -89,6 +89,7 @@ enum KthSelection {
     /// Wide keys: the entry of rank `rank` (1-based) among the `inBin` entries for which `inTarget`
     /// holds, by (key, position). Their keys are selected alone; of the entries equal to the
     /// selected key, the position is that of the one the rank reaches, in position order.
+    @inline(__always)
     private static func selectInBin<Key: FixedWidthInteger>(_ key: (Int) -> Key, n: Int, rank: Int, inBin: Int,
                                                               inTarget: (Key) -> Bool) -> (key: Key, position: Int) {
         withUnsafeTemporaryAllocation(of: Int.self, capacity: inBin) { positions in
