@@ -1037,6 +1037,26 @@ PK_API pk_status pk_permute_group(const pk_group *group, const int64_t *permutat
 PK_API pk_status pk_structure_mask(const pk_group *group, int64_t member, const uint8_t *keep,
                                    uint8_t *mask_out);
 
+/* The layout of a group: its number of structures and, when `kept` of them stay, the shape each
+ * member compacts to (what pk_compact_group's outputs must be): (kept * span) x cols for a ROWS
+ * member, rows x (kept * span) for a COLS member. Checks the group as every structured call
+ * does (axis, span, whole numbers of structures, members agreeing); reads the members' shapes,
+ * axes and spans (their data pointers must be set, as in every call, but are not read). Writes
+ * the outputs only on success; keeps nothing.
+ * @param group                the group whose members' tensors, axes and spans are read
+ * @param kept                 the number of structures kept, 0 ... the structure count; read
+ *                             only when shapes_out is not NULL
+ * @param structure_count_out  receives the group's number of structures (keep bytes per selection)
+ * @param shapes_out           NULL, or 2 * member_count values: rows then cols of each member's
+ *                             compacted shape, in member order
+ * @retval PK_OK, PK_ERROR_NULL_POINTER, PK_ERROR_UNSUPPORTED_DTYPE
+ * @retval PK_ERROR_INVALID_SHAPE members disagreeing in their number of structures, an extent that
+ *         is not a multiple of the span
+ * @retval PK_ERROR_INVALID_ARGUMENT an unknown axis, span <= 0, kept outside 0 ... the structure
+ *         count, shapes asked for a BLOCKS member (blocks are masked, not compacted) */
+PK_API pk_status pk_group_layout(const pk_group *group, int64_t kept, int64_t *structure_count_out,
+                                 int64_t *shapes_out);
+
 /* Data-free compensation (UDFC: Bai et al., "Unified Data-Free Compression: Pruning and
  * Quantization without Fine-Tuning", ICCV 2023) for a group that carries batch-norm members:
  * layer -> batch norm -> activation -> next layer, the group holding the layer's rows (the

@@ -159,6 +159,30 @@ public func pk_structure_mask(_ group: UnsafePointer<pk_group>?, _ member: Int64
     }
 }
 
+/// Implements `pk_status pk_group_layout(const pk_group *, int64_t kept, int64_t *structure_count_out,
+/// int64_t *shapes_out)`.
+@c @implementation
+public func pk_group_layout(_ group: UnsafePointer<pk_group>?, _ kept: Int64, _ structureCountOut: UnsafeMutablePointer<Int64>?,
+                            _ shapesOut: UnsafeMutablePointer<Int64>?) -> pk_status {
+    run("pk_group_layout") { () throws(PruneKitError) in
+        guard let group else { throw nullPointer("group") }
+        let view = try groupView(group.pointee, "group", criterion: .l2)
+        guard let structureCountOut else { throw nullPointer("structure_count_out") }
+        let layouts = try view.layouts(label: "group: ")
+        var shapes: [(rows: Int, cols: Int)] = []
+        if shapesOut != nil {
+            for (m, layout) in layouts.enumerated() {
+                shapes.append(try layout.compactedShape(kept: Int(clamping: kept), label: "group: member \(m): "))
+            }
+        }
+        structureCountOut.pointee = Int64(layouts[0].count)
+        for (m, shape) in shapes.enumerated() {
+            shapesOut![2 * m] = Int64(shape.rows)
+            shapesOut![2 * m + 1] = Int64(shape.cols)
+        }
+    }
+}
+
 /// Implements `pk_status pk_key_channels(const pk_matrix *, const pk_matrix *, int64_t, double,
 /// uint8_t *keep_out, double *scores_out)`.
 @c @implementation

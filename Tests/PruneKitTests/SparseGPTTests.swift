@@ -97,4 +97,65 @@ struct SparseGPTAPITests {
         #expect((0..<rows).allSatisfy { dropped[$0, 0] == 0 })
         #expect(throws: PruneKitError.self) { try sparseGPT(w, hessian: [1, 2, 3]) }
     }
+
+    @Test("the written weights do not depend on the thread count, in every output dtype")
+    func threadCountsGiveTheSameBytes() throws {
+        var rng = TestRandom(41)
+        let (rows, cols, tokens) = (67, 48, 96)
+        var stats = try ActivationStatistics(features: cols, gram: true)
+        try stats.accumulate(try Matrix<Float>(rows: tokens, cols: cols, values: rng.floats(tokens * cols)))
+        let h = try stats.gram()
+        var w = rng.floats(rows * cols, quantized: true)  // ties
+        let dtypes: [DType] = [.float32, .float64, .float16, .bfloat16]
+        let patterns: [ReconstructionOptions.Pattern] = [.unstructured(sparsity: 0.5), .nm(n: 2, m: 4)]
+        /// Output bytes and mask of one call at `threads`.
+        func run(_ op: Int, _ pattern: ReconstructionOptions.Pattern, _ precision: Precision, _ dtype: DType,
+                 threads: Int) throws -> [UInt8] {
+            var out = [UInt8](repeating: 0xAB, count: rows * cols * dtype.size)
+            var mask = [UInt8](repeating: 9, count: rows * cols)
+            let keep = (0..<cols).map { UInt8($0 % 3 == 0 ? 0 : 1) }
+            let options = ReconstructionOptions(pattern: pattern, blockSize: 16, precision: precision, threads: threads)
+            try w.withUnsafeMutableBytes { wb in
+                try out.withUnsafeMutableBytes { ob in
+                    let wv = try MatrixView(base: wb.baseAddress!, dtype: .float32, rows: rows, cols: cols, rowStride: cols)
+                    let ov = try MatrixView(base: ob.baseAddress!, dtype: dtype, rows: rows, cols: cols, rowStride: cols)
+                    try h.withUnsafeBufferPointer { hb in
+                        try mask.withUnsafeMutableBufferPointer { mb in
+                            if op == 0 {
+                                try sparseGPT(weights: wv, hessian: hb.baseAddress!, hessianSize: cols, options: options,
+                                              mask: mb.baseAddress!, output: ov)
+                            } else {
+                                try keep.withUnsafeBufferPointer { kb in
+                                    try pruneColumns(weights: wv, hessian: hb.baseAddress!, hessianSize: cols,
+                                                     keepColumns: kb.baseAddress!, options: options, output: ov)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return out + mask
+        }
+        for op in [0, 1] {
+            for pattern in op == 0 ? patterns : [patterns[0]] {
+                for precision in [Precision.float32, .float64] {
+                    for dtype in dtypes {
+                        let one = try run(op, pattern, precision, dtype, threads: 1)
+                        #expect(one.prefix(rows * cols * dtype.size).contains { $0 != 0xAB })
+                        for threads in [2, 3, 8] {
+                            #expect(try run(op, pattern, precision, dtype, threads: threads) == one,
+                                    "op \(op), \(pattern), \(precision), \(dtype), \(threads) threads")
+                        }
+                    }
+                }
+            }
+        }
+        let weights = try Matrix<Float>(rows: rows, cols: cols, values: w)
+        let single = try lowRank(weights, hessian: h, options: .init(rank: 5, threads: 1))
+        for threads in [2, 3] {
+            let many = try lowRank(weights, hessian: h, options: .init(rank: 5, threads: threads))
+            #expect(many.a.values.map(\.bitPattern) == single.a.values.map(\.bitPattern))
+            #expect(many.b.values.map(\.bitPattern) == single.b.values.map(\.bitPattern))
+        }
+    }
 }

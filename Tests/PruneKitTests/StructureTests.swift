@@ -68,6 +68,23 @@ struct StructureCase: CustomStringConvertible, Sendable {
         }
     }
 
+    @Test func layoutCountsShapesAndMasks() throws {
+        let rows = try StructureLayout(axis: .rows(span: 2), rows: 6, cols: 5)
+        #expect(try rows.count == 3 && rows.compactedShape(kept: 2) == (4, 5))
+        let cols = try StructureLayout(axis: .cols(span: 3), rows: 2, cols: 9)
+        #expect(try cols.count == 3 && cols.compactedShape(kept: 1) == (2, 3))
+        let blocks = try StructureLayout(axis: .blocks(rows: 4, cols: 3), rows: 6, cols: 4)
+        #expect(blocks.count == 4)
+        #expect(throws: PruneKitError.self) { try blocks.compactedShape(kept: 1) }
+        #expect(throws: PruneKitError.self) { try rows.compactedShape(kept: 4) }
+        #expect(throws: PruneKitError.self) { try StructureLayout(axis: .rows(span: 4), rows: 6, cols: 5) }
+        #expect(throws: PruneKitError.self) { try StructureLayout(axis: .cols(span: 0), rows: 6, cols: 5) }
+        // The mask of a selection keeps exactly the entries of the kept structures.
+        let keep = [true, false, false, true]
+        let mask = try structureMask(rows: 6, cols: 4, axis: .blocks(rows: 4, cols: 3), keep: keep)
+        for r in 0..<6 { for c in 0..<4 { #expect(mask[r, c] == keep[(r / 4) * 2 + c / 3]) } }
+    }
+
     @Test func mlpCompactionEqualsMasking() throws {
         var rng = SystemRandomNumberGenerator()
         let (d, hidden, out) = (6, 10, 3)

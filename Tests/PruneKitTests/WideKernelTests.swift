@@ -12,7 +12,7 @@ import Testing
         try values.withUnsafeMutableBytes { raw in
             let view = try MatrixView(base: raw.baseAddress!, dtype: .float32, rows: rows, cols: cols, rowStride: cols)
             let member = StructureMemberView(tensor: view, axis: axis, criterion: criterion)
-            let n = try axis.structureCount(rows: rows, cols: cols, label: "")
+            let n = try StructureLayout(axis: axis, rows: rows, cols: cols).count
             func run(_ wide: Bool) -> Result<[UInt64], PruneKitError> {
                 var sums = [Double](repeating: -1, count: n)
                 do throws(PruneKitError) {

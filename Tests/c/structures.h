@@ -19,12 +19,6 @@ typedef struct st_case {
     double *scores;
 } st_case;
 
-static int64_t st_structures(const pk_group_member *m) {
-    if (m->axis == PK_AXIS_ROWS) return m->tensor.rows / m->span;
-    if (m->axis == PK_AXIS_COLS) return m->tensor.cols / m->span;
-    return ((m->tensor.rows + m->span - 1) / m->span) * ((m->tensor.cols + m->block_cols - 1) / m->block_cols);
-}
-
 /* Parses one line of cases.txt and loads its files; returns 0 on failure. */
 static int st_load(const char *folder, char *line, st_case *c) {
     memset(c, 0, sizeof *c);
@@ -79,11 +73,15 @@ static int st_load(const char *folder, char *line, st_case *c) {
             m->span = span;
             m->block_cols = block_cols;
             m->scored = (int32_t)scored;
-            if (member == 0) c->total += st_structures(m);
             member++;
         }
     }
     if (group + 1 != c->group_count) return 0;
+    for (int64_t g = 0; g < c->group_count; g++) {
+        int64_t n = 0;
+        if (pk_group_layout(&c->groups[g], 0, &n, NULL) != PK_OK) return 0;
+        c->total += n;
+    }
     c->keep = (uint8_t *)vec_read((size_t)c->total, "%s/structures/%s.keep.bin", folder, c->name);
     c->scores = (double *)vec_read((size_t)c->total * 8, "%s/structures/%s.scores.bin", folder, c->name);
     return c->keep && c->scores;
@@ -132,6 +130,46 @@ static void test_structure_vectors(const char *folder) {
     CHECK(cases >= 25, "only %d structure cases", cases);
 }
 
+/* pk_group_layout on spans and blocks, and its errors (status, message, nothing written). The
+ * group is the MLP below (w1 rows, b1 and w2 columns, 6 structures each), changed and restored. */
+static void test_group_layout(pk_group *group, pk_group_member *members) {
+    int64_t n = -1, shapes[6] = {-1, -1, -1, -1, -1, -1};
+    CHECK(pk_group_layout(group, 6, &n, shapes) == PK_OK, "%s", pk_last_error());
+    CHECK(n == 6 && shapes[0] == 6 && shapes[1] == 4 && shapes[3] == 6 && shapes[4] == 3 && shapes[5] == 6, "kept 6");
+    CHECK(pk_group_layout(group, 0, &n, shapes) == PK_OK && shapes[0] == 0 && shapes[5] == 0, "kept 0");
+    /* Spans of 2 (pairs of rows and columns): 3 structures, kept * span elements. */
+    for (int m = 0; m < 3; m++) members[m].span = 2;
+    CHECK(pk_group_layout(group, 2, &n, shapes) == PK_OK, "%s", pk_last_error());
+    CHECK(n == 3 && shapes[0] == 4 && shapes[1] == 4 && shapes[2] == 1 && shapes[3] == 4 && shapes[4] == 3 && shapes[5] == 4,
+          "span 2: %lld structures, %lld x %lld", (long long)n, (long long)shapes[0], (long long)shapes[1]);
+    for (int m = 0; m < 3; m++) members[m].span = 1;
+    /* Blocks of 4 x 3 over w1 (6 x 4): ceil(6/4) * ceil(4/3) = 4 structures; counted, never compacted. */
+    pk_group_member block = members[0];
+    block.axis = PK_AXIS_BLOCKS;
+    block.span = 4;
+    block.block_cols = 3;
+    pk_group blocks = *group;
+    blocks.members = &block;
+    blocks.member_count = 1;
+    CHECK(pk_group_layout(&blocks, 0, &n, NULL) == PK_OK && n == 4, "blocks: %lld structures", (long long)n);
+    int64_t untouched[6] = {-7, -7, -7, -7, -7, -7}, count = -7;
+    CHECK_STATUS(pk_group_layout(&blocks, 1, &count, untouched), PK_ERROR_INVALID_ARGUMENT, "blocks cannot be compacted");
+    CHECK_STATUS(pk_group_layout(group, 7, &count, untouched), PK_ERROR_INVALID_ARGUMENT, "outside 0 ... 6");
+    CHECK_STATUS(pk_group_layout(group, -1, &count, untouched), PK_ERROR_INVALID_ARGUMENT, "outside 0 ... 6");
+    CHECK_STATUS(pk_group_layout(group, 1, NULL, untouched), PK_ERROR_NULL_POINTER, "structure_count_out");
+    CHECK_STATUS(pk_group_layout(NULL, 1, &count, untouched), PK_ERROR_NULL_POINTER, "group");
+    members[0].span = 4;
+    CHECK_STATUS(pk_group_layout(group, 1, &count, untouched), PK_ERROR_INVALID_SHAPE, "whole number");
+    members[0].span = 0;
+    CHECK_STATUS(pk_group_layout(group, 1, &count, untouched), PK_ERROR_INVALID_ARGUMENT, "span must be positive");
+    members[0].span = 2;
+    CHECK_STATUS(pk_group_layout(group, 1, &count, untouched), PK_ERROR_INVALID_SHAPE, "disagree");
+    members[0].span = 1;
+    int written = count != -7;
+    for (int i = 0; i < 6; i++) written |= untouched[i] != -7;
+    CHECK(!written, "outputs written on error");
+}
+
 /* An MLP's hidden channels: w1 [6 x 4] rows, b1 [1 x 6] cols, w2 [3 x 6] cols. */
 static void test_structure_compaction_and_errors(void) {
     float w1[24], b1[6], w2[18], w2_wrong[15];
@@ -166,8 +204,17 @@ static void test_structure_compaction_and_errors(void) {
     for (int i = 0; i < 6; i++) kept += keep[i];
     CHECK(kept == 3, "kept %d of 6", kept);
 
+    /* The outputs' shapes come from the library's layout of the group. */
+    int64_t structures = -1, shapes[6] = {0};
+    CHECK(pk_group_layout(&group, kept, &structures, shapes) == PK_OK, "%s", pk_last_error());
+    CHECK(structures == 6, "the group has %lld structures", (long long)structures);
+    CHECK(shapes[0] == 3 && shapes[1] == 4 && shapes[2] == 1 && shapes[3] == 3 && shapes[4] == 3 && shapes[5] == 3,
+          "compacted shapes %lld x %lld, %lld x %lld, %lld x %lld", (long long)shapes[0], (long long)shapes[1],
+          (long long)shapes[2], (long long)shapes[3], (long long)shapes[4], (long long)shapes[5]);
     float o1[12], ob[3], o2[9];
-    pk_matrix outs[3] = {{o1, 3, 4, 4, PK_DTYPE_FLOAT32, 0}, {ob, 1, 3, 3, PK_DTYPE_FLOAT32, 0}, {o2, 3, 3, 3, PK_DTYPE_FLOAT32, 0}};
+    pk_matrix outs[3] = {{o1, shapes[0], shapes[1], shapes[1], PK_DTYPE_FLOAT32, 0},
+                         {ob, shapes[2], shapes[3], shapes[3], PK_DTYPE_FLOAT32, 0},
+                         {o2, shapes[4], shapes[5], shapes[5], PK_DTYPE_FLOAT32, 0}};
     int64_t indices[3];
     CHECK(pk_compact_group(&group, keep, NULL, outs, indices) == PK_OK, "%s", pk_last_error());
     for (int k = 0; k < 3; k++) {
@@ -250,6 +297,8 @@ static void test_structure_compaction_and_errors(void) {
     CHECK(pk_structure_mask(&group, 2, keep, mask) == PK_OK, "%s", pk_last_error());
     for (int i = 0; i < 18; i++) CHECK(mask[i] == keep[i % 6], "mask entry %d", i);
     CHECK_STATUS(pk_structure_mask(&group, 3, keep, mask), PK_ERROR_INVALID_ARGUMENT, "outside");
+
+    test_group_layout(&group, members);
 
     /* Key channels: one head of 4 channels; channel 2 has no key energy, so it goes first. */
     float q[8] = {1, 2, 3, 4, 1, 2, 3, 4}, k[8] = {1, 1, 0, 1, 2, 2, 0, 2};

@@ -52,12 +52,3 @@ package func maskSparsity(_ mask: UnsafePointer<UInt8>, rows: Int, cols: Int,
     }
     return Double(total - kept) / Double(total)
 }
-
-func checkMaskBytes(_ mask: UnsafePointer<UInt8>, count: Int) throws(PruneKitError) {
-    var worst: UInt8 = 0
-    for i in 0..<count { worst = max(worst, mask[i]) }
-    if worst > 1 {
-        let i = (0..<count).first { mask[$0] > 1 }!
-        throw .invalidArgument("mask byte at index \(i) is \(mask[i]); masks hold only 0 and 1")
-    }
-}

@@ -20,21 +20,6 @@ package struct StructureCompensation: @unchecked Sendable {
     }
 }
 
-/// Checks a group and its keep bytes; returns the structure count and the kept indices.
-func checkSelection(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) -> (n: Int, kept: [Int]) {
-    let n = try group.structureCount(label: "group: ")
-    try checkMaskBytes(keep, count: n)
-    return (n, (0..<n).filter { keep[$0] != 0 })
-}
-
-/// The element columns (or rows) that survive when `kept` structures of `span` stay.
-func keptElements(_ kept: [Int], span: Int) -> [Int] {
-    var out: [Int] = []
-    out.reserveCapacity(kept.count * span)
-    for i in kept { for e in (i * span)..<((i + 1) * span) { out.append(e) } }
-    return out
-}
-
 /// The byte range a view spans.
 func byteRange(_ m: MatrixView) -> Range<UInt> {
     let start = UInt(bitPattern: m.base)
@@ -61,12 +46,12 @@ package func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8
             throw .invalidArgument("compensation member \(c.member) is not a member of the group")
         }
         let member = group.members[c.member]
-        guard case .cols(let span) = member.axis else {
+        guard case .cols = member.axis else {
             throw .invalidArgument("compensation member \(c.member) is not split along its columns")
         }
         let t = member.tensor
         var keepColumns = [UInt8](repeating: 0, count: t.cols)
-        for e in keptElements(kept, span: span) { keepColumns[e] = 1 }
+        for e in try StructureLayout(axis: member.axis, rows: t.rows, cols: t.cols).keptElements(kept) { keepColumns[e] = 1 }
         let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(t.rows * t.cols, t.dtype.size, "compensated member"))
         compensated = buffer
         let view = try MatrixView(base: buffer.base, dtype: t.dtype, rows: t.rows, cols: t.cols, rowStride: t.cols,
@@ -80,6 +65,33 @@ package func compactGroup(_ group: StructureGroupView, keep: UnsafePointer<UInt8
     writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
 }
 
+/// Compacts a group (as `compactGroup`) after compensating its next-layer member for the pruned
+/// channels in closed form from the weights and batch-norm statistics (UDFC). `biasShift` (if not
+/// nil) receives the next layer's rows values to add to its bias (or to subtract from its own
+/// batch norm's running mean when it has no bias). Everything is checked before anything is
+/// written; outputs must not overlap the members or each other.
+/// The C function is `pk_compact_group_data_free`.
+/// - Throws: the errors of `compactGroup` and `dataFreeCoefficients`; `.numeric` when the
+///   compensated weight overflows its dtype.
+package func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
+                                 options: DataFreeCompensation, keptIndices: UnsafeMutablePointer<Int64>? = nil,
+                                 biasShift: UnsafeMutablePointer<Double>? = nil, threads: Int = 0) throws(PruneKitError) {
+    let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
+    let n = try group.structureCount(label: "group: ")
+    let (w, shift) = try dataFreeCompensatedNext(group, n: n, kept: kept, pruned: (0..<n).filter { keep[$0] == 0 },
+                                                 options: options)
+    let next = group.members[options.next].tensor
+    let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(next.rows * next.cols, next.dtype.size, "compensated member"))
+    defer { keepAlive(w, shift, buffer) }
+    let view = try MatrixView(base: buffer.base, dtype: next.dtype, rows: next.rows, cols: next.cols, rowStride: next.cols,
+                              name: "compensated member")
+    try OBS<Double>.storeRows(w.base, rows: next.rows, cols: next.cols, into: view, threads: threads)
+    var sources = group.members.map(\.tensor)
+    sources[options.next] = view
+    writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
+    biasShift?.update(from: shift.base, count: next.rows)
+}
+
 /// Checks a compaction (selection, thread count, outputs' shapes, dtypes and overlaps) before
 /// anything is computed or written; returns the kept structure indices.
 func checkCompaction(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
@@ -90,16 +102,11 @@ func checkCompaction(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, ou
     guard outputs.count == group.members.count else {
         throw .invalidShape("\(outputs.count) outputs for \(group.members.count) members")
     }
+    let layouts = try group.layouts(label: "group: ")
     for (m, member) in group.members.enumerated() {
         let t = member.tensor, out = outputs[m]
         let label = "outputs[\(m)]"
-        let (rows, cols): (Int, Int)
-        switch member.axis {
-        case .rows(let span): (rows, cols) = (kept.count * span, t.cols)
-        case .cols(let span): (rows, cols) = (t.rows, kept.count * span)
-        case .blocks:
-            throw .invalidArgument("member \(m) is split into blocks, which cannot be compacted; apply the selection as a mask")
-        }
+        let (rows, cols) = try layouts[m].compactedShape(kept: kept.count, label: "member \(m): ")
         guard out.dtype == t.dtype else {
             throw PruneKitError(.unsupportedDType, "\(label) is \(out.dtype.name), member \(m) is \(t.dtype.name); compaction keeps the dtype")
         }
@@ -125,9 +132,11 @@ func checkCompaction(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, ou
 func writeCompaction(_ group: StructureGroupView, sources: [MatrixView], kept: [Int], outputs: [MatrixView],
                      keptIndices: UnsafeMutablePointer<Int64>?, threads: Int) {
     for (m, member) in group.members.enumerated() {
+        // Every layout was checked by `checkCompaction`.
+        guard let layout = try? StructureLayout(axis: member.axis, rows: member.tensor.rows, cols: member.tensor.cols) else { continue }
         switch member.axis {
-        case .rows(let span): copyRows(from: sources[m], rows: keptElements(kept, span: span), into: outputs[m], threads: threads)
-        case .cols(let span): gatherColumns(from: sources[m], cols: keptElements(kept, span: span), into: outputs[m], threads: threads)
+        case .rows: copyRows(from: sources[m], rows: layout.keptElements(kept), into: outputs[m], threads: threads)
+        case .cols: gatherColumns(from: sources[m], cols: layout.keptElements(kept), into: outputs[m], threads: threads)
         case .blocks: break
         }
     }
@@ -171,7 +180,8 @@ private func gather<T>(_: T.Type, _ from: UnsafeMutableRawPointer, _ to: UnsafeM
 /// The C function is `pk_apply_structures`.
 package func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UInt8>) throws(PruneKitError) {
     let (n, _) = try checkSelection(group, keep: keep)
-    for member in group.members {
+    let layouts = try group.layouts(label: "group: ")
+    for (member, layout) in zip(group.members, layouts) {
         let t = member.tensor, size = t.dtype.size
         func zero(row r: Int, from col: Int, count: Int) {
             (t.rowAddress(r) + col * size).initializeMemory(as: UInt8.self, repeating: 0, count: count * size)
@@ -183,7 +193,7 @@ package func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UI
             let gone = (0..<n).filter { keep[$0] == 0 }
             for r in 0..<t.rows { for i in gone { zero(row: r, from: i * span, count: span) } }
         case .blocks(let br, let bc):
-            let perRow = (t.cols + bc - 1) / bc
+            let perRow = layout.blocksPerRow
             for r in 0..<t.rows {
                 for b in 0..<perRow where keep[(r / br) * perRow + b] == 0 {
                     zero(row: r, from: b * bc, count: min(bc, t.cols - b * bc))
@@ -197,27 +207,9 @@ package func applyStructures(_ group: StructureGroupView, keep: UnsafePointer<UI
 /// The C function is `pk_structure_mask`.
 package func structureMask(_ group: StructureGroupView, member: Int, keep: UnsafePointer<UInt8>,
                           into mask: UnsafeMutablePointer<UInt8>) throws(PruneKitError) {
-    let (n, _) = try checkSelection(group, keep: keep)
+    _ = try checkSelection(group, keep: keep)
     guard member >= 0, member < group.members.count else {
         throw .invalidArgument("member \(member) is outside the group's \(group.members.count) members")
     }
-    let t = group.members[member].tensor
-    writeStructureMask(group.members[member].axis, rows: t.rows, cols: t.cols, structures: n, keep: keep, into: mask)
-}
-
-func writeStructureMask(_ axis: StructureAxis, rows: Int, cols: Int, structures n: Int, keep: UnsafePointer<UInt8>,
-                        into mask: UnsafeMutablePointer<UInt8>) {
-    switch axis {
-    case .rows(let span):
-        for r in 0..<rows { (mask + r * cols).initialize(repeating: keep[r / span], count: cols) }
-    case .cols(let span):
-        for j in 0..<cols { mask[j] = keep[j / span] }
-        for r in 1..<max(rows, 1) { (mask + r * cols).update(from: mask, count: cols) }
-    case .blocks(let br, let bc):
-        let perRow = (cols + bc - 1) / bc
-        for r in 0..<rows {
-            let row = mask + r * cols, blocks = keep + (r / br) * perRow
-            for j in 0..<cols { row[j] = blocks[j / bc] }
-        }
-    }
+    try group.layouts(label: "group: ")[member].expandMask(keep: keep, into: mask)
 }

@@ -37,37 +37,39 @@ package func topChannels(scores: MatrixView, k: Int, magnitude: Bool, indices: U
     }
 }
 
-/// Row `row`'s top k by radix selection on the order keys, most significant byte first (four
-/// counting passes, no sort), then one pass writing the kept channels in increasing order: every
-/// key above the k-th largest, and of the keys equal to it the last ones (higher channels stay).
+/// Row `row`'s top k: the channels - k lowest by (key, channel) go. Radix selection of the key of
+/// rank channels - k on the order keys, most significant byte first (four counting passes, no
+/// sort), then one pass writing the kept channels in increasing order: every key above it, and of
+/// the keys equal to it the ones after the pruned ties (higher channels stay).
 @inline(__always)
 private func selectTop(_ row: UnsafePointer<Float>, n: Int, k: Int, magnitude: Bool, histogram: UnsafeMutablePointer<UInt32>,
                        into out: UnsafeMutablePointer<Int64>) {
     @inline(__always) func key(_ c: Int) -> UInt32 { orderKey(magnitude ? abs(row[c]) : row[c]) }
-    var prefix: UInt32 = 0, known: UInt32 = 0, above = 0, ties = 0  // counts < 2^32
+    let prune = n - k
+    if prune == 0 {
+        for c in 0..<n { out[c] = Int64(c) }
+        return
+    }
+    var prefix: UInt32 = 0, known: UInt32 = 0, below = 0  // counts < 2^32
     for shift in stride(from: 24, through: 0, by: -8) {
         histogram.initialize(repeating: 0, count: 256)
         for c in 0..<n {
             let kc = key(c)
             if kc & known == prefix { histogram[Int((kc >> UInt32(shift)) & 0xFF)] += 1 }
         }
-        var digit = 255
-        while above + Int(histogram[digit]) < k {
-            above += Int(histogram[digit])
-            digit -= 1
-        }
-        ties = Int(histogram[digit])
+        let (digit, lower) = RadixSelection.bucket(histogram, digits: 256, rank: prune - below)
+        below += lower
         prefix |= UInt32(digit) << UInt32(shift)
         known |= 0xFF << UInt32(shift)
     }
-    // `above` keys exceed the threshold `prefix`; k - above of the `ties` equal to it stay.
-    let skipped = ties - (k - above)
+    // `below` keys are under the threshold `prefix`; the first prune - below equal to it go too.
+    let tiesPruned = prune - below
     var tie = 0, written = 0
     for c in 0..<n {
         let kc = key(c)
         var keep = kc > prefix
         if kc == prefix {
-            keep = tie >= skipped
+            keep = tie >= tiesPruned
             tie += 1
         }
         if keep {

@@ -242,7 +242,7 @@ enum ADMMSolver<T: ReconstructionScalar> {
             }
         }
         try checkFiniteResult(w.base, count: total, cols: cols)
-        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output)
+        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output, threads: options.threads)
         if let maskOut {
             for i in 0..<total { maskOut[i] = pruned.base[i] == 0 ? 1 : 0 }
         }

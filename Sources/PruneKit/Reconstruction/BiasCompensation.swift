@@ -37,5 +37,5 @@ package func compensateBias(original: MatrixView, pruned: MatrixView, mean: Unsa
         guard biasRow[r].isFinite else { throw .nonFinite("bias at \(r) is \(biasRow[r])") }
         updated.base[r] = biasRow[r] + shift
     }
-    try OBS<Double>.storeRows(updated.base, rows: 1, cols: rows, into: bias)
+    try OBS<Double>.storeRows(updated.base, rows: 1, cols: rows, into: bias, threads: 1)  // one row: nothing to split
 }

@@ -90,27 +90,18 @@ package func dataFreeCoefficients(_ group: StructureGroupView, keep: UnsafePoint
     return try DataFreeModel(group, n: n, options: options).coefficients(kept: kept, pruned: (0..<n).filter { keep[$0] == 0 })
 }
 
-/// Compacts a group (as `compactGroup`) after compensating its next-layer member for the pruned
-/// channels in closed form from the weights and batch-norm statistics (UDFC). `biasShift` (if not
-/// nil) receives the next layer's rows values to add to its bias (or to subtract from its own
-/// batch norm's running mean when it has no bias). Everything is checked before anything is
-/// written; outputs must not overlap the members or each other.
-/// The C function is `pk_compact_group_data_free`.
-/// - Throws: the errors of `compactGroup` and `dataFreeCoefficients`; `.numeric` when the
-///   compensated weight overflows its dtype.
-package func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePointer<UInt8>, outputs: [MatrixView],
-                                 options: DataFreeCompensation, keptIndices: UnsafeMutablePointer<Int64>? = nil,
-                                 biasShift: UnsafeMutablePointer<Double>? = nil, threads: Int = 0) throws(PruneKitError) {
-    let kept = try checkCompaction(group, keep: keep, outputs: outputs, threads: threads)
-    let n = try group.structureCount(label: "group: ")
+/// The next-layer member of `group` (`options.next`) compensated in closed form for the `pruned`
+/// channels of `n` (UDFC), float64 row-major, and the shift of each of its rows' bias. Checks
+/// the members and statistics first (the errors of `dataFreeCoefficients`, `.nonFinite` for the
+/// next layer's weights). `compactGroupDataFree` stores and compacts it.
+func dataFreeCompensatedNext(_ group: StructureGroupView, n: Int, kept: [Int], pruned: [Int],
+                             options: DataFreeCompensation) throws(PruneKitError) -> (weights: ScratchBuffer<Double>, shift: ScratchBuffer<Double>) {
     let model = try DataFreeModel(group, n: n, options: options)
-    let pruned = (0..<n).filter { keep[$0] == 0 }
     let c = try model.coefficients(kept: kept, pruned: pruned)
     let next = group.members[options.next].tensor
     let rows = next.rows, cols = next.cols, span = model.nextSpan
     let w = try ScratchBuffer<Double>(count: try checkedProduct(rows, cols, "next layer"))
     let shift = try ScratchBuffer<Double>(repeating: 0, count: rows)
-    defer { keepAlive(w, shift) }
     for r in 0..<rows { Double.load(next, row: r, count: cols, into: w.base + r * cols, scratch: w.base + r * cols) }
     if let bad = (0..<(rows * cols)).first(where: { !w.base[$0].isFinite }) {
         throw .nonFinite("next layer (member \(options.next)) weight at row \(bad / cols), column \(bad % cols) is \(w.base[bad])")
@@ -139,15 +130,7 @@ package func compactGroupDataFree(_ group: StructureGroupView, keep: UnsafePoint
             }
         }
     }
-    let buffer = try ScratchBuffer<UInt8>(count: try checkedProduct(rows * cols, next.dtype.size, "compensated member"))
-    defer { keepAlive(buffer) }
-    let view = try MatrixView(base: buffer.base, dtype: next.dtype, rows: rows, cols: cols, rowStride: cols,
-                              name: "compensated member")
-    try OBS<Double>.storeRows(w.base, rows: rows, cols: cols, into: view)
-    var sources = group.members.map(\.tensor)
-    sources[options.next] = view
-    writeCompaction(group, sources: sources, kept: kept, outputs: outputs, keptIndices: keptIndices, threads: threads)
-    biasShift?.update(from: shift.base, count: rows)
+    return (w, shift)
 }
 
 /// The per-channel moments of the data-free model and the producer's filter cosines.

@@ -73,9 +73,11 @@ package func lowRank(weights: MatrixView, hessian: UnsafePointer<Double>, hessia
     try checkCapacity(rank: f.rank, a: a, b: b)
     let r = f.rank
     try OBS<Double>.storeRows(f.a.base, rows: weights.rows, cols: r,
-                              into: try MatrixView(base: a.base, dtype: a.dtype, rows: a.rows, cols: r, rowStride: a.rowStride, name: "a"))
+                              into: try MatrixView(base: a.base, dtype: a.dtype, rows: a.rows, cols: r, rowStride: a.rowStride, name: "a"),
+                              threads: options.threads)
     try OBS<Double>.storeRows(f.b.base, rows: r, cols: weights.cols,
-                              into: try MatrixView(base: b.base, dtype: b.dtype, rows: r, cols: b.cols, rowStride: b.rowStride, name: "b"))
+                              into: try MatrixView(base: b.base, dtype: b.dtype, rows: r, cols: b.cols, rowStride: b.rowStride, name: "b"),
+                              threads: options.threads)
     if let singularValues {
         // The factorisation ran on H scaled by a power of 2 (HessianScale): A and B do not
         // depend on it, the singular values of W L do, by its square root.

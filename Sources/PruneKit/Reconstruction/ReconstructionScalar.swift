@@ -11,11 +11,9 @@ public enum Precision: Int32, Sendable {
 /// row-major; a symmetric matrix is its own transpose, so LAPACK's column-major routines apply
 /// directly, and a column-major lower factor L (A = L L^T) reads row-major as the upper factor
 /// U = L^T (A = U^T U).
-protocol ReconstructionScalar: BinaryFloatingPoint, Sendable {
+protocol ReconstructionScalar: BinaryFloatingPoint, Sendable, OrderKeyed {
     init(_ value: Double)
     var double: Double { get }
-    /// Order-preserving key (for exact ranking with ties broken by index).
-    var orderKey64: UInt64 { get }
     /// C = alpha * A * B + beta * C, row-major, A m x k, B k x n.
     static func gemm(m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
@@ -60,10 +58,6 @@ extension Double: ReconstructionScalar {
             flags |= (bits.load(fromByteOffset: 8 * i, as: UInt64.self) & 0x7FF0_0000_0000_0000) &+ 0x0010_0000_0000_0000
         }
         return flags & 0x8000_0000_0000_0000 == 0
-    }
-    var orderKey64: UInt64 {
-        let bits = (self + 0).bitPattern
-        return bits ^ (UInt64(bitPattern: Int64(bitPattern: bits) >> 63) | 0x8000_0000_0000_0000)
     }
     static func gemm(m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
                      b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
@@ -116,7 +110,6 @@ extension Float: ReconstructionScalar {
         for i in 0..<count { flags |= nonFiniteFlag(bits.load(fromByteOffset: 4 * i, as: UInt32.self)) }
         return flags & 0x8000_0000 == 0
     }
-    var orderKey64: UInt64 { UInt64(orderKey(self)) }
     static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),

@@ -417,7 +417,7 @@ enum OBS<T: ReconstructionScalar> {
             while w.base[bad].isFinite { bad += 1 }
             throw PruneKitError(.numeric, "the update produced a non-finite weight at row \(bad / cols), column \(bad % cols)")
         }
-        try storeRows(w.base, rows: rows, cols: cols, into: output)
+        try storeRows(w.base, rows: rows, cols: cols, into: output, threads: options.threads)
         if let maskOut {
             for i in 0..<(rows * cols) { maskOut[i] = pruned.base[i] == 0 ? 1 : 0 }
         }
@@ -443,16 +443,15 @@ enum OBS<T: ReconstructionScalar> {
     }
 
     /// Unstructured: the k lowest w^2 / d^2 of the block (row-major position breaks ties).
-    /// Keys, their range, the histogram and the marking run by row partition; the few entries
-    /// equal to the threshold are marked in position order, so the result does not depend on
-    /// the number of workers.
+    /// Keys and their range are computed by row partition, the entry of rank k is found by the
+    /// k-th selection (`KthSelection`), and the marking runs by row partition again, so the result
+    /// does not depend on the number of workers.
     static func chooseBlockMask(_ w: UnsafeMutablePointer<T>, _ diagonal: UnsafePointer<T>, rows: Int, cols: Int, start: Int, count: Int,
                                 k: Int, keys: UnsafeMutablePointer<UInt64>, pruned: UnsafeMutablePointer<UInt8>, workers: Int) {
         guard k > 0 else {
             for r in 0..<rows { (pruned + r * cols + start).update(repeating: 0, count: count) }
             return
         }
-        let binCount = 4096
         // d^2 of the block's columns, once (the same product as per entry).
         var squares = [T](repeating: 0, count: count)
         for i in 0..<count { squares[i] = diagonal[start + i] * diagonal[start + i] }
@@ -475,71 +474,33 @@ enum OBS<T: ReconstructionScalar> {
             }
             }
         }
-        let lowest = ranges.map(\.low).min()!, highest = ranges.map(\.high).max()!
-        let shift = UInt64(max(0, (64 - (highest &- lowest).leadingZeroBitCount) - 12))
-        var histograms = [Int](repeating: 0, count: workers * binCount)
-        histograms.withUnsafeMutableBufferPointer { h in
-            parallelFor(workers: workers) { worker in
-                let mine = h.baseAddress! + worker * binCount
-                for r in partition(rows, workers: workers, worker: worker) {
-                    for i in 0..<count { mine[Int(truncatingIfNeeded: (keys[r * count + i] &- lowest) &>> shift)] &+= 1 }
-                }
-            }
+        let binBits = 12
+        var bins = [Int](repeating: 0, count: 2 << binBits)
+        let cut = bins.withUnsafeMutableBufferPointer { b in
+            KthSelection.select(keys: UnsafeRawPointer(keys), n: rows * count, k: k, lowest: ranges.map(\.low).min()!,
+                                highest: ranges.map(\.high).max()!, binBits: binBits, candidates: nil, bins: b.baseAddress!)
         }
-        var below = 0, bin = 0
-        func binTotal(_ b: Int) -> Int { (0..<workers).reduce(0) { $0 + histograms[$1 * binCount + b] } }
-        while below + binTotal(bin) < k {
-            below += binTotal(bin)
-            bin += 1
-        }
-        // The threshold bin's entries with their positions, gathered by row partition and
-        // joined in worker order, so they are in position order.
-        var gathered = [[(key: UInt64, position: Int)]](repeating: [], count: workers)
-        gathered.withUnsafeMutableBufferPointer { lists in
-            parallelFor(workers: workers) { worker in
-                var mine: [(key: UInt64, position: Int)] = []
-                for r in partition(rows, workers: workers, worker: worker) {
-                    for p in (r * count)..<(r * count + count) where (keys[p] &- lowest) &>> shift == UInt64(bin) {
-                        mine.append((keys[p], p))
-                    }
-                }
-                lists[worker] = mine
-            }
-        }
-        let inBin = gathered.joined()
-        var candidates = inBin.map(\.key)
-        let threshold = candidates.withUnsafeMutableBufferPointer {
-            quickselect($0.baseAddress!, count: $0.count, rank: k - 1 - below)
-        }
-        var ties = k - below - inBin.reduce(0) { $0 + ($1.key < threshold ? 1 : 0) }
         parallelFor(workers: workers) { worker in
             for r in partition(rows, workers: workers, worker: worker) {
                 let rowKeys = keys + r * count, rowPruned = pruned + r * cols + start
                 // Without a branch: half the entries go, in no pattern a predictor can follow.
-                for i in 0..<count { rowPruned[i] = rowKeys[i] < threshold ? 1 : 0 }
+                // Positions up to the cut's go with an equal key too.
+                let split = min(count, max(0, cut.position - r * count + 1))
+                for i in 0..<split { rowPruned[i] = rowKeys[i] <= cut.key ? 1 : 0 }
+                for i in split..<count { rowPruned[i] = rowKeys[i] < cut.key ? 1 : 0 }
             }
-        }
-        // Entries equal to the threshold all lie in its bin: the first ones in position order go.
-        for (key, p) in inBin where ties > 0 && key == threshold {
-            pruned[(p / count) * cols + start + p % count] = 1
-            ties -= 1
         }
     }
 
     /// N:M: in columns column..<column+m of one row, prune the m - n lowest w^2 / d^2.
     static func chooseGroupMask(_ row: UnsafeMutablePointer<T>, _ diagonal: UnsafePointer<T>, column: Int, n: Int, m: Int,
                                 pruned: UnsafeMutablePointer<UInt8>) {
-        // Rank each entry in (score, position) order; groups are small, so count instead of sorting.
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: m) { keys in
             for i in 0..<m {
                 let c = column + i, d = diagonal[c], x = row[c]
                 keys[i] = (x * x / (d * d)).orderKey64
             }
-            for i in 0..<m {
-                var rank = 0
-                for j in 0..<m where keys[j] < keys[i] || (keys[j] == keys[i] && j < i) { rank += 1 }
-                pruned[column + i] = rank < m - n ? 1 : 0
-            }
+            GroupRanking.markLowest(UnsafePointer(keys.baseAddress!), count: m, prune: m - n, pruned: 1, into: pruned + column)
         }
     }
 
@@ -556,38 +517,39 @@ enum OBS<T: ReconstructionScalar> {
     }
 
     /// Writes the results into the output in its dtype, after checking that every one fits it
-    /// (PK_ERROR_NUMERIC, nothing written, otherwise).
-    static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView) throws(PruneKitError) {
+    /// (PK_ERROR_NUMERIC, nothing written, otherwise). Rows are split among the caller's
+    /// `threads` (0 = one per CPU); each entry is converted on its own, so the bytes do not
+    /// depend on the count.
+    static func storeRows(_ w: UnsafePointer<T>, rows: Int, cols: Int, into output: MatrixView, threads: Int) throws(PruneKitError) {
         if let bad = firstOverflow(w, count: rows * cols, in: output.dtype) {
             throw PruneKitError(.numeric, "the updated weight at row \(bad / cols), column \(bad % cols) is \(w[bad].double), "
                 + "which overflows the output's \(output.dtype)")
         }
-        // The working precision is the output's dtype: copy rows as they are.
-        if (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64) {
-            let workers = resolveThreads(0, work: rows)
-            parallelFor(workers: workers) { worker in
-                for r in partition(rows, workers: workers, worker: worker) {
-                    output.rowAddress(r).copyMemory(from: w + r * cols, byteCount: cols * MemoryLayout<T>.stride)
+        // The working precision is the output's dtype: rows are copied as they are.
+        let same = (T.self == Float.self && output.dtype == .float32) || (T.self == Double.self && output.dtype == .float64)
+        let workers = resolveThreads(threads, work: rows)
+        parallelFor(workers: workers) { worker in
+            for r in partition(rows, workers: workers, worker: worker) {
+                let row = w + r * cols
+                let address = output.rowAddress(r)
+                if same {
+                    address.copyMemory(from: row, byteCount: cols * MemoryLayout<T>.stride)
+                    continue
                 }
-            }
-            return
-        }
-        for r in 0..<rows {
-            let row = w + r * cols
-            let address = output.rowAddress(r)
-            switch output.dtype {
-            case .float32:
-                let p = address.assumingMemoryBound(to: Float.self)
-                for j in 0..<cols { p[j] = Float(row[j].double) }
-            case .float64:
-                let p = address.assumingMemoryBound(to: Double.self)
-                for j in 0..<cols { p[j] = row[j].double }
-            case .float16:
-                let p = address.assumingMemoryBound(to: Float16.self)
-                for j in 0..<cols { p[j] = Float16(Float(row[j].double)) }
-            case .bfloat16:
-                let p = address.assumingMemoryBound(to: BFloat16.self)
-                for j in 0..<cols { p[j] = BFloat16(Float(row[j].double)) }
+                switch output.dtype {
+                case .float32:
+                    let p = address.assumingMemoryBound(to: Float.self)
+                    for j in 0..<cols { p[j] = Float(row[j].double) }
+                case .float64:
+                    let p = address.assumingMemoryBound(to: Double.self)
+                    for j in 0..<cols { p[j] = row[j].double }
+                case .float16:
+                    let p = address.assumingMemoryBound(to: Float16.self)
+                    for j in 0..<cols { p[j] = Float16(Float(row[j].double)) }
+                case .bfloat16:
+                    let p = address.assumingMemoryBound(to: BFloat16.self)
+                    for j in 0..<cols { p[j] = BFloat16(Float(row[j].double)) }
+                }
             }
         }
     }
@@ -643,7 +605,7 @@ enum ColumnCompensation<T: ReconstructionScalar> {
         for i in 0..<(rows * cols) where !w.base[i].isFinite {
             throw PruneKitError(.numeric, "the compensation produced a non-finite weight at row \(i / cols), column \(i % cols)")
         }
-        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output)
+        try OBS<T>.storeRows(w.base, rows: rows, cols: cols, into: output, threads: options.threads)
     }
 }
 

@@ -224,11 +224,3 @@ struct ScoreKernel {
 func nonFiniteFlag(_ bits: UInt32) -> UInt32 {
     (bits & 0x7F80_0000) &+ 0x0080_0000
 }
-
-/// Order-preserving map from float32 scores to UInt32 keys: a < b as floats iff key(a) < key(b),
-/// with -0.0 and +0.0 the same key.
-@inline(__always)
-func orderKey(_ score: Float) -> UInt32 {
-    let bits = (score + 0).bitPattern
-    return bits ^ (UInt32(bitPattern: Int32(bitPattern: bits) >> 31) | 0x8000_0000)
-}

@@ -133,11 +133,12 @@ enum MaskEngine {
                         if r + 1 < rows {
                             prunekit_prefetch(kernel.weights.rowAddress(r + 1), cols * kernel.weights.dtype.size)
                         }
-                        var threshold = RowSelector.threshold(
+                        let cut = KthSelection.select(
                             keys: nonnegative ? UnsafeRawPointer(s.scores) : UnsafeRawPointer(s.keys), n: cols, k: k,
-                            lowest: lowest, highest: highest, candidates: s.candidates.base, bins: s.bins.base)
-                        if nonnegative { threshold |= 0x8000_0000 << 32 }
-                        RowSelector.writeMask(scores: s.scores, n: cols, threshold: threshold, mask: s.rowMask.base)
+                            lowest: lowest, highest: highest, binBits: RowSelector.binBits,
+                            candidates: s.candidates.base, bins: s.bins.base)
+                        RowSelector.writeMask(scores: s.scores, n: cols, key: nonnegative ? cut.key | 0x8000_0000 : cut.key,
+                                              position: cut.position, mask: s.rowMask.base)
                     }
                     packBits(s.rowMask.base, count: cols, into: bits.base + r * bytesPerRow)
                 }

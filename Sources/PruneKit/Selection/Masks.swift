@@ -27,6 +27,16 @@ public struct Mask: Sendable, Equatable {
     }
 }
 
+/// Throws unless every one of `count` mask bytes is 0 or 1 (names the first that is not).
+func checkMaskBytes(_ mask: UnsafePointer<UInt8>, count: Int) throws(PruneKitError) {
+    var worst: UInt8 = 0
+    for i in 0..<count { worst = max(worst, mask[i]) }
+    if worst > 1 {
+        let i = (0..<count).first { mask[$0] > 1 }!
+        throw .invalidArgument("mask byte at index \(i) is \(mask[i]); masks hold only 0 and 1")
+    }
+}
+
 // MARK: - Over views (zero-copy; what the C functions call)
 
 /// Scores of every weight by `criterion`, dense row-major into `scores` (rows * cols floats).

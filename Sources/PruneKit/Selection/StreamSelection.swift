@@ -70,7 +70,8 @@ enum StreamSelector {
             }
             return
         }
-        let (upper, belowUpper) = bucket(histograms.base, workers: workers, rank: k)
+        let (upperDigit, belowUpper) = RadixSelection.bucket(histograms.base, digits: 65536, copies: workers, rank: k)
+        let upper = UInt32(upperDigit)
 
         // Pass 2: histogram of the lower halves inside the bucket.
         histograms.base.update(repeating: 0, count: workers * 65536)
@@ -81,8 +82,8 @@ enum StreamSelector {
             for j in 0..<kernel.cols where keys[j] >> 16 == upper { histogram[Int(keys[j] & 0xFFFF)] &+= 1 }
             return true
         }
-        let (lower, belowLower) = bucket(histograms.base, workers: workers, rank: k - belowUpper)
-        let threshold = upper << 16 | lower
+        let (lower, belowLower) = RadixSelection.bucket(histograms.base, digits: 65536, copies: workers, rank: k - belowUpper)
+        let threshold = upper << 16 | UInt32(lower)
         let tiesToPrune = k - belowUpper - belowLower
 
         // Pass 3: write, ties kept for now, counted per chunk.
@@ -126,18 +127,5 @@ enum StreamSelector {
                 }
             }
         }
-    }
-
-    /// Sums the workers' histograms; returns the bucket holding the entry of rank `rank`
-    /// (1-based) and how many entries lie in lower buckets.
-    private static func bucket(_ histograms: UnsafeMutablePointer<Int>, workers: Int, rank: Int) -> (UInt32, Int) {
-        var below = 0
-        for b in 0..<65536 {
-            var count = 0
-            for w in 0..<workers { count &+= histograms[w * 65536 + b] }
-            if below + count >= rank { return (UInt32(b), below) }
-            below += count
-        }
-        return (0xFFFF, below)  // unreachable for 0 < rank <= total
     }
 }

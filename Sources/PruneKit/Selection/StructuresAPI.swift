@@ -53,12 +53,7 @@ public func selectStructures(_ groups: [StructureGroup], options: StructureOptio
     -> (keep: [[Bool]], scores: [[Double]]) {
     var activity: [[Double]?] = []
     for group in groups {
-        guard let stats = group.activations,
-              options.criterion == .meanAbsActivation || options.criterion == .nonzeroFraction else {
-            activity.append(nil)
-            continue
-        }
-        activity.append(options.criterion == .meanAbsActivation ? try stats.meanAbsolute() : try stats.zeroFraction().map { 1 - $0 })
+        activity.append(try group.activations.flatMap { (stats) throws(PruneKitError) in try options.criterion.activity(from: stats) })
     }
     let members = groups.flatMap(\.members)
     let (scores, keep) = try withMemberViews(members[...], []) { views throws(PruneKitError) in
@@ -75,7 +70,7 @@ public func selectStructures(_ groups: [StructureGroup], options: StructureOptio
     var offset = 0
     for group in groups {
         let n = try group.members.first.map { m throws(PruneKitError) in
-            try m.axis.structureCount(rows: m.tensor.rows, cols: m.tensor.cols, label: "")
+            try StructureLayout(axis: m.axis, rows: m.tensor.rows, cols: m.tensor.cols).count
         } ?? 0
         keepOut.append(keep[offset..<(offset + n)].map { $0 != 0 })
         scoresOut.append(Array(scores[offset..<(offset + n)]))
@@ -84,7 +79,8 @@ public func selectStructures(_ groups: [StructureGroup], options: StructureOptio
     return (keepOut, scoresOut)
 }
 
-private func withMemberViews<R>(_ members: ArraySlice<StructureMember>, _ done: [StructureMemberView],
+/// Lends every member's memory as views, in order, to `body`.
+func withMemberViews<R>(_ members: ArraySlice<StructureMember>, _ done: [StructureMemberView],
                                 _ body: ([StructureMemberView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
     guard let first = members.first else { return try body(done) }
     return try first.tensor.withMatrixView { view throws(PruneKitError) in
@@ -93,98 +89,4 @@ private func withMemberViews<R>(_ members: ArraySlice<StructureMember>, _ done: 
                                                                                  scored: first.scored, criterion: criterion)], body)
         }
     }
-}
-
-/// `tensor` without its pruned structures (rows for `.rows`, columns for `.cols`).
-/// - Throws: `.invalidShape` if `keep` does not match the tensor's structures, `.invalidArgument`
-///   for blocks or when nothing is kept.
-/// The C function is `pk_compact_group`.
-public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Matrix<S> {
-    let n = try axis.structureCount(rows: tensor.rows, cols: tensor.cols, label: "")
-    guard keep.count == n else { throw .invalidShape("keep has \(keep.count) entries, the tensor has \(n) structures") }
-    let kept = keep.filter { $0 }.count
-    guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; a compacted tensor cannot be empty") }
-    let (rows, cols): (Int, Int)
-    switch axis {
-    case .rows(let span): (rows, cols) = (kept * span, tensor.cols)
-    case .cols(let span): (rows, cols) = (tensor.rows, kept * span)
-    case .blocks: throw .invalidArgument("blocks cannot be compacted; apply the selection as a mask")
-    }
-    var out = try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
-    try tensor.withMatrixView { view throws(PruneKitError) in
-        try out.withMutableMatrixView { target throws(PruneKitError) in
-            try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
-                try compactGroup(StructureGroupView(members: [StructureMemberView(tensor: view, axis: axis)]),
-                                 keep: k.baseAddress!, outputs: [target])
-            }
-        }
-    }
-    return out
-}
-
-/// The entry mask of a selection for a tensor of `rows` x `cols` (e.g. the blocks chosen).
-/// The C function is `pk_structure_mask`.
-public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {
-    let n = try axis.structureCount(rows: rows, cols: cols, label: "")
-    guard keep.count == n else { throw .invalidShape("keep has \(keep.count) entries, the tensor has \(n) structures") }
-    var values = [UInt8](repeating: 0, count: try checkedProduct(rows, cols, "mask"))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
-    values.withUnsafeMutableBufferPointer { m in
-        bytes.withUnsafeBufferPointer { k in
-            writeStructureMask(axis, rows: rows, cols: cols, structures: n, keep: k.baseAddress!, into: m.baseAddress!)
-        }
-    }
-    return try Mask(rows: rows, cols: cols, values: values)
-}
-
-/// Data-free compensation (UDFC) over owned matrices: a layer's rows (`producer`, n channels of
-/// `filter` entries each), its batch norm (`gamma`, `beta`, `mean`, `variance`, 1 x n each) and
-/// the next layer (`next`, its columns n structures of `nextSpan`, e.g. a conv's kh * kw),
-/// compacted by `keep` after the next layer took over the pruned channels in closed form from
-/// the weights and batch-norm statistics alone (see `DataFreeActivation`).
-/// - Returns: the compacted producer, batch-norm vectors and compensated next layer, and the
-///   shift to add to the next layer's bias (one per next-layer row).
-/// - Throws: the errors of `compactGroupDataFree` (`.invalidShape` for mismatched shapes,
-///   `.invalidArgument` for a negative variance or nothing kept, `.nonFinite`, `.numeric`).
-/// The C function is `pk_compact_group_data_free`.
-public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Matrix<S>, mean: Matrix<S>,
-                                 variance: Matrix<S>, next: Matrix<S>, nextSpan: Int = 1, keep: [Bool],
-                                 epsilon: Double = 1e-5, dampening: Double = 0.01, activation: DataFreeActivation = .relu)
-    throws(PruneKitError) -> (producer: Matrix<S>, batchNorm: [Matrix<S>], next: Matrix<S>, biasShift: [Double]) {
-    let inputs: [Matrix<S>] = [producer, gamma, beta, mean, variance, next]
-    let axes: [StructureAxis] = [.rows(span: 1), .cols(span: 1), .cols(span: 1), .cols(span: 1), .cols(span: 1),
-                                 .cols(span: nextSpan)]
-    guard nextSpan > 0 else { throw .invalidArgument("nextSpan must be > 0, got \(nextSpan)") }
-    guard keep.count == producer.rows else {
-        throw .invalidShape("keep has \(keep.count) entries, the producer has \(producer.rows) channels")
-    }
-    let kept = keep.filter { $0 }.count
-    guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; nothing can compensate") }
-    let shapes = [(kept, producer.cols)] + inputs[1...4].map { ($0.rows, kept) } + [(next.rows, kept * nextSpan)]
-    let buffers = try shapes.map { (r, c) throws(PruneKitError) in try ScratchBuffer<S>(count: checkedProduct(max(r, 1), max(c, 1), "output")) }
-    var shift = [Double](repeating: 0, count: next.rows)
-    defer { keepAlive(buffers) }
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
-    let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
-    try withMemberViews(members[...], []) { views throws(PruneKitError) in
-        var outputs: [MatrixView] = []
-        for (b, (r, c)) in zip(buffers, shapes) {
-            outputs.append(try MatrixView(base: UnsafeMutableRawPointer(b.base), dtype: views[0].tensor.dtype,
-                                          rows: r, cols: c, rowStride: max(c, 1), name: "output"))
-        }
-        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
-            try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
-                try compactGroupDataFree(StructureGroupView(members: views), keep: k.baseAddress!, outputs: outputs,
-                                         options: DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2,
-                                                                       batchNormMean: 3, batchNormVariance: 4, epsilon: epsilon,
-                                                                       dampening: dampening, activation: activation),
-                                         biasShift: s.baseAddress!)
-            }
-        }
-    }
-    let results = try zip(buffers, shapes).map { (b, shape) throws(PruneKitError) in
-        try Matrix<S>(rows: shape.0, cols: shape.1, values: Array(UnsafeBufferPointer(start: b.base, count: shape.0 * shape.1)))
-    }
-    return (results[0], Array(results[1...4]), results[5], shift)
 }

@@ -1,0 +1,99 @@
+/// The safe Swift API of applying structure selections, over owned matrices: compacted tensors,
+/// entry masks, data-free compensation (`selectStructures` chooses the structures).
+
+/// `tensor` without its pruned structures (rows for `.rows`, columns for `.cols`).
+/// - Throws: `.invalidShape` if `keep` does not match the tensor's structures, `.invalidArgument`
+///   for blocks or when nothing is kept.
+/// The C function is `pk_compact_group`.
+public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Matrix<S> {
+    let layout = try StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols)
+    guard keep.count == layout.count else {
+        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
+    }
+    let kept = keep.filter { $0 }.count
+    guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; a compacted tensor cannot be empty") }
+    let (rows, cols) = try layout.compactedShape(kept: kept)
+    var out = try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols))
+    let bytes = keep.map { UInt8($0 ? 1 : 0) }
+    try tensor.withMatrixView { view throws(PruneKitError) in
+        try out.withMutableMatrixView { target throws(PruneKitError) in
+            try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+                try compactGroup(StructureGroupView(members: [StructureMemberView(tensor: view, axis: axis)]),
+                                 keep: k.baseAddress!, outputs: [target])
+            }
+        }
+    }
+    return out
+}
+
+/// The entry mask of a selection for a tensor of `rows` x `cols` (e.g. the blocks chosen).
+/// The C function is `pk_structure_mask`.
+public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {
+    let layout = try StructureLayout(axis: axis, rows: rows, cols: cols)
+    guard keep.count == layout.count else {
+        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
+    }
+    var values = [UInt8](repeating: 0, count: try checkedProduct(rows, cols, "mask"))
+    let bytes = keep.map { UInt8($0 ? 1 : 0) }
+    values.withUnsafeMutableBufferPointer { m in
+        bytes.withUnsafeBufferPointer { k in layout.expandMask(keep: k.baseAddress!, into: m.baseAddress!) }
+    }
+    return try Mask(rows: rows, cols: cols, values: values)
+}
+
+/// Data-free compensation (UDFC) over owned matrices: a layer's rows (`producer`, n channels of
+/// `filter` entries each), its batch norm (`gamma`, `beta`, `mean`, `variance`, 1 x n each) and
+/// the next layer (`next`, its columns n structures of `nextSpan`, e.g. a conv's kh * kw),
+/// compacted by `keep` after the next layer took over the pruned channels in closed form from
+/// the weights and batch-norm statistics alone (see `DataFreeActivation`).
+/// - Returns: the compacted producer, batch-norm vectors and compensated next layer, and the
+///   shift to add to the next layer's bias (one per next-layer row).
+/// - Throws: the errors of `compactGroupDataFree` (`.invalidShape` for mismatched shapes,
+///   `.invalidArgument` for a negative variance or nothing kept, `.nonFinite`, `.numeric`).
+/// The C function is `pk_compact_group_data_free`.
+public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Matrix<S>, mean: Matrix<S>,
+                                 variance: Matrix<S>, next: Matrix<S>, nextSpan: Int = 1, keep: [Bool],
+                                 epsilon: Double = 1e-5, dampening: Double = 0.01, activation: DataFreeActivation = .relu)
+    throws(PruneKitError) -> (producer: Matrix<S>, batchNorm: [Matrix<S>], next: Matrix<S>, biasShift: [Double]) {
+    let inputs: [Matrix<S>] = [producer, gamma, beta, mean, variance, next]
+    let axes: [StructureAxis] = [.rows(span: 1), .cols(span: 1), .cols(span: 1), .cols(span: 1), .cols(span: 1),
+                                 .cols(span: nextSpan)]
+    guard nextSpan > 0 else { throw .invalidArgument("nextSpan must be > 0, got \(nextSpan)") }
+    guard keep.count == producer.rows else {
+        throw .invalidShape("keep has \(keep.count) entries, the producer has \(producer.rows) channels")
+    }
+    let kept = keep.filter { $0 }.count
+    guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; nothing can compensate") }
+    var shapes: [(rows: Int, cols: Int)] = []
+    var buffers: [ScratchBuffer<S>] = []
+    var shift = [Double](repeating: 0, count: next.rows)
+    defer { keepAlive(buffers) }
+    let bytes = keep.map { UInt8($0 ? 1 : 0) }
+    let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
+    try withMemberViews(members[...], []) { views throws(PruneKitError) in
+        // The outputs' shapes, from the members' layouts (checked as compactGroupDataFree checks them).
+        for layout in try StructureGroupView(members: views).layouts(label: "group: ") {
+            let shape = try layout.compactedShape(kept: kept)
+            shapes.append(shape)
+            buffers.append(try ScratchBuffer<S>(count: checkedProduct(max(shape.rows, 1), max(shape.cols, 1), "output")))
+        }
+        var outputs: [MatrixView] = []
+        for (b, (r, c)) in zip(buffers, shapes) {
+            outputs.append(try MatrixView(base: UnsafeMutableRawPointer(b.base), dtype: views[0].tensor.dtype,
+                                          rows: r, cols: c, rowStride: max(c, 1), name: "output"))
+        }
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
+                try compactGroupDataFree(StructureGroupView(members: views), keep: k.baseAddress!, outputs: outputs,
+                                         options: DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2,
+                                                                       batchNormMean: 3, batchNormVariance: 4, epsilon: epsilon,
+                                                                       dampening: dampening, activation: activation),
+                                         biasShift: s.baseAddress!)
+            }
+        }
+    }
+    let results = try zip(buffers, shapes).map { (b, shape) throws(PruneKitError) in
+        try Matrix<S>(rows: shape.0, cols: shape.1, values: Array(UnsafeBufferPointer(start: b.base, count: shape.0 * shape.1)))
+    }
+    return (results[0], Array(results[1...4]), results[5], shift)
+}
