@@ -40,9 +40,17 @@ _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
     raise ImportError(f"prunekit: loaded libprunekit {__version__} does not match the extension")
 
-CRITERIA = {"magnitude": 0, "random": 1, "wanda": 2, "stade": 3, "taylor": 4, "scores": 5}
-SCOPES = {"row": 0, "layer": 1, "global": 2, "nm": 3}
-_DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+
+def _enum(prefix: str) -> "dict[str, int]":
+    """name -> value of the header's PK_<prefix>* enum (exported by the extension), names in lower case."""
+    return {name[len(prefix):].lower(): value for name, value in vars(_prunekit).items()
+            if name.startswith(prefix) and isinstance(value, int)}
+
+
+CRITERIA = _enum("CRITERION_")
+SCOPES = _enum("SCOPE_")
+_DTYPES = _enum("DTYPE_")
 
 
 class _View:
@@ -300,7 +308,7 @@ def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
     return overall, rows
 
 
-_PRECISIONS = {"float32": 0, "float64": 1}
+_PRECISIONS = _enum("PRECISION_")
 
 
 def _hessian(hessian: Any, cols: int) -> np.ndarray:

@@ -1656,6 +1656,30 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The header's enum values, exported without their PK_ prefix (CRITERION_WANDA, SCOPE_NM, ...):
+ * the Python tables are built from these, never copied by hand. */
+#define CONSTANT(name) {#name, PK_##name}
+static const struct {
+    const char *name;
+    int value;
+} constants[] = {
+    CONSTANT(DTYPE_FLOAT32), CONSTANT(DTYPE_FLOAT64), CONSTANT(DTYPE_FLOAT16), CONSTANT(DTYPE_BFLOAT16),
+    CONSTANT(CRITERION_MAGNITUDE), CONSTANT(CRITERION_RANDOM), CONSTANT(CRITERION_WANDA), CONSTANT(CRITERION_STADE),
+    CONSTANT(CRITERION_TAYLOR), CONSTANT(CRITERION_SCORES),
+    CONSTANT(SCOPE_ROW), CONSTANT(SCOPE_LAYER), CONSTANT(SCOPE_GLOBAL), CONSTANT(SCOPE_NM),
+    CONSTANT(PRECISION_FLOAT32), CONSTANT(PRECISION_FLOAT64),
+    CONSTANT(AXIS_ROWS), CONSTANT(AXIS_COLS), CONSTANT(AXIS_BLOCKS),
+    CONSTANT(STRUCTURE_L1), CONSTANT(STRUCTURE_L2), CONSTANT(STRUCTURE_MEAN_ABS_ACTIVATION),
+    CONSTANT(STRUCTURE_NONZERO_FRACTION),
+    CONSTANT(REDUCE_SUM), CONSTANT(REDUCE_MEAN), CONSTANT(REDUCE_MAX),
+    CONSTANT(NORMALIZE_NONE), CONSTANT(NORMALIZE_MEAN), CONSTANT(NORMALIZE_MAX), CONSTANT(NORMALIZE_SUM),
+    CONSTANT(NORMALIZE_STANDARD),
+    CONSTANT(SELECT_PER_GROUP), CONSTANT(SELECT_GLOBAL), CONSTANT(SELECT_UNIFORM), CONSTANT(SELECT_THRESHOLD),
+    CONSTANT(ACTIVATION_RELU), CONSTANT(ACTIVATION_IDENTITY),
+    CONSTANT(SCHEDULE_ONESHOT), CONSTANT(SCHEDULE_LINEAR), CONSTANT(SCHEDULE_CUBIC), CONSTANT(SCHEDULE_EXPONENTIAL),
+    CONSTANT(PROGRESSIVE_REACHED_TARGET), CONSTANT(PROGRESSIVE_NO_ACCEPTABLE_STEP),
+};
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_prunekit", "The C layer of prunekit.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
@@ -1672,16 +1696,14 @@ PyMODINIT_FUNC PyInit__prunekit(void) {
     PruneKitError = PyErr_NewException("prunekit.PruneKitError", NULL, NULL);
     if (!PruneKitError || PyModule_AddObjectRef(m, "PruneKitError", PruneKitError) < 0 ||
         PyModule_AddObjectRef(m, "Stats", (PyObject *)&StatsType) < 0 ||
-        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0 ||
-        PyModule_AddIntConstant(m, "SCOPE_ROW", PK_SCOPE_ROW) < 0 || PyModule_AddIntConstant(m, "SCOPE_LAYER", PK_SCOPE_LAYER) < 0 ||
-        PyModule_AddIntConstant(m, "SCOPE_NM", PK_SCOPE_NM) < 0 ||
-        PyModule_AddIntConstant(m, "ACTIVATION_RELU", PK_ACTIVATION_RELU) < 0 ||
-        PyModule_AddIntConstant(m, "ACTIVATION_IDENTITY", PK_ACTIVATION_IDENTITY) < 0 ||
-        PyModule_AddIntConstant(m, "PRECISION_FLOAT32", PK_PRECISION_FLOAT32) < 0 ||
-        PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0 ||
-        PyModule_AddIntConstant(m, "AXIS_ROWS", PK_AXIS_ROWS) < 0 || PyModule_AddIntConstant(m, "AXIS_COLS", PK_AXIS_COLS) < 0) {
+        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0) {
         Py_DECREF(m);
         return NULL;
     }
+    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
     return m;
 }

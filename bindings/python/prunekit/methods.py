@@ -18,7 +18,7 @@ from . import _prunekit, _view, _as_numpy, _hessian, _index_array, _DTYPES
 
 __all__ = ["low_rank", "top_channels", "gather", "random_channel_mask"]
 
-_GATHER_AXES = {"rows": _prunekit.AXIS_ROWS, "cols": _prunekit.AXIS_COLS}
+_GATHER_AXES = {"rows": _prunekit.AXIS_ROWS, "cols": _prunekit.AXIS_COLS}  # not blocks
 
 
 def _given(**options: Any) -> dict:

@@ -17,12 +17,13 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prunekit, _view, _features, CRITERIA, SCOPES, _selection
+from . import _prunekit, _enum, _view, _features, CRITERIA, SCOPES, _selection
 from .structured import Group, STRUCTURE_CRITERIA, _REDUCTIONS, _NORMALIZATIONS
 
 __all__ = ["SCHEDULES", "schedule_sparsity", "Pruner", "soft_mask", "progressive_structures", "sensitivity_ratios"]
 
-SCHEDULES = {"oneshot": 0, "linear": 1, "cubic": 2, "exponential": 3}
+SCHEDULES = _enum("SCHEDULE_")
+_STOPS = {value: name for name, value in _enum("PROGRESSIVE_").items()}
 
 
 def _schedule(kind: str, begin: int, end: int, frequency: int, initial: float, final: float) -> tuple:
@@ -210,7 +211,7 @@ def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[np.
                                          protected)
     del keepalive
     return {"keep": split(keep[:total]), "protected": split(protected[:total]), "pruned": r[0], "evaluations": r[1],
-            "accepted": r[2], "rejected": r[3], "stop": ("reached_target", "no_acceptable_step")[r[4]],
+            "accepted": r[2], "rejected": r[3], "stop": _STOPS[r[4]],
             "baseline_cost": r[5], "final_cost": r[6]}
 
 

@@ -20,17 +20,17 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _prunekit, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
+from . import _prunekit, _enum, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
 
 __all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
            "structure_mask", "permute", "permute_stats", "PermutedStats",
            "block_masks", "key_channels", "STRUCTURE_CRITERIA", "MODES"]
 
-_AXES = {"rows": 0, "cols": 1, "blocks": 2}
-STRUCTURE_CRITERIA = {"l1": 0, "l2": 1, "mean_abs_activation": 2, "nonzero_fraction": 3}
-_REDUCTIONS = {"sum": 0, "mean": 1, "max": 2}
-_NORMALIZATIONS = {None: 0, "none": 0, "mean": 1, "max": 2, "sum": 3, "standard": 4}
-MODES = {"per_group": 0, "global": 1, "uniform": 2, "threshold": 3}
+_AXES = _enum("AXIS_")
+STRUCTURE_CRITERIA = _enum("STRUCTURE_")
+_REDUCTIONS = _enum("REDUCE_")
+_NORMALIZATIONS = {None: _prunekit.NORMALIZE_NONE, **_enum("NORMALIZE_")}
+MODES = _enum("SELECT_")
 
 
 class Member:
@@ -205,7 +205,7 @@ def _compact_outputs(group: Group, keepalive: list, kept: int):
     return specs, results
 
 
-_ACTIVATIONS = {"relu": 0, "identity": 1}
+_ACTIVATIONS = _enum("ACTIVATION_")
 
 
 def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batch_norm: Sequence[int],
