@@ -194,21 +194,56 @@ def _criterion_args(w: _View, criterion: str, features: Any, gradient: Any, seed
             0 if g is None else g.stride, int(seed)), g
 
 
+def _criterion(criterion: str, features: Any, gradient: Any, seed: Optional[int], name: str = "") -> dict:
+    """The criterion as the extension takes it (pk_criterion's fields). A Stats goes as it is: the
+    extension reads its L2 norms (its standard deviations for STADE) and rounds them to float32,
+    as it rounds float64 vectors; the library checks what the kind needs."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
+    if criterion in ("wanda", "stade") and features is None:
+        # The library says "criterion->feature_values is NULL" (its C API's words); a Python
+        # caller needs the argument's name.
+        raise ValueError(f"{name}criterion {criterion!r} needs features= (a vector or a Stats)")
+    if features is not None and not isinstance(features, Stats):
+        features = _as_numpy(features, f"{name}features")
+        features = np.ascontiguousarray(features, dtype=None if features.dtype in (np.float32, np.float64) else np.float32)
+    return {"kind": CRITERIA[criterion], "features": features, "seed": seed,
+            "gradient": None if gradient is None else _view(gradient, f"{name}gradient").array}
+
+
+def _pattern(pattern: Union[str, Tuple[int, int]]) -> Tuple[int, int]:
+    if isinstance(pattern, str):
+        try:
+            n, m = (int(p) for p in pattern.split(":"))
+        except ValueError:
+            raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
+        return n, m
+    n, m = pattern
+    return int(n), int(m)
+
+
 def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None]):
     if pattern is not None:
-        if isinstance(pattern, str):
-            try:
-                n, m = (int(p) for p in pattern.split(":"))
-            except ValueError:
-                raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
-        else:
-            n, m = pattern
-        return SCOPES["nm"], 0.0, int(n), int(m)
+        n, m = _pattern(pattern)
+        return SCOPES["nm"], 0.0, n, m
     if scope not in SCOPES or scope == "nm":
         raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
     if sparsity is None:
         raise ValueError("give a sparsity (or pattern='N:M')")
     return SCOPES[scope], float(sparsity), 2, 4
+
+
+def _select_by(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None],
+               threads: Optional[int]) -> dict:
+    """The selection as the extension takes it (pk_selection's fields)."""
+    if pattern is not None:
+        n, m = _pattern(pattern)
+        return {"scope": SCOPES["nm"], "n": n, "m": m, "num_threads": threads}
+    if scope not in SCOPES or scope == "nm":
+        raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
+    if sparsity is None:
+        raise ValueError("give a sparsity (or pattern='N:M')")
+    return {"scope": SCOPES[scope], "sparsity": sparsity, "num_threads": threads}
 
 
 def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gradient: Any = None,
@@ -220,9 +255,8 @@ def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gr
     "random" a documented counter-based uniform draw from `seed`; "scores" the values themselves.
     """
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
     out = np.empty((w.rows, w.cols), dtype=np.float32)
-    _prunekit.score(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)
+    _prunekit.score(w.array, _criterion(criterion, features, gradient, seed), out)
     return out
 
 
@@ -239,8 +273,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
     it saves allocating and page-faulting a new mask per layer); the result is a view of it.
     """
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    scope_code, s, n, m = _selection(sparsity, scope, pattern)
+    selection = _select_by(sparsity, scope, pattern, threads)
     if out is None:
         out = np.empty((w.rows, w.cols), dtype=np.uint8)
     else:
@@ -251,7 +284,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError("out must be writable and C-contiguous")
         out = out.view(np.uint8).reshape(w.rows, w.cols)
-    _prunekit.mask_layers([(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)], scope_code, s, n, m, int(threads))
+    _prunekit.mask(w.array, _criterion(criterion, features, gradient, seed), selection, out)
     return out.view(np.bool_)
 
 
@@ -267,18 +300,13 @@ def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion:
     for name, seq in (("features", features), ("gradients", gradients), ("seeds", seeds)):
         if seq is not None and len(seq) != count:
             raise ValueError(f"{name} has {len(seq)} entries for {count} layers")
-    scope_code, s, n, m = _selection(sparsity, scope, pattern)
-    layers, outs, keep = [], [], []
-    for i, weight in enumerate(weights):
-        w = _view(weight, f"weights[{i}]")
-        args, g = _criterion_args(w, criterion, None if features is None else features[i],
-                                  None if gradients is None else gradients[i],
-                                  0 if seeds is None else seeds[i], f"layer {i}: ")
-        out = np.empty((w.rows, w.cols), dtype=np.uint8)
-        layers.append((w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out))
-        outs.append(out)
-        keep.append((w, g))
-    _prunekit.mask_layers(layers, scope_code, s, n, m, int(threads))
+    selection = _select_by(sparsity, scope, pattern, threads)
+    views = [_view(weight, f"weights[{i}]") for i, weight in enumerate(weights)]
+    criteria = [_criterion(criterion, None if features is None else features[i],
+                           None if gradients is None else gradients[i], None if seeds is None else seeds[i],
+                           f"layer {i}: ") for i in range(count)]
+    outs = [np.empty((w.rows, w.cols), dtype=np.uint8) for w in views]
+    _prunekit.mask_layers([w.array for w in views], criteria, selection, outs)
     return [o.view(np.bool_) for o in outs]
 
 
@@ -293,7 +321,7 @@ def apply_mask(weight: Any, mask: Any) -> None:
         raise TypeError(f"mask: expected bool or uint8, got {mk.dtype}")
     if mk.size != w.rows * w.cols:
         raise ValueError(f"mask has {mk.size} entries, weight has {w.rows} x {w.cols}")
-    _prunekit.apply_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, np.ascontiguousarray(mk).reshape(-1))
+    _prunekit.apply_mask(w.array, np.ascontiguousarray(mk).reshape(-1))
 
 
 def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
@@ -487,14 +515,11 @@ def channel_permutation(weight: Any, pattern: Union[str, Tuple[int, int]] = "2:4
     bias) and this layer's columns, and permute the layer's statistics the same way
     (prunekit.structured.permute_stats)."""
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    _, _, n, m = _selection(None, "row", pattern)
-    options: dict = dict(n=n, m=m, segment=int(segment))
-    for name, value in (("max_swaps", max_swaps), ("time_limit", time_limit), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
+    n, m = _pattern(pattern)
     perm = np.empty(w.cols, dtype=np.int64)
-    before, after = _prunekit.channel_permutation(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, perm, **options)
+    before, after = _prunekit.channel_permutation(w.array, _criterion(criterion, features, gradient, seed), perm, n=n,
+                                                  m=m, segment=segment, max_swaps=max_swaps, time_limit=time_limit,
+                                                  num_threads=threads)
     return ChannelPermutation(perm, before, after)
 
 
@@ -502,9 +527,8 @@ def outlier_ratio(weight: Any, criterion: str = "wanda", *, features: Any = None
                   gradient: Any = None, seed: int = 0) -> float:
     """OWL's outlier ratio of a layer: the fraction of its scores (Wanda by default) above
     `threshold` times their mean."""
-    w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    return _prunekit.outlier_ratio(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, float(threshold))
+    return _prunekit.outlier_ratio(_view(weight, "weight").array, _criterion(criterion, features, gradient, seed),
+                                   threshold)
 
 
 def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: float = 0.08):
@@ -757,44 +781,41 @@ class Stats(_prunekit.Stats):
         b = _as_numpy(batch, "batch") if _bfloat16_numpy_view(batch) is None else batch
         if getattr(b, "ndim", 2) > 2:
             b = b.reshape(-1, b.shape[-1])
-        v = _view(b, "batch")
-        self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride)
+        self._update(_view(b, "batch").array)
 
-    def _get(self, which: int) -> np.ndarray:
-        out = np.empty(self.features, dtype=np.float64)
-        self._vector(which, out)
+    def _vector(self, read: Any, shape: Tuple[int, ...]) -> np.ndarray:
+        out = np.empty(shape, dtype=np.float64)
+        read(out)
         return out
 
     def l2_norm(self) -> np.ndarray:
         """sqrt(sum of x^2) over tokens, per feature (Wanda's feature norm)."""
-        return self._get(0)
+        return self._vector(self._l2_norm, (self.features,))
 
     def mean(self) -> np.ndarray:
-        return self._get(1)
+        return self._vector(self._mean, (self.features,))
 
     def variance(self) -> np.ndarray:
         """Population variance (M2 / count)."""
-        return self._get(2)
+        return self._vector(self._variance, (self.features,))
 
     def std(self) -> np.ndarray:
         """Population standard deviation (STADE's feature scale)."""
-        return self._get(3)
+        return self._vector(self._std, (self.features,))
 
     def gram(self, centered: bool = False) -> np.ndarray:
         """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True).
         centered=True: sum of (x - mean)(x - mean)^T, the Hessian to reconstruct on when the bias
         is compensated afterwards (compensate_bias)."""
-        out = np.empty((self.features, self.features), dtype=np.float64)
-        self._vector(7 if centered else 4, out)
-        return out
+        return self._vector(self._centered_gram if centered else self._gram, (self.features, self.features))
 
     def mean_abs(self) -> np.ndarray:
         """Mean |x| per feature (a channel's mean absolute activation, for structured pruning)."""
-        return self._get(5)
+        return self._vector(self._mean_abs, (self.features,))
 
     def zero_fraction(self) -> np.ndarray:
         """Fraction of tokens exactly zero per feature (APoZ after a ReLU)."""
-        return self._get(6)
+        return self._vector(self._zero_fraction, (self.features,))
 
     def __repr__(self) -> str:
         return f"prunekit.Stats(features={self.features}, count={self.count})"

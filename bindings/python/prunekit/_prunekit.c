@@ -5,40 +5,310 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
+#include <string.h>
+
 #include <prunekit.h>
 
 static PyObject *PruneKitError;
 
-/* pk_status -> exception, with pk_last_error()'s message. */
+/* pk_status -> exception, with pk_last_error()'s message: the one place statuses become exception
+ * types. The message ends with the status in words and its name ("... (invalid shape:
+ * PK_ERROR_INVALID_SHAPE)"). */
 static PyObject *raise_status(pk_status status) {
-    PyObject *type;
+    PyObject *type = PruneKitError;
+    const char *words = "error";
     switch (status) {
-    case PK_ERROR_NULL_POINTER:
-    case PK_ERROR_INVALID_ARGUMENT:
-    case PK_ERROR_INVALID_SHAPE:
-    case PK_ERROR_NON_FINITE:
-    case PK_ERROR_CORRUPT_DATA:
-    case PK_ERROR_BUFFER_TOO_SMALL:
-        type = PyExc_ValueError;
-        break;
-    case PK_ERROR_UNSUPPORTED_DTYPE:
-        type = PyExc_TypeError;
-        break;
-    case PK_ERROR_OUT_OF_MEMORY:
-        type = PyExc_MemoryError;
-        break;
-    case PK_ERROR_NUMERIC:
-        type = PyExc_ArithmeticError;
-        break;
-    case PK_ERROR_CANCELLED:
-        type = PruneKitError;
-        break;
-    default:
-        type = PruneKitError;
+    case PK_ERROR_NULL_POINTER: type = PyExc_ValueError; words = "missing argument"; break;
+    case PK_ERROR_INVALID_ARGUMENT: type = PyExc_ValueError; words = "invalid argument"; break;
+    case PK_ERROR_INVALID_SHAPE: type = PyExc_ValueError; words = "invalid shape"; break;
+    case PK_ERROR_NON_FINITE: type = PyExc_ValueError; words = "non-finite value"; break;
+    case PK_ERROR_CORRUPT_DATA: type = PyExc_ValueError; words = "corrupt data"; break;
+    case PK_ERROR_BUFFER_TOO_SMALL: type = PyExc_ValueError; words = "buffer too small"; break;
+    case PK_ERROR_UNSUPPORTED_DTYPE: type = PyExc_TypeError; words = "unsupported dtype"; break;
+    case PK_ERROR_OUT_OF_MEMORY: type = PyExc_MemoryError; words = "out of memory"; break;
+    case PK_ERROR_NUMERIC: type = PyExc_ArithmeticError; words = "numeric failure"; break;
+    case PK_ERROR_STRUCT_SIZE: words = "option struct size"; break;
+    case PK_ERROR_INTERNAL: words = "internal error"; break;
+    case PK_ERROR_CANCELLED: words = "cancelled"; break;
+    default: break;
     }
-    PyErr_Format(type, "%s (%s)", pk_last_error(), pk_status_string(status));
+    PyErr_Format(type, "%s (%s: %s)", pk_last_error(), words, pk_status_string(status));
     return NULL;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Arguments. Every function takes keyword arguments; an option struct's field that is absent or
+ * None keeps the value its pk_*_init gives it. A matrix is a 2-D buffer (a numpy array), a
+ * criterion and a selection are dicts of their struct's fields; each has one converter (O&). */
+
+typedef struct option_field {
+    const char *name;
+    char type; /* 'i' int32, 'L' int64, 'K' uint64, 'd' double */
+    size_t offset;
+} option_field;
+
+#define FIELD(type, member, code) {#member, code, offsetof(type, member)}
+
+static int set_field(PyObject *value, const option_field *f, void *target) {
+    char *at = (char *)target + f->offset;
+    if (f->type == 'd') {
+        double v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred()) return 0;
+        memcpy(at, &v, sizeof v);
+    } else if (f->type == 'K') {
+        unsigned long long v = PyLong_AsUnsignedLongLong(value);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
+        uint64_t u = (uint64_t)v;
+        memcpy(at, &u, sizeof u);
+    } else {
+        long long v = PyLong_AsLongLong(value);
+        if (v == -1 && PyErr_Occurred()) return 0;
+        if (f->type == 'i') {
+            if (v < INT32_MIN || v > INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
+                return 0;
+            }
+            int32_t i = (int32_t)v;
+            memcpy(at, &i, sizeof i);
+        } else {
+            int64_t i = (int64_t)v;
+            memcpy(at, &i, sizeof i);
+        }
+    }
+    return 1;
+}
+
+/* Sets the fields of *target that `kwargs` names (None: not given) and returns a new dict of the
+ * other keyword arguments (NULL with an exception on a value that does not convert). */
+static PyObject *take_options(PyObject *kwargs, const option_field *fields, void *target) {
+    PyObject *rest = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!rest) return NULL;
+    for (const option_field *f = fields; f->name; f++) {
+        PyObject *value = PyDict_GetItemString(rest, f->name);
+        if (!value) continue;
+        if (value != Py_None && !set_field(value, f, target)) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
+            } else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
+                             Py_TYPE(value)->tp_name);
+            }
+            Py_DECREF(rest);
+            return NULL;
+        }
+        if (PyDict_DelItemString(rest, f->name) < 0) {
+            Py_DECREF(rest);
+            return NULL;
+        }
+    }
+    return rest;
+}
+
+/* Fails with TypeError when a dict argument has keys no field took. */
+static int no_more_keys(PyObject *rest, const char *what) {
+    if (PyDict_GET_SIZE(rest) == 0) return 1;
+    PyObject *keys = PyDict_Keys(rest);
+    if (keys) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, keys);
+    Py_XDECREF(keys);
+    return 0;
+}
+
+/* A pk_matrix over a 2-D buffer whose rows are contiguous and aligned (any row stride >= cols):
+ * format f, d, e or H (uint16, the bit patterns prunekit hands bfloat16 over as). */
+typedef struct matrix_arg {
+    Py_buffer view;
+    pk_matrix matrix;
+} matrix_arg;
+
+static void matrix_release(matrix_arg *a) {
+    if (a->view.obj) PyBuffer_Release(&a->view);
+    a->view.obj = NULL;
+}
+
+static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
+    if (!object) { /* cleanup after a later argument failed */
+        matrix_release(a);
+        return 1;
+    }
+    memset(a, 0, sizeof(*a));
+    if (PyObject_GetBuffer(object, &a->view, flags | PyBUF_STRIDES | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &a->view;
+    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    int dtype = -1;
+    if (format[0] && !format[1])
+        dtype = format[0] == 'f' ? PK_DTYPE_FLOAT32 : format[0] == 'd' ? PK_DTYPE_FLOAT64
+              : format[0] == 'e' ? PK_DTYPE_FLOAT16 : format[0] == 'H' ? PK_DTYPE_BFLOAT16 : -1;
+    if (v->ndim != 2 || dtype < 0) {
+        PyErr_Format(PyExc_TypeError, "expected a 2-D float32, float64, float16 or bfloat16 array, got %d-D '%s'",
+                     v->ndim, v->format);
+        matrix_release(a);
+        return 0;
+    }
+    Py_ssize_t item = v->itemsize, rows = v->shape[0], cols = v->shape[1];
+    Py_ssize_t row_bytes = rows > 1 ? v->strides[0] : cols * item;
+    if ((cols > 1 && v->strides[1] != item) || row_bytes % item || row_bytes / item < cols ||
+        (uintptr_t)v->buf % (uintptr_t)item) {
+        PyErr_Format(PyExc_ValueError, "rows must be contiguous and aligned (strides %zd, %zd)", v->strides[0],
+                     v->strides[1]);
+        matrix_release(a);
+        return 0;
+    }
+    pk_matrix m = {v->buf, rows, cols, row_bytes / item, dtype, 0};
+    a->matrix = m;
+    return Py_CLEANUP_SUPPORTED;
+}
+
+static int to_matrix(PyObject *object, void *a) {
+    if (object == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
+        return 0;
+    }
+    return matrix_take(object, (matrix_arg *)a, 0);
+}
+static int to_writable_matrix(PyObject *object, void *a) {
+    if (object == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
+        return 0;
+    }
+    return matrix_take(object, (matrix_arg *)a, PyBUF_WRITABLE);
+}
+
+/* A criterion from a dict {kind, seed, features, gradient} (None = magnitude). features: a float32
+ * or float64 vector (rounded to float32 here, to nearest), or a Stats, whose standard deviations
+ * STADE takes and whose L2 norms every other kind takes (read through the object's own methods,
+ * so a Stats view such as PermutedStats gives its own). gradient: a matrix. */
+typedef struct criterion_arg {
+    pk_criterion criterion;
+    matrix_arg gradient;
+    Py_buffer features;
+    float *rounded; /* feature values this extension rounded to float32 (PyMem) */
+} criterion_arg;
+
+static const option_field criterion_fields[] = {
+    FIELD(pk_criterion, kind, 'i'), FIELD(pk_criterion, seed, 'K'), {NULL, 0, 0}};
+
+static PyTypeObject StatsType;
+
+static void criterion_release(criterion_arg *c) {
+    matrix_release(&c->gradient);
+    if (c->features.obj) PyBuffer_Release(&c->features);
+    c->features.obj = NULL;
+    PyMem_Free(c->rounded);
+    c->rounded = NULL;
+}
+
+/* Feature values from a Stats (through its _std / _l2_norm methods) into c->rounded. */
+static int criterion_stats_features(PyObject *stats, criterion_arg *c) {
+    PyObject *count = PyObject_GetAttrString(stats, "features");
+    long long n = count ? PyLong_AsLongLong(count) : -1;
+    Py_XDECREF(count);
+    if (n < 0 || PyErr_Occurred()) return 0;
+    double *values = (double *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    PyObject *bytes = values ? PyMemoryView_FromMemory((char *)values, (Py_ssize_t)n * 8, PyBUF_WRITE) : NULL;
+    PyObject *view = bytes ? PyObject_CallMethod(bytes, "cast", "s", "d") : NULL;
+    Py_XDECREF(bytes);
+    PyObject *done = view ? PyObject_CallMethod(stats, c->criterion.kind == PK_CRITERION_STADE ? "_std" : "_l2_norm",
+                                                "O", view)
+                          : NULL;
+    if (!values || !c->rounded) PyErr_NoMemory();
+    int ok = done != NULL && c->rounded != NULL;
+    for (long long i = 0; ok && i < n; i++) c->rounded[i] = (float)values[i];
+    Py_XDECREF(done);
+    Py_XDECREF(view);
+    PyMem_Free(values);
+    c->criterion.feature_values = c->rounded;
+    c->criterion.feature_count = (int64_t)n;
+    return ok;
+}
+
+static int criterion_vector_features(PyObject *object, criterion_arg *c) {
+    if (PyObject_GetBuffer(object, &c->features, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &c->features;
+    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    if (v->ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "features: expected a 1-D vector, got %d dimensions", v->ndim);
+        return 0;
+    }
+    Py_ssize_t n = v->shape[0];
+    c->criterion.feature_count = (int64_t)n;
+    if (!strcmp(format, "f")) {
+        c->criterion.feature_values = (const float *)v->buf;
+        return 1;
+    }
+    if (strcmp(format, "d")) {
+        PyErr_Format(PyExc_TypeError, "features: expected float32 or float64 values, got '%s'", v->format);
+        return 0;
+    }
+    c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!c->rounded) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) c->rounded[i] = (float)((const double *)v->buf)[i];
+    c->criterion.feature_values = c->rounded;
+    return 1;
+}
+
+static int to_criterion(PyObject *object, void *target) {
+    criterion_arg *c = (criterion_arg *)target;
+    if (!object) {
+        criterion_release(c);
+        return 1;
+    }
+    memset(c, 0, sizeof(*c));
+    pk_criterion_init(&c->criterion);
+    if (object == Py_None) return Py_CLEANUP_SUPPORTED;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "criterion: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, criterion_fields, &c->criterion);
+    int ok = rest != NULL;
+    /* borrowed from `object`, which the caller holds */
+    PyObject *features = PyDict_GetItemString(object, "features"), *gradient = PyDict_GetItemString(object, "gradient");
+    if (ok && features) ok = PyDict_DelItemString(rest, "features") == 0;
+    if (ok && gradient) ok = PyDict_DelItemString(rest, "gradient") == 0;
+    ok = ok && no_more_keys(rest, "criterion");
+    Py_XDECREF(rest);
+    if (ok && features && features != Py_None)
+        ok = PyObject_TypeCheck(features, &StatsType) ? criterion_stats_features(features, c)
+                                                      : criterion_vector_features(features, c);
+    if (ok && gradient && gradient != Py_None) {
+        ok = to_matrix(gradient, &c->gradient) != 0;
+        if (ok) c->criterion.gradient = &c->gradient.matrix;
+    }
+    if (!ok) {
+        criterion_release(c);
+        return 0;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* A selection from a dict of pk_selection's fields (None = the defaults). */
+static const option_field selection_fields[] = {
+    FIELD(pk_selection, scope, 'i'), FIELD(pk_selection, num_threads, 'i'), FIELD(pk_selection, sparsity, 'd'),
+    FIELD(pk_selection, n, 'i'), FIELD(pk_selection, m, 'i'), {NULL, 0, 0}};
+
+static int to_selection(PyObject *object, void *target) {
+    pk_selection *s = (pk_selection *)target;
+    pk_selection_init(s);
+    if (object == Py_None) return 1;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "selection: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, selection_fields, s);
+    int ok = rest && no_more_keys(rest, "selection");
+    Py_XDECREF(rest);
+    return ok;
+}
+
+/* The result of a call that returns nothing but its status. */
+static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
 
 /* Checks that a buffer holds at least `bytes` bytes. */
 static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
@@ -94,123 +364,146 @@ static void fill_selection(pk_selection *s, int scope, double sparsity, int n, i
     s->num_threads = threads;
 }
 
-/* score(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out) */
-static PyObject *py_score(PyObject *self, PyObject *args) {
+/* score(weights, criterion, scores_out): pk_score. */
+static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, f = {0}, g = {0}, out = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride;
-    unsigned long long seed;
+    static char *kwlist[] = {"weights", "criterion", "scores_out", NULL};
+    matrix_arg w;
+    criterion_arg c;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &out)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKw*", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype,
-                          &gstride, &seed, &out))
-        return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&out, (Py_ssize_t)(rows * cols * 4), "scores")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_score(&m, &c.criterion, (float *)out.buf);
+        status = pk_score(&w.matrix, &c.criterion, (float *)out.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
+    matrix_release(&w);
+    criterion_release(&c);
     PyBuffer_Release(&out);
     return result;
 }
 
-/* mask_layers(layers, scope, sparsity, n, m, threads) where layers is a list of tuples
- * (weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out).
- * One layer is pk_mask's case: the library treats a one-layer list exactly like it. */
-static PyObject *py_mask_layers(PyObject *self, PyObject *args) {
+/* mask(weights, criterion, selection, mask_out): pk_mask. */
+static PyObject *py_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *list;
-    int scope, n, m, threads;
-    double sparsity;
-    if (!PyArg_ParseTuple(args, "O!idiii", &PyList_Type, &list, &scope, &sparsity, &n, &m, &threads)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list);
-    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1) * 4, sizeof(Py_buffer));
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
-    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(criterion_args));
-    const pk_criterion **crit_ptrs = (const pk_criterion **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_criterion *));
-    uint8_t **outs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
+    static char *kwlist[] = {"weights", "criterion", "selection", "mask_out", NULL};
+    matrix_arg w;
+    criterion_arg c;
+    pk_selection sel;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, to_selection,
+                                     &sel, &out))
+        return NULL;
     PyObject *result = NULL;
-    Py_ssize_t parsed = 0;
-    if (!buffers || !mats || !crits || !crit_ptrs || !outs) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++, parsed++) {
-        int dtype, kind, gdtype;
-        long long rows, cols, stride, gstride;
-        unsigned long long seed;
-        Py_buffer *b = &buffers[4 * i];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "y*iLLLiz*z*iLKw*", &b[0], &dtype, &rows, &cols, &stride, &kind,
-                              &b[1], &b[2], &gdtype, &gstride, &seed, &b[3]))
-            goto done;
-        if (!check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "weights") ||
-            !check_size(&b[3], (Py_ssize_t)(rows * cols), "mask")) {
-            parsed++;
-            goto done;
-        }
-        pk_matrix mat = {b[0].buf, rows, cols, stride, dtype, 0};
-        mats[i] = mat;
-        fill_criterion(&crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
-        crit_ptrs[i] = &crits[i].criterion;
-        outs[i] = (uint8_t *)b[3].buf;
-    }
-    {
-        pk_selection s;
-        fill_selection(&s, scope, sparsity, n, m, threads);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_mask_layers(mats, crit_ptrs, (int64_t)count, &s, outs);
+        status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-done:
-    for (Py_ssize_t i = 0; buffers && i < 4 * parsed; i++) PyBuffer_Release(&buffers[i]);
-    PyMem_Free(buffers);
-    PyMem_Free(mats);
-    PyMem_Free(crits);
-    PyMem_Free(crit_ptrs);
-    PyMem_Free(outs);
+    matrix_release(&w);
+    criterion_release(&c);
+    PyBuffer_Release(&out);
     return result;
 }
 
-/* apply_mask(weights (writable), dtype, rows, cols, stride, mask) */
-static PyObject *py_apply_mask(PyObject *self, PyObject *args) {
+/* mask_layers(weights [matrix], criteria [criterion], selection, masks_out [writable buffer]):
+ * pk_mask_layers. The three lists have one entry per layer. */
+static PyObject *py_mask_layers(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, mask = {0};
-    int dtype;
-    long long rows, cols, stride;
+    static char *kwlist[] = {"weights", "criteria", "selection", "masks_out", NULL};
+    PyObject *weights, *criteria, *outs;
+    pk_selection sel;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O&O!", kwlist, &PyList_Type, &weights, &PyList_Type, &criteria,
+                                     to_selection, &sel, &PyList_Type, &outs))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(weights);
+    if (PyList_GET_SIZE(criteria) != count || PyList_GET_SIZE(outs) != count) {
+        PyErr_SetString(PyExc_ValueError, "one criterion and one mask per layer are needed");
+        return NULL;
+    }
+    size_t slots = (size_t)(count > 0 ? count : 1);
+    matrix_arg *mats = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
+    criterion_arg *crits = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
+    Py_buffer *masks = (Py_buffer *)PyMem_Calloc(slots, sizeof(Py_buffer));
+    pk_matrix *plain = (pk_matrix *)PyMem_Calloc(slots, sizeof(pk_matrix));
+    const pk_criterion **crit_ptrs = (const pk_criterion **)PyMem_Calloc(slots, sizeof(pk_criterion *));
+    uint8_t **mask_ptrs = (uint8_t **)PyMem_Calloc(slots, sizeof(uint8_t *));
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "w*iLLLy*", &w, &dtype, &rows, &cols, &stride, &mask)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
+    Py_ssize_t taken = 0;
+    if (!mats || !crits || !masks || !plain || !crit_ptrs || !mask_ptrs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; taken < count; taken++) {
+        if (!to_matrix(PyList_GET_ITEM(weights, taken), &mats[taken])) goto done;
+        if (!to_criterion(PyList_GET_ITEM(criteria, taken), &crits[taken])) {
+            matrix_release(&mats[taken]);
+            goto done;
+        }
+        if (PyObject_GetBuffer(PyList_GET_ITEM(outs, taken), &masks[taken], PyBUF_WRITABLE) != 0 ||
+            !check_size(&masks[taken], (Py_ssize_t)(mats[taken].matrix.rows * mats[taken].matrix.cols), "mask")) {
+            taken++;
+            goto done;
+        }
+        plain[taken] = mats[taken].matrix;
+        crit_ptrs[taken] = &crits[taken].criterion;
+        mask_ptrs[taken] = (uint8_t *)masks[taken].buf;
+    }
+    {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_apply_mask(&m, (const uint8_t *)mask.buf);
+        status = pk_mask_layers(plain, crit_ptrs, (int64_t)count, &sel, mask_ptrs);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
+done:
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        matrix_release(&mats[i]);
+        criterion_release(&crits[i]);
+        if (masks[i].obj) PyBuffer_Release(&masks[i]);
+    }
+    PyMem_Free(mats);
+    PyMem_Free(crits);
+    PyMem_Free(masks);
+    PyMem_Free(plain);
+    PyMem_Free(crit_ptrs);
+    PyMem_Free(mask_ptrs);
+    return result;
+}
+
+/* apply_mask(weights (writable), mask): pk_apply_mask. */
+static PyObject *py_apply_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "mask", NULL};
+    matrix_arg w;
+    Py_buffer mask = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_matrix, &w, &mask)) return NULL;
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf);
+        Py_END_ALLOW_THREADS
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
     PyBuffer_Release(&mask);
     return result;
 }
 
-/* mask_sparsity(mask, rows, cols, row_out) -> overall */
-static PyObject *py_mask_sparsity(PyObject *self, PyObject *args) {
+/* mask_sparsity(mask, rows, cols, row_sparsity_out) -> overall: pk_mask_sparsity. */
+static PyObject *py_mask_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *kwlist[] = {"mask", "rows", "cols", "row_sparsity_out", NULL};
     Py_buffer mask = {0}, out = {0};
     long long rows, cols;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*LLw*", kwlist, &mask, &rows, &cols, &out)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*LLw*", &mask, &rows, &cols, &out)) return NULL;
     if (check_size(&mask, (Py_ssize_t)(rows * cols), "mask") && check_size(&out, (Py_ssize_t)(rows * 8), "rows")) {
         double overall = 0;
         pk_status status;
@@ -347,75 +640,57 @@ static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs
     return result;
 }
 
-/* channel_permutation(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride,
- *                     seed, permutation_out int64, *, n, m, segment, max_swaps, time_limit, num_threads)
- * -> (kept before, kept after): pk_channel_permutation. Options not given keep pk_permutation_options_init's. */
+/* channel_permutation(weights, criterion, permutation_out int64, **pk_permutation_options fields)
+ * -> (kept before, kept after): pk_channel_permutation. */
+static const option_field permutation_fields[] = {
+    FIELD(pk_permutation_options, n, 'i'), FIELD(pk_permutation_options, m, 'i'),
+    FIELD(pk_permutation_options, segment, 'L'), FIELD(pk_permutation_options, max_swaps, 'L'),
+    FIELD(pk_permutation_options, time_limit, 'd'), FIELD(pk_permutation_options, num_threads, 'i'), {NULL, 0, 0}};
+
 static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "kind", "features", "gradient", "gdtype",
-                             "gstride", "seed", "permutation", "n", "m", "segment", "max_swaps", "time_limit",
-                             "num_threads", NULL};
-    Py_buffer w = {0}, f = {0}, g = {0}, perm = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride, segment, max_swaps;
-    unsigned long long seed;
+    static char *kwlist[] = {"weights", "criterion", "permutation_out", NULL};
     pk_permutation_options o;
     pk_permutation_options_init(&o);
-    segment = o.segment;
-    max_swaps = o.max_swaps;
+    PyObject *rest = take_options(kwargs, permutation_fields, &o);
+    if (!rest) return NULL;
+    matrix_arg w;
+    criterion_arg c;
+    Py_buffer perm = {0};
+    int parsed = PyArg_ParseTupleAndKeywords(args, rest, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &perm);
+    Py_DECREF(rest);
+    if (!parsed) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiz*z*iLKw*|$iiLLdi", kwlist, &w, &dtype, &rows, &cols, &stride,
-                                     &kind, &f, &g, &gdtype, &gstride, &seed, &perm, &o.n, &o.m, &segment, &max_swaps,
-                                     &o.time_limit, &o.num_threads))
-        return NULL;
-    o.segment = segment;
-    o.max_swaps = max_swaps;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&perm, (Py_ssize_t)(cols * 8), "permutation")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+    if (check_size(&perm, (Py_ssize_t)(w.matrix.cols * 8), "permutation")) {
         double before = 0, after = 0;
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_channel_permutation(&m, &c.criterion, &o, (int64_t *)perm.buf, &before, &after);
+        status = pk_channel_permutation(&w.matrix, &c.criterion, &o, (int64_t *)perm.buf, &before, &after);
         Py_END_ALLOW_THREADS
         result = status == PK_OK ? Py_BuildValue("dd", before, after) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
+    matrix_release(&w);
+    criterion_release(&c);
     PyBuffer_Release(&perm);
     return result;
 }
 
-/* outlier_ratio(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
- *               threshold) -> ratio: pk_outlier_ratio. */
-static PyObject *py_outlier_ratio(PyObject *self, PyObject *args) {
+/* outlier_ratio(weights, criterion, threshold) -> ratio: pk_outlier_ratio. */
+static PyObject *py_outlier_ratio(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, f = {0}, g = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride;
-    unsigned long long seed;
+    static char *kwlist[] = {"weights", "criterion", "threshold", NULL};
+    matrix_arg w;
+    criterion_arg c;
     double threshold, ratio = 0;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKd", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype, &gstride,
-                          &seed, &threshold))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&d", kwlist, to_matrix, &w, to_criterion, &c, &threshold))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_outlier_ratio(&m, &c.criterion, threshold, &ratio);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
-    return result;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_outlier_ratio(&w.matrix, &c.criterion, threshold, &ratio);
+    Py_END_ALLOW_THREADS
+    matrix_release(&w);
+    criterion_release(&c);
+    return status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
 }
 
 /* allocate_sparsity(sizes int64 buffer, importance float64 buffer, sparsity, spread, pruned_out int64,
@@ -930,23 +1205,17 @@ static void stats_dealloc(StatsObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* _update(batch, dtype, rows, cols, stride) */
-static PyObject *stats_update(StatsObject *self, PyObject *args) {
-    Py_buffer b = {0};
-    int dtype;
-    long long rows, cols, stride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLL", &b, &dtype, &rows, &cols, &stride)) return NULL;
-    if (check_size(&b, matrix_bytes(rows, cols, stride, dtype), "batch")) {
-        pk_matrix m = {b.buf, rows, cols, stride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_stats_update(self->handle, &m);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&b);
-    return result;
+/* _update(batch): pk_stats_update. */
+static PyObject *stats_update(StatsObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"batch", NULL};
+    matrix_arg b;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &b)) return NULL;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_stats_update(self->handle, &b.matrix);
+    Py_END_ALLOW_THREADS
+    matrix_release(&b);
+    return none_or_raise(status);
 }
 
 static PyObject *stats_merge(StatsObject *self, PyObject *other) {
@@ -958,31 +1227,44 @@ static PyObject *stats_merge(StatsObject *self, PyObject *other) {
     Py_BEGIN_ALLOW_THREADS
     status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle);
     Py_END_ALLOW_THREADS
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std, 4 gram, 5 mean |x|, 6 zero fraction,
- * 7 centred gram */
-static PyObject *stats_vector(StatsObject *self, PyObject *args) {
-    int which;
-    Py_buffer out = {0};
-    if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
-    pk_status (*getters[8])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
-                                                                    pk_stats_std, pk_stats_gram, pk_stats_mean_abs,
-                                                                    pk_stats_zero_fraction, pk_stats_centered_gram};
-    pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (which >= 0 && which < 8) {
-        Py_BEGIN_ALLOW_THREADS
-        status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
-        Py_END_ALLOW_THREADS
-    }
+/* _l2_norm(out), _mean(out), ...: the pk_stats_* reader of that name into a float64 buffer. */
+static PyObject *stats_read(StatsObject *self, PyObject *out_object,
+                            pk_status (*read)(const pk_stats *, double *, int64_t)) {
+    Py_buffer out;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE) != 0) return NULL;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = read(self->handle, (double *)out.buf, (int64_t)(out.len / 8));
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&out);
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-static PyObject *stats_count(StatsObject *self, void *closure) {
+#define STATS_READER(name) \
+    static PyObject *stats_##name(StatsObject *self, PyObject *out) { return stats_read(self, out, pk_stats_##name); }
+STATS_READER(l2_norm)
+STATS_READER(mean)
+STATS_READER(variance)
+STATS_READER(std)
+STATS_READER(gram)
+STATS_READER(centered_gram)
+STATS_READER(mean_abs)
+STATS_READER(zero_fraction)
+
+static PyObject *stats_count(StatsObject *self, void *unused) {
+    (void)unused;
     int64_t value = 0;
-    pk_status status = closure ? pk_stats_features(self->handle, &value) : pk_stats_count(self->handle, &value);
+    pk_status status = pk_stats_count(self->handle, &value);
+    return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
+}
+
+static PyObject *stats_features(StatsObject *self, void *unused) {
+    (void)unused;
+    int64_t value = 0;
+    pk_status status = pk_stats_features(self->handle, &value);
     return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
 }
 
@@ -1014,9 +1296,16 @@ static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
 }
 
 static PyMethodDef stats_methods[] = {
-    {"_update", (PyCFunction)stats_update, METH_VARARGS, NULL},
+    {"_update", (PyCFunction)(void (*)(void))stats_update, METH_VARARGS | METH_KEYWORDS, NULL},
     {"merge", (PyCFunction)stats_merge, METH_O, "merge(other): add another accumulator's data to this one."},
-    {"_vector", (PyCFunction)stats_vector, METH_VARARGS, NULL},
+    {"_l2_norm", (PyCFunction)stats_l2_norm, METH_O, NULL},
+    {"_mean", (PyCFunction)stats_mean, METH_O, NULL},
+    {"_variance", (PyCFunction)stats_variance, METH_O, NULL},
+    {"_std", (PyCFunction)stats_std, METH_O, NULL},
+    {"_gram", (PyCFunction)stats_gram, METH_O, NULL},
+    {"_centered_gram", (PyCFunction)stats_centered_gram, METH_O, NULL},
+    {"_mean_abs", (PyCFunction)stats_mean_abs, METH_O, NULL},
+    {"_zero_fraction", (PyCFunction)stats_zero_fraction, METH_O, NULL},
     {"to_bytes", (PyCFunction)stats_to_bytes, METH_NOARGS, "The accumulator in the versioned statistics format."},
     {"from_bytes", (PyCFunction)stats_from_bytes, METH_O | METH_CLASS, "Restore an accumulator from to_bytes() output."},
     {NULL, NULL, 0, NULL},
@@ -1024,7 +1313,7 @@ static PyMethodDef stats_methods[] = {
 
 static PyGetSetDef stats_getset[] = {
     {"count", (getter)stats_count, NULL, "Tokens accumulated so far.", NULL},
-    {"features", (getter)stats_count, NULL, "Number of input features.", (void *)1},
+    {"features", (getter)stats_features, NULL, "Number of input features.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1619,15 +1908,16 @@ static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"score", py_score, METH_VARARGS, NULL},
-    {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
-    {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
-    {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
+    {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask", (PyCFunction)(void (*)(void))py_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask_layers", (PyCFunction)(void (*)(void))py_mask_layers, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"apply_mask", (PyCFunction)(void (*)(void))py_apply_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask_sparsity", (PyCFunction)(void (*)(void))py_mask_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
     {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
     {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"channel_permutation", (PyCFunction)(void (*)(void))py_channel_permutation, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
+    {"outlier_ratio", (PyCFunction)(void (*)(void))py_outlier_ratio, METH_VARARGS | METH_KEYWORDS, NULL},
     {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
     {"output_error", py_output_error, METH_VARARGS, NULL},
     {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},

@@ -354,12 +354,6 @@ class PermutedStats(Stats):
     def features(self) -> int:
         return self._source.features
 
-    def _vector(self, which: int, out: np.ndarray) -> None:
-        full = np.empty_like(out)
-        self._source._vector(which, full)
-        p = self._permutation
-        out[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
-
     def _update(self, *args) -> None:
         raise TypeError("a PermutedStats is a read-only view; update the source Stats")
 
@@ -368,6 +362,21 @@ class PermutedStats(Stats):
 
     def to_bytes(self) -> bytes:
         raise TypeError("a PermutedStats is a view; serialise the source Stats and its permutation")
+
+
+def _permuted(reader: str):
+    """PermutedStats' reader `reader` (_l2_norm, _gram, ...): the source's, permuted."""
+    def read(self: PermutedStats, out: Any) -> None:
+        target = np.asarray(out)
+        full = np.empty_like(target)
+        getattr(self._source, reader)(full)
+        p = self._permutation
+        target[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
+    return read
+
+
+for _reader in ("_l2_norm", "_mean", "_variance", "_std", "_gram", "_centered_gram", "_mean_abs", "_zero_fraction"):
+    setattr(PermutedStats, _reader, _permuted(_reader))
 
 
 def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
