@@ -339,13 +339,30 @@ def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
 _PRECISIONS = _enum("PRECISION_")
 
 
-def _hessian(hessian: Any, cols: int) -> np.ndarray:
+def _hessian(hessian: Any, cols: Optional[int] = None) -> np.ndarray:
+    """A Hessian as float64 (a Stats gives its Gram matrix); the library checks its size against
+    the weight's columns."""
     if isinstance(hessian, Stats):
         hessian = hessian.gram()
-    h = _as_numpy(hessian, "hessian")
-    if h.shape != (cols, cols):
-        raise ValueError(f"hessian has shape {h.shape}, the weight has {cols} columns (need ({cols}, {cols}))")
-    return np.ascontiguousarray(h, dtype=np.float64)
+    return np.ascontiguousarray(_as_numpy(hessian, "hessian"), dtype=np.float64)
+
+
+def _precision(precision: Optional[str]) -> Optional[int]:
+    if precision is not None and precision not in _PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    return None if precision is None else _PRECISIONS[precision]
+
+
+def _mask_bytes(mask: Any, entries: int, name: str = "mask") -> np.ndarray:
+    """A bool or 0/1 mask as contiguous bytes of exactly `entries` entries (the library checks the
+    values)."""
+    m = _as_numpy(mask, name)
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    m = np.ascontiguousarray(m, dtype=np.uint8).reshape(-1)
+    if m.size != entries:
+        raise ValueError(f"{name} has {m.size} entries, {entries} needed")
+    return m
 
 
 def _result_like(weight: Any, w: "_View", out: Any):
@@ -366,51 +383,30 @@ def _result_like(weight: Any, w: "_View", out: Any):
     return result, _view(result, "out", writable=True)
 
 
-def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, scope: int = 1, sparsity: float = 0.5,
-                 n: int = 2, m: int = 4, block_size: int = 128, dampening: float = 0.01, max_retries: int = 4,
-                 precision: str = "float32", threads: int = 0, want_mask: bool = False):
-    w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-    result, o = _result_like(weight, w, out)
-    if given is not None:
-        g = _as_numpy(given, "mask")
-        g = np.ascontiguousarray(g.view(np.uint8) if g.dtype == np.bool_ else g, dtype=np.uint8).reshape(-1)
-        needed, what = (w.cols, "keep") if op == 2 else (w.rows * w.cols, "mask")
-        if g.size != needed:
-            raise ValueError(f"{what} has {g.size} entries, {needed} needed")
-    else:
-        g = None
-    mask = np.empty((w.rows, w.cols), dtype=np.uint8) if want_mask else None
-    options = (scope, _PRECISIONS[precision], float(sparsity), int(n), int(m), int(block_size), float(dampening),
-               int(max_retries), int(threads))
-    _prunekit.reconstruct(op, w.buffer, w.dtype, w.rows, w.cols, w.stride, h, w.cols, g, options, mask,
-                          o.buffer, o.dtype, o.stride)
-    return (mask.view(np.bool_), result) if want_mask else result
-
-
 def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
-              pattern: Union[str, Tuple[int, int], None] = None, block_size: int = 128, dampening: float = 0.01,
-              max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
+              pattern: Union[str, Tuple[int, int], None] = None, block_size: Optional[int] = None,
+              dampening: Optional[float] = None, max_retries: Optional[int] = None, precision: Optional[str] = None,
+              threads: Optional[int] = None, out: Any = None):
     """SparseGPT on one layer: (mask, updated weight).
 
     hessian: X^T X of the layer's calibration inputs (any positive multiple), shape (cols, cols), or
     a Stats made with gram=True. Unstructured: exactly int(sparsity * rows * block_size) pruned per
     block of columns; pattern="2:4" keeps n of every m per row. The arithmetic runs in `precision`
     ("float32" or "float64"). out: where the updated weight goes (the weight itself for in-place
-    work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Raises
-    ArithmeticError when the Hessian is not positive definite after the dampening retries;
-    nothing is written on any error.
+    work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Options
+    left as None take the library's defaults (pk_reconstruction_options_init: blocks of 128
+    columns, dampening 0.01, 4 retries, float32). Raises ArithmeticError when the Hessian is not
+    positive definite after the dampening retries; nothing is written on any error.
     """
-    if pattern is not None:
-        scope, s, n, m = _selection(None, "row", pattern)
-        scope, s = 3, 0.0
-    else:
-        scope, s, n, m = 1, float(sparsity if sparsity is not None else 0.5), 2, 4
-    return _reconstruct(0, weight, hessian, None, out, scope=scope, sparsity=s, n=n, m=m, block_size=block_size,
-                        dampening=dampening, max_retries=max_retries, precision=precision, threads=threads,
-                        want_mask=True)
+    w = _view(weight, "weight")
+    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None \
+        else dict(sparsity=sparsity)
+    result, o = _result_like(weight, w, out)
+    mask = np.empty((w.rows, w.cols), dtype=np.uint8)
+    _prunekit.sparsegpt(w.array, _hessian(hessian), mask, o.array, block_size=block_size, dampening=dampening,
+                        max_dampening_retries=max_retries, precision=_precision(precision), num_threads=threads,
+                        **where)
+    return mask.view(np.bool_), result
 
 
 def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
@@ -431,36 +427,19 @@ def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
     float32). Raises ArithmeticError on a numeric failure; nothing is written on any error.
     """
     w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    options = {}
     if pattern is not None:
-        _, _, n, m = _selection(None, "row", pattern)
-        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
+        where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"])
+    elif scope not in ("layer", "row"):
+        raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
     else:
-        if scope not in ("layer", "row"):
-            raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
-        options["scope"] = _prunekit.SCOPE_LAYER if scope == "layer" else _prunekit.SCOPE_ROW
-    if sparsity is not None:
-        options["sparsity"] = float(sparsity)
-    if precision is not None:
-        if precision not in ("float32", "float64"):
-            raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-        options["precision"] = _prunekit.PRECISION_FLOAT32 if precision == "float32" else _prunekit.PRECISION_FLOAT64
-    for name, value in (("iterations", iterations), ("ramp_iterations", ramp_iterations), ("rho", rho),
-                        ("rho_growth", rho_growth), ("rho_interval", rho_interval),
-                        ("refine_iterations", refine_iterations), ("dampening", dampening), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
+        where = dict(scope=SCOPES[scope])
     result, o = _result_like(weight, w, out)
-    given = None
-    if mask is not None:
-        given = _as_numpy(mask, "mask")
-        given = np.ascontiguousarray(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8)
-        if given.size != w.rows * w.cols:
-            raise ValueError(f"mask has {given.size} entries, {w.rows * w.cols} needed")
+    given = None if mask is None else _mask_bytes(mask, w.rows * w.cols)
     mask_out = np.empty((w.rows, w.cols), dtype=np.uint8)
-    _prunekit.admm(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, given, mask_out, o.buffer, o.dtype, o.stride,
-                   **options)
+    _prunekit.admm(w.array, _hessian(hessian), given, mask_out, o.array, sparsity=sparsity,
+                   precision=_precision(precision), iterations=iterations, ramp_iterations=ramp_iterations, rho=rho,
+                   rho_growth=rho_growth, rho_interval=rho_interval, refine_iterations=refine_iterations,
+                   dampening=dampening, num_threads=threads, **where)
     return mask_out.view(np.bool_), result
 
 
@@ -475,19 +454,10 @@ def refine_mask(weight: Any, hessian: Any, mask: Any, *, pattern: Union[str, Tup
     candidates per side).
     """
     w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    given = _as_numpy(mask, "mask")
-    refined = np.array(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8, order="C", copy=True)
-    if refined.size != w.rows * w.cols:
-        raise ValueError(f"mask has {refined.size} entries, {w.rows * w.cols} needed")
-    options = {}
-    if pattern is not None:
-        _, _, n, m = _selection(None, "row", pattern)
-        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
-    for name, value in (("max_swaps", max_swaps), ("candidates", candidates), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
-    _prunekit.refine_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, refined, **options)
+    refined = _mask_bytes(mask, w.rows * w.cols).copy()
+    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None else {}
+    _prunekit.refine_mask(w.array, _hessian(hessian), refined, max_swaps=max_swaps, candidates=candidates,
+                          num_threads=threads, **where)
     return refined.reshape(w.rows, w.cols).view(np.bool_)
 
 
@@ -541,55 +511,53 @@ def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: f
     """
     n = np.ascontiguousarray(np.asarray(sizes), dtype=np.int64).reshape(-1)
     v = np.ascontiguousarray(np.asarray(importance, dtype=np.float64)).reshape(-1)
-    if v.size != n.size:
-        raise ValueError(f"sizes has {n.size} entries, importance {v.size}")
     counts = np.empty(n.size, np.int64)
     sparsities = np.empty(n.size, np.float64)
-    _prunekit.allocate_sparsity(n, v, float(sparsity), float(spread), counts, sparsities)
+    _prunekit.allocate_sparsity(n, v, sparsity, spread, counts, sparsities)
     return sparsities, counts
 
 
 def output_error(original: Any, pruned: Any, hessian: Any) -> Tuple[float, float]:
     """(error, relative): a layer's output error on its calibration inputs from the Gram matrix,
     ||(W - W') X^T||^2, and that over ||W X^T||^2. hessian: X^T X or a Stats made with gram=True."""
-    w = _view(original, "original")
-    p = _view(pruned, "pruned")
-    if p.shape != w.shape:
-        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
-    h = _hessian(hessian, w.cols)
-    return _prunekit.output_error(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, h)
+    return _prunekit.output_error(_view(original, "original").array, _view(pruned, "pruned").array, _hessian(hessian))
 
 
 def compensate_bias(original: Any, pruned: Any, bias: Any, mean: Any) -> Any:
     """Folds the mean output shift of pruning into the bias, in place: bias += (original - pruned)
     @ mean (mean: the layer inputs' mean per feature, or a Stats). Works after any method; with
     a weight update, reconstruct on stats.gram(centered=True) first. Returns bias."""
-    w = _view(original, "original")
-    p = _view(pruned, "pruned")
     if isinstance(mean, Stats):
         mean = mean.mean()
     mu = np.ascontiguousarray(_as_numpy(mean, "mean"), dtype=np.float64).reshape(-1)
     b = _view(bias.reshape(1, -1) if hasattr(bias, "reshape") else bias, "bias", writable=True)
-    if p.shape != w.shape:
-        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
-    _prunekit.compensate_bias(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, mu, b.buffer,
-                              b.dtype)
+    _prunekit.compensate_bias(_view(original, "original").array, _view(pruned, "pruned").array, mu, b.array)
     return bias
 
 
-def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: int = 128, dampening: float = 0.01,
-                max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
-    """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight."""
-    return _reconstruct(1, weight, hessian, mask, out, block_size=block_size, dampening=dampening,
-                        max_retries=max_retries, precision=precision, threads=threads)
+def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: Optional[int] = None,
+                dampening: Optional[float] = None, max_retries: Optional[int] = None, precision: Optional[str] = None,
+                threads: Optional[int] = None, out: Any = None):
+    """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight.
+    Options as in sparsegpt()."""
+    w = _view(weight, "weight")
+    result, o = _result_like(weight, w, out)
+    _prunekit.reconstruct(w.array, _hessian(hessian), _mask_bytes(mask, w.rows * w.cols), o.array,
+                          block_size=block_size, dampening=dampening, max_dampening_retries=max_retries,
+                          precision=_precision(precision), num_threads=threads)
+    return result
 
 
-def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: float = 0.01, max_retries: int = 4,
-                  precision: str = "float32", out: Any = None):
+def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: Optional[float] = None,
+                  max_retries: Optional[int] = None, precision: Optional[str] = None, out: Any = None):
     """Removes input columns (keep[c] False) and compensates with the kept ones in closed form
-    (least squares on the Hessian): the updated weight, zero in the removed columns."""
-    return _reconstruct(2, weight, hessian, keep, out, dampening=dampening, max_retries=max_retries,
-                        precision=precision)
+    (least squares on the Hessian): the updated weight, zero in the removed columns. Options as
+    in sparsegpt()."""
+    w = _view(weight, "weight")
+    result, o = _result_like(weight, w, out)
+    _prunekit.prune_columns(w.array, _hessian(hessian), _mask_bytes(keep, w.cols, "keep"), o.array,
+                            dampening=dampening, max_dampening_retries=max_retries, precision=_precision(precision))
+    return result
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -307,6 +308,51 @@ static int to_selection(PyObject *object, void *target) {
     return ok;
 }
 
+/* PyArg_ParseTupleAndKeywords on what is left once the option fields are taken into *options. */
+static int parse_with_options(PyObject *args, PyObject *kwargs, const option_field *fields, void *options,
+                              const char *format, char **kwlist, ...) {
+    PyObject *rest = take_options(kwargs, fields, options);
+    if (!rest) return 0;
+    va_list va;
+    va_start(va, kwlist);
+    int ok = PyArg_VaParseTupleAndKeywords(args, rest, format, kwlist, va);
+    va_end(va);
+    Py_DECREF(rest);
+    return ok;
+}
+
+/* A Hessian: a square C-contiguous float64 matrix (its size goes to the library, which checks it
+ * against the weights). */
+typedef struct hessian_arg {
+    Py_buffer view;
+    int64_t size;
+} hessian_arg;
+
+static void hessian_release(hessian_arg *h) {
+    if (h->view.obj) PyBuffer_Release(&h->view);
+    h->view.obj = NULL;
+}
+
+static int to_hessian(PyObject *object, void *target) {
+    hessian_arg *h = (hessian_arg *)target;
+    if (!object) {
+        hessian_release(h);
+        return 1;
+    }
+    memset(h, 0, sizeof(*h));
+    if (PyObject_GetBuffer(object, &h->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &h->view;
+    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    if (v->ndim != 2 || v->shape[0] != v->shape[1] || strcmp(format, "d")) {
+        PyErr_Format(PyExc_ValueError, "hessian: expected a square float64 matrix, got %d-D '%s'%s", v->ndim, v->format,
+                     v->ndim == 2 ? " of another shape" : "");
+        hessian_release(h);
+        return 0;
+    }
+    h->size = (int64_t)v->shape[0];
+    return Py_CLEANUP_SUPPORTED;
+}
+
 /* The result of a call that returns nothing but its status. */
 static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
 
@@ -517,125 +563,150 @@ static PyObject *py_mask_sparsity(PyObject *self, PyObject *args, PyObject *kwar
     return result;
 }
 
-/* reconstruct(op, weights, dtype, rows, cols, stride, hessian, hsize, given|None,
- *             (scope, precision, sparsity, n, m, block, damp, retries, threads),
- *             mask_out|None, out, out_dtype, out_stride)
- * op: 0 pk_sparsegpt, 1 pk_reconstruct (given = mask), 2 pk_prune_columns (given = keep columns) */
-static PyObject *py_reconstruct(PyObject *self, PyObject *args) {
+/* Reconstruction: sparsegpt, reconstruct, prune_columns take the fields of
+ * pk_reconstruction_options as keywords (absent or None: pk_reconstruction_options_init's). */
+static const option_field reconstruction_fields[] = {
+    FIELD(pk_reconstruction_options, scope, 'i'), FIELD(pk_reconstruction_options, precision, 'i'),
+    FIELD(pk_reconstruction_options, sparsity, 'd'), FIELD(pk_reconstruction_options, n, 'i'),
+    FIELD(pk_reconstruction_options, m, 'i'), FIELD(pk_reconstruction_options, block_size, 'L'),
+    FIELD(pk_reconstruction_options, dampening, 'd'), FIELD(pk_reconstruction_options, max_dampening_retries, 'i'),
+    FIELD(pk_reconstruction_options, num_threads, 'i'), {NULL, 0, 0}};
+
+/* sparsegpt(weights, hessian, mask_out, weights_out, **options): pk_sparsegpt. */
+static PyObject *py_sparsegpt(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
-    int op, dtype, odtype, scope, precision, n, m, retries, threads;
-    long long rows, cols, stride, hsize, block, ostride;
-    double sparsity, damp;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*iLLLy*Lz*(iidiiLdii)z*w*iL", &op, &w, &dtype, &rows, &cols, &stride, &h, &hsize,
-                          &given, &scope, &precision, &sparsity, &n, &m, &block, &damp, &retries, &threads, &mask,
-                          &out, &odtype, &ostride))
+    static char *kwlist[] = {"weights", "hessian", "mask_out", "weights_out", NULL};
+    pk_reconstruction_options o;
+    pk_reconstruction_options_init(&o);
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer mask = {0};
+    if (!parse_with_options(args, kwargs, reconstruction_fields, &o, "O&O&w*O&", kwlist, to_matrix, &w, to_hessian, &h,
+                            &mask, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(hsize * hsize * 8), "hessian") &&
-        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
-        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) &&
-        (!given.buf || check_size(&given, (Py_ssize_t)(op == 2 ? cols : rows * cols), "given mask"))) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
-        pk_reconstruction_options o;
-        pk_reconstruction_options_init(&o);
-        o.scope = scope;
-        o.precision = precision;
-        o.sparsity = sparsity;
-        o.n = n;
-        o.m = m;
-        o.block_size = block;
-        o.dampening = damp;
-        o.max_dampening_retries = retries;
-        o.num_threads = threads;
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        if (op == 0) status = pk_sparsegpt(&mat, (const double *)h.buf, hsize, &o, (uint8_t *)mask.buf, &res);
-        else if (op == 1) status = pk_reconstruct(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
-        else status = pk_prune_columns(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
+        status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
-    PyBuffer_Release(&given);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
+    matrix_release(&out);
     return result;
 }
 
-/* admm(weights, dtype, rows, cols, stride, hessian, mask|None, mask_out|None, out, out_dtype, out_stride,
- *      *, scope, precision, sparsity, n, m, iterations, ramp_iterations, rho, rho_growth, rho_interval,
- *      refine_iterations, dampening, num_threads): pk_admm. An option not given keeps the value
- * pk_admm_options_init gives it. */
+/* reconstruct(weights, hessian, mask, weights_out, **options) and prune_columns(weights, hessian,
+ * keep_columns, weights_out, **options): pk_reconstruct and pk_prune_columns, which read a given
+ * mask (rows * cols bytes) or keep flags (cols bytes). */
+static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns) {
+    static char *mask_kwlist[] = {"weights", "hessian", "mask", "weights_out", NULL};
+    static char *keep_kwlist[] = {"weights", "hessian", "keep_columns", "weights_out", NULL};
+    pk_reconstruction_options o;
+    pk_reconstruction_options_init(&o);
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer given = {0};
+    if (!parse_with_options(args, kwargs, reconstruction_fields, &o, "O&O&y*O&", columns ? keep_kwlist : mask_kwlist,
+                            to_matrix, &w, to_hessian, &h, &given, to_writable_matrix, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (check_size(&given, (Py_ssize_t)(columns ? w.matrix.cols : w.matrix.rows * w.matrix.cols),
+                   columns ? "keep_columns" : "mask")) {
+        const double *hessian = (const double *)h.view.buf;
+        const uint8_t *flags = (const uint8_t *)given.buf;
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
+                         : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix);
+        Py_END_ALLOW_THREADS
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    hessian_release(&h);
+    PyBuffer_Release(&given);
+    matrix_release(&out);
+    return result;
+}
+
+static PyObject *py_reconstruct(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    return reconstruct_given(args, kwargs, 0);
+}
+
+static PyObject *py_prune_columns(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    return reconstruct_given(args, kwargs, 1);
+}
+
+/* admm(weights, hessian, mask|None, mask_out, weights_out, **pk_admm_options fields): pk_admm. */
+static const option_field admm_fields[] = {
+    FIELD(pk_admm_options, scope, 'i'), FIELD(pk_admm_options, precision, 'i'), FIELD(pk_admm_options, sparsity, 'd'),
+    FIELD(pk_admm_options, n, 'i'), FIELD(pk_admm_options, m, 'i'), FIELD(pk_admm_options, iterations, 'i'),
+    FIELD(pk_admm_options, ramp_iterations, 'i'), FIELD(pk_admm_options, rho, 'd'),
+    FIELD(pk_admm_options, rho_growth, 'd'), FIELD(pk_admm_options, rho_interval, 'i'),
+    FIELD(pk_admm_options, refine_iterations, 'i'), FIELD(pk_admm_options, dampening, 'd'),
+    FIELD(pk_admm_options, num_threads, 'i'), {NULL, 0, 0}};
+
 static PyObject *py_admm(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "mask_out", "out",
-                             "out_dtype", "out_stride", "scope", "precision", "sparsity", "n", "m", "iterations",
-                             "ramp_iterations", "rho", "rho_growth", "rho_interval", "refine_iterations", "dampening",
-                             "num_threads", NULL};
-    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
-    int dtype, odtype;
-    long long rows, cols, stride, ostride;
+    static char *kwlist[] = {"weights", "hessian", "mask", "mask_out", "weights_out", NULL};
     pk_admm_options o;
     pk_admm_options_init(&o);
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*z*z*w*iL|$iidiiiiddiidi", kwlist, &w, &dtype, &rows, &cols,
-                                     &stride, &h, &given, &mask, &out, &odtype, &ostride, &o.scope, &o.precision,
-                                     &o.sparsity, &o.n, &o.m, &o.iterations, &o.ramp_iterations, &o.rho, &o.rho_growth,
-                                     &o.rho_interval, &o.refine_iterations, &o.dampening, &o.num_threads))
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer given = {0}, mask = {0};
+    if (!parse_with_options(args, kwargs, admm_fields, &o, "O&O&z*w*O&", kwlist, to_matrix, &w, to_hessian, &h, &given,
+                            &mask, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
-        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
-        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask_out")) &&
-        (!given.buf || check_size(&given, (Py_ssize_t)(rows * cols), "mask"))) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
+    PyObject *result = NULL;
+    Py_ssize_t entries = (Py_ssize_t)(w.matrix.rows * w.matrix.cols);
+    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_admm(&mat, (const double *)h.buf, cols, (const uint8_t *)given.buf, &o, (uint8_t *)mask.buf, &res);
+        status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
+                         (uint8_t *)mask.buf, &out.matrix);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&given);
     PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
+    matrix_release(&out);
     return result;
 }
 
-/* refine_mask(weights, dtype, rows, cols, stride, hessian, mask, *, scope, n, m, max_swaps, candidates,
- *             num_threads) -> swaps made: pk_refine_mask, in place on the uint8 mask buffer. Options not
- * given keep pk_swap_options_init's values. */
+/* refine_mask(weights, hessian, mask (refined in place), **pk_swap_options fields) -> swaps made. */
+static const option_field swap_fields[] = {
+    FIELD(pk_swap_options, scope, 'i'), FIELD(pk_swap_options, n, 'i'), FIELD(pk_swap_options, m, 'i'),
+    FIELD(pk_swap_options, max_swaps, 'i'), FIELD(pk_swap_options, candidates, 'i'),
+    FIELD(pk_swap_options, num_threads, 'i'), {NULL, 0, 0}};
+
 static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "scope", "n", "m",
-                             "max_swaps", "candidates", "num_threads", NULL};
-    Py_buffer w = {0}, h = {0}, mask = {0};
-    int dtype;
-    long long rows, cols, stride;
+    static char *kwlist[] = {"weights", "hessian", "mask", NULL};
     pk_swap_options o;
     pk_swap_options_init(&o);
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*|$iiiiii", kwlist, &w, &dtype, &rows, &cols, &stride, &h,
-                                     &mask, &o.scope, &o.n, &o.m, &o.max_swaps, &o.candidates, &o.num_threads))
+    matrix_arg w;
+    hessian_arg h;
+    Py_buffer mask = {0};
+    if (!parse_with_options(args, kwargs, swap_fields, &o, "O&O&w*", kwlist, to_matrix, &w, to_hessian, &h, &mask))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") && check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         int64_t swaps = 0;
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_refine_mask(&mat, (const double *)h.buf, cols, &o, (uint8_t *)mask.buf, &swaps);
+        status = pk_refine_mask(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &swaps);
         Py_END_ALLOW_THREADS
         result = status == PK_OK ? PyLong_FromLongLong(swaps) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&mask);
     return result;
 }
@@ -652,14 +723,12 @@ static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject
     static char *kwlist[] = {"weights", "criterion", "permutation_out", NULL};
     pk_permutation_options o;
     pk_permutation_options_init(&o);
-    PyObject *rest = take_options(kwargs, permutation_fields, &o);
-    if (!rest) return NULL;
     matrix_arg w;
     criterion_arg c;
     Py_buffer perm = {0};
-    int parsed = PyArg_ParseTupleAndKeywords(args, rest, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &perm);
-    Py_DECREF(rest);
-    if (!parsed) return NULL;
+    if (!parse_with_options(args, kwargs, permutation_fields, &o, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c,
+                            &perm))
+        return NULL;
     PyObject *result = NULL;
     if (check_size(&perm, (Py_ssize_t)(w.matrix.cols * 8), "permutation")) {
         double before = 0, after = 0;
@@ -693,23 +762,27 @@ static PyObject *py_outlier_ratio(PyObject *self, PyObject *args, PyObject *kwar
     return status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
 }
 
-/* allocate_sparsity(sizes int64 buffer, importance float64 buffer, sparsity, spread, pruned_out int64,
+/* allocate_sparsity(sizes int64, importance float64, sparsity, spread, pruned_out int64,
  *                   sparsities_out float64): pk_allocate_sparsity. */
-static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
+static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *kwlist[] = {"sizes", "importance", "sparsity", "spread", "pruned_out", "sparsities_out", NULL};
     Py_buffer sizes = {0}, importance = {0}, pruned = {0}, sparsities = {0};
     double sparsity, spread;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*ddw*w*", kwlist, &sizes, &importance, &sparsity, &spread, &pruned,
+                                     &sparsities))
+        return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*ddw*w*", &sizes, &importance, &sparsity, &spread, &pruned, &sparsities)) return NULL;
     Py_ssize_t layers = sizes.len / 8;
-    if (check_size(&importance, layers * 8, "importance") && check_size(&pruned, layers * 8, "pruned") &&
-        check_size(&sparsities, layers * 8, "sparsities")) {
+    if (importance.len != layers * 8) {
+        PyErr_Format(PyExc_ValueError, "sizes has %zd entries, importance %zd", layers, importance.len / 8);
+    } else if (check_size(&pruned, layers * 8, "pruned") && check_size(&sparsities, layers * 8, "sparsities")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
         status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
                                       spread, (int64_t *)pruned.buf, (double *)sparsities.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
     PyBuffer_Release(&sizes);
     PyBuffer_Release(&importance);
@@ -718,61 +791,43 @@ static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* compensate_bias(original, dtype, rows, cols, stride, pruned, pdtype, pstride, mean float64, bias, bdtype):
- * pk_compensate_bias, in place on the bias buffer. */
-static PyObject *py_compensate_bias(PyObject *self, PyObject *args) {
+/* compensate_bias(original, pruned, mean float64, bias (1 x rows, writable)): pk_compensate_bias. */
+static PyObject *py_compensate_bias(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, p = {0}, mean = {0}, bias = {0};
-    int dtype, pdtype, bdtype;
-    long long rows, cols, stride, pstride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*w*i", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &mean, &bias,
-                          &bdtype))
+    static char *kwlist[] = {"original", "pruned", "mean", "bias", NULL};
+    matrix_arg w, p, b;
+    Py_buffer mean = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&y*O&", kwlist, to_matrix, &w, to_matrix, &p, &mean,
+                                     to_writable_matrix, &b))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
-        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned")) {
-        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
-        int64_t length = (int64_t)(bias.len / dtype_size(bdtype)); /* the library checks it against rows */
-        pk_matrix b = {bias.buf, 1, length, length, bdtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_compensate_bias(&original, &pruned, (const double *)mean.buf, (int64_t)(mean.len / 8), &b);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&p);
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_compensate_bias(&w.matrix, &p.matrix, (const double *)mean.buf, (int64_t)(mean.len / 8), &b.matrix);
+    Py_END_ALLOW_THREADS
+    matrix_release(&w);
+    matrix_release(&p);
     PyBuffer_Release(&mean);
-    PyBuffer_Release(&bias);
-    return result;
+    matrix_release(&b);
+    return none_or_raise(status);
 }
 
-/* output_error(original, dtype, rows, cols, stride, pruned, pdtype, pstride, hessian) -> (error, relative):
- * pk_output_error. */
-static PyObject *py_output_error(PyObject *self, PyObject *args) {
+/* output_error(original, pruned, hessian) -> (error, relative): pk_output_error. */
+static PyObject *py_output_error(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, p = {0}, h = {0};
-    int dtype, pdtype;
-    long long rows, cols, stride, pstride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &h)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
-        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian")) {
-        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
-        double error = 0, relative = 0;
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_output_error(&original, &pruned, (const double *)h.buf, cols, &error, &relative);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&p);
-    PyBuffer_Release(&h);
-    return result;
+    static char *kwlist[] = {"original", "pruned", "hessian", NULL};
+    matrix_arg w, p;
+    hessian_arg h;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&", kwlist, to_matrix, &w, to_matrix, &p, to_hessian, &h))
+        return NULL;
+    double error = 0, relative = 0;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_output_error(&w.matrix, &p.matrix, (const double *)h.view.buf, h.size, &error, &relative);
+    Py_END_ALLOW_THREADS
+    matrix_release(&w);
+    matrix_release(&p);
+    hessian_release(&h);
+    return status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
 }
 
 /* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
@@ -1343,47 +1398,37 @@ static pk_stats *stats_handle(PyObject *object) {
 /* Methods: low rank, pruning at inference time. Keyword arguments; an option not given keeps
  * pk_low_rank_options_init's default. */
 
-/* low_rank(weights, dtype, rows, cols, stride, hessian, a, a_dtype, a_cols, a_stride, b, b_dtype, b_rows,
- *          b_stride, singular_values, *, rank, energy, dampening, max_retries, threads) -> r */
+/* low_rank(weights, hessian, a_out, b_out, singular_values_out, **pk_low_rank_options fields) -> r */
+static const option_field low_rank_fields[] = {
+    FIELD(pk_low_rank_options, rank, 'L'), FIELD(pk_low_rank_options, energy, 'd'),
+    FIELD(pk_low_rank_options, dampening, 'd'), FIELD(pk_low_rank_options, max_dampening_retries, 'i'),
+    FIELD(pk_low_rank_options, num_threads, 'i'), {NULL, 0, 0}};
+
 static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *names[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "a", "a_dtype", "a_cols",
-                            "a_stride", "b", "b_dtype", "b_rows", "b_stride", "singular_values", "rank", "energy",
-                            "dampening", "max_retries", "threads", NULL};
-    Py_buffer w = {0}, h = {0}, a = {0}, b = {0}, sv = {0};
-    int dtype, adtype, bdtype;
-    long long rows, cols, stride, acols, astride, brows, bstride;
-    PyObject *rank = NULL, *energy = NULL, *damp = NULL, *retries = NULL, *threads = NULL, *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*iLLw*iLLw*|$OOOOO", names, &w, &dtype, &rows, &cols,
-                                     &stride, &h, &a, &adtype, &acols, &astride, &b, &bdtype, &brows, &bstride, &sv,
-                                     &rank, &energy, &damp, &retries, &threads))
-        return NULL;
+    static char *kwlist[] = {"weights", "hessian", "a_out", "b_out", "singular_values_out", NULL};
     pk_low_rank_options o;
     pk_low_rank_options_init(&o);
-    int ok = 1;
-    if (ok && rank) { o.rank = PyLong_AsLongLong(rank); ok = !PyErr_Occurred(); }
-    if (ok && energy) { o.energy = PyFloat_AsDouble(energy); ok = !PyErr_Occurred(); }
-    if (ok && damp) { o.dampening = PyFloat_AsDouble(damp); ok = !PyErr_Occurred(); }
-    if (ok && retries) { o.max_dampening_retries = (int32_t)PyLong_AsLong(retries); ok = !PyErr_Occurred(); }
-    if (ok && threads) { o.num_threads = (int32_t)PyLong_AsLong(threads); ok = !PyErr_Occurred(); }
-    int64_t k = rows < cols ? rows : cols;
-    if (ok && check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
-        check_size(&a, matrix_bytes(rows, acols, astride, adtype), "a") &&
-        check_size(&b, matrix_bytes(brows, cols, bstride, bdtype), "b") && check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
-        pk_matrix wm = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix am = {a.buf, rows, acols, astride, adtype, 0}, bm = {b.buf, brows, cols, bstride, bdtype, 0};
+    matrix_arg w, a, b;
+    hessian_arg h;
+    Py_buffer sv = {0};
+    if (!parse_with_options(args, kwargs, low_rank_fields, &o, "O&O&O&O&w*", kwlist, to_matrix, &w, to_hessian, &h,
+                            to_writable_matrix, &a, to_writable_matrix, &b, &sv))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t k = w.matrix.rows < w.matrix.cols ? w.matrix.rows : w.matrix.cols;
+    if (check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
         int64_t r = 0;
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_low_rank(&wm, (const double *)h.buf, cols, &o, &am, &bm, &r, (double *)sv.buf);
+        status = pk_low_rank(&w.matrix, (const double *)h.view.buf, h.size, &o, &a.matrix, &b.matrix, &r, (double *)sv.buf);
         Py_END_ALLOW_THREADS
         result = status == PK_OK ? PyLong_FromLongLong(r) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
+    matrix_release(&w);
+    hessian_release(&h);
+    matrix_release(&a);
+    matrix_release(&b);
     PyBuffer_Release(&sv);
     return result;
 }
@@ -1913,14 +1958,16 @@ static PyMethodDef methods[] = {
     {"mask_layers", (PyCFunction)(void (*)(void))py_mask_layers, METH_VARARGS | METH_KEYWORDS, NULL},
     {"apply_mask", (PyCFunction)(void (*)(void))py_apply_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"mask_sparsity", (PyCFunction)(void (*)(void))py_mask_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
+    {"sparsegpt", (PyCFunction)(void (*)(void))py_sparsegpt, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"reconstruct", (PyCFunction)(void (*)(void))py_reconstruct, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"prune_columns", (PyCFunction)(void (*)(void))py_prune_columns, METH_VARARGS | METH_KEYWORDS, NULL},
     {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"channel_permutation", (PyCFunction)(void (*)(void))py_channel_permutation, METH_VARARGS | METH_KEYWORDS, NULL},
     {"outlier_ratio", (PyCFunction)(void (*)(void))py_outlier_ratio, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
-    {"output_error", py_output_error, METH_VARARGS, NULL},
-    {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},
+    {"compensate_bias", (PyCFunction)(void (*)(void))py_compensate_bias, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"output_error", (PyCFunction)(void (*)(void))py_output_error, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"allocate_sparsity", (PyCFunction)(void (*)(void))py_allocate_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
     {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
     {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
     {"select_structures", py_select_structures, METH_VARARGS, NULL},
