@@ -574,16 +574,13 @@ def _dense_out(shape: Tuple[int, int], dtype: np.dtype) -> Tuple[np.ndarray, int
         raise TypeError(f"values dtype {dtype} is not supported")
     return np.empty(shape, dtype=dtype), code
 
-
 def to_24(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     """2:4 compressed form: (values [rows, cols/2], metadata uint8 [rows, ceil(cols/8)]).
     Raises ValueError for a weight that is not 2:4."""
     w = _view(weight, "weight")
-    if w.cols % 4:
-        raise ValueError(f"2:4 needs cols divisible by 4, got {w.cols}")
-    values = np.empty((w.rows, w.cols // 2), dtype=_values_dtype(w))
-    metadata = np.empty((w.rows, (w.cols // 4 + 1) // 2), dtype=np.uint8)
-    _prunekit.sparse_export(1, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, values, metadata, None)
+    values = np.empty((w.rows, max(w.cols // 2, 1)), dtype=_values_dtype(w))
+    metadata = np.empty((w.rows, max((w.cols + 7) // 8, 1)), dtype=np.uint8)
+    _prunekit.export_24(w.array, values, metadata)
     return values, metadata
 
 
@@ -594,12 +591,12 @@ def from_24(values: Any, metadata: Any) -> np.ndarray:
     if v.ndim != 2 or md.shape != (v.shape[0], (v.shape[1] // 2 + 1) // 2):
         raise ValueError(f"values {v.shape} and metadata {md.shape} do not describe a 2:4 matrix")
     dense, code = _dense_out((v.shape[0], 2 * v.shape[1]), v.dtype)
-    _prunekit.sparse_import(1, v, md, None, dense, code, dense.shape[0], dense.shape[1], dense.shape[1])
+    _prunekit.import_24(v, md, dense)
     return dense
 
 
 def _nnz(w: _View) -> int:
-    return _prunekit.sparse_export(0, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, None, None, None)
+    return _prunekit.count_nonzero(w.array)
 
 
 def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -608,7 +605,7 @@ def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     nnz = _nnz(w)
     offsets, columns = np.empty(w.rows + 1, np.int64), np.empty(max(nnz, 1), np.int64)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
-    _prunekit.sparse_export(2, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, offsets, columns, values)
+    _prunekit.export_csr(w.array, nnz, offsets, columns, values)
     return offsets, columns[:nnz], values[:nnz]
 
 
@@ -631,8 +628,8 @@ def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]
     if offsets.shape != (rows + 1,) or cols_.shape != v.shape or (rows and offsets[-1] != len(v)):
         raise ValueError("row_offsets, columns and values do not describe a CSR matrix of that shape")
     dense, code = _dense_out((rows, cols), v.dtype)
-    _prunekit.sparse_import(2, offsets, cols_ if len(cols_) else np.zeros(1, np.int64),
-                            v if len(v) else np.zeros(1, v.dtype), dense, code, rows, cols, cols)
+    _prunekit.import_csr(offsets, cols_ if len(cols_) else np.zeros(1, np.int64), v if len(v) else np.zeros(1, v.dtype),
+                         dense)
     return dense
 
 
@@ -642,7 +639,7 @@ def to_bitmask(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     nnz = _nnz(w)
     bits = np.empty((w.rows, (w.cols + 7) // 8), np.uint8)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
-    _prunekit.sparse_export(3, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, bits, values, None)
+    _prunekit.export_bitmask(w.array, nnz, bits, values)
     return bits, values[:nnz]
 
 
@@ -653,10 +650,8 @@ def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     v = np.ascontiguousarray(_as_numpy(values, "values"))
     if b.shape != (rows, (cols + 7) // 8):
         raise ValueError(f"bits have shape {b.shape}, ({rows}, {(cols + 7) // 8}) needed")
-    if int(np.unpackbits(b, axis=1, bitorder="little")[:, :cols].sum()) != len(v):
-        raise ValueError("the bit mask and the number of values disagree")
     dense, code = _dense_out((rows, cols), v.dtype)
-    _prunekit.sparse_import(3, b, v if len(v) else np.zeros(1, v.dtype), None, dense, code, rows, cols, cols)
+    _prunekit.import_bitmask(b, v if len(v) else np.zeros(1, v.dtype), dense)
     return dense
 
 

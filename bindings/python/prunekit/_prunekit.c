@@ -830,59 +830,181 @@ static PyObject *py_output_error(PyObject *self, PyObject *args, PyObject *kwarg
     return status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
 }
 
-/* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
- * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
- * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
-static PyObject *py_sparse_export(PyObject *self, PyObject *args) {
+/* Sparse formats: one function per pk_ call. Exports take the weights and caller-allocated outputs
+ * (capacity: the entries columns_out / values_out hold); imports take the stored arrays and the dense
+ * output matrix, and check the buffers hold what the library will read. */
+static PyObject *py_count_nonzero(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, a = {0}, b = {0}, c = {0};
-    int kind, dtype;
-    long long rows, cols, stride, capacity;
+    static char *kwlist[] = {"weights", NULL};
+    matrix_arg w;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &w)) return NULL;
+    int64_t nnz = 0;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_count_nonzero(&w.matrix, &nnz);
+    Py_END_ALLOW_THREADS
+    matrix_release(&w);
+    return status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
+}
+
+static Py_ssize_t element_size(int32_t dtype) { return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2; }
+
+/* export_24(weights, values_out, metadata_out) */
+static PyObject *py_export_24(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "values_out", "metadata_out", NULL};
+    matrix_arg w;
+    Py_buffer values = {0}, metadata = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&w*w*", kwlist, to_matrix, &w, &values, &metadata)) return NULL;
+    const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*iLLLLz*z*z*", &kind, &w, &dtype, &rows, &cols, &stride, &capacity, &a, &b, &c)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        int64_t nnz = 0;
+    if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 0) status = pk_count_nonzero(&m, &nnz);
-        else if (kind == 1) status = pk_export_24(&m, a.buf, (uint8_t *)b.buf);
-        else if (kind == 2) status = pk_export_csr(&m, capacity, (int64_t *)a.buf, (int64_t *)b.buf, c.buf);
-        else status = pk_export_bitmask(&m, capacity, (uint8_t *)a.buf, b.buf);
+        status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
-    PyBuffer_Release(&c);
+    matrix_release(&w);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&metadata);
     return result;
 }
 
-/* sparse_import(kind, in_a, in_b, in_c|None, dense, dtype, rows, cols, stride)
- * kind 1: pk_import_24 (values, metadata); 2: pk_import_csr (row_offsets, columns, values);
- * 3: pk_import_bitmask (bits, values). */
-static PyObject *py_sparse_import(PyObject *self, PyObject *args) {
+/* import_24(values, metadata, dense_out) */
+static PyObject *py_import_24(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer a = {0}, b = {0}, c = {0}, d = {0};
-    int kind, dtype;
-    long long rows, cols, stride;
+    static char *kwlist[] = {"values", "metadata", "dense_out", NULL};
+    Py_buffer values = {0}, metadata = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&", kwlist, &values, &metadata, to_writable_matrix, &d)) return NULL;
+    const pk_matrix *m = &d.matrix;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*y*z*w*iLLL", &kind, &a, &b, &c, &d, &dtype, &rows, &cols, &stride)) return NULL;
-    if (check_size(&d, matrix_bytes(rows, cols, stride, dtype), "dense")) {
-        pk_matrix m = {d.buf, rows, cols, stride, dtype, 0};
+    if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 1) status = pk_import_24(a.buf, (const uint8_t *)b.buf, &m);
-        else if (kind == 2) status = pk_import_csr((const int64_t *)a.buf, (const int64_t *)b.buf, c.buf, &m);
-        else status = pk_import_bitmask((const uint8_t *)a.buf, b.buf, &m);
+        status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&d);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&metadata);
+    matrix_release(&d);
+    return result;
+}
+
+/* export_csr(weights, capacity, row_offsets_out, columns_out, values_out) */
+static PyObject *py_export_csr(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "capacity", "row_offsets_out", "columns_out", "values_out", NULL};
+    matrix_arg w;
+    long long capacity;
+    Py_buffer offsets = {0}, columns = {0}, values = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*w*w*", kwlist, to_matrix, &w, &capacity, &offsets, &columns, &values))
+        return NULL;
+    const pk_matrix *m = &w.matrix;
+    PyObject *result = NULL;
+    if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets") &&
+        check_size(&columns, (Py_ssize_t)(capacity * 8), "columns") &&
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf);
+        Py_END_ALLOW_THREADS
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&columns);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+/* import_csr(row_offsets, columns, values, dense_out): columns and values must hold
+ * row_offsets[rows] entries (the library reads that many). */
+static PyObject *py_import_csr(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"row_offsets", "columns", "values", "dense_out", NULL};
+    Py_buffer offsets = {0}, columns = {0}, values = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*O&", kwlist, &offsets, &columns, &values, to_writable_matrix, &d))
+        return NULL;
+    const pk_matrix *m = &d.matrix;
+    PyObject *result = NULL;
+    if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets")) {
+        int64_t stored = m->rows > 0 ? ((const int64_t *)offsets.buf)[m->rows] : 0;
+        if (stored < 0) stored = 0; /* the library reports bad offsets */
+        if (check_size(&columns, (Py_ssize_t)(stored * 8), "columns") &&
+            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values")) {
+            pk_status status;
+            Py_BEGIN_ALLOW_THREADS
+            status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m);
+            Py_END_ALLOW_THREADS
+            result = none_or_raise(status);
+        }
+    }
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&columns);
+    PyBuffer_Release(&values);
+    matrix_release(&d);
+    return result;
+}
+
+/* export_bitmask(weights, capacity, bits_out, values_out) */
+static PyObject *py_export_bitmask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"weights", "capacity", "bits_out", "values_out", NULL};
+    matrix_arg w;
+    long long capacity;
+    Py_buffer bits = {0}, values = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*w*", kwlist, to_matrix, &w, &capacity, &bits, &values)) return NULL;
+    const pk_matrix *m = &w.matrix;
+    PyObject *result = NULL;
+    if (check_size(&bits, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "bits") &&
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
+        pk_status status;
+        Py_BEGIN_ALLOW_THREADS
+        status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf);
+        Py_END_ALLOW_THREADS
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+/* import_bitmask(bits, values, dense_out): values must hold one entry per bit set in each row's
+ * first cols bits (the library reads that many). */
+static PyObject *py_import_bitmask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"bits", "values", "dense_out", NULL};
+    Py_buffer bits = {0}, values = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&", kwlist, &bits, &values, to_writable_matrix, &d)) return NULL;
+    const pk_matrix *m = &d.matrix;
+    PyObject *result = NULL;
+    int64_t row_bytes = (m->cols + 7) / 8;
+    if (check_size(&bits, (Py_ssize_t)(m->rows * row_bytes), "bits")) {
+        int64_t present = 0;
+        for (int64_t r = 0; r < m->rows; r++)
+            for (int64_t c = 0; c < m->cols; c++) present += (((const uint8_t *)bits.buf)[r * row_bytes + c / 8] >> (c % 8)) & 1;
+        if (values.len != (Py_ssize_t)present * element_size(m->dtype) && !(present == 0 && values.len <= element_size(m->dtype))) {
+            PyErr_Format(PyExc_ValueError, "the bit mask and the values disagree: %lld entries set, %zd values", (long long)present,
+                         values.len / element_size(m->dtype));
+        } else {
+            pk_status status;
+            Py_BEGIN_ALLOW_THREADS
+            status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m);
+            Py_END_ALLOW_THREADS
+            result = none_or_raise(status);
+        }
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&values);
+    matrix_release(&d);
     return result;
 }
 
@@ -1968,8 +2090,13 @@ static PyMethodDef methods[] = {
     {"compensate_bias", (PyCFunction)(void (*)(void))py_compensate_bias, METH_VARARGS | METH_KEYWORDS, NULL},
     {"output_error", (PyCFunction)(void (*)(void))py_output_error, METH_VARARGS | METH_KEYWORDS, NULL},
     {"allocate_sparsity", (PyCFunction)(void (*)(void))py_allocate_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
-    {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
+    {"count_nonzero", (PyCFunction)(void (*)(void))py_count_nonzero, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_24", (PyCFunction)(void (*)(void))py_export_24, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_24", (PyCFunction)(void (*)(void))py_import_24, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_csr", (PyCFunction)(void (*)(void))py_export_csr, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_csr", (PyCFunction)(void (*)(void))py_import_csr, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_bitmask", (PyCFunction)(void (*)(void))py_export_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_bitmask", (PyCFunction)(void (*)(void))py_import_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"select_structures", py_select_structures, METH_VARARGS, NULL},
     {"group_op", py_group_op, METH_VARARGS, NULL},
     {"compact_group_data_free", py_compact_group_data_free, METH_VARARGS, NULL},
