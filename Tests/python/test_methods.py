@@ -173,7 +173,7 @@ def test_top_channels_errors_write_nothing():
     scores[2, 5] = np.inf
     out = np.full((3, 4), -7, dtype=np.int64)
     with pytest.raises(ValueError, match="sample 2, channel 5"):
-        _prunekit.top_channels(scores, 3, 8, 8, 4, out)
+        _prunekit.top_channels(scores, 4, out)
     assert (out == -7).all()
     for k in (0, 9):
         with pytest.raises(ValueError, match="k must be in 1 ... 8"):

@@ -356,58 +356,13 @@ static int to_hessian(PyObject *object, void *target) {
 /* The result of a call that returns nothing but its status. */
 static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
 
-/* Checks that a buffer holds at least `bytes` bytes. */
+/* Checks that a buffer holds at least `bytes` bytes: the library cannot see a buffer's length. */
 static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
     if (b->len < bytes) {
         PyErr_Format(PyExc_ValueError, "%s buffer has %zd bytes, %zd needed", name, b->len, bytes);
         return 0;
     }
     return 1;
-}
-
-static Py_ssize_t dtype_size(int dtype) {
-    return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2;
-}
-
-static Py_ssize_t matrix_bytes(int64_t rows, int64_t cols, int64_t stride, int dtype) {
-    if (rows <= 0 || cols <= 0 || stride < cols) return 0; /* the library reports these */
-    return (Py_ssize_t)(((rows - 1) * stride + cols) * dtype_size(dtype));
-}
-
-/* A criterion from (kind, features buffer or None, gradient buffer or None, gradient dtype,
- * gradient stride, seed). Buffers stay owned by the caller's Py_buffer structs. */
-typedef struct criterion_args {
-    pk_criterion criterion;
-    pk_matrix gradient;
-} criterion_args;
-
-static void fill_criterion(criterion_args *c, int kind, const Py_buffer *features, const Py_buffer *gradient,
-                           int64_t rows, int64_t cols, int gradient_dtype, int64_t gradient_stride, unsigned long long seed) {
-    pk_criterion_init(&c->criterion);
-    c->criterion.kind = kind;
-    c->criterion.seed = (uint64_t)seed;
-    if (features && features->buf) {
-        c->criterion.feature_values = (const float *)features->buf;
-        c->criterion.feature_count = (int64_t)(features->len / (Py_ssize_t)sizeof(float));
-    }
-    if (gradient && gradient->buf) {
-        c->gradient.data = gradient->buf;
-        c->gradient.rows = rows;
-        c->gradient.cols = cols;
-        c->gradient.row_stride = gradient_stride;
-        c->gradient.dtype = gradient_dtype;
-        c->gradient.reserved = 0;
-        c->criterion.gradient = &c->gradient;
-    }
-}
-
-static void fill_selection(pk_selection *s, int scope, double sparsity, int n, int m, int threads) {
-    pk_selection_init(s);
-    s->scope = scope;
-    s->sparsity = sparsity;
-    s->n = n;
-    s->m = m;
-    s->num_threads = threads;
 }
 
 /* score(weights, criterion, scores_out): pk_score. */
@@ -1009,124 +964,162 @@ static PyObject *py_import_bitmask(PyObject *self, PyObject *args, PyObject *kwa
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Structured pruning. A group comes as (members, min_keep, stage, stats|None); a member as
- * (tensor, dtype, rows, cols, stride, axis, scored, span, block_cols,
- *  kind, features|None, gradient|None, gdtype, gstride, seed). */
+/* Structured pruning. A group is a dict {members, min_keep, stage, activations} of pk_group's
+ * fields, a member a dict {tensor, axis, scored, span, block_cols, criterion} of
+ * pk_group_member's (tensor a matrix, criterion as to_criterion takes it). */
 
 typedef struct StatsObject StatsObject;
 static pk_stats *stats_handle(PyObject *object);
 
-typedef struct group_args {
-    Py_ssize_t count;
-    Py_buffer *buffers; /* 3 per member: tensor, features, gradient (buf NULL when absent) */
+typedef struct group_arg {
+    Py_ssize_t count; /* members taken so far */
+    matrix_arg *tensors;
+    criterion_arg *criteria;
     pk_group_member *members;
-    criterion_args *crits;
     pk_group group;
-} group_args;
+} group_arg;
 
-static void group_release(group_args *g) {
-    for (Py_ssize_t i = 0; g->buffers && i < 3 * g->count; i++)
-        if (g->buffers[i].obj) PyBuffer_Release(&g->buffers[i]);
-    PyMem_Free(g->buffers);
+static const option_field member_fields[] = {
+    FIELD(pk_group_member, axis, 'i'), FIELD(pk_group_member, scored, 'i'), FIELD(pk_group_member, span, 'L'),
+    FIELD(pk_group_member, block_cols, 'L'), {NULL, 0, 0}};
+static const option_field group_fields[] = {FIELD(pk_group, min_keep, 'L'), FIELD(pk_group, stage, 'i'), {NULL, 0, 0}};
+
+static void group_release(group_arg *g) {
+    for (Py_ssize_t i = 0; i < g->count; i++) {
+        matrix_release(&g->tensors[i]);
+        criterion_release(&g->criteria[i]);
+    }
+    PyMem_Free(g->tensors);
+    PyMem_Free(g->criteria);
     PyMem_Free(g->members);
-    PyMem_Free(g->crits);
     memset(g, 0, sizeof(*g));
 }
 
-static int get_buffer(PyObject *object, Py_buffer *buffer, int writable) {
-    if (object == Py_None) return 1;
-    return PyObject_GetBuffer(object, buffer, PyBUF_SIMPLE | (writable ? PyBUF_WRITABLE : 0)) == 0;
+/* One member dict into g's slot i. */
+static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t i) {
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "member: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    pk_group_member *m = &g->members[i];
+    PyObject *rest = take_options(object, member_fields, m);
+    if (!rest) return 0;
+    PyObject *tensor = PyDict_GetItemString(object, "tensor"), *criterion = PyDict_GetItemString(object, "criterion");
+    int ok = tensor && PyDict_DelItemString(rest, "tensor") == 0;
+    if (!tensor) PyErr_SetString(PyExc_TypeError, "member: no tensor");
+    if (ok && criterion) ok = PyDict_DelItemString(rest, "criterion") == 0;
+    ok = ok && no_more_keys(rest, "member");
+    Py_DECREF(rest);
+    if (!ok || !(writable ? to_writable_matrix : to_matrix)(tensor, &g->tensors[i])) return 0;
+    if (!to_criterion(criterion ? criterion : Py_None, &g->criteria[i])) {
+        matrix_release(&g->tensors[i]);
+        return 0;
+    }
+    m->tensor = g->tensors[i].matrix;
+    m->criterion = &g->criteria[i].criterion;
+    return 1;
 }
 
-/* Fills *g from a group tuple; on failure sets an exception, releases what it took, returns 0. */
-static int group_parse(PyObject *tuple, int writable, group_args *g) {
-    PyObject *list, *stats;
-    long long min_keep;
-    int stage;
+/* Fills *g from a group dict; on failure sets an exception, releases what it took, returns 0. */
+static int group_take(PyObject *object, int writable, group_arg *g) {
     memset(g, 0, sizeof(*g));
-    if (!PyArg_ParseTuple(tuple, "O!LiO", &PyList_Type, &list, &min_keep, &stage, &stats)) return 0;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "group: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, group_fields, &g->group);
+    if (!rest) return 0;
+    PyObject *list = PyDict_GetItemString(object, "members"), *stats = PyDict_GetItemString(object, "activations");
+    int ok = list && PyList_Check(list) && PyDict_DelItemString(rest, "members") == 0;
+    if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "group: members must be a list");
+    if (ok && stats) ok = PyDict_DelItemString(rest, "activations") == 0;
+    ok = ok && no_more_keys(rest, "group");
+    Py_DECREF(rest);
+    if (!ok) return 0;
     Py_ssize_t count = PyList_GET_SIZE(list);
     size_t slots = (size_t)(count > 0 ? count : 1);
-    g->buffers = (Py_buffer *)PyMem_Calloc(slots * 3, sizeof(Py_buffer));
+    g->tensors = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
+    g->criteria = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
     g->members = (pk_group_member *)PyMem_Calloc(slots, sizeof(pk_group_member));
-    g->crits = (criterion_args *)PyMem_Calloc(slots, sizeof(criterion_args));
-    if (!g->buffers || !g->members || !g->crits) {
+    if (!g->tensors || !g->criteria || !g->members) {
         PyErr_NoMemory();
         group_release(g);
         return 0;
     }
-    g->count = count;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *tensor, *features, *gradient;
-        int dtype, axis, scored, kind, gdtype;
-        long long rows, cols, stride, span, block_cols, gstride;
-        unsigned long long seed;
-        Py_buffer *b = &g->buffers[3 * i];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiiLLiOOiLK", &tensor, &dtype, &rows, &cols, &stride, &axis,
-                              &scored, &span, &block_cols, &kind, &features, &gradient, &gdtype, &gstride, &seed) ||
-            !get_buffer(tensor, &b[0], writable) || !get_buffer(features, &b[1], 0) || !get_buffer(gradient, &b[2], 0) ||
-            !check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "tensor")) {
+    for (; g->count < count; g->count++)
+        if (!member_take(PyList_GET_ITEM(list, g->count), writable, g, g->count)) {
             group_release(g);
             return 0;
         }
-        pk_group_member *m = &g->members[i];
-        pk_matrix t = {b[0].buf, rows, cols, stride, dtype, 0};
-        m->tensor = t;
-        m->axis = axis;
-        m->scored = scored;
-        m->span = span;
-        m->block_cols = block_cols;
-        fill_criterion(&g->crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
-        m->criterion = &g->crits[i].criterion;
-    }
     g->group.members = g->members;
     g->group.member_count = (int64_t)count;
-    g->group.min_keep = (int64_t)min_keep;
-    g->group.stage = stage;
-    if (stats != Py_None) {
-        g->group.activations = stats_handle(stats);
-        if (!g->group.activations) {
-            group_release(g);
-            return 0;
-        }
+    if (stats && stats != Py_None && !(g->group.activations = stats_handle(stats))) {
+        group_release(g);
+        return 0;
     }
     return 1;
 }
 
-/* select_structures(groups, (criterion, reduction, normalization, mode, ratio, multiple, threads),
- *                   stage_values|None, scores|None, keep_out, scores_out) */
-static PyObject *py_select_structures(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *list;
-    Py_buffer stages = {0}, given = {0}, keep = {0}, scores = {0};
-    int criterion, reduction, normalization, mode, threads;
-    double ratio;
-    long long multiple;
-    if (!PyArg_ParseTuple(args, "O!(iiiidLi)z*z*w*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
-                          &mode, &ratio, &multiple, &threads, &stages, &given, &keep, &scores))
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
-    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
-    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
-    PyObject *result = NULL;
-    if (!groups || !plain) {
+/* A list of group dicts: groups[i] and the plain pk_group array the library takes. */
+typedef struct groups_arg {
+    Py_ssize_t count;
+    group_arg *groups;
+    pk_group *plain;
+} groups_arg;
+
+static void groups_release(groups_arg *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) group_release(&l->groups[i]);
+    PyMem_Free(l->groups);
+    PyMem_Free(l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int groups_take(PyObject *list, int writable, groups_arg *l) {
+    memset(l, 0, sizeof(*l));
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "groups must be a list");
+        return 0;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    l->groups = (group_arg *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_arg));
+    l->plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    if (!l->groups || !l->plain) {
         PyErr_NoMemory();
-        goto done;
+        groups_release(l);
+        return 0;
     }
-    for (; parsed < count; parsed++) {
-        if (!group_parse(PyList_GET_ITEM(list, parsed), 0, &groups[parsed])) goto done;
-        plain[parsed] = groups[parsed].group;
+    for (; l->count < count; l->count++) {
+        if (!group_take(PyList_GET_ITEM(list, l->count), writable, &l->groups[l->count])) {
+            groups_release(l);
+            return 0;
+        }
+        l->plain[l->count] = l->groups[l->count].group;
     }
-    {
-        pk_structure_options o;
-        pk_structure_options_init(&o);
-        o.criterion = criterion;
-        o.reduction = reduction;
-        o.normalization = normalization;
-        o.mode = mode;
-        o.ratio = ratio;
-        o.multiple = multiple;
-        o.num_threads = threads;
+    return 1;
+}
+
+/* The structure options shared by select_structures and progressive_structures. */
+static const option_field structure_fields[] = {
+    FIELD(pk_structure_options, criterion, 'i'), FIELD(pk_structure_options, reduction, 'i'),
+    FIELD(pk_structure_options, normalization, 'i'), FIELD(pk_structure_options, mode, 'i'),
+    FIELD(pk_structure_options, ratio, 'd'), FIELD(pk_structure_options, multiple, 'L'),
+    FIELD(pk_structure_options, num_threads, 'i'), {NULL, 0, 0}};
+
+/* select_structures(groups, keep_out, scores_out, stage_values=None, scores=None,
+ *                   **pk_structure_options fields): pk_select_structures. */
+static PyObject *py_select_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"groups", "keep_out", "scores_out", "stage_values", "scores", NULL};
+    pk_structure_options o;
+    pk_structure_options_init(&o);
+    PyObject *list;
+    Py_buffer keep = {0}, scores_out = {0}, stages = {0}, given = {0};
+    if (!parse_with_options(args, kwargs, structure_fields, &o, "Ow*w*|z*z*", kwlist, &list, &keep, &scores_out, &stages,
+                            &given))
+        return NULL;
+    groups_arg l;
+    PyObject *result = NULL;
+    if (groups_take(list, 0, &l)) {
         if (stages.buf) {
             o.stage_values = (const double *)stages.buf;
             o.stage_count = (int64_t)(stages.len / 8);
@@ -1134,213 +1127,239 @@ static PyObject *py_select_structures(PyObject *self, PyObject *args) {
         o.scores = (const double *)given.buf;
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_select_structures(plain, (int64_t)count, &o, (uint8_t *)keep.buf, (double *)scores.buf);
+        status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
+        groups_release(&l);
     }
-done:
-    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
-    PyMem_Free(groups);
-    PyMem_Free(plain);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&scores_out);
     PyBuffer_Release(&stages);
     PyBuffer_Release(&given);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&scores);
     return result;
 }
 
-/* group_op(op, group, keep, ...):
- *   op 0 compact: outputs [(buffer, dtype, rows, cols, stride)], kept_out, compensation|None
- *        where compensation = (member, hessian, size, (precision, damp, retries))
- *   op 1 apply in place;  op 2 structure mask: member, mask_out;
- *   op 3 permute in place (pk_permute_group): keep holds the int64 permutation */
-static PyObject *py_group_op(PyObject *self, PyObject *args) {
-    (void)self;
-    int op;
-    PyObject *group_tuple, *extra = Py_None, *compensation = Py_None;
-    Py_buffer keep = {0}, out = {0}, hessian = {0};
-    long long member = 0;
-    if (!PyArg_ParseTuple(args, "iOy*|OOw*L", &op, &group_tuple, &keep, &extra, &compensation, &out, &member)) return NULL;
-    group_args g;
-    PyObject *result = NULL;
-    Py_buffer *outputs = NULL;
-    pk_matrix *mats = NULL;
-    Py_ssize_t acquired = 0;
-    if (!group_parse(group_tuple, op == 1 || op == 3, &g)) {
-        PyBuffer_Release(&keep);
-        PyBuffer_Release(&out);
-        return NULL;
+/* The output matrices of a compaction, one per member. */
+static int outputs_take(PyObject *list, Py_ssize_t members, matrix_arg **outputs, pk_matrix **plain, Py_ssize_t *taken) {
+    *taken = 0;
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) != members) {
+        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+        return 0;
     }
-    pk_status status;
-    if (op == 0) {
-        if (!PyList_Check(extra) || PyList_GET_SIZE(extra) != g.count) {
-            PyErr_SetString(PyExc_ValueError, "one output per member is needed");
-            goto done;
+    *outputs = (matrix_arg *)PyMem_Calloc((size_t)(members > 0 ? members : 1), sizeof(matrix_arg));
+    *plain = (pk_matrix *)PyMem_Calloc((size_t)(members > 0 ? members : 1), sizeof(pk_matrix));
+    if (!*outputs || !*plain) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (; *taken < members; (*taken)++) {
+        if (!to_writable_matrix(PyList_GET_ITEM(list, *taken), &(*outputs)[*taken])) return 0;
+        (*plain)[*taken] = (*outputs)[*taken].matrix;
+    }
+    return 1;
+}
+
+static void outputs_release(matrix_arg *outputs, pk_matrix *plain, Py_ssize_t taken) {
+    for (Py_ssize_t i = 0; outputs && i < taken; i++) matrix_release(&outputs[i]);
+    PyMem_Free(outputs);
+    PyMem_Free(plain);
+}
+
+/* A compensation dict {member, hessian, **pk_reconstruction_options fields}. */
+typedef struct compensation_arg {
+    pk_compensation compensation;
+    pk_reconstruction_options options;
+    hessian_arg hessian;
+} compensation_arg;
+
+static int compensation_take(PyObject *object, compensation_arg *c) {
+    memset(c, 0, sizeof(*c));
+    pk_reconstruction_options_init(&c->options);
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "compensation: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    static const option_field member[] = {FIELD(pk_compensation, member, 'L'), {NULL, 0, 0}};
+    PyObject *rest = take_options(object, reconstruction_fields, &c->options), *more = NULL;
+    PyObject *hessian = PyDict_GetItemString(object, "hessian");
+    int ok = rest && (more = take_options(rest, member, &c->compensation)) != NULL;
+    if (ok && hessian) ok = PyDict_DelItemString(more, "hessian") == 0;
+    ok = ok && no_more_keys(more, "compensation");
+    Py_XDECREF(rest);
+    Py_XDECREF(more);
+    if (!ok || !to_hessian(hessian ? hessian : Py_None, &c->hessian)) return 0;
+    c->compensation.hessian = (const double *)c->hessian.view.buf;
+    c->compensation.hessian_size = c->hessian.size;
+    c->compensation.options = &c->options;
+    return 1;
+}
+
+/* compact_group(group, keep, outputs [matrix], kept_indices_out, compensation=None): pk_compact_group. */
+static PyObject *py_compact_group(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "compensation", NULL};
+    PyObject *group, *list, *compensation = Py_None;
+    Py_buffer keep = {0}, kept = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*Ow*|O", kwlist, &group, &keep, &list, &kept, &compensation))
+        return NULL;
+    group_arg g;
+    matrix_arg *outputs = NULL;
+    pk_matrix *plain = NULL;
+    Py_ssize_t taken = 0;
+    compensation_arg c;
+    memset(&c, 0, sizeof(c));
+    PyObject *result = NULL;
+    if (group_take(group, 0, &g)) {
+        if (outputs_take(list, g.count, &outputs, &plain, &taken) &&
+            (compensation == Py_None || compensation_take(compensation, &c))) {
+            pk_status status;
+            Py_BEGIN_ALLOW_THREADS
+            status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, compensation == Py_None ? NULL : &c.compensation,
+                                      plain, (int64_t *)kept.buf);
+            Py_END_ALLOW_THREADS
+            result = none_or_raise(status);
         }
-        outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
-        mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
-        if (!outputs || !mats) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (; acquired < g.count; acquired++) {
-            int dtype;
-            long long rows, cols, stride;
-            if (!PyArg_ParseTuple(PyList_GET_ITEM(extra, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
-                goto done;
-            if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
-                acquired++;
-                goto done;
-            }
-            pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
-            mats[acquired] = m;
-        }
-        pk_compensation c = {0, NULL, 0, NULL};
-        pk_reconstruction_options ro;
-        int with_compensation = compensation != Py_None;
-        if (with_compensation) {
-            int precision, retries;
-            double damp;
-            long long size;
-            if (!PyArg_ParseTuple(compensation, "Ly*L(idi)", &c.member, &hessian, &size, &precision, &damp, &retries)) goto done;
-            if (!check_size(&hessian, (Py_ssize_t)(size * size * 8), "hessian")) goto done;
-            pk_reconstruction_options_init(&ro);
-            ro.precision = precision;
-            ro.dampening = damp;
-            ro.max_dampening_retries = retries;
-            c.hessian = (const double *)hessian.buf;
-            c.hessian_size = size;
-            c.options = &ro;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, with_compensation ? &c : NULL, mats, (int64_t *)out.buf);
-        Py_END_ALLOW_THREADS
-    } else if (op == 1) {
+        hessian_release(&c.hessian);
+        outputs_release(outputs, plain, taken);
+        group_release(&g);
+    }
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&kept);
+    return result;
+}
+
+/* apply_structures(group, keep): pk_apply_structures, in place on the members. */
+static PyObject *py_apply_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"group", "keep", NULL};
+    PyObject *group;
+    Py_buffer keep = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*", kwlist, &group, &keep)) return NULL;
+    group_arg g;
+    PyObject *result = NULL;
+    if (group_take(group, 1, &g)) {
+        pk_status status;
         Py_BEGIN_ALLOW_THREADS
         status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf);
         Py_END_ALLOW_THREADS
-    } else if (op == 3) {
-        if (keep.len % 8) {
-            PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
-            goto done;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_permute_group(&g.group, (const int64_t *)keep.buf, (int64_t)(keep.len / 8));
-        Py_END_ALLOW_THREADS
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf);
-        Py_END_ALLOW_THREADS
+        result = none_or_raise(status);
+        group_release(&g);
     }
-    result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-done:
-    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
-    PyMem_Free(outputs);
-    PyMem_Free(mats);
-    group_release(&g);
     PyBuffer_Release(&keep);
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&hessian);
     return result;
 }
 
-/* compact_group_data_free(group, keep, outputs [(buffer, dtype, rows, cols, stride)],
- *     (producer, next, bn_weight, bn_bias, bn_mean, bn_var, epsilon, dampening, activation, threads),
- *     kept_out, bias_shift_out) */
-static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args) {
+/* permute_group(group, permutation int64): pk_permute_group, in place on the members. */
+static PyObject *py_permute_group(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *group_tuple, *list;
-    Py_buffer keep = {0}, kept = {0}, shift = {0};
-    pk_data_free_options o;
-    pk_data_free_options_init(&o);
-    long long producer, next, bnw, bnb, bnm, bnv;
-    int activation, threads;
-    if (!PyArg_ParseTuple(args, "Oy*O!(LLLLLLddii)w*w*", &group_tuple, &keep, &PyList_Type, &list, &producer, &next, &bnw,
-                          &bnb, &bnm, &bnv, &o.epsilon, &o.dampening, &activation, &threads, &kept, &shift))
-        return NULL;
-    o.producer = producer;
-    o.next = next;
-    o.bn_weight = bnw;
-    o.bn_bias = bnb;
-    o.bn_mean = bnm;
-    o.bn_var = bnv;
-    o.activation = activation;
-    o.num_threads = threads;
-    group_args g;
+    static char *kwlist[] = {"group", "permutation", NULL};
+    PyObject *group;
+    Py_buffer perm = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*", kwlist, &group, &perm)) return NULL;
+    group_arg g;
     PyObject *result = NULL;
-    Py_buffer *outputs = NULL;
-    pk_matrix *mats = NULL;
-    Py_ssize_t acquired = 0;
-    if (!group_parse(group_tuple, 0, &g)) {
-        PyBuffer_Release(&keep);
-        PyBuffer_Release(&kept);
-        PyBuffer_Release(&shift);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(list) != g.count) {
-        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
-        goto done;
-    }
-    outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
-    mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
-    if (!outputs || !mats) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; acquired < g.count; acquired++) {
-        int dtype;
-        long long rows, cols, stride;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
-            goto done;
-        if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
-            acquired++;
-            goto done;
-        }
-        pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
-        mats[acquired] = m;
-    }
-    {
+    if (perm.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
+    } else if (group_take(group, 1, &g)) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, mats, (int64_t *)kept.buf,
-                                            (double *)shift.buf, (int64_t)(shift.len / 8));
+        status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8));
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
+        group_release(&g);
     }
-done:
-    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
-    PyMem_Free(outputs);
-    PyMem_Free(mats);
-    group_release(&g);
+    PyBuffer_Release(&perm);
+    return result;
+}
+
+/* structure_mask(group, member, keep, mask_out): pk_structure_mask. */
+static PyObject *py_structure_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"group", "member", "keep", "mask_out", NULL};
+    PyObject *group;
+    long long member;
+    Py_buffer keep = {0}, out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OLy*w*", kwlist, &group, &member, &keep, &out)) return NULL;
+    group_arg g;
+    PyObject *result = NULL;
+    if (group_take(group, 0, &g)) {
+        const pk_matrix *t = member >= 0 && member < g.count ? &g.members[member].tensor : NULL;
+        if (!t || check_size(&out, (Py_ssize_t)(t->rows * t->cols), "mask")) {
+            pk_status status; /* a member out of range: the library reports it */
+            Py_BEGIN_ALLOW_THREADS
+            status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf);
+            Py_END_ALLOW_THREADS
+            result = none_or_raise(status);
+        }
+        group_release(&g);
+    }
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* compact_group_data_free(group, keep, outputs [matrix], kept_indices_out, bias_shift_out,
+ *                         **pk_data_free_options fields): pk_compact_group_data_free. */
+static const option_field data_free_fields[] = {
+    FIELD(pk_data_free_options, producer, 'L'), FIELD(pk_data_free_options, next, 'L'),
+    FIELD(pk_data_free_options, bn_weight, 'L'), FIELD(pk_data_free_options, bn_bias, 'L'),
+    FIELD(pk_data_free_options, bn_mean, 'L'), FIELD(pk_data_free_options, bn_var, 'L'),
+    FIELD(pk_data_free_options, epsilon, 'd'), FIELD(pk_data_free_options, dampening, 'd'),
+    FIELD(pk_data_free_options, activation, 'i'), FIELD(pk_data_free_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "bias_shift_out", NULL};
+    pk_data_free_options o;
+    pk_data_free_options_init(&o);
+    PyObject *group, *list;
+    Py_buffer keep = {0}, kept = {0}, shift = {0};
+    if (!parse_with_options(args, kwargs, data_free_fields, &o, "Oy*Ow*w*", kwlist, &group, &keep, &list, &kept, &shift))
+        return NULL;
+    group_arg g;
+    matrix_arg *outputs = NULL;
+    pk_matrix *plain = NULL;
+    Py_ssize_t taken = 0;
+    PyObject *result = NULL;
+    if (group_take(group, 0, &g)) {
+        if (outputs_take(list, g.count, &outputs, &plain, &taken)) {
+            pk_status status;
+            Py_BEGIN_ALLOW_THREADS
+            status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, plain, (int64_t *)kept.buf,
+                                                (double *)shift.buf, (int64_t)(shift.len / 8));
+            Py_END_ALLOW_THREADS
+            result = none_or_raise(status);
+        }
+        outputs_release(outputs, plain, taken);
+        group_release(&g);
+    }
     PyBuffer_Release(&keep);
     PyBuffer_Release(&kept);
     PyBuffer_Release(&shift);
     return result;
 }
 
-/* key_channels(q, qdtype, qrows, qcols, qstride, k, kdtype, krows, kcols, kstride, heads, ratio, keep_out, scores_out) */
-static PyObject *py_key_channels(PyObject *self, PyObject *args) {
+/* key_channels(queries, keys, heads, ratio, keep_out, scores_out): pk_key_channels. */
+static PyObject *py_key_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer q = {0}, k = {0}, keep = {0}, scores = {0};
-    int qdtype, kdtype;
-    long long qrows, qcols, qstride, krows, kcols, kstride, heads;
+    static char *kwlist[] = {"queries", "keys", "heads", "ratio", "keep_out", "scores_out", NULL};
+    matrix_arg q, k;
+    long long heads;
     double ratio;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLLLLdw*w*", &q, &qdtype, &qrows, &qcols, &qstride, &k, &kdtype, &krows, &kcols,
-                          &kstride, &heads, &ratio, &keep, &scores))
+    Py_buffer keep = {0}, scores = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&Ldw*w*", kwlist, to_matrix, &q, to_matrix, &k, &heads, &ratio,
+                                     &keep, &scores))
         return NULL;
-    if (check_size(&q, matrix_bytes(qrows, qcols, qstride, qdtype), "queries") &&
-        check_size(&k, matrix_bytes(krows, kcols, kstride, kdtype), "keys") && check_size(&keep, (Py_ssize_t)kcols, "keep") &&
-        check_size(&scores, (Py_ssize_t)(kcols * 8), "scores")) {
-        pk_matrix qm = {q.buf, qrows, qcols, qstride, qdtype, 0}, km = {k.buf, krows, kcols, kstride, kdtype, 0};
+    PyObject *result = NULL;
+    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_key_channels(&qm, &km, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf);
+        status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&q);
-    PyBuffer_Release(&k);
+    matrix_release(&q);
+    matrix_release(&k);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&scores);
     return result;
@@ -1354,7 +1373,6 @@ struct StatsObject {
     pk_stats *handle;
 };
 
-static PyTypeObject StatsType;
 
 /* A new instance of `type` (Stats or a subclass) owning `handle`. */
 static PyObject *stats_wrap(PyTypeObject *type, pk_stats *handle) {
@@ -1555,56 +1573,46 @@ static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
     return result;
 }
 
-/* top_channels(scores, rows, cols, stride, k, indices, *, magnitude): scores float32. */
+/* top_channels(scores (float32 matrix), k, indices_out int64, magnitude=False): pk_top_channels. */
 static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *names[] = {"scores", "rows", "cols", "stride", "k", "indices", "magnitude", NULL};
-    Py_buffer s = {0}, out = {0};
-    long long rows, cols, stride, k;
+    static char *names[] = {"scores", "k", "indices_out", "magnitude", NULL};
+    matrix_arg sm;
+    long long k;
     int magnitude = 0;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|p", names, to_matrix, &sm, &k, &out, &magnitude)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*LLLLw*|$p", names, &s, &rows, &cols, &stride, &k, &out, &magnitude))
-        return NULL;
-    if (check_size(&s, matrix_bytes(rows, cols, stride, PK_DTYPE_FLOAT32), "scores") &&
-        check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
-        pk_matrix m = {s.buf, rows, cols, stride, PK_DTYPE_FLOAT32, 0};
+    int64_t rows = sm.matrix.rows;
+    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_top_channels(&m, (int64_t)k, magnitude, (int64_t *)out.buf);
+        status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&s);
+    matrix_release(&sm);
     PyBuffer_Release(&out);
     return result;
 }
 
-/* gather(source, dtype, rows, cols, stride, axis, indices, count, out, out_stride) */
+/* gather(source, axis, indices int64, out): pk_gather. */
 static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *names[] = {"source", "dtype", "rows", "cols", "stride", "axis", "indices", "count", "out",
-                            "out_rows", "out_cols", "out_stride", NULL};
-    Py_buffer src = {0}, idx = {0}, out = {0};
-    int dtype, axis;
-    long long rows, cols, stride, count, orows, ocols, ostride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiy*Lw*LLL", names, &src, &dtype, &rows, &cols, &stride, &axis,
-                                     &idx, &count, &out, &orows, &ocols, &ostride))
+    static char *names[] = {"source", "axis", "indices", "out", NULL};
+    matrix_arg src, out;
+    int axis;
+    Py_buffer idx = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&iy*O&", names, to_matrix, &src, &axis, &idx, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&src, matrix_bytes(rows, cols, stride, dtype), "source") &&
-        check_size(&idx, (Py_ssize_t)(count > 0 ? count * 8 : 0), "indices") &&
-        check_size(&out, matrix_bytes(orows, ocols, ostride, dtype), "out")) {
-        pk_matrix sm = {src.buf, rows, cols, stride, dtype, 0}, om = {out.buf, orows, ocols, ostride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_gather(&sm, axis, (const int64_t *)idx.buf, (int64_t)count, &om);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&src);
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_gather(&src.matrix, axis, (const int64_t *)idx.buf, (int64_t)(idx.len / 8), &out.matrix);
+    Py_END_ALLOW_THREADS
+    matrix_release(&src);
     PyBuffer_Release(&idx);
-    PyBuffer_Release(&out);
-    return result;
+    matrix_release(&out);
+    return none_or_raise(status);
 }
 
 /* random_channel_mask(importance, count, mask, *, threshold, drop_probability, seed) */
@@ -1642,26 +1650,34 @@ static PyObject *py_version(PyObject *self, PyObject *unused) {
 /* Pruning over time: schedules, pruner handles (a capsule that also holds the weight buffers
  * for the pruner's lifetime, as the header requires), soft masks and the host-driven loops. */
 
-static int schedule_parse(PyObject *tuple, pk_schedule *s) {
+/* A schedule from a dict of pk_schedule's fields (None = the defaults). */
+static const option_field schedule_fields[] = {
+    FIELD(pk_schedule, kind, 'i'), FIELD(pk_schedule, begin, 'L'), FIELD(pk_schedule, end, 'L'),
+    FIELD(pk_schedule, frequency, 'L'), FIELD(pk_schedule, initial_sparsity, 'd'),
+    FIELD(pk_schedule, final_sparsity, 'd'), {NULL, 0, 0}};
+
+static int to_schedule(PyObject *object, void *target) {
+    pk_schedule *s = (pk_schedule *)target;
     pk_schedule_init(s);
-    long long begin, end, frequency;
-    if (!PyArg_ParseTuple(tuple, "iLLLdd", &s->kind, &begin, &end, &frequency, &s->initial_sparsity,
-                          &s->final_sparsity))
+    if (object == Py_None) return 1;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "schedule: expected a dict, got %s", Py_TYPE(object)->tp_name);
         return 0;
-    s->begin = begin;
-    s->end = end;
-    s->frequency = frequency;
-    return 1;
+    }
+    PyObject *rest = take_options(object, schedule_fields, s);
+    int ok = rest && no_more_keys(rest, "schedule");
+    Py_XDECREF(rest);
+    return ok;
 }
 
-/* schedule_sparsity((kind, begin, end, frequency, initial, final), step) */
-static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args) {
+/* schedule_sparsity(schedule, step): pk_schedule_sparsity. */
+static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *tuple;
-    long long step;
+    static char *kwlist[] = {"schedule", "step", NULL};
     pk_schedule s;
+    long long step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L", kwlist, to_schedule, &s, &step)) return NULL;
     double out = 0;
-    if (!PyArg_ParseTuple(args, "O!L", &PyTuple_Type, &tuple, &step) || !schedule_parse(tuple, &s)) return NULL;
     pk_status status = pk_schedule_sparsity(&s, step, &out);
     return status == PK_OK ? PyFloat_FromDouble(out) : raise_status(status);
 }
@@ -1669,16 +1685,15 @@ static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args) {
 typedef struct pruner_capsule {
     pk_pruner *pruner;
     Py_ssize_t count;
-    Py_buffer *buffers; /* the weights, held while the pruner lives */
+    matrix_arg *weights; /* the weights' buffers, held while the pruner lives */
 } pruner_capsule;
 
 static void pruner_capsule_close(pruner_capsule *c) {
     pk_pruner_free(c->pruner);
     c->pruner = NULL;
-    for (Py_ssize_t i = 0; c->buffers && i < c->count; i++)
-        if (c->buffers[i].obj) PyBuffer_Release(&c->buffers[i]);
-    PyMem_Free(c->buffers);
-    c->buffers = NULL;
+    for (Py_ssize_t i = 0; c->weights && i < c->count; i++) matrix_release(&c->weights[i]);
+    PyMem_Free(c->weights);
+    c->weights = NULL;
     c->count = 0;
 }
 
@@ -1690,65 +1705,57 @@ static void pruner_capsule_destroy(PyObject *capsule) {
     }
 }
 
-static pruner_capsule *pruner_of(PyObject *capsule) {
-    return (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+/* O& converter: the pruner handle of a capsule (a closed one is the library's to report). */
+static int to_pruner(PyObject *capsule, void *target) {
+    pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+    if (!c) return 0;
+    *(pk_pruner **)target = c->pruner;
+    return 1;
 }
 
-/* pruner_create(layers, scope, n, m, threads, schedule tuple, targets|None, decay_steps, momentum, soft_temperature)
- * where layers is a list of (weights, dtype, rows, cols, stride, kind, features|None, seed). */
-static PyObject *py_pruner_create(PyObject *self, PyObject *args) {
+/* pruner_create(weights [writable matrix], criteria [criterion], selection, schedule,
+ *               layer_targets=None, **pk_pruner_options fields) -> capsule: pk_pruner_create. */
+static const option_field pruner_fields[] = {
+    FIELD(pk_pruner_options, decay_steps, 'L'), FIELD(pk_pruner_options, gradient_momentum, 'd'),
+    FIELD(pk_pruner_options, num_threads, 'i'), FIELD(pk_pruner_options, soft_temperature, 'd'), {NULL, 0, 0}};
+
+static PyObject *py_pruner_create(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *list, *sched, *targets_obj;
-    int scope, n, m, threads;
-    long long decay;
-    double momentum, temperature;
-    if (!PyArg_ParseTuple(args, "O!iiiiO!OLdd", &PyList_Type, &list, &scope, &n, &m, &threads, &PyTuple_Type, &sched,
-                          &targets_obj, &decay, &momentum, &temperature))
-        return NULL;
+    static char *kwlist[] = {"weights", "criteria", "selection", "schedule", "layer_targets", NULL};
+    pk_pruner_options o;
+    pk_pruner_options_init(&o);
+    PyObject *weights, *criteria;
+    pk_selection sel;
     pk_schedule schedule;
-    if (!schedule_parse(sched, &schedule)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), slots = count > 0 ? count : 1;
-    pruner_capsule *c = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
-    Py_buffer *features = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
     Py_buffer targets = {0};
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)slots, sizeof(pk_matrix));
-    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)slots, sizeof(criterion_args));
-    const pk_criterion **ptrs = (const pk_criterion **)PyMem_Calloc((size_t)slots, sizeof(pk_criterion *));
+    if (!parse_with_options(args, kwargs, pruner_fields, &o, "O!O!O&O&|z*", kwlist, &PyList_Type, &weights, &PyList_Type,
+                            &criteria, to_selection, &sel, to_schedule, &schedule, &targets))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(weights), taken = 0;
+    size_t slots = (size_t)(count > 0 ? count : 1);
+    pruner_capsule *c = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
+    criterion_arg *crits = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
+    pk_matrix *plain = (pk_matrix *)PyMem_Calloc(slots, sizeof(pk_matrix));
+    const pk_criterion **ptrs = (const pk_criterion **)PyMem_Calloc(slots, sizeof(pk_criterion *));
     PyObject *result = NULL;
-    if (c) c->buffers = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
-    if (!c || !c->buffers || !features || !mats || !crits || !ptrs) {
+    if (c) c->weights = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
+    if (!c || !c->weights || !crits || !plain || !ptrs) {
         PyErr_NoMemory();
         goto done;
     }
-    c->count = count;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *w, *f;
-        int dtype, kind;
-        long long rows, cols, stride;
-        unsigned long long seed;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiOK", &w, &dtype, &rows, &cols, &stride, &kind, &f, &seed) ||
-            !get_buffer(w, &c->buffers[i], 1) || !get_buffer(f, &features[i], 0) ||
-            !check_size(&c->buffers[i], matrix_bytes(rows, cols, stride, dtype), "weights"))
-            goto done;
-        pk_matrix mat = {c->buffers[i].buf, rows, cols, stride, dtype, 0};
-        mats[i] = mat;
-        fill_criterion(&crits[i], kind, &features[i], NULL, rows, cols, 0, 0, seed);
-        ptrs[i] = &crits[i].criterion;
+    if (PyList_GET_SIZE(criteria) != count) {
+        PyErr_SetString(PyExc_ValueError, "one criterion per layer is needed");
+        goto done;
     }
-    if (targets_obj != Py_None) {
-        if (PyObject_GetBuffer(targets_obj, &targets, PyBUF_SIMPLE) != 0) goto done;
-        if (!check_size(&targets, count * 8, "targets")) goto done;
+    for (; taken < count; taken++) {
+        if (!to_writable_matrix(PyList_GET_ITEM(weights, taken), &c->weights[taken])) goto done;
+        c->count = taken + 1;
+        if (!to_criterion(PyList_GET_ITEM(criteria, taken), &crits[taken])) goto done;
+        plain[taken] = c->weights[taken].matrix;
+        ptrs[taken] = &crits[taken].criterion;
     }
-    {
-        pk_selection sel;
-        fill_selection(&sel, scope, 0.0, n, m, threads);
-        pk_pruner_options o;
-        pk_pruner_options_init(&o);
-        o.decay_steps = decay;
-        o.gradient_momentum = momentum;
-        o.num_threads = threads;
-        o.soft_temperature = temperature;
-        pk_status status = pk_pruner_create(mats, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
+    if (!targets.buf || check_size(&targets, count * 8, "targets")) {
+        pk_status status = pk_pruner_create(plain, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
                                             &c->pruner);
         if (status != PK_OK) {
             raise_status(status);
@@ -1762,119 +1769,105 @@ done:
         pruner_capsule_close(c);
         PyMem_Free(c);
     }
-    for (Py_ssize_t i = 0; features && i < count; i++)
-        if (features[i].obj) PyBuffer_Release(&features[i]);
-    if (targets.obj) PyBuffer_Release(&targets);
-    PyMem_Free(features);
-    PyMem_Free(mats);
+    for (Py_ssize_t i = 0; crits && i < taken; i++) criterion_release(&crits[i]);
+    PyBuffer_Release(&targets);
     PyMem_Free(crits);
+    PyMem_Free(plain);
     PyMem_Free(ptrs);
     return result;
 }
 
-/* pruner_step(capsule, step, gradients|None) with gradients a list of (buffer, dtype, rows, cols, stride) */
-static PyObject *py_pruner_step(PyObject *self, PyObject *args) {
+/* pruner_step(pruner, step, gradients=None [matrix]): pk_pruner_step. */
+static PyObject *py_pruner_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *capsule, *grads;
+    static char *kwlist[] = {"pruner", "step", "gradients", NULL};
+    pk_pruner *pruner;
     long long step;
-    if (!PyArg_ParseTuple(args, "OLO", &capsule, &step, &grads)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    if (!c) return NULL;
-    Py_ssize_t count = grads == Py_None ? 0 : PyList_Size(grads);
+    PyObject *grads = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L|O", kwlist, to_pruner, &pruner, &step, &grads)) return NULL;
+    Py_ssize_t count = grads == Py_None ? 0 : PyList_Size(grads), taken = 0;
     if (count < 0) return NULL;
-    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
+    matrix_arg *mats = (matrix_arg *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(matrix_arg));
+    pk_matrix *plain = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
     PyObject *result = NULL;
-    Py_ssize_t taken = 0;
-    if (!buffers || !mats) {
+    if (!mats || !plain) {
         PyErr_NoMemory();
         goto done;
     }
     for (; taken < count; taken++) {
-        int dtype;
-        long long rows, cols, stride;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(grads, taken), "y*iLLL", &buffers[taken], &dtype, &rows, &cols, &stride))
-            goto done;
-        if (!check_size(&buffers[taken], matrix_bytes(rows, cols, stride, dtype), "gradient")) {
-            taken++;
-            goto done;
-        }
-        pk_matrix mat = {buffers[taken].buf, rows, cols, stride, dtype, 0};
-        mats[taken] = mat;
+        if (!to_matrix(PyList_GET_ITEM(grads, taken), &mats[taken])) goto done;
+        plain[taken] = mats[taken].matrix;
     }
     {
         pk_status status;
-        pk_pruner *p = c->pruner;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_pruner_step(p, step, grads == Py_None ? NULL : mats);
+        status = pk_pruner_step(pruner, step, grads == Py_None ? NULL : plain);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
 done:
-    for (Py_ssize_t i = 0; buffers && i < taken; i++) PyBuffer_Release(&buffers[i]);
-    PyMem_Free(buffers);
+    for (Py_ssize_t i = 0; i < taken; i++) matrix_release(&mats[i]);
     PyMem_Free(mats);
+    PyMem_Free(plain);
     return result;
 }
 
-/* pruner_query(capsule, which, layer, out): 0 mask (uint8), 1 factors (float32) */
-static PyObject *py_pruner_query(PyObject *self, PyObject *args) {
+/* pruner_mask(pruner, layer, mask_out uint8) and pruner_factors(pruner, layer, factors_out float32). */
+static PyObject *py_pruner_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *capsule;
-    int which;
+    static char *kwlist[] = {"pruner", "layer", "mask_out", NULL};
+    pk_pruner *pruner;
     long long layer;
     Py_buffer out = {0};
-    if (!PyArg_ParseTuple(args, "OiLw*", &capsule, &which, &layer, &out)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (c) {
-        if (which == 0)
-            status = pk_pruner_mask(c->pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
-        else
-            status = pk_pruner_factors(c->pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
-    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
+    pk_status status = pk_pruner_mask(pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
     PyBuffer_Release(&out);
-    if (!c) return NULL;
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-/* pruner_soft_mask(capsule, layer, mask_out float32, derivative_out float32|None) */
-static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args) {
+static PyObject *py_pruner_factors(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *capsule, *deriv_obj;
+    static char *kwlist[] = {"pruner", "layer", "factors_out", NULL};
+    pk_pruner *pruner;
+    long long layer;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
+    pk_status status = pk_pruner_factors(pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
+    PyBuffer_Release(&out);
+    return none_or_raise(status);
+}
+
+/* pruner_soft_mask(pruner, layer, mask_out float32, derivative_out=None float32): pk_pruner_soft_mask. */
+static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"pruner", "layer", "mask_out", "derivative_out", NULL};
+    pk_pruner *pruner;
     long long layer;
     Py_buffer out = {0}, deriv = {0};
-    if (!PyArg_ParseTuple(args, "OLw*O", &capsule, &layer, &out, &deriv_obj)) return NULL;
-    if (deriv_obj != Py_None && PyObject_GetBuffer(deriv_obj, &deriv, PyBUF_WRITABLE) != 0) {
-        PyBuffer_Release(&out);
-        return NULL;
-    }
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_ERROR_INVALID_SHAPE;
-    int mismatch = deriv_obj != Py_None && deriv.len != out.len;
-    if (c && !mismatch)
-        status = pk_pruner_soft_mask(c->pruner, layer, (float *)out.buf, deriv_obj == Py_None ? NULL : (float *)deriv.buf,
-                                     (int64_t)(out.len / 4));
-    PyBuffer_Release(&out);
-    if (deriv.obj) PyBuffer_Release(&deriv);
-    if (!c) return NULL;
-    if (mismatch) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|z*", kwlist, to_pruner, &pruner, &layer, &out, &deriv)) return NULL;
+    PyObject *result = NULL;
+    if (deriv.buf && deriv.len != out.len) {
         PyErr_SetString(PyExc_ValueError, "derivative buffer differs in size from the mask buffer");
-        return NULL;
+    } else {
+        pk_status status = pk_pruner_soft_mask(pruner, layer, (float *)out.buf, (float *)deriv.buf, (int64_t)(out.len / 4));
+        result = none_or_raise(status);
     }
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&deriv);
+    return result;
 }
 
-static PyObject *py_pruner_to_bytes(PyObject *self, PyObject *capsule) {
+/* pruner_serialize(pruner) -> bytes: pk_pruner_serialized_size then pk_pruner_serialize. */
+static PyObject *py_pruner_serialize(PyObject *self, PyObject *capsule) {
     (void)self;
-    pruner_capsule *c = pruner_of(capsule);
-    if (!c) return NULL;
+    pk_pruner *pruner;
+    if (!to_pruner(capsule, &pruner)) return NULL;
     size_t size = 0, written = 0;
-    pk_status status = pk_pruner_serialized_size(c->pruner, &size);
+    pk_status status = pk_pruner_serialized_size(pruner, &size);
     if (status != PK_OK) return raise_status(status);
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!bytes) return NULL;
-    status = pk_pruner_serialize(c->pruner, PyBytes_AS_STRING(bytes), size, &written);
+    status = pk_pruner_serialize(pruner, PyBytes_AS_STRING(bytes), size, &written);
     if (status != PK_OK) {
         Py_DECREF(bytes);
         return raise_status(status);
@@ -1882,56 +1875,51 @@ static PyObject *py_pruner_to_bytes(PyObject *self, PyObject *capsule) {
     return bytes;
 }
 
-static PyObject *py_pruner_restore(PyObject *self, PyObject *args) {
+/* pruner_restore(pruner, data): pk_pruner_restore. */
+static PyObject *py_pruner_restore(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *capsule;
+    static char *kwlist[] = {"pruner", "data", NULL};
+    pk_pruner *pruner;
     Py_buffer b = {0};
-    if (!PyArg_ParseTuple(args, "Oy*", &capsule, &b)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_OK;
-    if (c) {
-        pk_pruner *p = c->pruner;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_pruner_restore(p, b.buf, (size_t)b.len);
-        Py_END_ALLOW_THREADS
-    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_pruner, &pruner, &b)) return NULL;
+    pk_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = pk_pruner_restore(pruner, b.buf, (size_t)b.len);
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&b);
-    if (!c) return NULL;
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-static PyObject *py_pruner_close(PyObject *self, PyObject *capsule) {
+/* pruner_free(pruner): pk_pruner_free now (and the weights' buffers let go); later calls raise. */
+static PyObject *py_pruner_free(PyObject *self, PyObject *capsule) {
     (void)self;
-    pruner_capsule *c = pruner_of(capsule);
+    pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
     if (!c) return NULL;
     pruner_capsule_close(c);
     Py_RETURN_NONE;
 }
 
-/* soft_mask(weights, dtype, rows, cols, stride, scope, sparsity, temperature, mask_out, derivative_out|None) */
-static PyObject *py_soft_mask(PyObject *self, PyObject *args) {
+/* soft_mask(weights, selection, temperature, mask_out float32, derivative_out=None float32): pk_soft_mask. */
+static PyObject *py_soft_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    Py_buffer w = {0}, mask = {0}, deriv = {0};
-    int dtype, scope;
-    long long rows, cols, stride;
-    double sparsity, temperature;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiddw*z*", &w, &dtype, &rows, &cols, &stride, &scope, &sparsity, &temperature,
-                          &mask, &deriv))
+    static char *kwlist[] = {"weights", "selection", "temperature", "mask_out", "derivative_out", NULL};
+    matrix_arg w;
+    pk_selection sel;
+    double temperature;
+    Py_buffer mask = {0}, deriv = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&dw*|z*", kwlist, to_matrix, &w, to_selection, &sel, &temperature,
+                                     &mask, &deriv))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&mask, (Py_ssize_t)(rows * cols * 4), "mask") &&
-        (!deriv.buf || check_size(&deriv, (Py_ssize_t)(rows * cols * 4), "derivative"))) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        pk_selection sel;
-        fill_selection(&sel, scope, sparsity, 2, 4, 0);
+    PyObject *result = NULL;
+    Py_ssize_t bytes = (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4);
+    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative"))) {
         pk_status status;
         Py_BEGIN_ALLOW_THREADS
-        status = pk_soft_mask(&m, &sel, temperature, (float *)mask.buf, (float *)deriv.buf);
+        status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf);
         Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
+    matrix_release(&w);
     PyBuffer_Release(&mask);
     PyBuffer_Release(&deriv);
     return result;
@@ -1990,48 +1978,36 @@ static PyObject *callback_result(callback_context *ctx, pk_status status, PyObje
     return success;
 }
 
-/* progressive_structures(groups, (criterion, reduction, normalization, threads), scores|None,
- *                        (target, step, tolerance), evaluate, keep_out, protected_out)
- * -> (pruned, evaluations, accepted, rejected, stop, baseline, final) */
-static PyObject *py_progressive_structures(PyObject *self, PyObject *args) {
+/* progressive_structures(groups, evaluate, keep_out, protected_out, scores=None,
+ *                        **pk_structure_options and pk_progressive_options fields)
+ * -> (pruned, evaluations, accepted, rejected, stop, baseline cost, final cost) */
+static const option_field progressive_fields[] = {
+    FIELD(pk_progressive_options, target_ratio, 'd'), FIELD(pk_progressive_options, step_ratio, 'd'),
+    FIELD(pk_progressive_options, tolerance, 'd'), {NULL, 0, 0}};
+
+static PyObject *py_progressive_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *kwlist[] = {"groups", "evaluate", "keep_out", "protected_out", "scores", NULL};
+    pk_structure_options o;
+    pk_structure_options_init(&o);
+    pk_progressive_options p;
+    pk_progressive_options_init(&p);
+    PyObject *rest = take_options(kwargs, structure_fields, &o);
     PyObject *list, *callable;
-    Py_buffer given = {0}, keep = {0}, prot = {0};
-    int criterion, reduction, normalization, threads;
-    double target, step, tolerance;
-    if (!PyArg_ParseTuple(args, "O!(iiii)z*(ddd)Ow*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
-                          &threads, &given, &target, &step, &tolerance, &callable, &keep, &prot))
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
-    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
-    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    Py_buffer keep = {0}, prot = {0}, given = {0};
+    int parsed = rest && parse_with_options(args, rest, progressive_fields, &p, "OOw*w*|z*", kwlist, &list, &callable, &keep,
+                                            &prot, &given);
+    Py_XDECREF(rest);
+    if (!parsed) return NULL;
+    groups_arg l;
     PyObject *result = NULL;
-    if (!groups || !plain) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; parsed < count; parsed++) {
-        if (!group_parse(PyList_GET_ITEM(list, parsed), 1, &groups[parsed])) goto done;
-        plain[parsed] = groups[parsed].group;
-    }
-    {
-        pk_structure_options o;
-        pk_structure_options_init(&o);
-        o.criterion = criterion;
-        o.reduction = reduction;
-        o.normalization = normalization;
-        o.num_threads = threads;
+    if (groups_take(list, 1, &l)) {
         o.scores = (const double *)given.buf;
-        pk_progressive_options p;
-        pk_progressive_options_init(&p);
-        p.target_ratio = target;
-        p.step_ratio = step;
-        p.tolerance = tolerance;
         pk_progressive_result r;
         memset(&r, 0, sizeof(r));
         callback_context ctx = {callable, NULL, NULL, NULL, NULL};
         ctx.thread = PyEval_SaveThread();
-        pk_status status = pk_progressive_structures(plain, (int64_t)count, &o, &p, evaluate_trampoline, &ctx,
+        pk_status status = pk_progressive_structures(l.plain, (int64_t)l.count, &o, &p, evaluate_trampoline, &ctx,
                                                      (uint8_t *)keep.buf, (uint8_t *)prot.buf, &r);
         PyEval_RestoreThread(ctx.thread);
         PyObject *success = status == PK_OK ? Py_BuildValue("(LLLLidd)", (long long)r.pruned, (long long)r.evaluations,
@@ -2039,24 +2015,24 @@ static PyObject *py_progressive_structures(PyObject *self, PyObject *args) {
                                                             r.baseline_cost, r.final_cost)
                                             : NULL;
         result = callback_result(&ctx, status, success);
+        groups_release(&l);
     }
-done:
-    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
-    PyMem_Free(groups);
-    PyMem_Free(plain);
-    PyBuffer_Release(&given);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&prot);
+    PyBuffer_Release(&given);
     return result;
 }
 
-/* sensitivity_ratios(sizes int64 buffer, probes float64 buffer, target, damage, ratios_out, counts_out) */
-static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args) {
+/* sensitivity_ratios(sizes int64, probes float64, target, damage, ratios_out, counts_out): pk_sensitivity_ratios. */
+static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *kwlist[] = {"sizes", "probes", "target", "damage", "ratios_out", "counts_out", NULL};
     Py_buffer sizes = {0}, probes = {0}, ratios = {0}, counts = {0};
     double target;
     PyObject *callable, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*dOw*w*", &sizes, &probes, &target, &callable, &ratios, &counts)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*dOw*w*", kwlist, &sizes, &probes, &target, &callable, &ratios,
+                                     &counts))
+        return NULL;
     int64_t layers = (int64_t)(sizes.len / 8);
     if (check_size(&ratios, (Py_ssize_t)(layers * 8), "ratios") && check_size(&counts, (Py_ssize_t)(layers * 8), "counts")) {
         callback_context ctx = {callable, NULL, NULL, NULL, NULL};
@@ -2097,26 +2073,30 @@ static PyMethodDef methods[] = {
     {"import_csr", (PyCFunction)(void (*)(void))py_import_csr, METH_VARARGS | METH_KEYWORDS, NULL},
     {"export_bitmask", (PyCFunction)(void (*)(void))py_export_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"import_bitmask", (PyCFunction)(void (*)(void))py_import_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"select_structures", py_select_structures, METH_VARARGS, NULL},
-    {"group_op", py_group_op, METH_VARARGS, NULL},
-    {"compact_group_data_free", py_compact_group_data_free, METH_VARARGS, NULL},
-    {"key_channels", py_key_channels, METH_VARARGS, NULL},
+    {"select_structures", (PyCFunction)(void (*)(void))py_select_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"compact_group", (PyCFunction)(void (*)(void))py_compact_group, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"apply_structures", (PyCFunction)(void (*)(void))py_apply_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"permute_group", (PyCFunction)(void (*)(void))py_permute_group, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"structure_mask", (PyCFunction)(void (*)(void))py_structure_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"compact_group_data_free", (PyCFunction)(void (*)(void))py_compact_group_data_free, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"key_channels", (PyCFunction)(void (*)(void))py_key_channels, METH_VARARGS | METH_KEYWORDS, NULL},
     {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},
     {"top_channels", (PyCFunction)(void (*)(void))py_top_channels, METH_VARARGS | METH_KEYWORDS, NULL},
     {"gather", (PyCFunction)(void (*)(void))py_gather, METH_VARARGS | METH_KEYWORDS, NULL},
     {"random_channel_mask", (PyCFunction)(void (*)(void))py_random_channel_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
-    {"schedule_sparsity", py_schedule_sparsity, METH_VARARGS, NULL},
-    {"pruner_create", py_pruner_create, METH_VARARGS, NULL},
-    {"pruner_step", py_pruner_step, METH_VARARGS, NULL},
-    {"pruner_query", py_pruner_query, METH_VARARGS, NULL},
-    {"pruner_soft_mask", py_pruner_soft_mask, METH_VARARGS, NULL},
-    {"pruner_to_bytes", py_pruner_to_bytes, METH_O, NULL},
-    {"pruner_restore", py_pruner_restore, METH_VARARGS, NULL},
-    {"pruner_close", py_pruner_close, METH_O, NULL},
-    {"soft_mask", py_soft_mask, METH_VARARGS, NULL},
-    {"progressive_structures", py_progressive_structures, METH_VARARGS, NULL},
-    {"sensitivity_ratios", py_sensitivity_ratios, METH_VARARGS, NULL},
+    {"schedule_sparsity", (PyCFunction)(void (*)(void))py_schedule_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_create", (PyCFunction)(void (*)(void))py_pruner_create, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_step", (PyCFunction)(void (*)(void))py_pruner_step, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_mask", (PyCFunction)(void (*)(void))py_pruner_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_factors", (PyCFunction)(void (*)(void))py_pruner_factors, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_soft_mask", (PyCFunction)(void (*)(void))py_pruner_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_serialize", py_pruner_serialize, METH_O, NULL},
+    {"pruner_restore", (PyCFunction)(void (*)(void))py_pruner_restore, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_free", py_pruner_free, METH_O, NULL},
+    {"soft_mask", (PyCFunction)(void (*)(void))py_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"progressive_structures", (PyCFunction)(void (*)(void))py_progressive_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"sensitivity_ratios", (PyCFunction)(void (*)(void))py_sensitivity_ratios, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

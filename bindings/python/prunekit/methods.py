@@ -52,7 +52,7 @@ def top_channels(scores: Any, k: int, *, magnitude: bool = False) -> np.ndarray:
     v = _view(a, "scores")
     k = int(k)
     out = np.empty((v.rows, max(k, 0)), dtype=np.int64)
-    _prunekit.top_channels(v.buffer, v.rows, v.cols, v.stride, k, out, magnitude=bool(magnitude))
+    _prunekit.top_channels(v.array, k, out, magnitude=bool(magnitude))
     return out
 
 
@@ -69,8 +69,7 @@ def gather(source: Any, indices: Any, *, axis: str = "cols", out: Any = None) ->
     o = _view(out, "out", writable=True)
     if o.dtype != s.dtype:
         raise TypeError(f"out has dtype {o.array.dtype}, the source {s.array.dtype}")
-    _prunekit.gather(s.buffer, s.dtype, s.rows, s.cols, s.stride, _GATHER_AXES[axis], idx, idx.size, o.buffer,
-                     o.rows, o.cols, o.stride)
+    _prunekit.gather(s.array, _GATHER_AXES[axis], idx, o.array)
     return out
 
 
