@@ -54,20 +54,21 @@ _DTYPES = _enum("DTYPE_")
 
 
 class _View:
-    """A 2-D view of an array's memory as the library takes it (no copy when possible)."""
+    """A 2-D array over the argument's memory as the extension takes it (no copy when possible),
+    with the argument's own shape and the library's dtype code."""
 
-    __slots__ = ("array", "buffer", "dtype", "rows", "cols", "stride", "shape")
+    __slots__ = ("array", "dtype", "rows", "cols", "shape")
 
-    def __init__(self, array: np.ndarray, dtype: int, stride: int, shape: Tuple[int, ...]):
+    def __init__(self, array: np.ndarray, dtype: int, shape: Tuple[int, ...]):
         self.array = array
         self.dtype = dtype
         self.rows, self.cols = array.shape
-        self.stride = stride
         self.shape = shape
-        # A flat, contiguous window from the first element to the last (strided rows included).
-        span = (self.rows - 1) * stride + self.cols
-        self.buffer = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(array.itemsize,),
-                                                      writeable=array.flags.writeable)
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The memory the extension reads (the array itself: the extension takes its strides)."""
+        return self.array
 
 
 def _native_byte_order(a: np.ndarray, name: str, writable: bool) -> np.ndarray:
@@ -159,39 +160,7 @@ def _view(x: Any, name: str, writable: bool = False) -> _View:
             raise ValueError(f"{name}: rows must be contiguous and aligned to write in place "
                              f"(strides {a.strides}); pass a contiguous array")
         a = np.array(a, order="C")  # a copy: ascontiguousarray keeps a contiguous, unaligned array as it is
-    stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1]
-    return _View(a, code, max(stride, a.shape[1]) if a.shape[0] > 1 else a.shape[1], shape)
-
-
-def _features(features: Any, name: str, criterion: str) -> Optional[np.ndarray]:
-    if features is None:
-        return None
-    if isinstance(features, Stats):
-        features = features.std() if criterion == "stade" else features.l2_norm()
-    f = _as_numpy(features, name)
-    if f.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D vector, got shape {f.shape}")
-    # Feature values enter scores as float32 (round to nearest), as documented.
-    return np.ascontiguousarray(f, dtype=np.float32)
-
-
-def _criterion_args(w: _View, criterion: str, features: Any, gradient: Any, seed: int, name: str = ""):
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
-    f = _features(features, f"{name}features", criterion)
-    if criterion in ("wanda", "stade") and f is None:
-        raise ValueError(f"{name}criterion {criterion!r} needs features= (a vector or a Stats)")
-    g = None
-    if criterion == "taylor":
-        if gradient is None:
-            raise ValueError(f"{name}criterion 'taylor' needs gradient=")
-        g = _view(gradient, f"{name}gradient")
-        if (g.rows, g.cols) != (w.rows, w.cols):
-            raise ValueError(f"{name}gradient has shape {g.shape}, weights have {w.shape}")
-    if not 0 <= int(seed) < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return (CRITERIA[criterion], f, None if g is None else g.buffer, 0 if g is None else g.dtype,
-            0 if g is None else g.stride, int(seed)), g
+    return _View(a, code, shape)
 
 
 def _criterion(criterion: str, features: Any, gradient: Any, seed: Optional[int], name: str = "") -> dict:
@@ -222,18 +191,7 @@ def _pattern(pattern: Union[str, Tuple[int, int]]) -> Tuple[int, int]:
     return int(n), int(m)
 
 
-def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None]):
-    if pattern is not None:
-        n, m = _pattern(pattern)
-        return SCOPES["nm"], 0.0, n, m
-    if scope not in SCOPES or scope == "nm":
-        raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
-    if sparsity is None:
-        raise ValueError("give a sparsity (or pattern='N:M')")
-    return SCOPES[scope], float(sparsity), 2, 4
-
-
-def _select_by(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None],
+def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None],
                threads: Optional[int]) -> dict:
     """The selection as the extension takes it (pk_selection's fields)."""
     if pattern is not None:
@@ -273,7 +231,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
     it saves allocating and page-faulting a new mask per layer); the result is a view of it.
     """
     w = _view(weight, "weight")
-    selection = _select_by(sparsity, scope, pattern, threads)
+    selection = _selection(sparsity, scope, pattern, threads)
     if out is None:
         out = np.empty((w.rows, w.cols), dtype=np.uint8)
     else:
@@ -300,7 +258,7 @@ def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion:
     for name, seq in (("features", features), ("gradients", gradients), ("seeds", seeds)):
         if seq is not None and len(seq) != count:
             raise ValueError(f"{name} has {len(seq)} entries for {count} layers")
-    selection = _select_by(sparsity, scope, pattern, threads)
+    selection = _selection(sparsity, scope, pattern, threads)
     views = [_view(weight, f"weights[{i}]") for i, weight in enumerate(weights)]
     criteria = [_criterion(criterion, None if features is None else features[i],
                            None if gradients is None else gradients[i], None if seeds is None else seeds[i],

@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prunekit, _enum, _view, _criterion, _select_by, CRITERIA
+from . import _prunekit, _enum, _view, _criterion, _selection, CRITERIA
 from .structured import Group, STRUCTURE_CRITERIA, _REDUCTIONS, _NORMALIZATIONS
 
 __all__ = ["SCHEDULES", "schedule_sparsity", "Pruner", "soft_mask", "progressive_structures", "sensitivity_ratios"]
@@ -70,7 +70,7 @@ class Pruner:
             raise ValueError(f"criterion must be magnitude, random, wanda, stade or gradient_flow, got {criterion!r}")
         if features is not None and len(features) != len(weights):
             raise ValueError(f"features has {len(features)} entries for {len(weights)} layers")
-        selection = _select_by(0.0, scope, pattern, threads)   # (the schedule gives the sparsity)
+        selection = _selection(0.0, scope, pattern, threads)   # (the schedule gives the sparsity)
         self._views = [_view(w, f"weights[{i}]", writable=True) for i, w in enumerate(weights)]
         criteria = [_criterion(kind, None if features is None else features[i], None, seed, f"features[{i}]: ")
                     for i in range(len(weights))]
@@ -162,7 +162,7 @@ def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = 
     """PDP's soft mask m(w) and dm/dw (float32, shape (rows, cols)); pk_soft_mask. Harden with
     prunekit.mask(weight, sparsity, scope=scope) (magnitude): exact count, highest m kept."""
     w = _view(weight, "weight")
-    selection = _select_by(sparsity, scope, None, None)
+    selection = _selection(sparsity, scope, None, None)
     m = np.empty((w.rows, w.cols), dtype=np.float32)
     d = np.empty((w.rows, w.cols), dtype=np.float32) if derivative else None
     _prunekit.soft_mask(w.array, selection, temperature, m, d)
