@@ -220,7 +220,7 @@ def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gr
 
 def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude", scope: str = "row",
          pattern: Union[str, Tuple[int, int], None] = None, features: Any = None, gradient: Any = None,
-         seed: int = 0, threads: int = 0, out: Any = None) -> np.ndarray:
+         seed: int = 0, threads: Optional[int] = None, out: Any = None) -> np.ndarray:
     """Pruning mask of one weight matrix: bool, shape (rows, cols), True = keep.
 
     scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
@@ -249,7 +249,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
 def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude",
           scope: str = "global", pattern: Union[str, Tuple[int, int], None] = None,
           features: Optional[Sequence[Any]] = None, gradients: Optional[Sequence[Any]] = None,
-          seeds: Optional[Sequence[int]] = None, threads: int = 0) -> list:
+          seeds: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> list:
     """Masks of several layers. scope="global" ranks all layers' entries together (index: layer
     position, then row-major position); other scopes treat each layer as mask() would. Nothing
     is computed unless every layer is valid."""

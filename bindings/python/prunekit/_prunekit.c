@@ -117,6 +117,14 @@ static int no_more_keys(PyObject *rest, const char *what) {
     return 0;
 }
 
+/* A buffer's struct format without its byte-order prefix when that order is the host's ('@',
+ * '=', or '<' / '>' matching it: a memory-mapped '<f4' array is native on a little-endian host). */
+static const char *native_format(const char *format) {
+    const uint16_t one = 1;
+    char native = *(const uint8_t *)&one ? '<' : '>';
+    return format[0] == '@' || format[0] == '=' || format[0] == native ? format + 1 : format;
+}
+
 /* A pk_matrix over a 2-D buffer whose rows are contiguous and aligned (any row stride >= cols):
  * format f, d, e or H (uint16, the bit patterns prunekit hands bfloat16 over as). */
 typedef struct matrix_arg {
@@ -137,7 +145,7 @@ static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
     memset(a, 0, sizeof(*a));
     if (PyObject_GetBuffer(object, &a->view, flags | PyBUF_STRIDES | PyBUF_FORMAT) != 0) return 0;
     const Py_buffer *v = &a->view;
-    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    const char *format = native_format(v->format);
     int dtype = -1;
     if (format[0] && !format[1])
         dtype = format[0] == 'f' ? PK_DTYPE_FLOAT32 : format[0] == 'd' ? PK_DTYPE_FLOAT64
@@ -229,7 +237,7 @@ static int criterion_stats_features(PyObject *stats, criterion_arg *c) {
 static int criterion_vector_features(PyObject *object, criterion_arg *c) {
     if (PyObject_GetBuffer(object, &c->features, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
     const Py_buffer *v = &c->features;
-    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    const char *format = native_format(v->format);
     if (v->ndim != 1) {
         PyErr_Format(PyExc_ValueError, "features: expected a 1-D vector, got %d dimensions", v->ndim);
         return 0;
@@ -342,7 +350,7 @@ static int to_hessian(PyObject *object, void *target) {
     memset(h, 0, sizeof(*h));
     if (PyObject_GetBuffer(object, &h->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
     const Py_buffer *v = &h->view;
-    const char *format = v->format[0] == '@' || v->format[0] == '=' ? v->format + 1 : v->format;
+    const char *format = native_format(v->format);
     if (v->ndim != 2 || v->shape[0] != v->shape[1] || strcmp(format, "d")) {
         PyErr_Format(PyExc_ValueError, "hessian: expected a square float64 matrix, got %d-D '%s'%s", v->ndim, v->format,
                      v->ndim == 2 ? " of another shape" : "");
@@ -352,6 +360,13 @@ static int to_hessian(PyObject *object, void *target) {
     h->size = (int64_t)v->shape[0];
     return Py_CLEANUP_SUPPORTED;
 }
+
+/* Runs one library call with the GIL released (no Python API inside). */
+#define UNLOCKED(statement) \
+    do { \
+        Py_BEGIN_ALLOW_THREADS statement; \
+        Py_END_ALLOW_THREADS \
+    } while (0)
 
 /* The result of a call that returns nothing but its status. */
 static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
@@ -376,9 +391,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kwargs) {
     PyObject *result = NULL;
     if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_score(&w.matrix, &c.criterion, (float *)out.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_score(&w.matrix, &c.criterion, (float *)out.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -401,9 +414,7 @@ static PyObject *py_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
     PyObject *result = NULL;
     if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -457,9 +468,7 @@ static PyObject *py_mask_layers(PyObject *self, PyObject *args, PyObject *kwargs
     }
     {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask_layers(plain, crit_ptrs, (int64_t)count, &sel, mask_ptrs);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_mask_layers(plain, crit_ptrs, (int64_t)count, &sel, mask_ptrs));
         result = none_or_raise(status);
     }
 done:
@@ -487,9 +496,7 @@ static PyObject *py_apply_mask(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -508,9 +515,7 @@ static PyObject *py_mask_sparsity(PyObject *self, PyObject *args, PyObject *kwar
     if (check_size(&mask, (Py_ssize_t)(rows * cols), "mask") && check_size(&out, (Py_ssize_t)(rows * 8), "rows")) {
         double overall = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall));
         result = status == PK_OK ? PyFloat_FromDouble(overall) : raise_status(status);
     }
     PyBuffer_Release(&mask);
@@ -542,9 +547,7 @@ static PyObject *py_sparsegpt(PyObject *self, PyObject *args, PyObject *kwargs) 
     PyObject *result = NULL;
     if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -574,10 +577,8 @@ static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns
         const double *hessian = (const double *)h.view.buf;
         const uint8_t *flags = (const uint8_t *)given.buf;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
-                         : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
+                         : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -621,10 +622,8 @@ static PyObject *py_admm(PyObject *self, PyObject *args, PyObject *kwargs) {
     Py_ssize_t entries = (Py_ssize_t)(w.matrix.rows * w.matrix.cols);
     if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
-                         (uint8_t *)mask.buf, &out.matrix);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
+                         (uint8_t *)mask.buf, &out.matrix));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -655,9 +654,7 @@ static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs
     if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         int64_t swaps = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_refine_mask(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &swaps);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_refine_mask(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &swaps));
         result = status == PK_OK ? PyLong_FromLongLong(swaps) : raise_status(status);
     }
     matrix_release(&w);
@@ -688,9 +685,7 @@ static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject
     if (check_size(&perm, (Py_ssize_t)(w.matrix.cols * 8), "permutation")) {
         double before = 0, after = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_channel_permutation(&w.matrix, &c.criterion, &o, (int64_t *)perm.buf, &before, &after);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_channel_permutation(&w.matrix, &c.criterion, &o, (int64_t *)perm.buf, &before, &after));
         result = status == PK_OK ? Py_BuildValue("dd", before, after) : raise_status(status);
     }
     matrix_release(&w);
@@ -709,9 +704,7 @@ static PyObject *py_outlier_ratio(PyObject *self, PyObject *args, PyObject *kwar
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&d", kwlist, to_matrix, &w, to_criterion, &c, &threshold))
         return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_outlier_ratio(&w.matrix, &c.criterion, threshold, &ratio);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_outlier_ratio(&w.matrix, &c.criterion, threshold, &ratio));
     matrix_release(&w);
     criterion_release(&c);
     return status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
@@ -733,10 +726,8 @@ static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args, PyObject *
         PyErr_Format(PyExc_ValueError, "sizes has %zd entries, importance %zd", layers, importance.len / 8);
     } else if (check_size(&pruned, layers * 8, "pruned") && check_size(&sparsities, layers * 8, "sparsities")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
-                                      spread, (int64_t *)pruned.buf, (double *)sparsities.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
+                                      spread, (int64_t *)pruned.buf, (double *)sparsities.buf));
         result = none_or_raise(status);
     }
     PyBuffer_Release(&sizes);
@@ -756,9 +747,7 @@ static PyObject *py_compensate_bias(PyObject *self, PyObject *args, PyObject *kw
                                      to_writable_matrix, &b))
         return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_compensate_bias(&w.matrix, &p.matrix, (const double *)mean.buf, (int64_t)(mean.len / 8), &b.matrix);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_compensate_bias(&w.matrix, &p.matrix, (const double *)mean.buf, (int64_t)(mean.len / 8), &b.matrix));
     matrix_release(&w);
     matrix_release(&p);
     PyBuffer_Release(&mean);
@@ -776,9 +765,7 @@ static PyObject *py_output_error(PyObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     double error = 0, relative = 0;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_output_error(&w.matrix, &p.matrix, (const double *)h.view.buf, h.size, &error, &relative);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_output_error(&w.matrix, &p.matrix, (const double *)h.view.buf, h.size, &error, &relative));
     matrix_release(&w);
     matrix_release(&p);
     hessian_release(&h);
@@ -795,9 +782,7 @@ static PyObject *py_count_nonzero(PyObject *self, PyObject *args, PyObject *kwar
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &w)) return NULL;
     int64_t nnz = 0;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_count_nonzero(&w.matrix, &nnz);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_count_nonzero(&w.matrix, &nnz));
     matrix_release(&w);
     return status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
 }
@@ -816,9 +801,7 @@ static PyObject *py_export_24(PyObject *self, PyObject *args, PyObject *kwargs) 
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
         check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -839,9 +822,7 @@ static PyObject *py_import_24(PyObject *self, PyObject *args, PyObject *kwargs) 
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
         check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
         result = none_or_raise(status);
     }
     PyBuffer_Release(&values);
@@ -865,9 +846,7 @@ static PyObject *py_export_csr(PyObject *self, PyObject *args, PyObject *kwargs)
         check_size(&columns, (Py_ssize_t)(capacity * 8), "columns") &&
         check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -894,9 +873,7 @@ static PyObject *py_import_csr(PyObject *self, PyObject *args, PyObject *kwargs)
         if (check_size(&columns, (Py_ssize_t)(stored * 8), "columns") &&
             check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values")) {
             pk_status status;
-            Py_BEGIN_ALLOW_THREADS
-            status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m);
-            Py_END_ALLOW_THREADS
+            UNLOCKED(status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
             result = none_or_raise(status);
         }
     }
@@ -920,9 +897,7 @@ static PyObject *py_export_bitmask(PyObject *self, PyObject *args, PyObject *kwa
     if (check_size(&bits, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "bits") &&
         check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);
@@ -951,9 +926,7 @@ static PyObject *py_import_bitmask(PyObject *self, PyObject *args, PyObject *kwa
                          values.len / element_size(m->dtype));
         } else {
             pk_status status;
-            Py_BEGIN_ALLOW_THREADS
-            status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m);
-            Py_END_ALLOW_THREADS
+            UNLOCKED(status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
             result = none_or_raise(status);
         }
     }
@@ -1126,9 +1099,7 @@ static PyObject *py_select_structures(PyObject *self, PyObject *args, PyObject *
         }
         o.scores = (const double *)given.buf;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
         result = none_or_raise(status);
         groups_release(&l);
     }
@@ -1213,10 +1184,8 @@ static PyObject *py_compact_group(PyObject *self, PyObject *args, PyObject *kwar
         if (outputs_take(list, g.count, &outputs, &plain, &taken) &&
             (compensation == Py_None || compensation_take(compensation, &c))) {
             pk_status status;
-            Py_BEGIN_ALLOW_THREADS
-            status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, compensation == Py_None ? NULL : &c.compensation,
-                                      plain, (int64_t *)kept.buf);
-            Py_END_ALLOW_THREADS
+            UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, compensation == Py_None ? NULL : &c.compensation,
+                                      plain, (int64_t *)kept.buf));
             result = none_or_raise(status);
         }
         hessian_release(&c.hessian);
@@ -1239,9 +1208,7 @@ static PyObject *py_apply_structures(PyObject *self, PyObject *args, PyObject *k
     PyObject *result = NULL;
     if (group_take(group, 1, &g)) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf));
         result = none_or_raise(status);
         group_release(&g);
     }
@@ -1262,9 +1229,7 @@ static PyObject *py_permute_group(PyObject *self, PyObject *args, PyObject *kwar
         PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
     } else if (group_take(group, 1, &g)) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8));
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
         result = none_or_raise(status);
         group_release(&g);
     }
@@ -1286,9 +1251,7 @@ static PyObject *py_structure_mask(PyObject *self, PyObject *args, PyObject *kwa
         const pk_matrix *t = member >= 0 && member < g.count ? &g.members[member].tensor : NULL;
         if (!t || check_size(&out, (Py_ssize_t)(t->rows * t->cols), "mask")) {
             pk_status status; /* a member out of range: the library reports it */
-            Py_BEGIN_ALLOW_THREADS
-            status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf);
-            Py_END_ALLOW_THREADS
+            UNLOCKED(status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf));
             result = none_or_raise(status);
         }
         group_release(&g);
@@ -1324,10 +1287,8 @@ static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args, PyOb
     if (group_take(group, 0, &g)) {
         if (outputs_take(list, g.count, &outputs, &plain, &taken)) {
             pk_status status;
-            Py_BEGIN_ALLOW_THREADS
-            status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, plain, (int64_t *)kept.buf,
-                                                (double *)shift.buf, (int64_t)(shift.len / 8));
-            Py_END_ALLOW_THREADS
+            UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, plain, (int64_t *)kept.buf,
+                                                (double *)shift.buf, (int64_t)(shift.len / 8)));
             result = none_or_raise(status);
         }
         outputs_release(outputs, plain, taken);
@@ -1353,9 +1314,7 @@ static PyObject *py_key_channels(PyObject *self, PyObject *args, PyObject *kwarg
     PyObject *result = NULL;
     if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
         result = none_or_raise(status);
     }
     matrix_release(&q);
@@ -1406,9 +1365,7 @@ static PyObject *stats_update(StatsObject *self, PyObject *args, PyObject *kwarg
     matrix_arg b;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &b)) return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_stats_update(self->handle, &b.matrix);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_stats_update(self->handle, &b.matrix));
     matrix_release(&b);
     return none_or_raise(status);
 }
@@ -1419,9 +1376,7 @@ static PyObject *stats_merge(StatsObject *self, PyObject *other) {
         return NULL;
     }
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle));
     return none_or_raise(status);
 }
 
@@ -1431,9 +1386,7 @@ static PyObject *stats_read(StatsObject *self, PyObject *out_object,
     Py_buffer out;
     if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE) != 0) return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = read(self->handle, (double *)out.buf, (int64_t)(out.len / 8));
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = read(self->handle, (double *)out.buf, (int64_t)(out.len / 8)));
     PyBuffer_Release(&out);
     return none_or_raise(status);
 }
@@ -1483,9 +1436,7 @@ static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) != 0) return NULL;
     pk_stats *handle = NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_stats_deserialize(b.buf, (size_t)b.len, &handle);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_stats_deserialize(b.buf, (size_t)b.len, &handle));
     PyBuffer_Release(&b);
     return status == PK_OK ? stats_wrap((PyTypeObject *)cls, handle) : raise_status(status);
 }
@@ -1560,9 +1511,7 @@ static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
         int64_t r = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_low_rank(&w.matrix, (const double *)h.view.buf, h.size, &o, &a.matrix, &b.matrix, &r, (double *)sv.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_low_rank(&w.matrix, (const double *)h.view.buf, h.size, &o, &a.matrix, &b.matrix, &r, (double *)sv.buf));
         result = status == PK_OK ? PyLong_FromLongLong(r) : raise_status(status);
     }
     matrix_release(&w);
@@ -1586,9 +1535,7 @@ static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwarg
     int64_t rows = sm.matrix.rows;
     if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
         result = none_or_raise(status);
     }
     matrix_release(&sm);
@@ -1606,9 +1553,7 @@ static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&iy*O&", names, to_matrix, &src, &axis, &idx, to_writable_matrix, &out))
         return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_gather(&src.matrix, axis, (const int64_t *)idx.buf, (int64_t)(idx.len / 8), &out.matrix);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_gather(&src.matrix, axis, (const int64_t *)idx.buf, (int64_t)(idx.len / 8), &out.matrix));
     matrix_release(&src);
     PyBuffer_Release(&idx);
     matrix_release(&out);
@@ -1629,10 +1574,8 @@ static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject
     if (check_size(&imp, (Py_ssize_t)(count > 0 ? count * 4 : 0), "importance") &&
         check_size(&mask, (Py_ssize_t)(count > 0 ? count : 0), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_random_channel_mask((const float *)imp.buf, (int64_t)count, threshold, probability, (uint64_t)seed,
-                                        (uint8_t *)mask.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_random_channel_mask((const float *)imp.buf, (int64_t)count, threshold, probability, (uint64_t)seed,
+                                        (uint8_t *)mask.buf));
         result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
     }
     PyBuffer_Release(&imp);
@@ -1800,9 +1743,7 @@ static PyObject *py_pruner_step(PyObject *self, PyObject *args, PyObject *kwargs
     }
     {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_pruner_step(pruner, step, grads == Py_None ? NULL : plain);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_pruner_step(pruner, step, grads == Py_None ? NULL : plain));
         result = none_or_raise(status);
     }
 done:
@@ -1883,9 +1824,7 @@ static PyObject *py_pruner_restore(PyObject *self, PyObject *args, PyObject *kwa
     Py_buffer b = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_pruner, &pruner, &b)) return NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_pruner_restore(pruner, b.buf, (size_t)b.len);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_pruner_restore(pruner, b.buf, (size_t)b.len));
     PyBuffer_Release(&b);
     return none_or_raise(status);
 }
@@ -1914,9 +1853,7 @@ static PyObject *py_soft_mask(PyObject *self, PyObject *args, PyObject *kwargs) 
     Py_ssize_t bytes = (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4);
     if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative"))) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
         result = none_or_raise(status);
     }
     matrix_release(&w);

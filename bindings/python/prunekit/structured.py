@@ -121,7 +121,7 @@ def _keep_bytes(keep: Any, n: int) -> np.ndarray:
 
 
 def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, reduction: str,
-            normalize: Optional[str], stage_values: Any, multiple: int, scores: Any, threads: int):
+            normalize: Optional[str], stage_values: Any, multiple: Optional[int], scores: Any, threads: Optional[int]):
     groups = list(groups)
     for name, value, table in (("mode", mode, MODES), ("criterion", criterion, STRUCTURE_CRITERIA),
                                ("reduction", reduction, _REDUCTIONS), ("normalize", normalize, _NORMALIZATIONS)):
@@ -148,8 +148,8 @@ def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, re
 
 
 def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_group", criterion: str = "l2",
-           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None, multiple: int = 1,
-           scores: Any = None, threads: int = 0) -> List[np.ndarray]:
+           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None,
+           multiple: Optional[int] = None, scores: Any = None, threads: Optional[int] = None) -> List[np.ndarray]:
     """Which structures of each group stay: a list of bool arrays (True = keep), one per group.
 
     mode: "per_group" (each group prunes int(ratio * n)), "global" (the groups of a stage are
@@ -165,11 +165,11 @@ def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_grou
 
 
 def structure_scores(groups: Sequence[Group], *, criterion: str = "l2", reduction: str = "sum",
-                     normalize: Optional[str] = None, threads: int = 0) -> List[np.ndarray]:
+                     normalize: Optional[str] = None, threads: Optional[int] = None) -> List[np.ndarray]:
     """The (normalised) float64 score of every structure of each group, as select() ranks them."""
     groups = list(groups)
     stages = [0.0] * (max([g.stage for g in groups] + [0]) + 1)   # scoring ignores stages
-    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, 1, None, threads)[1]
+    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, None, None, threads)[1]
 
 
 def _like(array: np.ndarray, original: Any) -> Any:
@@ -387,7 +387,7 @@ def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
 
 def block_masks(weights: Sequence[Any], block: Tuple[int, int], sparsity: float = 0.5, *,
                 criterion: str = "magnitude", features: Any = None, norm: str = "l2", mode: str = "per_group",
-                min_keep: int = 0, multiple: int = 1, normalize: Optional[str] = None) -> List[np.ndarray]:
+                min_keep: int = 0, multiple: Optional[int] = None, normalize: Optional[str] = None) -> List[np.ndarray]:
     """Block-structured masks: removes whole block[0] x block[1] blocks of each weight, scored by
     the block norm ("l1"/"l2") of the entry scores (magnitude, or Wanda with features=), at a
     sparsity per layer (mode "per_group"), globally ("global"), or the same count everywhere
