@@ -297,23 +297,117 @@ static int to_criterion(PyObject *object, void *target) {
     return Py_CLEANUP_SUPPORTED;
 }
 
+/* Lists: matrices (one per layer or member) and criteria (one per layer), as O& converters. */
+typedef struct matrix_list {
+    Py_ssize_t count;
+    matrix_arg *items;
+    pk_matrix *plain; /* NULL for None */
+} matrix_list;
+
+static void matrix_list_release(matrix_list *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) matrix_release(&l->items[i]);
+    PyMem_Free(l->items);
+    PyMem_Free(l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int matrix_list_take(PyObject *object, matrix_list *l, int flags) {
+    if (!object) {
+        matrix_list_release(l);
+        return 1;
+    }
+    memset(l, 0, sizeof(*l));
+    if (object == Py_None) return Py_CLEANUP_SUPPORTED;
+    if (!PyList_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "expected a list of matrices, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(object);
+    l->items = (matrix_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(matrix_arg));
+    l->plain = (pk_matrix *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_matrix));
+    if (!l->items || !l->plain) {
+        PyErr_NoMemory();
+        matrix_list_release(l);
+        return 0;
+    }
+    for (; l->count < n; l->count++) {
+        if (!matrix_take(PyList_GET_ITEM(object, l->count), &l->items[l->count], flags)) {
+            matrix_list_release(l);
+            return 0;
+        }
+        l->plain[l->count] = l->items[l->count].matrix;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+static int to_matrices(PyObject *object, void *l) { return matrix_list_take(object, (matrix_list *)l, 0); }
+static int to_writable_matrices(PyObject *object, void *l) {
+    return matrix_list_take(object, (matrix_list *)l, PyBUF_WRITABLE);
+}
+
+typedef struct criterion_list {
+    Py_ssize_t count;
+    criterion_arg *items;
+    const pk_criterion **plain;
+} criterion_list;
+
+static void criterion_list_release(criterion_list *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) criterion_release(&l->items[i]);
+    PyMem_Free(l->items);
+    PyMem_Free((void *)l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int to_criteria(PyObject *object, void *target) {
+    criterion_list *l = (criterion_list *)target;
+    if (!object) {
+        criterion_list_release(l);
+        return 1;
+    }
+    memset(l, 0, sizeof(*l));
+    if (!PyList_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "expected a list of criteria, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(object);
+    l->items = (criterion_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(criterion_arg));
+    l->plain = (const pk_criterion **)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_criterion *));
+    if (!l->items || !l->plain) {
+        PyErr_NoMemory();
+        criterion_list_release(l);
+        return 0;
+    }
+    for (; l->count < n; l->count++) {
+        if (!to_criterion(PyList_GET_ITEM(object, l->count), &l->items[l->count])) {
+            criterion_list_release(l);
+            return 0;
+        }
+        l->plain[l->count] = &l->items[l->count].criterion;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
 /* A selection from a dict of pk_selection's fields (None = the defaults). */
 static const option_field selection_fields[] = {
     FIELD(pk_selection, scope, 'i'), FIELD(pk_selection, num_threads, 'i'), FIELD(pk_selection, sparsity, 'd'),
     FIELD(pk_selection, n, 'i'), FIELD(pk_selection, m, 'i'), {NULL, 0, 0}};
 
-static int to_selection(PyObject *object, void *target) {
-    pk_selection *s = (pk_selection *)target;
-    pk_selection_init(s);
+/* Sets *target's fields from a dict that holds nothing else (None: no field given). */
+static int fields_from_dict(PyObject *object, const option_field *fields, void *target, const char *what) {
     if (object == Py_None) return 1;
     if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "selection: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
         return 0;
     }
-    PyObject *rest = take_options(object, selection_fields, s);
-    int ok = rest && no_more_keys(rest, "selection");
+    PyObject *rest = take_options(object, fields, target);
+    int ok = rest && no_more_keys(rest, what);
     Py_XDECREF(rest);
     return ok;
+}
+
+static int to_selection(PyObject *object, void *target) {
+    pk_selection_init((pk_selection *)target);
+    return fields_from_dict(object, selection_fields, target, "selection");
 }
 
 /* PyArg_ParseTupleAndKeywords on what is left once the option fields are taken into *options. */
@@ -381,8 +475,7 @@ static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
 }
 
 /* score(weights, criterion, scores_out): pk_score. */
-static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_score(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criterion", "scores_out", NULL};
     matrix_arg w;
     criterion_arg c;
@@ -401,8 +494,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 /* mask(weights, criterion, selection, mask_out): pk_mask. */
-static PyObject *py_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criterion", "selection", "mask_out", NULL};
     matrix_arg w;
     criterion_arg c;
@@ -425,70 +517,48 @@ static PyObject *py_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
 
 /* mask_layers(weights [matrix], criteria [criterion], selection, masks_out [writable buffer]):
  * pk_mask_layers. The three lists have one entry per layer. */
-static PyObject *py_mask_layers(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_mask_layers(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criteria", "selection", "masks_out", NULL};
-    PyObject *weights, *criteria, *outs;
+    matrix_list w;
+    criterion_list c;
     pk_selection sel;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O&O!", kwlist, &PyList_Type, &weights, &PyList_Type, &criteria,
-                                     to_selection, &sel, &PyList_Type, &outs))
+    PyObject *outs;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&O!", kwlist, to_matrices, &w, to_criteria, &c, to_selection,
+                                     &sel, &PyList_Type, &outs))
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(weights);
-    if (PyList_GET_SIZE(criteria) != count || PyList_GET_SIZE(outs) != count) {
-        PyErr_SetString(PyExc_ValueError, "one criterion and one mask per layer are needed");
-        return NULL;
-    }
-    size_t slots = (size_t)(count > 0 ? count : 1);
-    matrix_arg *mats = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
-    criterion_arg *crits = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
-    Py_buffer *masks = (Py_buffer *)PyMem_Calloc(slots, sizeof(Py_buffer));
-    pk_matrix *plain = (pk_matrix *)PyMem_Calloc(slots, sizeof(pk_matrix));
-    const pk_criterion **crit_ptrs = (const pk_criterion **)PyMem_Calloc(slots, sizeof(pk_criterion *));
-    uint8_t **mask_ptrs = (uint8_t **)PyMem_Calloc(slots, sizeof(uint8_t *));
+    Py_ssize_t count = w.count, taken = 0;
+    Py_buffer *masks = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
+    uint8_t **mask_ptrs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
     PyObject *result = NULL;
-    Py_ssize_t taken = 0;
-    if (!mats || !crits || !masks || !plain || !crit_ptrs || !mask_ptrs) {
+    if (!masks || !mask_ptrs) {
         PyErr_NoMemory();
-        goto done;
-    }
-    for (; taken < count; taken++) {
-        if (!to_matrix(PyList_GET_ITEM(weights, taken), &mats[taken])) goto done;
-        if (!to_criterion(PyList_GET_ITEM(criteria, taken), &crits[taken])) {
-            matrix_release(&mats[taken]);
-            goto done;
+    } else if (c.count != count || PyList_GET_SIZE(outs) != count) {
+        PyErr_SetString(PyExc_ValueError, "one criterion and one mask per layer are needed");
+    } else {
+        for (; taken < count; taken++) {
+            if (PyObject_GetBuffer(PyList_GET_ITEM(outs, taken), &masks[taken], PyBUF_WRITABLE) != 0) break;
+            mask_ptrs[taken] = (uint8_t *)masks[taken].buf;
+            if (!check_size(&masks[taken], (Py_ssize_t)(w.plain[taken].rows * w.plain[taken].cols), "mask")) {
+                taken++;
+                break;
+            }
         }
-        if (PyObject_GetBuffer(PyList_GET_ITEM(outs, taken), &masks[taken], PyBUF_WRITABLE) != 0 ||
-            !check_size(&masks[taken], (Py_ssize_t)(mats[taken].matrix.rows * mats[taken].matrix.cols), "mask")) {
-            taken++;
-            goto done;
+        if (!PyErr_Occurred()) {
+            pk_status status;
+            UNLOCKED(status = pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
+            result = none_or_raise(status);
         }
-        plain[taken] = mats[taken].matrix;
-        crit_ptrs[taken] = &crits[taken].criterion;
-        mask_ptrs[taken] = (uint8_t *)masks[taken].buf;
     }
-    {
-        pk_status status;
-        UNLOCKED(status = pk_mask_layers(plain, crit_ptrs, (int64_t)count, &sel, mask_ptrs));
-        result = none_or_raise(status);
-    }
-done:
-    for (Py_ssize_t i = 0; i < taken; i++) {
-        matrix_release(&mats[i]);
-        criterion_release(&crits[i]);
-        if (masks[i].obj) PyBuffer_Release(&masks[i]);
-    }
-    PyMem_Free(mats);
-    PyMem_Free(crits);
+    for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&masks[i]);
     PyMem_Free(masks);
-    PyMem_Free(plain);
-    PyMem_Free(crit_ptrs);
     PyMem_Free(mask_ptrs);
+    matrix_list_release(&w);
+    criterion_list_release(&c);
     return result;
 }
 
 /* apply_mask(weights (writable), mask): pk_apply_mask. */
-static PyObject *py_apply_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_apply_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "mask", NULL};
     matrix_arg w;
     Py_buffer mask = {0};
@@ -505,8 +575,7 @@ static PyObject *py_apply_mask(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* mask_sparsity(mask, rows, cols, row_sparsity_out) -> overall: pk_mask_sparsity. */
-static PyObject *py_mask_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_mask_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"mask", "rows", "cols", "row_sparsity_out", NULL};
     Py_buffer mask = {0}, out = {0};
     long long rows, cols;
@@ -533,8 +602,7 @@ static const option_field reconstruction_fields[] = {
     FIELD(pk_reconstruction_options, num_threads, 'i'), {NULL, 0, 0}};
 
 /* sparsegpt(weights, hessian, mask_out, weights_out, **options): pk_sparsegpt. */
-static PyObject *py_sparsegpt(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_sparsegpt(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "hessian", "mask_out", "weights_out", NULL};
     pk_reconstruction_options o;
     pk_reconstruction_options_init(&o);
@@ -588,13 +656,11 @@ static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns
     return result;
 }
 
-static PyObject *py_reconstruct(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_reconstruct(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     return reconstruct_given(args, kwargs, 0);
 }
 
-static PyObject *py_prune_columns(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_prune_columns(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     return reconstruct_given(args, kwargs, 1);
 }
 
@@ -607,8 +673,7 @@ static const option_field admm_fields[] = {
     FIELD(pk_admm_options, refine_iterations, 'i'), FIELD(pk_admm_options, dampening, 'd'),
     FIELD(pk_admm_options, num_threads, 'i'), {NULL, 0, 0}};
 
-static PyObject *py_admm(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_admm(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "hessian", "mask", "mask_out", "weights_out", NULL};
     pk_admm_options o;
     pk_admm_options_init(&o);
@@ -640,8 +705,7 @@ static const option_field swap_fields[] = {
     FIELD(pk_swap_options, max_swaps, 'i'), FIELD(pk_swap_options, candidates, 'i'),
     FIELD(pk_swap_options, num_threads, 'i'), {NULL, 0, 0}};
 
-static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_refine_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "hessian", "mask", NULL};
     pk_swap_options o;
     pk_swap_options_init(&o);
@@ -670,8 +734,7 @@ static const option_field permutation_fields[] = {
     FIELD(pk_permutation_options, segment, 'L'), FIELD(pk_permutation_options, max_swaps, 'L'),
     FIELD(pk_permutation_options, time_limit, 'd'), FIELD(pk_permutation_options, num_threads, 'i'), {NULL, 0, 0}};
 
-static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_channel_permutation(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criterion", "permutation_out", NULL};
     pk_permutation_options o;
     pk_permutation_options_init(&o);
@@ -695,8 +758,7 @@ static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject
 }
 
 /* outlier_ratio(weights, criterion, threshold) -> ratio: pk_outlier_ratio. */
-static PyObject *py_outlier_ratio(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_outlier_ratio(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criterion", "threshold", NULL};
     matrix_arg w;
     criterion_arg c;
@@ -712,8 +774,7 @@ static PyObject *py_outlier_ratio(PyObject *self, PyObject *args, PyObject *kwar
 
 /* allocate_sparsity(sizes int64, importance float64, sparsity, spread, pruned_out int64,
  *                   sparsities_out float64): pk_allocate_sparsity. */
-static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_allocate_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"sizes", "importance", "sparsity", "spread", "pruned_out", "sparsities_out", NULL};
     Py_buffer sizes = {0}, importance = {0}, pruned = {0}, sparsities = {0};
     double sparsity, spread;
@@ -738,8 +799,7 @@ static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args, PyObject *
 }
 
 /* compensate_bias(original, pruned, mean float64, bias (1 x rows, writable)): pk_compensate_bias. */
-static PyObject *py_compensate_bias(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_compensate_bias(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"original", "pruned", "mean", "bias", NULL};
     matrix_arg w, p, b;
     Py_buffer mean = {0};
@@ -756,8 +816,7 @@ static PyObject *py_compensate_bias(PyObject *self, PyObject *args, PyObject *kw
 }
 
 /* output_error(original, pruned, hessian) -> (error, relative): pk_output_error. */
-static PyObject *py_output_error(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_output_error(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"original", "pruned", "hessian", NULL};
     matrix_arg w, p;
     hessian_arg h;
@@ -775,8 +834,7 @@ static PyObject *py_output_error(PyObject *self, PyObject *args, PyObject *kwarg
 /* Sparse formats: one function per pk_ call. Exports take the weights and caller-allocated outputs
  * (capacity: the entries columns_out / values_out hold); imports take the stored arrays and the dense
  * output matrix, and check the buffers hold what the library will read. */
-static PyObject *py_count_nonzero(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_count_nonzero(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", NULL};
     matrix_arg w;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &w)) return NULL;
@@ -790,8 +848,7 @@ static PyObject *py_count_nonzero(PyObject *self, PyObject *args, PyObject *kwar
 static Py_ssize_t element_size(int32_t dtype) { return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2; }
 
 /* export_24(weights, values_out, metadata_out) */
-static PyObject *py_export_24(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_export_24(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "values_out", "metadata_out", NULL};
     matrix_arg w;
     Py_buffer values = {0}, metadata = {0};
@@ -811,8 +868,7 @@ static PyObject *py_export_24(PyObject *self, PyObject *args, PyObject *kwargs) 
 }
 
 /* import_24(values, metadata, dense_out) */
-static PyObject *py_import_24(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_import_24(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"values", "metadata", "dense_out", NULL};
     Py_buffer values = {0}, metadata = {0};
     matrix_arg d;
@@ -832,8 +888,7 @@ static PyObject *py_import_24(PyObject *self, PyObject *args, PyObject *kwargs) 
 }
 
 /* export_csr(weights, capacity, row_offsets_out, columns_out, values_out) */
-static PyObject *py_export_csr(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_export_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "capacity", "row_offsets_out", "columns_out", "values_out", NULL};
     matrix_arg w;
     long long capacity;
@@ -858,8 +913,7 @@ static PyObject *py_export_csr(PyObject *self, PyObject *args, PyObject *kwargs)
 
 /* import_csr(row_offsets, columns, values, dense_out): columns and values must hold
  * row_offsets[rows] entries (the library reads that many). */
-static PyObject *py_import_csr(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_import_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"row_offsets", "columns", "values", "dense_out", NULL};
     Py_buffer offsets = {0}, columns = {0}, values = {0};
     matrix_arg d;
@@ -885,8 +939,7 @@ static PyObject *py_import_csr(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* export_bitmask(weights, capacity, bits_out, values_out) */
-static PyObject *py_export_bitmask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_export_bitmask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "capacity", "bits_out", "values_out", NULL};
     matrix_arg w;
     long long capacity;
@@ -908,8 +961,7 @@ static PyObject *py_export_bitmask(PyObject *self, PyObject *args, PyObject *kwa
 
 /* import_bitmask(bits, values, dense_out): values must hold one entry per bit set in each row's
  * first cols bits (the library reads that many). */
-static PyObject *py_import_bitmask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_import_bitmask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"bits", "values", "dense_out", NULL};
     Py_buffer bits = {0}, values = {0};
     matrix_arg d;
@@ -1033,6 +1085,16 @@ static int group_take(PyObject *object, int writable, group_arg *g) {
     return 1;
 }
 
+static int group_convert(PyObject *object, group_arg *g, int writable) {
+    if (!object) {
+        group_release(g);
+        return 1;
+    }
+    return group_take(object, writable, g) ? Py_CLEANUP_SUPPORTED : 0;
+}
+static int to_group(PyObject *object, void *g) { return group_convert(object, (group_arg *)g, 0); }
+static int to_writable_group(PyObject *object, void *g) { return group_convert(object, (group_arg *)g, 1); }
+
 /* A list of group dicts: groups[i] and the plain pk_group array the library takes. */
 typedef struct groups_arg {
     Py_ssize_t count;
@@ -1080,8 +1142,7 @@ static const option_field structure_fields[] = {
 
 /* select_structures(groups, keep_out, scores_out, stage_values=None, scores=None,
  *                   **pk_structure_options fields): pk_select_structures. */
-static PyObject *py_select_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_select_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"groups", "keep_out", "scores_out", "stage_values", "scores", NULL};
     pk_structure_options o;
     pk_structure_options_init(&o);
@@ -1108,32 +1169,6 @@ static PyObject *py_select_structures(PyObject *self, PyObject *args, PyObject *
     PyBuffer_Release(&stages);
     PyBuffer_Release(&given);
     return result;
-}
-
-/* The output matrices of a compaction, one per member. */
-static int outputs_take(PyObject *list, Py_ssize_t members, matrix_arg **outputs, pk_matrix **plain, Py_ssize_t *taken) {
-    *taken = 0;
-    if (!PyList_Check(list) || PyList_GET_SIZE(list) != members) {
-        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
-        return 0;
-    }
-    *outputs = (matrix_arg *)PyMem_Calloc((size_t)(members > 0 ? members : 1), sizeof(matrix_arg));
-    *plain = (pk_matrix *)PyMem_Calloc((size_t)(members > 0 ? members : 1), sizeof(pk_matrix));
-    if (!*outputs || !*plain) {
-        PyErr_NoMemory();
-        return 0;
-    }
-    for (; *taken < members; (*taken)++) {
-        if (!to_writable_matrix(PyList_GET_ITEM(list, *taken), &(*outputs)[*taken])) return 0;
-        (*plain)[*taken] = (*outputs)[*taken].matrix;
-    }
-    return 1;
-}
-
-static void outputs_release(matrix_arg *outputs, pk_matrix *plain, Py_ssize_t taken) {
-    for (Py_ssize_t i = 0; outputs && i < taken; i++) matrix_release(&outputs[i]);
-    PyMem_Free(outputs);
-    PyMem_Free(plain);
 }
 
 /* A compensation dict {member, hessian, **pk_reconstruction_options fields}. */
@@ -1166,96 +1201,81 @@ static int compensation_take(PyObject *object, compensation_arg *c) {
 }
 
 /* compact_group(group, keep, outputs [matrix], kept_indices_out, compensation=None): pk_compact_group. */
-static PyObject *py_compact_group(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_compact_group(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "compensation", NULL};
-    PyObject *group, *list, *compensation = Py_None;
-    Py_buffer keep = {0}, kept = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*Ow*|O", kwlist, &group, &keep, &list, &kept, &compensation))
-        return NULL;
     group_arg g;
-    matrix_arg *outputs = NULL;
-    pk_matrix *plain = NULL;
-    Py_ssize_t taken = 0;
+    matrix_list outputs;
+    PyObject *compensation = Py_None, *result = NULL;
+    Py_buffer keep = {0}, kept = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*O&w*|O", kwlist, to_group, &g, &keep, to_writable_matrices, &outputs,
+                                     &kept, &compensation))
+        return NULL;
     compensation_arg c;
     memset(&c, 0, sizeof(c));
-    PyObject *result = NULL;
-    if (group_take(group, 0, &g)) {
-        if (outputs_take(list, g.count, &outputs, &plain, &taken) &&
-            (compensation == Py_None || compensation_take(compensation, &c))) {
-            pk_status status;
-            UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, compensation == Py_None ? NULL : &c.compensation,
-                                      plain, (int64_t *)kept.buf));
-            result = none_or_raise(status);
-        }
-        hessian_release(&c.hessian);
-        outputs_release(outputs, plain, taken);
-        group_release(&g);
+    if (outputs.count != g.count) {
+        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+    } else if (compensation == Py_None || compensation_take(compensation, &c)) {
+        pk_status status;
+        UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf,
+                                           compensation == Py_None ? NULL : &c.compensation, outputs.plain,
+                                           (int64_t *)kept.buf));
+        result = none_or_raise(status);
     }
+    hessian_release(&c.hessian);
+    group_release(&g);
+    matrix_list_release(&outputs);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&kept);
     return result;
 }
 
 /* apply_structures(group, keep): pk_apply_structures, in place on the members. */
-static PyObject *py_apply_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_apply_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "keep", NULL};
-    PyObject *group;
-    Py_buffer keep = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*", kwlist, &group, &keep)) return NULL;
     group_arg g;
-    PyObject *result = NULL;
-    if (group_take(group, 1, &g)) {
-        pk_status status;
-        UNLOCKED(status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf));
-        result = none_or_raise(status);
-        group_release(&g);
-    }
+    Py_buffer keep = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_group, &g, &keep)) return NULL;
+    pk_status status;
+    UNLOCKED(status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf));
+    group_release(&g);
     PyBuffer_Release(&keep);
-    return result;
+    return none_or_raise(status);
 }
 
 /* permute_group(group, permutation int64): pk_permute_group, in place on the members. */
-static PyObject *py_permute_group(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_permute_group(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "permutation", NULL};
-    PyObject *group;
-    Py_buffer perm = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*", kwlist, &group, &perm)) return NULL;
     group_arg g;
+    Py_buffer perm = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_group, &g, &perm)) return NULL;
     PyObject *result = NULL;
     if (perm.len % 8) {
         PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
-    } else if (group_take(group, 1, &g)) {
+    } else {
         pk_status status;
         UNLOCKED(status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
         result = none_or_raise(status);
-        group_release(&g);
     }
+    group_release(&g);
     PyBuffer_Release(&perm);
     return result;
 }
 
 /* structure_mask(group, member, keep, mask_out): pk_structure_mask. */
-static PyObject *py_structure_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_structure_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "member", "keep", "mask_out", NULL};
-    PyObject *group;
+    group_arg g;
     long long member;
     Py_buffer keep = {0}, out = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OLy*w*", kwlist, &group, &member, &keep, &out)) return NULL;
-    group_arg g;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Ly*w*", kwlist, to_group, &g, &member, &keep, &out)) return NULL;
     PyObject *result = NULL;
-    if (group_take(group, 0, &g)) {
-        const pk_matrix *t = member >= 0 && member < g.count ? &g.members[member].tensor : NULL;
-        if (!t || check_size(&out, (Py_ssize_t)(t->rows * t->cols), "mask")) {
-            pk_status status; /* a member out of range: the library reports it */
-            UNLOCKED(status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf));
-            result = none_or_raise(status);
-        }
-        group_release(&g);
+    const pk_matrix *t = member >= 0 && member < g.count ? &g.members[member].tensor : NULL;
+    if (!t || check_size(&out, (Py_ssize_t)(t->rows * t->cols), "mask")) {
+        pk_status status; /* a member out of range: the library reports it */
+        UNLOCKED(status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf));
+        result = none_or_raise(status);
     }
+    group_release(&g);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&out);
     return result;
@@ -1270,30 +1290,27 @@ static const option_field data_free_fields[] = {
     FIELD(pk_data_free_options, epsilon, 'd'), FIELD(pk_data_free_options, dampening, 'd'),
     FIELD(pk_data_free_options, activation, 'i'), FIELD(pk_data_free_options, num_threads, 'i'), {NULL, 0, 0}};
 
-static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_compact_group_data_free(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "bias_shift_out", NULL};
     pk_data_free_options o;
     pk_data_free_options_init(&o);
-    PyObject *group, *list;
-    Py_buffer keep = {0}, kept = {0}, shift = {0};
-    if (!parse_with_options(args, kwargs, data_free_fields, &o, "Oy*Ow*w*", kwlist, &group, &keep, &list, &kept, &shift))
-        return NULL;
     group_arg g;
-    matrix_arg *outputs = NULL;
-    pk_matrix *plain = NULL;
-    Py_ssize_t taken = 0;
+    matrix_list outputs;
+    Py_buffer keep = {0}, kept = {0}, shift = {0};
+    if (!parse_with_options(args, kwargs, data_free_fields, &o, "O&y*O&w*w*", kwlist, to_group, &g, &keep,
+                            to_writable_matrices, &outputs, &kept, &shift))
+        return NULL;
     PyObject *result = NULL;
-    if (group_take(group, 0, &g)) {
-        if (outputs_take(list, g.count, &outputs, &plain, &taken)) {
-            pk_status status;
-            UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, plain, (int64_t *)kept.buf,
-                                                (double *)shift.buf, (int64_t)(shift.len / 8)));
-            result = none_or_raise(status);
-        }
-        outputs_release(outputs, plain, taken);
-        group_release(&g);
+    if (outputs.count != g.count) {
+        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+    } else {
+        pk_status status;
+        UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
+                                                     (int64_t *)kept.buf, (double *)shift.buf, (int64_t)(shift.len / 8)));
+        result = none_or_raise(status);
     }
+    group_release(&g);
+    matrix_list_release(&outputs);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&kept);
     PyBuffer_Release(&shift);
@@ -1301,8 +1318,7 @@ static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args, PyOb
 }
 
 /* key_channels(queries, keys, heads, ratio, keep_out, scores_out): pk_key_channels. */
-static PyObject *py_key_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_key_channels(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"queries", "keys", "heads", "ratio", "keep_out", "scores_out", NULL};
     matrix_arg q, k;
     long long heads;
@@ -1495,8 +1511,7 @@ static const option_field low_rank_fields[] = {
     FIELD(pk_low_rank_options, dampening, 'd'), FIELD(pk_low_rank_options, max_dampening_retries, 'i'),
     FIELD(pk_low_rank_options, num_threads, 'i'), {NULL, 0, 0}};
 
-static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_low_rank(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "hessian", "a_out", "b_out", "singular_values_out", NULL};
     pk_low_rank_options o;
     pk_low_rank_options_init(&o);
@@ -1523,8 +1538,7 @@ static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 /* top_channels(scores (float32 matrix), k, indices_out int64, magnitude=False): pk_top_channels. */
-static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_top_channels(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *names[] = {"scores", "k", "indices_out", "magnitude", NULL};
     matrix_arg sm;
     long long k;
@@ -1544,8 +1558,7 @@ static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwarg
 }
 
 /* gather(source, axis, indices int64, out): pk_gather. */
-static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_gather(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *names[] = {"source", "axis", "indices", "out", NULL};
     matrix_arg src, out;
     int axis;
@@ -1561,8 +1574,7 @@ static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 /* random_channel_mask(importance, count, mask, *, threshold, drop_probability, seed) */
-static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_random_channel_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *names[] = {"importance", "count", "mask", "threshold", "drop_probability", "seed", NULL};
     Py_buffer imp = {0}, mask = {0};
     long long count;
@@ -1583,8 +1595,7 @@ static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject
     return result;
 }
 
-static PyObject *py_version(PyObject *self, PyObject *unused) {
-    (void)self;
+static PyObject *py_version(PyObject *Py_UNUSED(self), PyObject *unused) {
     (void)unused;
     return Py_BuildValue("(is)", pk_version_number(), pk_version_string());
 }
@@ -1600,22 +1611,12 @@ static const option_field schedule_fields[] = {
     FIELD(pk_schedule, final_sparsity, 'd'), {NULL, 0, 0}};
 
 static int to_schedule(PyObject *object, void *target) {
-    pk_schedule *s = (pk_schedule *)target;
-    pk_schedule_init(s);
-    if (object == Py_None) return 1;
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "schedule: expected a dict, got %s", Py_TYPE(object)->tp_name);
-        return 0;
-    }
-    PyObject *rest = take_options(object, schedule_fields, s);
-    int ok = rest && no_more_keys(rest, "schedule");
-    Py_XDECREF(rest);
-    return ok;
+    pk_schedule_init((pk_schedule *)target);
+    return fields_from_dict(object, schedule_fields, target, "schedule");
 }
 
 /* schedule_sparsity(schedule, step): pk_schedule_sparsity. */
-static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_schedule_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"schedule", "step", NULL};
     pk_schedule s;
     long long step;
@@ -1627,17 +1628,13 @@ static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args, PyObject *
 
 typedef struct pruner_capsule {
     pk_pruner *pruner;
-    Py_ssize_t count;
-    matrix_arg *weights; /* the weights' buffers, held while the pruner lives */
+    matrix_list weights; /* the weights' buffers, held while the pruner lives */
 } pruner_capsule;
 
 static void pruner_capsule_close(pruner_capsule *c) {
     pk_pruner_free(c->pruner);
     c->pruner = NULL;
-    for (Py_ssize_t i = 0; c->weights && i < c->count; i++) matrix_release(&c->weights[i]);
-    PyMem_Free(c->weights);
-    c->weights = NULL;
-    c->count = 0;
+    matrix_list_release(&c->weights);
 }
 
 static void pruner_capsule_destroy(PyObject *capsule) {
@@ -1662,100 +1659,61 @@ static const option_field pruner_fields[] = {
     FIELD(pk_pruner_options, decay_steps, 'L'), FIELD(pk_pruner_options, gradient_momentum, 'd'),
     FIELD(pk_pruner_options, num_threads, 'i'), FIELD(pk_pruner_options, soft_temperature, 'd'), {NULL, 0, 0}};
 
-static PyObject *py_pruner_create(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_create(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "criteria", "selection", "schedule", "layer_targets", NULL};
     pk_pruner_options o;
     pk_pruner_options_init(&o);
-    PyObject *weights, *criteria;
+    matrix_list w;
+    criterion_list c;
     pk_selection sel;
     pk_schedule schedule;
     Py_buffer targets = {0};
-    if (!parse_with_options(args, kwargs, pruner_fields, &o, "O!O!O&O&|z*", kwlist, &PyList_Type, &weights, &PyList_Type,
-                            &criteria, to_selection, &sel, to_schedule, &schedule, &targets))
+    if (!parse_with_options(args, kwargs, pruner_fields, &o, "O&O&O&O&|z*", kwlist, to_writable_matrices, &w, to_criteria,
+                            &c, to_selection, &sel, to_schedule, &schedule, &targets))
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(weights), taken = 0;
-    size_t slots = (size_t)(count > 0 ? count : 1);
-    pruner_capsule *c = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
-    criterion_arg *crits = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
-    pk_matrix *plain = (pk_matrix *)PyMem_Calloc(slots, sizeof(pk_matrix));
-    const pk_criterion **ptrs = (const pk_criterion **)PyMem_Calloc(slots, sizeof(pk_criterion *));
+    pruner_capsule *capsule = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
     PyObject *result = NULL;
-    if (c) c->weights = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
-    if (!c || !c->weights || !crits || !plain || !ptrs) {
+    if (!capsule) {
         PyErr_NoMemory();
-        goto done;
-    }
-    if (PyList_GET_SIZE(criteria) != count) {
+    } else if (c.count != w.count) {
         PyErr_SetString(PyExc_ValueError, "one criterion per layer is needed");
-        goto done;
-    }
-    for (; taken < count; taken++) {
-        if (!to_writable_matrix(PyList_GET_ITEM(weights, taken), &c->weights[taken])) goto done;
-        c->count = taken + 1;
-        if (!to_criterion(PyList_GET_ITEM(criteria, taken), &crits[taken])) goto done;
-        plain[taken] = c->weights[taken].matrix;
-        ptrs[taken] = &crits[taken].criterion;
-    }
-    if (!targets.buf || check_size(&targets, count * 8, "targets")) {
-        pk_status status = pk_pruner_create(plain, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
-                                            &c->pruner);
-        if (status != PK_OK) {
+    } else if (!targets.buf || check_size(&targets, w.count * 8, "targets")) {
+        pk_status status = pk_pruner_create(w.plain, (int64_t)w.count, c.plain, &sel, &schedule,
+                                            (const double *)targets.buf, &o, &capsule->pruner);
+        if (status == PK_OK) {
+            capsule->weights = w; /* the capsule holds the buffers from now on */
+            memset(&w, 0, sizeof(w));
+            result = PyCapsule_New(capsule, "prunekit.pruner", pruner_capsule_destroy);
+            if (result) capsule = NULL;
+        } else {
             raise_status(status);
-            goto done;
         }
-        result = PyCapsule_New(c, "prunekit.pruner", pruner_capsule_destroy);
-        if (result) c = NULL;
     }
-done:
-    if (c) {
-        pruner_capsule_close(c);
-        PyMem_Free(c);
+    if (capsule) {
+        pruner_capsule_close(capsule);
+        PyMem_Free(capsule);
     }
-    for (Py_ssize_t i = 0; crits && i < taken; i++) criterion_release(&crits[i]);
+    matrix_list_release(&w);
+    criterion_list_release(&c);
     PyBuffer_Release(&targets);
-    PyMem_Free(crits);
-    PyMem_Free(plain);
-    PyMem_Free(ptrs);
     return result;
 }
 
 /* pruner_step(pruner, step, gradients=None [matrix]): pk_pruner_step. */
-static PyObject *py_pruner_step(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"pruner", "step", "gradients", NULL};
     pk_pruner *pruner;
     long long step;
-    PyObject *grads = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L|O", kwlist, to_pruner, &pruner, &step, &grads)) return NULL;
-    Py_ssize_t count = grads == Py_None ? 0 : PyList_Size(grads), taken = 0;
-    if (count < 0) return NULL;
-    matrix_arg *mats = (matrix_arg *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(matrix_arg));
-    pk_matrix *plain = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
-    PyObject *result = NULL;
-    if (!mats || !plain) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; taken < count; taken++) {
-        if (!to_matrix(PyList_GET_ITEM(grads, taken), &mats[taken])) goto done;
-        plain[taken] = mats[taken].matrix;
-    }
-    {
-        pk_status status;
-        UNLOCKED(status = pk_pruner_step(pruner, step, grads == Py_None ? NULL : plain));
-        result = none_or_raise(status);
-    }
-done:
-    for (Py_ssize_t i = 0; i < taken; i++) matrix_release(&mats[i]);
-    PyMem_Free(mats);
-    PyMem_Free(plain);
-    return result;
+    matrix_list g = {0, NULL, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L|O&", kwlist, to_pruner, &pruner, &step, to_matrices, &g)) return NULL;
+    pk_status status;
+    UNLOCKED(status = pk_pruner_step(pruner, step, g.plain));
+    matrix_list_release(&g);
+    return none_or_raise(status);
 }
 
 /* pruner_mask(pruner, layer, mask_out uint8) and pruner_factors(pruner, layer, factors_out float32). */
-static PyObject *py_pruner_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"pruner", "layer", "mask_out", NULL};
     pk_pruner *pruner;
     long long layer;
@@ -1766,8 +1724,7 @@ static PyObject *py_pruner_mask(PyObject *self, PyObject *args, PyObject *kwargs
     return none_or_raise(status);
 }
 
-static PyObject *py_pruner_factors(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_factors(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"pruner", "layer", "factors_out", NULL};
     pk_pruner *pruner;
     long long layer;
@@ -1779,8 +1736,7 @@ static PyObject *py_pruner_factors(PyObject *self, PyObject *args, PyObject *kwa
 }
 
 /* pruner_soft_mask(pruner, layer, mask_out float32, derivative_out=None float32): pk_pruner_soft_mask. */
-static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"pruner", "layer", "mask_out", "derivative_out", NULL};
     pk_pruner *pruner;
     long long layer;
@@ -1799,8 +1755,7 @@ static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args, PyObject *k
 }
 
 /* pruner_serialize(pruner) -> bytes: pk_pruner_serialized_size then pk_pruner_serialize. */
-static PyObject *py_pruner_serialize(PyObject *self, PyObject *capsule) {
-    (void)self;
+static PyObject *py_pruner_serialize(PyObject *Py_UNUSED(self), PyObject *capsule) {
     pk_pruner *pruner;
     if (!to_pruner(capsule, &pruner)) return NULL;
     size_t size = 0, written = 0;
@@ -1817,8 +1772,7 @@ static PyObject *py_pruner_serialize(PyObject *self, PyObject *capsule) {
 }
 
 /* pruner_restore(pruner, data): pk_pruner_restore. */
-static PyObject *py_pruner_restore(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_pruner_restore(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"pruner", "data", NULL};
     pk_pruner *pruner;
     Py_buffer b = {0};
@@ -1830,8 +1784,7 @@ static PyObject *py_pruner_restore(PyObject *self, PyObject *args, PyObject *kwa
 }
 
 /* pruner_free(pruner): pk_pruner_free now (and the weights' buffers let go); later calls raise. */
-static PyObject *py_pruner_free(PyObject *self, PyObject *capsule) {
-    (void)self;
+static PyObject *py_pruner_free(PyObject *Py_UNUSED(self), PyObject *capsule) {
     pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
     if (!c) return NULL;
     pruner_capsule_close(c);
@@ -1839,8 +1792,7 @@ static PyObject *py_pruner_free(PyObject *self, PyObject *capsule) {
 }
 
 /* soft_mask(weights, selection, temperature, mask_out float32, derivative_out=None float32): pk_soft_mask. */
-static PyObject *py_soft_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"weights", "selection", "temperature", "mask_out", "derivative_out", NULL};
     matrix_arg w;
     pk_selection sel;
@@ -1922,8 +1874,7 @@ static const option_field progressive_fields[] = {
     FIELD(pk_progressive_options, target_ratio, 'd'), FIELD(pk_progressive_options, step_ratio, 'd'),
     FIELD(pk_progressive_options, tolerance, 'd'), {NULL, 0, 0}};
 
-static PyObject *py_progressive_structures(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_progressive_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"groups", "evaluate", "keep_out", "protected_out", "scores", NULL};
     pk_structure_options o;
     pk_structure_options_init(&o);
@@ -1961,8 +1912,7 @@ static PyObject *py_progressive_structures(PyObject *self, PyObject *args, PyObj
 }
 
 /* sensitivity_ratios(sizes int64, probes float64, target, damage, ratios_out, counts_out): pk_sensitivity_ratios. */
-static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_sensitivity_ratios(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"sizes", "probes", "target", "damage", "ratios_out", "counts_out", NULL};
     Py_buffer sizes = {0}, probes = {0}, ratios = {0}, counts = {0};
     double target;
