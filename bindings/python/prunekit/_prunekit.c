@@ -58,7 +58,9 @@ static int set_field(PyObject *value, const option_field *f, void *target) {
         if (v == -1.0 && PyErr_Occurred()) return 0;
         memcpy(at, &v, sizeof v);
     } else if (f->type == 'K') {
-        unsigned long long v = PyLong_AsUnsignedLongLong(value);
+        PyObject *index = PyNumber_Index(value); /* numpy integers too */
+        unsigned long long v = index ? PyLong_AsUnsignedLongLong(index) : (unsigned long long)-1;
+        Py_XDECREF(index);
         if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
         uint64_t u = (uint64_t)v;
         memcpy(at, &u, sizeof u);
