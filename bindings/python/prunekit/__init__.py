@@ -704,39 +704,39 @@ class Stats(_prunekit.Stats):
             b = b.reshape(-1, b.shape[-1])
         self._update(_view(b, "batch").array)
 
-    def _vector(self, read: Any, shape: Tuple[int, ...]) -> np.ndarray:
+    def _read(self, read: Any, shape: Tuple[int, ...]) -> np.ndarray:
         out = np.empty(shape, dtype=np.float64)
         read(out)
         return out
 
     def l2_norm(self) -> np.ndarray:
         """sqrt(sum of x^2) over tokens, per feature (Wanda's feature norm)."""
-        return self._vector(self._l2_norm, (self.features,))
+        return self._read(self._l2_norm, (self.features,))
 
     def mean(self) -> np.ndarray:
-        return self._vector(self._mean, (self.features,))
+        return self._read(self._mean, (self.features,))
 
     def variance(self) -> np.ndarray:
         """Population variance (M2 / count)."""
-        return self._vector(self._variance, (self.features,))
+        return self._read(self._variance, (self.features,))
 
     def std(self) -> np.ndarray:
         """Population standard deviation (STADE's feature scale)."""
-        return self._vector(self._std, (self.features,))
+        return self._read(self._std, (self.features,))
 
     def gram(self, centered: bool = False) -> np.ndarray:
         """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True).
         centered=True: sum of (x - mean)(x - mean)^T, the Hessian to reconstruct on when the bias
         is compensated afterwards (compensate_bias)."""
-        return self._vector(self._centered_gram if centered else self._gram, (self.features, self.features))
+        return self._read(self._centered_gram if centered else self._gram, (self.features, self.features))
 
     def mean_abs(self) -> np.ndarray:
         """Mean |x| per feature (a channel's mean absolute activation, for structured pruning)."""
-        return self._vector(self._mean_abs, (self.features,))
+        return self._read(self._mean_abs, (self.features,))
 
     def zero_fraction(self) -> np.ndarray:
         """Fraction of tokens exactly zero per feature (APoZ after a ReLU)."""
-        return self._vector(self._zero_fraction, (self.features,))
+        return self._read(self._zero_fraction, (self.features,))
 
     def __repr__(self) -> str:
         return f"prunekit.Stats(features={self.features}, count={self.count})"
