@@ -217,20 +217,22 @@ static int criterion_stats_features(PyObject *stats, criterion_arg *c) {
     long long n = count ? PyLong_AsLongLong(count) : -1;
     Py_XDECREF(count);
     if (n < 0 || PyErr_Occurred()) return 0;
-    double *values = (double *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(double));
-    c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    PyObject *bytes = values ? PyMemoryView_FromMemory((char *)values, (Py_ssize_t)n * 8, PyBUF_WRITE) : NULL;
-    PyObject *view = bytes ? PyObject_CallMethod(bytes, "cast", "s", "d") : NULL;
-    Py_XDECREF(bytes);
+    /* The values land in a bytearray (a Python object, so a reader that keeps a view of it keeps
+     * it alive), then are rounded into c->rounded. */
+    PyObject *bytes = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
+    PyObject *raw = bytes ? PyMemoryView_FromObject(bytes) : NULL;
+    PyObject *view = raw ? PyObject_CallMethod(raw, "cast", "s", "d") : NULL;
     PyObject *done = view ? PyObject_CallMethod(stats, c->criterion.kind == PK_CRITERION_STADE ? "_std" : "_l2_norm",
                                                 "O", view)
                           : NULL;
-    if (!values || !c->rounded) PyErr_NoMemory();
-    int ok = done != NULL && c->rounded != NULL;
+    int ok = done != NULL;
+    if (ok && !(c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float)))) ok = (PyErr_NoMemory(), 0);
+    const double *values = ok ? (const double *)PyByteArray_AS_STRING(bytes) : NULL;
     for (long long i = 0; ok && i < n; i++) c->rounded[i] = (float)values[i];
     Py_XDECREF(done);
     Py_XDECREF(view);
-    PyMem_Free(values);
+    Py_XDECREF(raw);
+    Py_XDECREF(bytes);
     c->criterion.feature_values = c->rounded;
     c->criterion.feature_count = (int64_t)n;
     return ok;
