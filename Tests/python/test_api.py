@@ -1,4 +1,5 @@
 """The Python API: inputs (numpy, torch, strided, conv), errors, threads, GIL, properties."""
+import sys
 import threading
 import time
 
@@ -428,3 +429,15 @@ def test_stats_wide_and_baseline_kernels_give_the_same_bytes(tmp_path):
     assert b"token 64, feature 5" in default["error"].tobytes()
     for key in baseline.files:
         assert baseline[key].tobytes() == default[key].tobytes(), key
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="a '<' dtype is native only on a little-endian host")
+def test_explicitly_little_endian_arrays_are_native():
+    # safetensors' memory maps are '<f4' / '<u2' arrays: their buffers' formats carry '<'
+    w = rng(21).standard_normal((6, 16)).astype(np.float32)
+    le = w.view(np.dtype("f4").newbyteorder("<"))
+    assert memoryview(le).format == "<f"
+    np.testing.assert_array_equal(prunekit.mask(le, 0.5), prunekit.mask(w, 0.5))
+    stats = prunekit.Stats(16)
+    stats.update(le)
+    assert stats.count == 6

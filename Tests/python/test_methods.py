@@ -142,7 +142,7 @@ def test_low_rank_too_small_output_writes_nothing():
     b = np.full((1, 8), 7.0)
     s = np.full(5, 7.0)
     with pytest.raises(ValueError, match="rank 5 needs 5"):
-        _prunekit.low_rank(w, 1, 5, 8, 8, h, a, 1, 1, 1, b, 1, 1, 8, s, energy=1.0)
+        _prunekit.low_rank(w, h, a, b, s, energy=1.0)
     assert (a == 7).all() and (b == 7).all() and (s == 7).all()
 
 
@@ -173,7 +173,7 @@ def test_top_channels_errors_write_nothing():
     scores[2, 5] = np.inf
     out = np.full((3, 4), -7, dtype=np.int64)
     with pytest.raises(ValueError, match="sample 2, channel 5"):
-        _prunekit.top_channels(scores, 3, 8, 8, 4, out)
+        _prunekit.top_channels(scores, 4, out)
     assert (out == -7).all()
     for k in (0, 9):
         with pytest.raises(ValueError, match="k must be in 1 ... 8"):

@@ -321,10 +321,10 @@ def test_bad_input():
     fine = np.full((3, 6), 7, np.float32)
     indices = np.full(6, -1, np.int64)
     with pytest.raises(ValueError, match="BUFFER_TOO_SMALL"):
-        pk._prunekit.group_op(0, args, keep.astype(np.uint8), [(small, 0, 5, 6, 6), (fine, 0, 3, 6, 6)], None, indices)
+        pk._prunekit.compact_group(args, keep.astype(np.uint8), [small, fine], indices)
     assert (small == 7).all() and (fine == 7).all() and (indices == -1).all()
     with pytest.raises(ValueError, match="overlaps"):
-        pk._prunekit.group_op(0, args, keep.astype(np.uint8), [(w1, 0, 6, 6, 6), (fine, 0, 3, 6, 6)], None, indices)
+        pk._prunekit.compact_group(args, keep.astype(np.uint8), [w1[:6], fine], indices)
     with pytest.raises(ValueError, match="0 or 1|0/1"):
         pk.compact(g, np.full(12, 2))
     with pytest.raises(ValueError, match="impossible"):

@@ -40,26 +40,35 @@ _VERSION_NUMBER, __version__ = _prunekit.version()
 if _VERSION_NUMBER != _prunekit.HEADER_VERSION:  # pragma: no cover - the extension checks too
     raise ImportError(f"prunekit: loaded libprunekit {__version__} does not match the extension")
 
-CRITERIA = {"magnitude": 0, "random": 1, "wanda": 2, "stade": 3, "taylor": 4, "scores": 5}
-SCOPES = {"row": 0, "layer": 1, "global": 2, "nm": 3}
-_DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+
+def _enum(prefix: str) -> "dict[str, int]":
+    """name -> value of the header's PK_<prefix>* enum (exported by the extension), names in lower case."""
+    return {name[len(prefix):].lower(): value for name, value in vars(_prunekit).items()
+            if name.startswith(prefix) and isinstance(value, int)}
+
+
+CRITERIA = _enum("CRITERION_")
+SCOPES = _enum("SCOPE_")
+_DTYPES = _enum("DTYPE_")
 
 
 class _View:
-    """A 2-D view of an array's memory as the library takes it (no copy when possible)."""
+    """A 2-D array over the argument's memory as the extension takes it (no copy when possible),
+    with the argument's own shape and the library's dtype code."""
 
-    __slots__ = ("array", "buffer", "dtype", "rows", "cols", "stride", "shape")
+    __slots__ = ("array", "dtype", "rows", "cols", "shape")
 
-    def __init__(self, array: np.ndarray, dtype: int, stride: int, shape: Tuple[int, ...]):
+    def __init__(self, array: np.ndarray, dtype: int, shape: Tuple[int, ...]):
         self.array = array
         self.dtype = dtype
         self.rows, self.cols = array.shape
-        self.stride = stride
         self.shape = shape
-        # A flat, contiguous window from the first element to the last (strided rows included).
-        span = (self.rows - 1) * stride + self.cols
-        self.buffer = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(array.itemsize,),
-                                                      writeable=array.flags.writeable)
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The memory the extension reads (the array itself: the extension takes its strides)."""
+        return self.array
 
 
 def _native_byte_order(a: np.ndarray, name: str, writable: bool) -> np.ndarray:
@@ -151,56 +160,48 @@ def _view(x: Any, name: str, writable: bool = False) -> _View:
             raise ValueError(f"{name}: rows must be contiguous and aligned to write in place "
                              f"(strides {a.strides}); pass a contiguous array")
         a = np.array(a, order="C")  # a copy: ascontiguousarray keeps a contiguous, unaligned array as it is
-    stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1]
-    return _View(a, code, max(stride, a.shape[1]) if a.shape[0] > 1 else a.shape[1], shape)
+    return _View(a, code, shape)
 
 
-def _features(features: Any, name: str, criterion: str) -> Optional[np.ndarray]:
-    if features is None:
-        return None
-    if isinstance(features, Stats):
-        features = features.std() if criterion == "stade" else features.l2_norm()
-    f = _as_numpy(features, name)
-    if f.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D vector, got shape {f.shape}")
-    # Feature values enter scores as float32 (round to nearest), as documented.
-    return np.ascontiguousarray(f, dtype=np.float32)
-
-
-def _criterion_args(w: _View, criterion: str, features: Any, gradient: Any, seed: int, name: str = ""):
+def _criterion(criterion: str, features: Any, gradient: Any, seed: Optional[int], name: str = "") -> dict:
+    """The criterion as the extension takes it (pk_criterion's fields). A Stats goes as it is: the
+    extension reads its L2 norms (its standard deviations for STADE) and rounds them to float32,
+    as it rounds float64 vectors; the library checks what the kind needs."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
-    f = _features(features, f"{name}features", criterion)
-    if criterion in ("wanda", "stade") and f is None:
+    if criterion in ("wanda", "stade") and features is None:
+        # The library says "criterion->feature_values is NULL" (its C API's words); a Python
+        # caller needs the argument's name.
         raise ValueError(f"{name}criterion {criterion!r} needs features= (a vector or a Stats)")
-    g = None
-    if criterion == "taylor":
-        if gradient is None:
-            raise ValueError(f"{name}criterion 'taylor' needs gradient=")
-        g = _view(gradient, f"{name}gradient")
-        if (g.rows, g.cols) != (w.rows, w.cols):
-            raise ValueError(f"{name}gradient has shape {g.shape}, weights have {w.shape}")
-    if not 0 <= int(seed) < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return (CRITERIA[criterion], f, None if g is None else g.buffer, 0 if g is None else g.dtype,
-            0 if g is None else g.stride, int(seed)), g
+    if features is not None and not isinstance(features, Stats):
+        features = _as_numpy(features, f"{name}features")
+        features = np.ascontiguousarray(features, dtype=None if features.dtype in (np.float32, np.float64) else np.float32)
+    return {"kind": CRITERIA[criterion], "features": features, "seed": seed,
+            "gradient": None if gradient is None else _view(gradient, f"{name}gradient").array}
 
 
-def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None]):
+def _pattern(pattern: Union[str, Tuple[int, int]]) -> Tuple[int, int]:
+    if isinstance(pattern, str):
+        try:
+            n, m = (int(p) for p in pattern.split(":"))
+        except ValueError:
+            raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
+        return n, m
+    n, m = pattern
+    return int(n), int(m)
+
+
+def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None],
+               threads: Optional[int]) -> dict:
+    """The selection as the extension takes it (pk_selection's fields)."""
     if pattern is not None:
-        if isinstance(pattern, str):
-            try:
-                n, m = (int(p) for p in pattern.split(":"))
-            except ValueError:
-                raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
-        else:
-            n, m = pattern
-        return SCOPES["nm"], 0.0, int(n), int(m)
+        n, m = _pattern(pattern)
+        return {"scope": SCOPES["nm"], "n": n, "m": m, "num_threads": threads}
     if scope not in SCOPES or scope == "nm":
         raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
     if sparsity is None:
         raise ValueError("give a sparsity (or pattern='N:M')")
-    return SCOPES[scope], float(sparsity), 2, 4
+    return {"scope": SCOPES[scope], "sparsity": sparsity, "num_threads": threads}
 
 
 def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gradient: Any = None,
@@ -212,15 +213,14 @@ def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gr
     "random" a documented counter-based uniform draw from `seed`; "scores" the values themselves.
     """
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
     out = np.empty((w.rows, w.cols), dtype=np.float32)
-    _prunekit.score(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)
+    _prunekit.score(w.array, _criterion(criterion, features, gradient, seed), out)
     return out
 
 
 def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude", scope: str = "row",
          pattern: Union[str, Tuple[int, int], None] = None, features: Any = None, gradient: Any = None,
-         seed: int = 0, threads: int = 0, out: Any = None) -> np.ndarray:
+         seed: int = 0, threads: Optional[int] = None, out: Any = None) -> np.ndarray:
     """Pruning mask of one weight matrix: bool, shape (rows, cols), True = keep.
 
     scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
@@ -231,8 +231,7 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
     it saves allocating and page-faulting a new mask per layer); the result is a view of it.
     """
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    scope_code, s, n, m = _selection(sparsity, scope, pattern)
+    selection = _selection(sparsity, scope, pattern, threads)
     if out is None:
         out = np.empty((w.rows, w.cols), dtype=np.uint8)
     else:
@@ -243,14 +242,14 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError("out must be writable and C-contiguous")
         out = out.view(np.uint8).reshape(w.rows, w.cols)
-    _prunekit.mask_layers([(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out)], scope_code, s, n, m, int(threads))
+    _prunekit.mask(w.array, _criterion(criterion, features, gradient, seed), selection, out)
     return out.view(np.bool_)
 
 
 def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude",
           scope: str = "global", pattern: Union[str, Tuple[int, int], None] = None,
           features: Optional[Sequence[Any]] = None, gradients: Optional[Sequence[Any]] = None,
-          seeds: Optional[Sequence[int]] = None, threads: int = 0) -> list:
+          seeds: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> list:
     """Masks of several layers. scope="global" ranks all layers' entries together (index: layer
     position, then row-major position); other scopes treat each layer as mask() would. Nothing
     is computed unless every layer is valid."""
@@ -259,18 +258,13 @@ def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion:
     for name, seq in (("features", features), ("gradients", gradients), ("seeds", seeds)):
         if seq is not None and len(seq) != count:
             raise ValueError(f"{name} has {len(seq)} entries for {count} layers")
-    scope_code, s, n, m = _selection(sparsity, scope, pattern)
-    layers, outs, keep = [], [], []
-    for i, weight in enumerate(weights):
-        w = _view(weight, f"weights[{i}]")
-        args, g = _criterion_args(w, criterion, None if features is None else features[i],
-                                  None if gradients is None else gradients[i],
-                                  0 if seeds is None else seeds[i], f"layer {i}: ")
-        out = np.empty((w.rows, w.cols), dtype=np.uint8)
-        layers.append((w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, out))
-        outs.append(out)
-        keep.append((w, g))
-    _prunekit.mask_layers(layers, scope_code, s, n, m, int(threads))
+    selection = _selection(sparsity, scope, pattern, threads)
+    views = [_view(weight, f"weights[{i}]") for i, weight in enumerate(weights)]
+    criteria = [_criterion(criterion, None if features is None else features[i],
+                           None if gradients is None else gradients[i], None if seeds is None else seeds[i],
+                           f"layer {i}: ") for i in range(count)]
+    outs = [np.empty((w.rows, w.cols), dtype=np.uint8) for w in views]
+    _prunekit.mask_layers([w.array for w in views], criteria, selection, outs)
     return [o.view(np.bool_) for o in outs]
 
 
@@ -285,7 +279,7 @@ def apply_mask(weight: Any, mask: Any) -> None:
         raise TypeError(f"mask: expected bool or uint8, got {mk.dtype}")
     if mk.size != w.rows * w.cols:
         raise ValueError(f"mask has {mk.size} entries, weight has {w.rows} x {w.cols}")
-    _prunekit.apply_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, np.ascontiguousarray(mk).reshape(-1))
+    _prunekit.apply_mask(w.array, np.ascontiguousarray(mk).reshape(-1))
 
 
 def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
@@ -300,16 +294,33 @@ def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
     return overall, rows
 
 
-_PRECISIONS = {"float32": 0, "float64": 1}
+_PRECISIONS = _enum("PRECISION_")
 
 
-def _hessian(hessian: Any, cols: int) -> np.ndarray:
+def _hessian(hessian: Any, cols: Optional[int] = None) -> np.ndarray:
+    """A Hessian as float64 (a Stats gives its Gram matrix); the library checks its size against
+    the weight's columns."""
     if isinstance(hessian, Stats):
         hessian = hessian.gram()
-    h = _as_numpy(hessian, "hessian")
-    if h.shape != (cols, cols):
-        raise ValueError(f"hessian has shape {h.shape}, the weight has {cols} columns (need ({cols}, {cols}))")
-    return np.ascontiguousarray(h, dtype=np.float64)
+    return np.ascontiguousarray(_as_numpy(hessian, "hessian"), dtype=np.float64)
+
+
+def _precision(precision: Optional[str]) -> Optional[int]:
+    if precision is not None and precision not in _PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    return None if precision is None else _PRECISIONS[precision]
+
+
+def _mask_bytes(mask: Any, entries: int, name: str = "mask") -> np.ndarray:
+    """A bool or 0/1 mask as contiguous bytes of exactly `entries` entries (the library checks the
+    values)."""
+    m = _as_numpy(mask, name)
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    m = np.ascontiguousarray(m, dtype=np.uint8).reshape(-1)
+    if m.size != entries:
+        raise ValueError(f"{name} has {m.size} entries, {entries} needed")
+    return m
 
 
 def _result_like(weight: Any, w: "_View", out: Any):
@@ -330,51 +341,30 @@ def _result_like(weight: Any, w: "_View", out: Any):
     return result, _view(result, "out", writable=True)
 
 
-def _reconstruct(op: int, weight: Any, hessian: Any, given: Any, out: Any, *, scope: int = 1, sparsity: float = 0.5,
-                 n: int = 2, m: int = 4, block_size: int = 128, dampening: float = 0.01, max_retries: int = 4,
-                 precision: str = "float32", threads: int = 0, want_mask: bool = False):
-    w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-    result, o = _result_like(weight, w, out)
-    if given is not None:
-        g = _as_numpy(given, "mask")
-        g = np.ascontiguousarray(g.view(np.uint8) if g.dtype == np.bool_ else g, dtype=np.uint8).reshape(-1)
-        needed, what = (w.cols, "keep") if op == 2 else (w.rows * w.cols, "mask")
-        if g.size != needed:
-            raise ValueError(f"{what} has {g.size} entries, {needed} needed")
-    else:
-        g = None
-    mask = np.empty((w.rows, w.cols), dtype=np.uint8) if want_mask else None
-    options = (scope, _PRECISIONS[precision], float(sparsity), int(n), int(m), int(block_size), float(dampening),
-               int(max_retries), int(threads))
-    _prunekit.reconstruct(op, w.buffer, w.dtype, w.rows, w.cols, w.stride, h, w.cols, g, options, mask,
-                          o.buffer, o.dtype, o.stride)
-    return (mask.view(np.bool_), result) if want_mask else result
-
-
 def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
-              pattern: Union[str, Tuple[int, int], None] = None, block_size: int = 128, dampening: float = 0.01,
-              max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
+              pattern: Union[str, Tuple[int, int], None] = None, block_size: Optional[int] = None,
+              dampening: Optional[float] = None, max_retries: Optional[int] = None, precision: Optional[str] = None,
+              threads: Optional[int] = None, out: Any = None):
     """SparseGPT on one layer: (mask, updated weight).
 
     hessian: X^T X of the layer's calibration inputs (any positive multiple), shape (cols, cols), or
     a Stats made with gram=True. Unstructured: exactly int(sparsity * rows * block_size) pruned per
     block of columns; pattern="2:4" keeps n of every m per row. The arithmetic runs in `precision`
     ("float32" or "float64"). out: where the updated weight goes (the weight itself for in-place
-    work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Raises
-    ArithmeticError when the Hessian is not positive definite after the dampening retries;
-    nothing is written on any error.
+    work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Options
+    left as None take the library's defaults (pk_reconstruction_options_init: blocks of 128
+    columns, dampening 0.01, 4 retries, float32). Raises ArithmeticError when the Hessian is not
+    positive definite after the dampening retries; nothing is written on any error.
     """
-    if pattern is not None:
-        scope, s, n, m = _selection(None, "row", pattern)
-        scope, s = 3, 0.0
-    else:
-        scope, s, n, m = 1, float(sparsity if sparsity is not None else 0.5), 2, 4
-    return _reconstruct(0, weight, hessian, None, out, scope=scope, sparsity=s, n=n, m=m, block_size=block_size,
-                        dampening=dampening, max_retries=max_retries, precision=precision, threads=threads,
-                        want_mask=True)
+    w = _view(weight, "weight")
+    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None \
+        else dict(sparsity=sparsity)
+    result, o = _result_like(weight, w, out)
+    mask = np.empty((w.rows, w.cols), dtype=np.uint8)
+    _prunekit.sparsegpt(w.array, _hessian(hessian), mask, o.array, block_size=block_size, dampening=dampening,
+                        max_dampening_retries=max_retries, precision=_precision(precision), num_threads=threads,
+                        **where)
+    return mask.view(np.bool_), result
 
 
 def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
@@ -395,36 +385,19 @@ def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
     float32). Raises ArithmeticError on a numeric failure; nothing is written on any error.
     """
     w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    options = {}
     if pattern is not None:
-        _, _, n, m = _selection(None, "row", pattern)
-        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
+        where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"])
+    elif scope not in ("layer", "row"):
+        raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
     else:
-        if scope not in ("layer", "row"):
-            raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
-        options["scope"] = _prunekit.SCOPE_LAYER if scope == "layer" else _prunekit.SCOPE_ROW
-    if sparsity is not None:
-        options["sparsity"] = float(sparsity)
-    if precision is not None:
-        if precision not in ("float32", "float64"):
-            raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-        options["precision"] = _prunekit.PRECISION_FLOAT32 if precision == "float32" else _prunekit.PRECISION_FLOAT64
-    for name, value in (("iterations", iterations), ("ramp_iterations", ramp_iterations), ("rho", rho),
-                        ("rho_growth", rho_growth), ("rho_interval", rho_interval),
-                        ("refine_iterations", refine_iterations), ("dampening", dampening), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
+        where = dict(scope=SCOPES[scope])
     result, o = _result_like(weight, w, out)
-    given = None
-    if mask is not None:
-        given = _as_numpy(mask, "mask")
-        given = np.ascontiguousarray(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8)
-        if given.size != w.rows * w.cols:
-            raise ValueError(f"mask has {given.size} entries, {w.rows * w.cols} needed")
+    given = None if mask is None else _mask_bytes(mask, w.rows * w.cols)
     mask_out = np.empty((w.rows, w.cols), dtype=np.uint8)
-    _prunekit.admm(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, given, mask_out, o.buffer, o.dtype, o.stride,
-                   **options)
+    _prunekit.admm(w.array, _hessian(hessian), given, mask_out, o.array, sparsity=sparsity,
+                   precision=_precision(precision), iterations=iterations, ramp_iterations=ramp_iterations, rho=rho,
+                   rho_growth=rho_growth, rho_interval=rho_interval, refine_iterations=refine_iterations,
+                   dampening=dampening, num_threads=threads, **where)
     return mask_out.view(np.bool_), result
 
 
@@ -439,19 +412,10 @@ def refine_mask(weight: Any, hessian: Any, mask: Any, *, pattern: Union[str, Tup
     candidates per side).
     """
     w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
-    given = _as_numpy(mask, "mask")
-    refined = np.array(given.view(np.uint8) if given.dtype == np.bool_ else given, dtype=np.uint8, order="C", copy=True)
-    if refined.size != w.rows * w.cols:
-        raise ValueError(f"mask has {refined.size} entries, {w.rows * w.cols} needed")
-    options = {}
-    if pattern is not None:
-        _, _, n, m = _selection(None, "row", pattern)
-        options.update(scope=_prunekit.SCOPE_NM, n=n, m=m)
-    for name, value in (("max_swaps", max_swaps), ("candidates", candidates), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
-    _prunekit.refine_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, refined, **options)
+    refined = _mask_bytes(mask, w.rows * w.cols).copy()
+    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None else {}
+    _prunekit.refine_mask(w.array, _hessian(hessian), refined, max_swaps=max_swaps, candidates=candidates,
+                          num_threads=threads, **where)
     return refined.reshape(w.rows, w.cols).view(np.bool_)
 
 
@@ -479,14 +443,11 @@ def channel_permutation(weight: Any, pattern: Union[str, Tuple[int, int]] = "2:4
     bias) and this layer's columns, and permute the layer's statistics the same way
     (prunekit.structured.permute_stats)."""
     w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    _, _, n, m = _selection(None, "row", pattern)
-    options: dict = dict(n=n, m=m, segment=int(segment))
-    for name, value in (("max_swaps", max_swaps), ("time_limit", time_limit), ("num_threads", threads)):
-        if value is not None:
-            options[name] = value
+    n, m = _pattern(pattern)
     perm = np.empty(w.cols, dtype=np.int64)
-    before, after = _prunekit.channel_permutation(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, perm, **options)
+    before, after = _prunekit.channel_permutation(w.array, _criterion(criterion, features, gradient, seed), perm, n=n,
+                                                  m=m, segment=segment, max_swaps=max_swaps, time_limit=time_limit,
+                                                  num_threads=threads)
     return ChannelPermutation(perm, before, after)
 
 
@@ -494,9 +455,8 @@ def outlier_ratio(weight: Any, criterion: str = "wanda", *, features: Any = None
                   gradient: Any = None, seed: int = 0) -> float:
     """OWL's outlier ratio of a layer: the fraction of its scores (Wanda by default) above
     `threshold` times their mean."""
-    w = _view(weight, "weight")
-    args, _ = _criterion_args(w, criterion, features, gradient, seed)
-    return _prunekit.outlier_ratio(w.buffer, w.dtype, w.rows, w.cols, w.stride, *args, float(threshold))
+    return _prunekit.outlier_ratio(_view(weight, "weight").array, _criterion(criterion, features, gradient, seed),
+                                   threshold)
 
 
 def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: float = 0.08):
@@ -509,55 +469,53 @@ def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *, spread: f
     """
     n = np.ascontiguousarray(np.asarray(sizes), dtype=np.int64).reshape(-1)
     v = np.ascontiguousarray(np.asarray(importance, dtype=np.float64)).reshape(-1)
-    if v.size != n.size:
-        raise ValueError(f"sizes has {n.size} entries, importance {v.size}")
     counts = np.empty(n.size, np.int64)
     sparsities = np.empty(n.size, np.float64)
-    _prunekit.allocate_sparsity(n, v, float(sparsity), float(spread), counts, sparsities)
+    _prunekit.allocate_sparsity(n, v, sparsity, spread, counts, sparsities)
     return sparsities, counts
 
 
 def output_error(original: Any, pruned: Any, hessian: Any) -> Tuple[float, float]:
     """(error, relative): a layer's output error on its calibration inputs from the Gram matrix,
     ||(W - W') X^T||^2, and that over ||W X^T||^2. hessian: X^T X or a Stats made with gram=True."""
-    w = _view(original, "original")
-    p = _view(pruned, "pruned")
-    if p.shape != w.shape:
-        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
-    h = _hessian(hessian, w.cols)
-    return _prunekit.output_error(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, h)
+    return _prunekit.output_error(_view(original, "original").array, _view(pruned, "pruned").array, _hessian(hessian))
 
 
 def compensate_bias(original: Any, pruned: Any, bias: Any, mean: Any) -> Any:
     """Folds the mean output shift of pruning into the bias, in place: bias += (original - pruned)
     @ mean (mean: the layer inputs' mean per feature, or a Stats). Works after any method; with
     a weight update, reconstruct on stats.gram(centered=True) first. Returns bias."""
-    w = _view(original, "original")
-    p = _view(pruned, "pruned")
     if isinstance(mean, Stats):
         mean = mean.mean()
     mu = np.ascontiguousarray(_as_numpy(mean, "mean"), dtype=np.float64).reshape(-1)
     b = _view(bias.reshape(1, -1) if hasattr(bias, "reshape") else bias, "bias", writable=True)
-    if p.shape != w.shape:
-        raise ValueError(f"pruned has shape {p.shape}, original {w.shape}")
-    _prunekit.compensate_bias(w.buffer, w.dtype, w.rows, w.cols, w.stride, p.buffer, p.dtype, p.stride, mu, b.buffer,
-                              b.dtype)
+    _prunekit.compensate_bias(_view(original, "original").array, _view(pruned, "pruned").array, mu, b.array)
     return bias
 
 
-def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: int = 128, dampening: float = 0.01,
-                max_retries: int = 4, precision: str = "float32", threads: int = 0, out: Any = None):
-    """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight."""
-    return _reconstruct(1, weight, hessian, mask, out, block_size=block_size, dampening=dampening,
-                        max_retries=max_retries, precision=precision, threads=threads)
+def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: Optional[int] = None,
+                dampening: Optional[float] = None, max_retries: Optional[int] = None, precision: Optional[str] = None,
+                threads: Optional[int] = None, out: Any = None):
+    """The SparseGPT update under a given mask (True = keep), e.g. a Wanda mask: the updated weight.
+    Options as in sparsegpt()."""
+    w = _view(weight, "weight")
+    result, o = _result_like(weight, w, out)
+    _prunekit.reconstruct(w.array, _hessian(hessian), _mask_bytes(mask, w.rows * w.cols), o.array,
+                          block_size=block_size, dampening=dampening, max_dampening_retries=max_retries,
+                          precision=_precision(precision), num_threads=threads)
+    return result
 
 
-def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: float = 0.01, max_retries: int = 4,
-                  precision: str = "float32", out: Any = None):
+def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: Optional[float] = None,
+                  max_retries: Optional[int] = None, precision: Optional[str] = None, out: Any = None):
     """Removes input columns (keep[c] False) and compensates with the kept ones in closed form
-    (least squares on the Hessian): the updated weight, zero in the removed columns."""
-    return _reconstruct(2, weight, hessian, keep, out, dampening=dampening, max_retries=max_retries,
-                        precision=precision)
+    (least squares on the Hessian): the updated weight, zero in the removed columns. Options as
+    in sparsegpt()."""
+    w = _view(weight, "weight")
+    result, o = _result_like(weight, w, out)
+    _prunekit.prune_columns(w.array, _hessian(hessian), _mask_bytes(keep, w.cols, "keep"), o.array,
+                            dampening=dampening, max_dampening_retries=max_retries, precision=_precision(precision))
+    return result
 
 
 # ------------------------------------------------------------------------------------------
@@ -574,16 +532,13 @@ def _dense_out(shape: Tuple[int, int], dtype: np.dtype) -> Tuple[np.ndarray, int
         raise TypeError(f"values dtype {dtype} is not supported")
     return np.empty(shape, dtype=dtype), code
 
-
 def to_24(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     """2:4 compressed form: (values [rows, cols/2], metadata uint8 [rows, ceil(cols/8)]).
     Raises ValueError for a weight that is not 2:4."""
     w = _view(weight, "weight")
-    if w.cols % 4:
-        raise ValueError(f"2:4 needs cols divisible by 4, got {w.cols}")
-    values = np.empty((w.rows, w.cols // 2), dtype=_values_dtype(w))
-    metadata = np.empty((w.rows, (w.cols // 4 + 1) // 2), dtype=np.uint8)
-    _prunekit.sparse_export(1, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, values, metadata, None)
+    values = np.empty((w.rows, max(w.cols // 2, 1)), dtype=_values_dtype(w))
+    metadata = np.empty((w.rows, max((w.cols + 7) // 8, 1)), dtype=np.uint8)
+    _prunekit.export_24(w.array, values, metadata)
     return values, metadata
 
 
@@ -594,12 +549,12 @@ def from_24(values: Any, metadata: Any) -> np.ndarray:
     if v.ndim != 2 or md.shape != (v.shape[0], (v.shape[1] // 2 + 1) // 2):
         raise ValueError(f"values {v.shape} and metadata {md.shape} do not describe a 2:4 matrix")
     dense, code = _dense_out((v.shape[0], 2 * v.shape[1]), v.dtype)
-    _prunekit.sparse_import(1, v, md, None, dense, code, dense.shape[0], dense.shape[1], dense.shape[1])
+    _prunekit.import_24(v, md, dense)
     return dense
 
 
 def _nnz(w: _View) -> int:
-    return _prunekit.sparse_export(0, w.buffer, w.dtype, w.rows, w.cols, w.stride, 0, None, None, None)
+    return _prunekit.count_nonzero(w.array)
 
 
 def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -608,7 +563,7 @@ def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     nnz = _nnz(w)
     offsets, columns = np.empty(w.rows + 1, np.int64), np.empty(max(nnz, 1), np.int64)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
-    _prunekit.sparse_export(2, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, offsets, columns, values)
+    _prunekit.export_csr(w.array, nnz, offsets, columns, values)
     return offsets, columns[:nnz], values[:nnz]
 
 
@@ -631,8 +586,8 @@ def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]
     if offsets.shape != (rows + 1,) or cols_.shape != v.shape or (rows and offsets[-1] != len(v)):
         raise ValueError("row_offsets, columns and values do not describe a CSR matrix of that shape")
     dense, code = _dense_out((rows, cols), v.dtype)
-    _prunekit.sparse_import(2, offsets, cols_ if len(cols_) else np.zeros(1, np.int64),
-                            v if len(v) else np.zeros(1, v.dtype), dense, code, rows, cols, cols)
+    _prunekit.import_csr(offsets, cols_ if len(cols_) else np.zeros(1, np.int64), v if len(v) else np.zeros(1, v.dtype),
+                         dense)
     return dense
 
 
@@ -642,7 +597,7 @@ def to_bitmask(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     nnz = _nnz(w)
     bits = np.empty((w.rows, (w.cols + 7) // 8), np.uint8)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
-    _prunekit.sparse_export(3, w.buffer, w.dtype, w.rows, w.cols, w.stride, nnz, bits, values, None)
+    _prunekit.export_bitmask(w.array, nnz, bits, values)
     return bits, values[:nnz]
 
 
@@ -653,10 +608,8 @@ def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     v = np.ascontiguousarray(_as_numpy(values, "values"))
     if b.shape != (rows, (cols + 7) // 8):
         raise ValueError(f"bits have shape {b.shape}, ({rows}, {(cols + 7) // 8}) needed")
-    if int(np.unpackbits(b, axis=1, bitorder="little")[:, :cols].sum()) != len(v):
-        raise ValueError("the bit mask and the number of values disagree")
     dense, code = _dense_out((rows, cols), v.dtype)
-    _prunekit.sparse_import(3, b, v if len(v) else np.zeros(1, v.dtype), None, dense, code, rows, cols, cols)
+    _prunekit.import_bitmask(b, v if len(v) else np.zeros(1, v.dtype), dense)
     return dense
 
 
@@ -752,52 +705,50 @@ class Stats(_prunekit.Stats):
         b = _as_numpy(batch, "batch") if _bfloat16_numpy_view(batch) is None else batch
         if getattr(b, "ndim", 2) > 2:
             b = b.reshape(-1, b.shape[-1])
-        v = _view(b, "batch")
+        batch = _view(b, "batch").array
         if rows is None:
-            self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride)
+            self._update(batch)
             return
         index = _as_numpy(rows, "rows") if not isinstance(rows, (list, tuple)) else np.asarray(rows)
         if index.size == 0 and index.ndim == 1:
             index = index.astype(np.int64)
         if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
             raise TypeError(f"rows: expected a 1-D array of integer row numbers, got {index.dtype} {index.shape}")
-        self._update(v.buffer, v.dtype, v.rows, v.cols, v.stride, np.ascontiguousarray(index, dtype=np.int64))
+        self._update(batch, rows=np.ascontiguousarray(index, dtype=np.int64))
 
-    def _get(self, which: int) -> np.ndarray:
-        out = np.empty(self.features, dtype=np.float64)
-        self._vector(which, out)
+    def _read(self, read: Any, shape: Tuple[int, ...]) -> np.ndarray:
+        out = np.empty(shape, dtype=np.float64)
+        read(out)
         return out
 
     def l2_norm(self) -> np.ndarray:
         """sqrt(sum of x^2) over tokens, per feature (Wanda's feature norm)."""
-        return self._get(0)
+        return self._read(self._l2_norm, (self.features,))
 
     def mean(self) -> np.ndarray:
-        return self._get(1)
+        return self._read(self._mean, (self.features,))
 
     def variance(self) -> np.ndarray:
         """Population variance (M2 / count)."""
-        return self._get(2)
+        return self._read(self._variance, (self.features,))
 
     def std(self) -> np.ndarray:
         """Population standard deviation (STADE's feature scale)."""
-        return self._get(3)
+        return self._read(self._std, (self.features,))
 
     def gram(self, centered: bool = False) -> np.ndarray:
         """X^T X (features x features), for sparsegpt(); needs Stats(features, gram=True).
         centered=True: sum of (x - mean)(x - mean)^T, the Hessian to reconstruct on when the bias
         is compensated afterwards (compensate_bias)."""
-        out = np.empty((self.features, self.features), dtype=np.float64)
-        self._vector(7 if centered else 4, out)
-        return out
+        return self._read(self._centered_gram if centered else self._gram, (self.features, self.features))
 
     def mean_abs(self) -> np.ndarray:
         """Mean |x| per feature (a channel's mean absolute activation, for structured pruning)."""
-        return self._get(5)
+        return self._read(self._mean_abs, (self.features,))
 
     def zero_fraction(self) -> np.ndarray:
         """Fraction of tokens exactly zero per feature (APoZ after a ReLU)."""
-        return self._get(6)
+        return self._read(self._zero_fraction, (self.features,))
 
     def __repr__(self) -> str:
         return f"prunekit.Stats(features={self.features}, count={self.count})"

@@ -5,42 +5,471 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
 #include <prunekit.h>
 
 static PyObject *PruneKitError;
 
-/* pk_status -> exception, with pk_last_error()'s message. */
+/* pk_status -> exception, with pk_last_error()'s message: the one place statuses become exception
+ * types. The message ends with the status in words and its name ("... (invalid shape:
+ * PK_ERROR_INVALID_SHAPE)"). */
 static PyObject *raise_status(pk_status status) {
-    PyObject *type;
+    PyObject *type = PruneKitError;
+    const char *words = "error";
     switch (status) {
-    case PK_ERROR_NULL_POINTER:
-    case PK_ERROR_INVALID_ARGUMENT:
-    case PK_ERROR_INVALID_SHAPE:
-    case PK_ERROR_NON_FINITE:
-    case PK_ERROR_CORRUPT_DATA:
-    case PK_ERROR_BUFFER_TOO_SMALL:
-        type = PyExc_ValueError;
-        break;
-    case PK_ERROR_UNSUPPORTED_DTYPE:
-        type = PyExc_TypeError;
-        break;
-    case PK_ERROR_OUT_OF_MEMORY:
-        type = PyExc_MemoryError;
-        break;
-    case PK_ERROR_NUMERIC:
-        type = PyExc_ArithmeticError;
-        break;
-    case PK_ERROR_CANCELLED:
-        type = PruneKitError;
-        break;
-    default:
-        type = PruneKitError;
+    case PK_ERROR_NULL_POINTER: type = PyExc_ValueError; words = "missing argument"; break;
+    case PK_ERROR_INVALID_ARGUMENT: type = PyExc_ValueError; words = "invalid argument"; break;
+    case PK_ERROR_INVALID_SHAPE: type = PyExc_ValueError; words = "invalid shape"; break;
+    case PK_ERROR_NON_FINITE: type = PyExc_ValueError; words = "non-finite value"; break;
+    case PK_ERROR_CORRUPT_DATA: type = PyExc_ValueError; words = "corrupt data"; break;
+    case PK_ERROR_BUFFER_TOO_SMALL: type = PyExc_ValueError; words = "buffer too small"; break;
+    case PK_ERROR_UNSUPPORTED_DTYPE: type = PyExc_TypeError; words = "unsupported dtype"; break;
+    case PK_ERROR_OUT_OF_MEMORY: type = PyExc_MemoryError; words = "out of memory"; break;
+    case PK_ERROR_NUMERIC: type = PyExc_ArithmeticError; words = "numeric failure"; break;
+    case PK_ERROR_STRUCT_SIZE: words = "option struct size"; break;
+    case PK_ERROR_INTERNAL: words = "internal error"; break;
+    case PK_ERROR_CANCELLED: words = "cancelled"; break;
+    default: break;
     }
-    PyErr_Format(type, "%s (%s)", pk_last_error(), pk_status_string(status));
+    PyErr_Format(type, "%s (%s: %s)", pk_last_error(), words, pk_status_string(status));
     return NULL;
 }
 
-/* Checks that a buffer holds at least `bytes` bytes. */
+/* ------------------------------------------------------------------------------------------ */
+/* Arguments. Every function takes keyword arguments; an option struct's field that is absent or
+ * None keeps the value its pk_*_init gives it. A matrix is a 2-D buffer (a numpy array), a
+ * criterion and a selection are dicts of their struct's fields; each has one converter (O&). */
+
+typedef struct option_field {
+    const char *name;
+    char type; /* 'i' int32, 'L' int64, 'K' uint64, 'd' double */
+    size_t offset;
+} option_field;
+
+#define FIELD(type, member, code) {#member, code, offsetof(type, member)}
+
+static int set_field(PyObject *value, const option_field *f, void *target) {
+    char *at = (char *)target + f->offset;
+    if (f->type == 'd') {
+        double v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred()) return 0;
+        memcpy(at, &v, sizeof v);
+    } else if (f->type == 'K') {
+        PyObject *index = PyNumber_Index(value); /* numpy integers too */
+        unsigned long long v = index ? PyLong_AsUnsignedLongLong(index) : (unsigned long long)-1;
+        Py_XDECREF(index);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
+        uint64_t u = (uint64_t)v;
+        memcpy(at, &u, sizeof u);
+    } else {
+        long long v = PyLong_AsLongLong(value);
+        if (v == -1 && PyErr_Occurred()) return 0;
+        if (f->type == 'i') {
+            if (v < INT32_MIN || v > INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
+                return 0;
+            }
+            int32_t i = (int32_t)v;
+            memcpy(at, &i, sizeof i);
+        } else {
+            int64_t i = (int64_t)v;
+            memcpy(at, &i, sizeof i);
+        }
+    }
+    return 1;
+}
+
+/* Sets the fields of *target that `kwargs` names (None: not given) and returns a new dict of the
+ * other keyword arguments (NULL with an exception on a value that does not convert). */
+static PyObject *take_options(PyObject *kwargs, const option_field *fields, void *target) {
+    PyObject *rest = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!rest) return NULL;
+    for (const option_field *f = fields; f->name; f++) {
+        PyObject *value = PyDict_GetItemString(rest, f->name);
+        if (!value) continue;
+        if (value != Py_None && !set_field(value, f, target)) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
+            } else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
+                             Py_TYPE(value)->tp_name);
+            }
+            Py_DECREF(rest);
+            return NULL;
+        }
+        if (PyDict_DelItemString(rest, f->name) < 0) {
+            Py_DECREF(rest);
+            return NULL;
+        }
+    }
+    return rest;
+}
+
+/* Fails with TypeError when a dict argument has keys no field took. */
+static int no_more_keys(PyObject *rest, const char *what) {
+    if (PyDict_GET_SIZE(rest) == 0) return 1;
+    PyObject *keys = PyDict_Keys(rest);
+    if (keys) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, keys);
+    Py_XDECREF(keys);
+    return 0;
+}
+
+/* A buffer's struct format without its byte-order prefix when that order is the host's ('@',
+ * '=', or '<' / '>' matching it: a memory-mapped '<f4' array is native on a little-endian host). */
+static const char *native_format(const char *format) {
+    const uint16_t one = 1;
+    char native = *(const uint8_t *)&one ? '<' : '>';
+    return format[0] == '@' || format[0] == '=' || format[0] == native ? format + 1 : format;
+}
+
+/* A pk_matrix over a 2-D buffer whose rows are contiguous and aligned (any row stride >= cols):
+ * format f, d, e or H (uint16, the bit patterns prunekit hands bfloat16 over as). */
+typedef struct matrix_arg {
+    Py_buffer view;
+    pk_matrix matrix;
+} matrix_arg;
+
+static void matrix_release(matrix_arg *a) {
+    if (a->view.obj) PyBuffer_Release(&a->view);
+    a->view.obj = NULL;
+}
+
+static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
+    if (!object) { /* cleanup after a later argument failed */
+        matrix_release(a);
+        return 1;
+    }
+    memset(a, 0, sizeof(*a));
+    if (PyObject_GetBuffer(object, &a->view, flags | PyBUF_STRIDES | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &a->view;
+    const char *format = native_format(v->format);
+    int dtype = -1;
+    if (format[0] && !format[1])
+        dtype = format[0] == 'f' ? PK_DTYPE_FLOAT32 : format[0] == 'd' ? PK_DTYPE_FLOAT64
+              : format[0] == 'e' ? PK_DTYPE_FLOAT16 : format[0] == 'H' ? PK_DTYPE_BFLOAT16 : -1;
+    if (v->ndim != 2 || dtype < 0) {
+        PyErr_Format(PyExc_TypeError, "expected a 2-D float32, float64, float16 or bfloat16 array, got %d-D '%s'",
+                     v->ndim, v->format);
+        matrix_release(a);
+        return 0;
+    }
+    Py_ssize_t item = v->itemsize, rows = v->shape[0], cols = v->shape[1];
+    Py_ssize_t row_bytes = rows > 1 ? v->strides[0] : cols * item;
+    if ((cols > 1 && v->strides[1] != item) || row_bytes % item || row_bytes / item < cols ||
+        (uintptr_t)v->buf % (uintptr_t)item) {
+        PyErr_Format(PyExc_ValueError, "rows must be contiguous and aligned (strides %zd, %zd)", v->strides[0],
+                     v->strides[1]);
+        matrix_release(a);
+        return 0;
+    }
+    pk_matrix m = {v->buf, rows, cols, row_bytes / item, dtype, 0};
+    a->matrix = m;
+    return Py_CLEANUP_SUPPORTED;
+}
+
+static int to_matrix(PyObject *object, void *a) {
+    if (object == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
+        return 0;
+    }
+    return matrix_take(object, (matrix_arg *)a, 0);
+}
+static int to_writable_matrix(PyObject *object, void *a) {
+    if (object == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
+        return 0;
+    }
+    return matrix_take(object, (matrix_arg *)a, PyBUF_WRITABLE);
+}
+
+/* A criterion from a dict {kind, seed, features, gradient} (None = magnitude). features: a float32
+ * or float64 vector (rounded to float32 here, to nearest), or a Stats, whose standard deviations
+ * STADE takes and whose L2 norms every other kind takes (read through the object's own methods,
+ * so a Stats view such as PermutedStats gives its own). gradient: a matrix. */
+typedef struct criterion_arg {
+    pk_criterion criterion;
+    matrix_arg gradient;
+    Py_buffer features;
+    float *rounded; /* feature values this extension rounded to float32 (PyMem) */
+} criterion_arg;
+
+static const option_field criterion_fields[] = {
+    FIELD(pk_criterion, kind, 'i'), FIELD(pk_criterion, seed, 'K'), {NULL, 0, 0}};
+
+static PyTypeObject StatsType;
+
+static void criterion_release(criterion_arg *c) {
+    matrix_release(&c->gradient);
+    if (c->features.obj) PyBuffer_Release(&c->features);
+    c->features.obj = NULL;
+    PyMem_Free(c->rounded);
+    c->rounded = NULL;
+}
+
+/* Feature values from a Stats (through its _std / _l2_norm methods) into c->rounded. */
+static int criterion_stats_features(PyObject *stats, criterion_arg *c) {
+    PyObject *count = PyObject_GetAttrString(stats, "features");
+    long long n = count ? PyLong_AsLongLong(count) : -1;
+    Py_XDECREF(count);
+    if (n < 0 || PyErr_Occurred()) return 0;
+    /* The values land in a bytearray (a Python object, so a reader that keeps a view of it keeps
+     * it alive), then are rounded into c->rounded. */
+    PyObject *bytes = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
+    PyObject *raw = bytes ? PyMemoryView_FromObject(bytes) : NULL;
+    PyObject *view = raw ? PyObject_CallMethod(raw, "cast", "s", "d") : NULL;
+    PyObject *done = view ? PyObject_CallMethod(stats, c->criterion.kind == PK_CRITERION_STADE ? "_std" : "_l2_norm",
+                                                "O", view)
+                          : NULL;
+    int ok = done != NULL;
+    if (ok && !(c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float)))) ok = (PyErr_NoMemory(), 0);
+    const double *values = ok ? (const double *)PyByteArray_AS_STRING(bytes) : NULL;
+    for (long long i = 0; ok && i < n; i++) c->rounded[i] = (float)values[i];
+    Py_XDECREF(done);
+    Py_XDECREF(view);
+    Py_XDECREF(raw);
+    Py_XDECREF(bytes);
+    c->criterion.feature_values = c->rounded;
+    c->criterion.feature_count = (int64_t)n;
+    return ok;
+}
+
+static int criterion_vector_features(PyObject *object, criterion_arg *c) {
+    if (PyObject_GetBuffer(object, &c->features, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &c->features;
+    const char *format = native_format(v->format);
+    if (v->ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "features: expected a 1-D vector, got %d dimensions", v->ndim);
+        return 0;
+    }
+    Py_ssize_t n = v->shape[0];
+    c->criterion.feature_count = (int64_t)n;
+    if (!strcmp(format, "f")) {
+        c->criterion.feature_values = (const float *)v->buf;
+        return 1;
+    }
+    if (strcmp(format, "d")) {
+        PyErr_Format(PyExc_TypeError, "features: expected float32 or float64 values, got '%s'", v->format);
+        return 0;
+    }
+    c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!c->rounded) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) c->rounded[i] = (float)((const double *)v->buf)[i];
+    c->criterion.feature_values = c->rounded;
+    return 1;
+}
+
+static int to_criterion(PyObject *object, void *target) {
+    criterion_arg *c = (criterion_arg *)target;
+    if (!object) {
+        criterion_release(c);
+        return 1;
+    }
+    memset(c, 0, sizeof(*c));
+    pk_criterion_init(&c->criterion);
+    if (object == Py_None) return Py_CLEANUP_SUPPORTED;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "criterion: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, criterion_fields, &c->criterion);
+    int ok = rest != NULL;
+    /* borrowed from `object`, which the caller holds */
+    PyObject *features = PyDict_GetItemString(object, "features"), *gradient = PyDict_GetItemString(object, "gradient");
+    if (ok && features) ok = PyDict_DelItemString(rest, "features") == 0;
+    if (ok && gradient) ok = PyDict_DelItemString(rest, "gradient") == 0;
+    ok = ok && no_more_keys(rest, "criterion");
+    Py_XDECREF(rest);
+    if (ok && features && features != Py_None)
+        ok = PyObject_TypeCheck(features, &StatsType) ? criterion_stats_features(features, c)
+                                                      : criterion_vector_features(features, c);
+    if (ok && gradient && gradient != Py_None) {
+        ok = to_matrix(gradient, &c->gradient) != 0;
+        if (ok) c->criterion.gradient = &c->gradient.matrix;
+    }
+    if (!ok) {
+        criterion_release(c);
+        return 0;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* Lists: matrices (one per layer or member) and criteria (one per layer), as O& converters. */
+typedef struct matrix_list {
+    Py_ssize_t count;
+    matrix_arg *items;
+    pk_matrix *plain; /* NULL for None */
+} matrix_list;
+
+static void matrix_list_release(matrix_list *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) matrix_release(&l->items[i]);
+    PyMem_Free(l->items);
+    PyMem_Free(l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int matrix_list_take(PyObject *object, matrix_list *l, int flags) {
+    if (!object) {
+        matrix_list_release(l);
+        return 1;
+    }
+    memset(l, 0, sizeof(*l));
+    if (object == Py_None) return Py_CLEANUP_SUPPORTED;
+    if (!PyList_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "expected a list of matrices, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(object);
+    l->items = (matrix_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(matrix_arg));
+    l->plain = (pk_matrix *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_matrix));
+    if (!l->items || !l->plain) {
+        PyErr_NoMemory();
+        matrix_list_release(l);
+        return 0;
+    }
+    for (; l->count < n; l->count++) {
+        if (!matrix_take(PyList_GET_ITEM(object, l->count), &l->items[l->count], flags)) {
+            matrix_list_release(l);
+            return 0;
+        }
+        l->plain[l->count] = l->items[l->count].matrix;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+static int to_matrices(PyObject *object, void *l) { return matrix_list_take(object, (matrix_list *)l, 0); }
+static int to_writable_matrices(PyObject *object, void *l) {
+    return matrix_list_take(object, (matrix_list *)l, PyBUF_WRITABLE);
+}
+
+typedef struct criterion_list {
+    Py_ssize_t count;
+    criterion_arg *items;
+    const pk_criterion **plain;
+} criterion_list;
+
+static void criterion_list_release(criterion_list *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) criterion_release(&l->items[i]);
+    PyMem_Free(l->items);
+    PyMem_Free((void *)l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int to_criteria(PyObject *object, void *target) {
+    criterion_list *l = (criterion_list *)target;
+    if (!object) {
+        criterion_list_release(l);
+        return 1;
+    }
+    memset(l, 0, sizeof(*l));
+    if (!PyList_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "expected a list of criteria, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(object);
+    l->items = (criterion_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(criterion_arg));
+    l->plain = (const pk_criterion **)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_criterion *));
+    if (!l->items || !l->plain) {
+        PyErr_NoMemory();
+        criterion_list_release(l);
+        return 0;
+    }
+    for (; l->count < n; l->count++) {
+        if (!to_criterion(PyList_GET_ITEM(object, l->count), &l->items[l->count])) {
+            criterion_list_release(l);
+            return 0;
+        }
+        l->plain[l->count] = &l->items[l->count].criterion;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* A selection from a dict of pk_selection's fields (None = the defaults). */
+static const option_field selection_fields[] = {
+    FIELD(pk_selection, scope, 'i'), FIELD(pk_selection, num_threads, 'i'), FIELD(pk_selection, sparsity, 'd'),
+    FIELD(pk_selection, n, 'i'), FIELD(pk_selection, m, 'i'), {NULL, 0, 0}};
+
+/* Sets *target's fields from a dict that holds nothing else (None: no field given). */
+static int fields_from_dict(PyObject *object, const option_field *fields, void *target, const char *what) {
+    if (object == Py_None) return 1;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, fields, target);
+    int ok = rest && no_more_keys(rest, what);
+    Py_XDECREF(rest);
+    return ok;
+}
+
+static int to_selection(PyObject *object, void *target) {
+    pk_selection_init((pk_selection *)target);
+    return fields_from_dict(object, selection_fields, target, "selection");
+}
+
+/* PyArg_ParseTupleAndKeywords on what is left once the option fields are taken into *options. */
+static int parse_with_options(PyObject *args, PyObject *kwargs, const option_field *fields, void *options,
+                              const char *format, char **kwlist, ...) {
+    PyObject *rest = take_options(kwargs, fields, options);
+    if (!rest) return 0;
+    va_list va;
+    va_start(va, kwlist);
+    int ok = PyArg_VaParseTupleAndKeywords(args, rest, format, kwlist, va);
+    va_end(va);
+    Py_DECREF(rest);
+    return ok;
+}
+
+/* A Hessian: a square C-contiguous float64 matrix (its size goes to the library, which checks it
+ * against the weights). */
+typedef struct hessian_arg {
+    Py_buffer view;
+    int64_t size;
+} hessian_arg;
+
+static void hessian_release(hessian_arg *h) {
+    if (h->view.obj) PyBuffer_Release(&h->view);
+    h->view.obj = NULL;
+}
+
+static int to_hessian(PyObject *object, void *target) {
+    hessian_arg *h = (hessian_arg *)target;
+    if (!object) {
+        hessian_release(h);
+        return 1;
+    }
+    memset(h, 0, sizeof(*h));
+    if (PyObject_GetBuffer(object, &h->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
+    const Py_buffer *v = &h->view;
+    const char *format = native_format(v->format);
+    if (v->ndim != 2 || v->shape[0] != v->shape[1] || strcmp(format, "d")) {
+        PyErr_Format(PyExc_ValueError, "hessian: expected a square float64 matrix, got %d-D '%s'%s", v->ndim, v->format,
+                     v->ndim == 2 ? " of another shape" : "");
+        hessian_release(h);
+        return 0;
+    }
+    h->size = (int64_t)v->shape[0];
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* Runs one library call with the GIL released (no Python API inside). */
+#define UNLOCKED(statement) \
+    do { \
+        Py_BEGIN_ALLOW_THREADS statement; \
+        Py_END_ALLOW_THREADS \
+    } while (0)
+
+/* The result of a call that returns nothing but its status. */
+static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
+
+/* Checks that a buffer holds at least `bytes` bytes: the library cannot see a buffer's length. */
 static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
     if (b->len < bytes) {
         PyErr_Format(PyExc_ValueError, "%s buffer has %zd bytes, %zd needed", name, b->len, bytes);
@@ -49,174 +478,117 @@ static int check_size(const Py_buffer *b, Py_ssize_t bytes, const char *name) {
     return 1;
 }
 
-static Py_ssize_t dtype_size(int dtype) {
-    return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2;
-}
-
-static Py_ssize_t matrix_bytes(int64_t rows, int64_t cols, int64_t stride, int dtype) {
-    if (rows <= 0 || cols <= 0 || stride < cols) return 0; /* the library reports these */
-    return (Py_ssize_t)(((rows - 1) * stride + cols) * dtype_size(dtype));
-}
-
-/* A criterion from (kind, features buffer or None, gradient buffer or None, gradient dtype,
- * gradient stride, seed). Buffers stay owned by the caller's Py_buffer structs. */
-typedef struct criterion_args {
-    pk_criterion criterion;
-    pk_matrix gradient;
-} criterion_args;
-
-static void fill_criterion(criterion_args *c, int kind, const Py_buffer *features, const Py_buffer *gradient,
-                           int64_t rows, int64_t cols, int gradient_dtype, int64_t gradient_stride, unsigned long long seed) {
-    pk_criterion_init(&c->criterion);
-    c->criterion.kind = kind;
-    c->criterion.seed = (uint64_t)seed;
-    if (features && features->buf) {
-        c->criterion.feature_values = (const float *)features->buf;
-        c->criterion.feature_count = (int64_t)(features->len / (Py_ssize_t)sizeof(float));
-    }
-    if (gradient && gradient->buf) {
-        c->gradient.data = gradient->buf;
-        c->gradient.rows = rows;
-        c->gradient.cols = cols;
-        c->gradient.row_stride = gradient_stride;
-        c->gradient.dtype = gradient_dtype;
-        c->gradient.reserved = 0;
-        c->criterion.gradient = &c->gradient;
-    }
-}
-
-static void fill_selection(pk_selection *s, int scope, double sparsity, int n, int m, int threads) {
-    pk_selection_init(s);
-    s->scope = scope;
-    s->sparsity = sparsity;
-    s->n = n;
-    s->m = m;
-    s->num_threads = threads;
-}
-
-/* score(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out) */
-static PyObject *py_score(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, f = {0}, g = {0}, out = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride;
-    unsigned long long seed;
+/* score(weights, criterion, scores_out): pk_score. */
+static PyObject *py_score(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criterion", "scores_out", NULL};
+    matrix_arg w;
+    criterion_arg c;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &out)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKw*", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype,
-                          &gstride, &seed, &out))
-        return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&out, (Py_ssize_t)(rows * cols * 4), "scores")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_score(&m, &c.criterion, (float *)out.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_score(&w.matrix, &c.criterion, (float *)out.buf));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
+    matrix_release(&w);
+    criterion_release(&c);
     PyBuffer_Release(&out);
     return result;
 }
 
-/* mask_layers(layers, scope, sparsity, n, m, threads) where layers is a list of tuples
- * (weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed, out).
- * One layer is pk_mask's case: the library treats a one-layer list exactly like it. */
-static PyObject *py_mask_layers(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *list;
-    int scope, n, m, threads;
-    double sparsity;
-    if (!PyArg_ParseTuple(args, "O!idiii", &PyList_Type, &list, &scope, &sparsity, &n, &m, &threads)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list);
-    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1) * 4, sizeof(Py_buffer));
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
-    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(criterion_args));
-    const pk_criterion **crit_ptrs = (const pk_criterion **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_criterion *));
-    uint8_t **outs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
+/* mask(weights, criterion, selection, mask_out): pk_mask. */
+static PyObject *py_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criterion", "selection", "mask_out", NULL};
+    matrix_arg w;
+    criterion_arg c;
+    pk_selection sel;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, to_selection,
+                                     &sel, &out))
+        return NULL;
     PyObject *result = NULL;
-    Py_ssize_t parsed = 0;
-    if (!buffers || !mats || !crits || !crit_ptrs || !outs) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++, parsed++) {
-        int dtype, kind, gdtype;
-        long long rows, cols, stride, gstride;
-        unsigned long long seed;
-        Py_buffer *b = &buffers[4 * i];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "y*iLLLiz*z*iLKw*", &b[0], &dtype, &rows, &cols, &stride, &kind,
-                              &b[1], &b[2], &gdtype, &gstride, &seed, &b[3]))
-            goto done;
-        if (!check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "weights") ||
-            !check_size(&b[3], (Py_ssize_t)(rows * cols), "mask")) {
-            parsed++;
-            goto done;
-        }
-        pk_matrix mat = {b[0].buf, rows, cols, stride, dtype, 0};
-        mats[i] = mat;
-        fill_criterion(&crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
-        crit_ptrs[i] = &crits[i].criterion;
-        outs[i] = (uint8_t *)b[3].buf;
-    }
-    {
-        pk_selection s;
-        fill_selection(&s, scope, sparsity, n, m, threads);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask_layers(mats, crit_ptrs, (int64_t)count, &s, outs);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
+        result = none_or_raise(status);
     }
-done:
-    for (Py_ssize_t i = 0; buffers && i < 4 * parsed; i++) PyBuffer_Release(&buffers[i]);
-    PyMem_Free(buffers);
-    PyMem_Free(mats);
-    PyMem_Free(crits);
-    PyMem_Free(crit_ptrs);
-    PyMem_Free(outs);
+    matrix_release(&w);
+    criterion_release(&c);
+    PyBuffer_Release(&out);
     return result;
 }
 
-/* apply_mask(weights (writable), dtype, rows, cols, stride, mask) */
-static PyObject *py_apply_mask(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, mask = {0};
-    int dtype;
-    long long rows, cols, stride;
+/* mask_layers(weights [matrix], criteria [criterion], selection, masks_out [writable buffer]):
+ * pk_mask_layers. The three lists have one entry per layer. */
+static PyObject *py_mask_layers(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criteria", "selection", "masks_out", NULL};
+    matrix_list w;
+    criterion_list c;
+    pk_selection sel;
+    PyObject *outs;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&O!", kwlist, to_matrices, &w, to_criteria, &c, to_selection,
+                                     &sel, &PyList_Type, &outs))
+        return NULL;
+    Py_ssize_t count = w.count, taken = 0;
+    Py_buffer *masks = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
+    uint8_t **mask_ptrs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "w*iLLLy*", &w, &dtype, &rows, &cols, &stride, &mask)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_apply_mask(&m, (const uint8_t *)mask.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    if (!masks || !mask_ptrs) {
+        PyErr_NoMemory();
+    } else if (c.count != count || PyList_GET_SIZE(outs) != count) {
+        PyErr_SetString(PyExc_ValueError, "one criterion and one mask per layer are needed");
+    } else {
+        for (; taken < count; taken++) {
+            if (PyObject_GetBuffer(PyList_GET_ITEM(outs, taken), &masks[taken], PyBUF_WRITABLE) != 0) break;
+            mask_ptrs[taken] = (uint8_t *)masks[taken].buf;
+            if (!check_size(&masks[taken], (Py_ssize_t)(w.plain[taken].rows * w.plain[taken].cols), "mask")) {
+                taken++;
+                break;
+            }
+        }
+        if (!PyErr_Occurred()) {
+            pk_status status;
+            UNLOCKED(status = pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
+            result = none_or_raise(status);
+        }
     }
-    PyBuffer_Release(&w);
+    for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&masks[i]);
+    PyMem_Free(masks);
+    PyMem_Free(mask_ptrs);
+    matrix_list_release(&w);
+    criterion_list_release(&c);
+    return result;
+}
+
+/* apply_mask(weights (writable), mask): pk_apply_mask. */
+static PyObject *py_apply_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "mask", NULL};
+    matrix_arg w;
+    Py_buffer mask = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_matrix, &w, &mask)) return NULL;
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
+        pk_status status;
+        UNLOCKED(status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
     PyBuffer_Release(&mask);
     return result;
 }
 
-/* mask_sparsity(mask, rows, cols, row_out) -> overall */
-static PyObject *py_mask_sparsity(PyObject *self, PyObject *args) {
-    (void)self;
+/* mask_sparsity(mask, rows, cols, row_sparsity_out) -> overall: pk_mask_sparsity. */
+static PyObject *py_mask_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"mask", "rows", "cols", "row_sparsity_out", NULL};
     Py_buffer mask = {0}, out = {0};
     long long rows, cols;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*LLw*", kwlist, &mask, &rows, &cols, &out)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*LLw*", &mask, &rows, &cols, &out)) return NULL;
     if (check_size(&mask, (Py_ssize_t)(rows * cols), "mask") && check_size(&out, (Py_ssize_t)(rows * 8), "rows")) {
         double overall = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall));
         result = status == PK_OK ? PyFloat_FromDouble(overall) : raise_status(status);
     }
     PyBuffer_Release(&mask);
@@ -224,217 +596,204 @@ static PyObject *py_mask_sparsity(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* reconstruct(op, weights, dtype, rows, cols, stride, hessian, hsize, given|None,
- *             (scope, precision, sparsity, n, m, block, damp, retries, threads),
- *             mask_out|None, out, out_dtype, out_stride)
- * op: 0 pk_sparsegpt, 1 pk_reconstruct (given = mask), 2 pk_prune_columns (given = keep columns) */
-static PyObject *py_reconstruct(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
-    int op, dtype, odtype, scope, precision, n, m, retries, threads;
-    long long rows, cols, stride, hsize, block, ostride;
-    double sparsity, damp;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*iLLLy*Lz*(iidiiLdii)z*w*iL", &op, &w, &dtype, &rows, &cols, &stride, &h, &hsize,
-                          &given, &scope, &precision, &sparsity, &n, &m, &block, &damp, &retries, &threads, &mask,
-                          &out, &odtype, &ostride))
+/* Reconstruction: sparsegpt, reconstruct, prune_columns take the fields of
+ * pk_reconstruction_options as keywords (absent or None: pk_reconstruction_options_init's). */
+static const option_field reconstruction_fields[] = {
+    FIELD(pk_reconstruction_options, scope, 'i'), FIELD(pk_reconstruction_options, precision, 'i'),
+    FIELD(pk_reconstruction_options, sparsity, 'd'), FIELD(pk_reconstruction_options, n, 'i'),
+    FIELD(pk_reconstruction_options, m, 'i'), FIELD(pk_reconstruction_options, block_size, 'L'),
+    FIELD(pk_reconstruction_options, dampening, 'd'), FIELD(pk_reconstruction_options, max_dampening_retries, 'i'),
+    FIELD(pk_reconstruction_options, num_threads, 'i'), {NULL, 0, 0}};
+
+/* sparsegpt(weights, hessian, mask_out, weights_out, **options): pk_sparsegpt. */
+static PyObject *py_sparsegpt(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "hessian", "mask_out", "weights_out", NULL};
+    pk_reconstruction_options o;
+    pk_reconstruction_options_init(&o);
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer mask = {0};
+    if (!parse_with_options(args, kwargs, reconstruction_fields, &o, "O&O&w*O&", kwlist, to_matrix, &w, to_hessian, &h,
+                            &mask, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(hsize * hsize * 8), "hessian") &&
-        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
-        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) &&
-        (!given.buf || check_size(&given, (Py_ssize_t)(op == 2 ? cols : rows * cols), "given mask"))) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
-        pk_reconstruction_options o;
-        pk_reconstruction_options_init(&o);
-        o.scope = scope;
-        o.precision = precision;
-        o.sparsity = sparsity;
-        o.n = n;
-        o.m = m;
-        o.block_size = block;
-        o.dampening = damp;
-        o.max_dampening_retries = retries;
-        o.num_threads = threads;
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        if (op == 0) status = pk_sparsegpt(&mat, (const double *)h.buf, hsize, &o, (uint8_t *)mask.buf, &res);
-        else if (op == 1) status = pk_reconstruct(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
-        else status = pk_prune_columns(&mat, (const double *)h.buf, hsize, (const uint8_t *)given.buf, &o, &res);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
-    PyBuffer_Release(&given);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
+    matrix_release(&out);
     return result;
 }
 
-/* admm(weights, dtype, rows, cols, stride, hessian, mask|None, mask_out|None, out, out_dtype, out_stride,
- *      *, scope, precision, sparsity, n, m, iterations, ramp_iterations, rho, rho_growth, rho_interval,
- *      refine_iterations, dampening, num_threads): pk_admm. An option not given keeps the value
- * pk_admm_options_init gives it. */
-static PyObject *py_admm(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "mask_out", "out",
-                             "out_dtype", "out_stride", "scope", "precision", "sparsity", "n", "m", "iterations",
-                             "ramp_iterations", "rho", "rho_growth", "rho_interval", "refine_iterations", "dampening",
-                             "num_threads", NULL};
-    Py_buffer w = {0}, h = {0}, given = {0}, mask = {0}, out = {0};
-    int dtype, odtype;
-    long long rows, cols, stride, ostride;
+/* reconstruct(weights, hessian, mask, weights_out, **options) and prune_columns(weights, hessian,
+ * keep_columns, weights_out, **options): pk_reconstruct and pk_prune_columns, which read a given
+ * mask (rows * cols bytes) or keep flags (cols bytes). */
+static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns) {
+    static char *mask_kwlist[] = {"weights", "hessian", "mask", "weights_out", NULL};
+    static char *keep_kwlist[] = {"weights", "hessian", "keep_columns", "weights_out", NULL};
+    pk_reconstruction_options o;
+    pk_reconstruction_options_init(&o);
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer given = {0};
+    if (!parse_with_options(args, kwargs, reconstruction_fields, &o, "O&O&y*O&", columns ? keep_kwlist : mask_kwlist,
+                            to_matrix, &w, to_hessian, &h, &given, to_writable_matrix, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (check_size(&given, (Py_ssize_t)(columns ? w.matrix.cols : w.matrix.rows * w.matrix.cols),
+                   columns ? "keep_columns" : "mask")) {
+        const double *hessian = (const double *)h.view.buf;
+        const uint8_t *flags = (const uint8_t *)given.buf;
+        pk_status status;
+        UNLOCKED(status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
+                         : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix));
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    hessian_release(&h);
+    PyBuffer_Release(&given);
+    matrix_release(&out);
+    return result;
+}
+
+static PyObject *py_reconstruct(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    return reconstruct_given(args, kwargs, 0);
+}
+
+static PyObject *py_prune_columns(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    return reconstruct_given(args, kwargs, 1);
+}
+
+/* admm(weights, hessian, mask|None, mask_out, weights_out, **pk_admm_options fields): pk_admm. */
+static const option_field admm_fields[] = {
+    FIELD(pk_admm_options, scope, 'i'), FIELD(pk_admm_options, precision, 'i'), FIELD(pk_admm_options, sparsity, 'd'),
+    FIELD(pk_admm_options, n, 'i'), FIELD(pk_admm_options, m, 'i'), FIELD(pk_admm_options, iterations, 'i'),
+    FIELD(pk_admm_options, ramp_iterations, 'i'), FIELD(pk_admm_options, rho, 'd'),
+    FIELD(pk_admm_options, rho_growth, 'd'), FIELD(pk_admm_options, rho_interval, 'i'),
+    FIELD(pk_admm_options, refine_iterations, 'i'), FIELD(pk_admm_options, dampening, 'd'),
+    FIELD(pk_admm_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_admm(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "hessian", "mask", "mask_out", "weights_out", NULL};
     pk_admm_options o;
     pk_admm_options_init(&o);
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*z*z*w*iL|$iidiiiiddiidi", kwlist, &w, &dtype, &rows, &cols,
-                                     &stride, &h, &given, &mask, &out, &odtype, &ostride, &o.scope, &o.precision,
-                                     &o.sparsity, &o.n, &o.m, &o.iterations, &o.ramp_iterations, &o.rho, &o.rho_growth,
-                                     &o.rho_interval, &o.refine_iterations, &o.dampening, &o.num_threads))
+    matrix_arg w, out;
+    hessian_arg h;
+    Py_buffer given = {0}, mask = {0};
+    if (!parse_with_options(args, kwargs, admm_fields, &o, "O&O&z*w*O&", kwlist, to_matrix, &w, to_hessian, &h, &given,
+                            &mask, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
-        check_size(&out, matrix_bytes(rows, cols, ostride, odtype), "out") &&
-        (!mask.buf || check_size(&mask, (Py_ssize_t)(rows * cols), "mask_out")) &&
-        (!given.buf || check_size(&given, (Py_ssize_t)(rows * cols), "mask"))) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix res = {out.buf, rows, cols, ostride, odtype, 0};
+    PyObject *result = NULL;
+    Py_ssize_t entries = (Py_ssize_t)(w.matrix.rows * w.matrix.cols);
+    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_admm(&mat, (const double *)h.buf, cols, (const uint8_t *)given.buf, &o, (uint8_t *)mask.buf, &res);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
+                         (uint8_t *)mask.buf, &out.matrix));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&given);
     PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
+    matrix_release(&out);
     return result;
 }
 
-/* refine_mask(weights, dtype, rows, cols, stride, hessian, mask, *, scope, n, m, max_swaps, candidates,
- *             num_threads) -> swaps made: pk_refine_mask, in place on the uint8 mask buffer. Options not
- * given keep pk_swap_options_init's values. */
-static PyObject *py_refine_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "mask", "scope", "n", "m",
-                             "max_swaps", "candidates", "num_threads", NULL};
-    Py_buffer w = {0}, h = {0}, mask = {0};
-    int dtype;
-    long long rows, cols, stride;
+/* refine_mask(weights, hessian, mask (refined in place), **pk_swap_options fields) -> swaps made. */
+static const option_field swap_fields[] = {
+    FIELD(pk_swap_options, scope, 'i'), FIELD(pk_swap_options, n, 'i'), FIELD(pk_swap_options, m, 'i'),
+    FIELD(pk_swap_options, max_swaps, 'i'), FIELD(pk_swap_options, candidates, 'i'),
+    FIELD(pk_swap_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_refine_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "hessian", "mask", NULL};
     pk_swap_options o;
     pk_swap_options_init(&o);
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*|$iiiiii", kwlist, &w, &dtype, &rows, &cols, &stride, &h,
-                                     &mask, &o.scope, &o.n, &o.m, &o.max_swaps, &o.candidates, &o.num_threads))
+    matrix_arg w;
+    hessian_arg h;
+    Py_buffer mask = {0};
+    if (!parse_with_options(args, kwargs, swap_fields, &o, "O&O&w*", kwlist, to_matrix, &w, to_hessian, &h, &mask))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") && check_size(&mask, (Py_ssize_t)(rows * cols), "mask")) {
-        pk_matrix mat = {w.buf, rows, cols, stride, dtype, 0};
+    PyObject *result = NULL;
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
         int64_t swaps = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_refine_mask(&mat, (const double *)h.buf, cols, &o, (uint8_t *)mask.buf, &swaps);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_refine_mask(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &swaps));
         result = status == PK_OK ? PyLong_FromLongLong(swaps) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
+    matrix_release(&w);
+    hessian_release(&h);
     PyBuffer_Release(&mask);
     return result;
 }
 
-/* channel_permutation(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride,
- *                     seed, permutation_out int64, *, n, m, segment, max_swaps, time_limit, num_threads)
- * -> (kept before, kept after): pk_channel_permutation. Options not given keep pk_permutation_options_init's. */
-static PyObject *py_channel_permutation(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *kwlist[] = {"weights", "dtype", "rows", "cols", "stride", "kind", "features", "gradient", "gdtype",
-                             "gstride", "seed", "permutation", "n", "m", "segment", "max_swaps", "time_limit",
-                             "num_threads", NULL};
-    Py_buffer w = {0}, f = {0}, g = {0}, perm = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride, segment, max_swaps;
-    unsigned long long seed;
+/* channel_permutation(weights, criterion, permutation_out int64, **pk_permutation_options fields)
+ * -> (kept before, kept after): pk_channel_permutation. */
+static const option_field permutation_fields[] = {
+    FIELD(pk_permutation_options, n, 'i'), FIELD(pk_permutation_options, m, 'i'),
+    FIELD(pk_permutation_options, segment, 'L'), FIELD(pk_permutation_options, max_swaps, 'L'),
+    FIELD(pk_permutation_options, time_limit, 'd'), FIELD(pk_permutation_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_channel_permutation(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criterion", "permutation_out", NULL};
     pk_permutation_options o;
     pk_permutation_options_init(&o);
-    segment = o.segment;
-    max_swaps = o.max_swaps;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiz*z*iLKw*|$iiLLdi", kwlist, &w, &dtype, &rows, &cols, &stride,
-                                     &kind, &f, &g, &gdtype, &gstride, &seed, &perm, &o.n, &o.m, &segment, &max_swaps,
-                                     &o.time_limit, &o.num_threads))
+    matrix_arg w;
+    criterion_arg c;
+    Py_buffer perm = {0};
+    if (!parse_with_options(args, kwargs, permutation_fields, &o, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c,
+                            &perm))
         return NULL;
-    o.segment = segment;
-    o.max_swaps = max_swaps;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&perm, (Py_ssize_t)(cols * 8), "permutation")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
+    PyObject *result = NULL;
+    if (check_size(&perm, (Py_ssize_t)(w.matrix.cols * 8), "permutation")) {
         double before = 0, after = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_channel_permutation(&m, &c.criterion, &o, (int64_t *)perm.buf, &before, &after);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_channel_permutation(&w.matrix, &c.criterion, &o, (int64_t *)perm.buf, &before, &after));
         result = status == PK_OK ? Py_BuildValue("dd", before, after) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
+    matrix_release(&w);
+    criterion_release(&c);
     PyBuffer_Release(&perm);
     return result;
 }
 
-/* outlier_ratio(weights, dtype, rows, cols, stride, kind, features|None, gradient|None, gdtype, gstride, seed,
- *               threshold) -> ratio: pk_outlier_ratio. */
-static PyObject *py_outlier_ratio(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, f = {0}, g = {0};
-    int dtype, kind, gdtype;
-    long long rows, cols, stride, gstride;
-    unsigned long long seed;
+/* outlier_ratio(weights, criterion, threshold) -> ratio: pk_outlier_ratio. */
+static PyObject *py_outlier_ratio(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criterion", "threshold", NULL};
+    matrix_arg w;
+    criterion_arg c;
     double threshold, ratio = 0;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiz*z*iLKd", &w, &dtype, &rows, &cols, &stride, &kind, &f, &g, &gdtype, &gstride,
-                          &seed, &threshold))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&d", kwlist, to_matrix, &w, to_criterion, &c, &threshold))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        criterion_args c;
-        fill_criterion(&c, kind, &f, &g, rows, cols, gdtype, gstride, seed);
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_outlier_ratio(&m, &c.criterion, threshold, &ratio);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&f);
-    PyBuffer_Release(&g);
-    return result;
+    pk_status status;
+    UNLOCKED(status = pk_outlier_ratio(&w.matrix, &c.criterion, threshold, &ratio));
+    matrix_release(&w);
+    criterion_release(&c);
+    return status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
 }
 
-/* allocate_sparsity(sizes int64 buffer, importance float64 buffer, sparsity, spread, pruned_out int64,
+/* allocate_sparsity(sizes int64, importance float64, sparsity, spread, pruned_out int64,
  *                   sparsities_out float64): pk_allocate_sparsity. */
-static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
-    (void)self;
+static PyObject *py_allocate_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"sizes", "importance", "sparsity", "spread", "pruned_out", "sparsities_out", NULL};
     Py_buffer sizes = {0}, importance = {0}, pruned = {0}, sparsities = {0};
     double sparsity, spread;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*ddw*w*", kwlist, &sizes, &importance, &sparsity, &spread, &pruned,
+                                     &sparsities))
+        return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*ddw*w*", &sizes, &importance, &sparsity, &spread, &pruned, &sparsities)) return NULL;
     Py_ssize_t layers = sizes.len / 8;
-    if (check_size(&importance, layers * 8, "importance") && check_size(&pruned, layers * 8, "pruned") &&
-        check_size(&sparsities, layers * 8, "sparsities")) {
+    if (importance.len != layers * 8) {
+        PyErr_Format(PyExc_ValueError, "sizes has %zd entries, importance %zd", layers, importance.len / 8);
+    } else if (check_size(&pruned, layers * 8, "pruned") && check_size(&sparsities, layers * 8, "sparsities")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
-                                      spread, (int64_t *)pruned.buf, (double *)sparsities.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
+                                      spread, (int64_t *)pruned.buf, (double *)sparsities.buf));
+        result = none_or_raise(status);
     }
     PyBuffer_Release(&sizes);
     PyBuffer_Release(&importance);
@@ -443,452 +802,543 @@ static PyObject *py_allocate_sparsity(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* compensate_bias(original, dtype, rows, cols, stride, pruned, pdtype, pstride, mean float64, bias, bdtype):
- * pk_compensate_bias, in place on the bias buffer. */
-static PyObject *py_compensate_bias(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, p = {0}, mean = {0}, bias = {0};
-    int dtype, pdtype, bdtype;
-    long long rows, cols, stride, pstride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*w*i", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &mean, &bias,
-                          &bdtype))
+/* compensate_bias(original, pruned, mean float64, bias (1 x rows, writable)): pk_compensate_bias. */
+static PyObject *py_compensate_bias(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"original", "pruned", "mean", "bias", NULL};
+    matrix_arg w, p, b;
+    Py_buffer mean = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&y*O&", kwlist, to_matrix, &w, to_matrix, &p, &mean,
+                                     to_writable_matrix, &b))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
-        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned")) {
-        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
-        int64_t length = (int64_t)(bias.len / dtype_size(bdtype)); /* the library checks it against rows */
-        pk_matrix b = {bias.buf, 1, length, length, bdtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_compensate_bias(&original, &pruned, (const double *)mean.buf, (int64_t)(mean.len / 8), &b);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&p);
+    pk_status status;
+    UNLOCKED(status = pk_compensate_bias(&w.matrix, &p.matrix, (const double *)mean.buf, (int64_t)(mean.len / 8), &b.matrix));
+    matrix_release(&w);
+    matrix_release(&p);
     PyBuffer_Release(&mean);
-    PyBuffer_Release(&bias);
+    matrix_release(&b);
+    return none_or_raise(status);
+}
+
+/* output_error(original, pruned, hessian) -> (error, relative): pk_output_error. */
+static PyObject *py_output_error(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"original", "pruned", "hessian", NULL};
+    matrix_arg w, p;
+    hessian_arg h;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&", kwlist, to_matrix, &w, to_matrix, &p, to_hessian, &h))
+        return NULL;
+    double error = 0, relative = 0;
+    pk_status status;
+    UNLOCKED(status = pk_output_error(&w.matrix, &p.matrix, (const double *)h.view.buf, h.size, &error, &relative));
+    matrix_release(&w);
+    matrix_release(&p);
+    hessian_release(&h);
+    return status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
+}
+
+/* Sparse formats: one function per pk_ call. Exports take the weights and caller-allocated outputs
+ * (capacity: the entries columns_out / values_out hold); imports take the stored arrays and the dense
+ * output matrix, and check the buffers hold what the library will read. */
+static PyObject *py_count_nonzero(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", NULL};
+    matrix_arg w;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&", kwlist, to_matrix, &w)) return NULL;
+    int64_t nnz = 0;
+    pk_status status;
+    UNLOCKED(status = pk_count_nonzero(&w.matrix, &nnz));
+    matrix_release(&w);
+    return status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
+}
+
+static Py_ssize_t element_size(int32_t dtype) { return dtype == PK_DTYPE_FLOAT64 ? 8 : dtype == PK_DTYPE_FLOAT32 ? 4 : 2; }
+
+/* export_24(weights, values_out, metadata_out) */
+static PyObject *py_export_24(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "values_out", "metadata_out", NULL};
+    matrix_arg w;
+    Py_buffer values = {0}, metadata = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&w*w*", kwlist, to_matrix, &w, &values, &metadata)) return NULL;
+    const pk_matrix *m = &w.matrix;
+    PyObject *result = NULL;
+    if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
+        pk_status status;
+        UNLOCKED(status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&metadata);
     return result;
 }
 
-/* output_error(original, dtype, rows, cols, stride, pruned, pdtype, pstride, hessian) -> (error, relative):
- * pk_output_error. */
-static PyObject *py_output_error(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, p = {0}, h = {0};
-    int dtype, pdtype;
-    long long rows, cols, stride, pstride;
+/* import_24(values, metadata, dense_out) */
+static PyObject *py_import_24(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"values", "metadata", "dense_out", NULL};
+    Py_buffer values = {0}, metadata = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&", kwlist, &values, &metadata, to_writable_matrix, &d)) return NULL;
+    const pk_matrix *m = &d.matrix;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLy*", &w, &dtype, &rows, &cols, &stride, &p, &pdtype, &pstride, &h)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "original") &&
-        check_size(&p, matrix_bytes(rows, cols, pstride, pdtype), "pruned") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian")) {
-        pk_matrix original = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix pruned = {p.buf, rows, cols, pstride, pdtype, 0};
-        double error = 0, relative = 0;
+    if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_output_error(&original, &pruned, (const double *)h.buf, cols, &error, &relative);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
+        UNLOCKED(status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&p);
-    PyBuffer_Release(&h);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&metadata);
+    matrix_release(&d);
     return result;
 }
 
-/* sparse_export(kind, weights, dtype, rows, cols, stride, capacity, out_a, out_b|None, out_c|None)
- * kind 0: pk_count_nonzero (returns nnz); 1: pk_export_24 (values, metadata);
- * 2: pk_export_csr (row_offsets, columns, values); 3: pk_export_bitmask (bits, values). */
-static PyObject *py_sparse_export(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, a = {0}, b = {0}, c = {0};
-    int kind, dtype;
-    long long rows, cols, stride, capacity;
+/* export_csr(weights, capacity, row_offsets_out, columns_out, values_out) */
+static PyObject *py_export_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "capacity", "row_offsets_out", "columns_out", "values_out", NULL};
+    matrix_arg w;
+    long long capacity;
+    Py_buffer offsets = {0}, columns = {0}, values = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*w*w*", kwlist, to_matrix, &w, &capacity, &offsets, &columns, &values))
+        return NULL;
+    const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*iLLLLz*z*z*", &kind, &w, &dtype, &rows, &cols, &stride, &capacity, &a, &b, &c)) return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights")) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        int64_t nnz = 0;
+    if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets") &&
+        check_size(&columns, (Py_ssize_t)(capacity * 8), "columns") &&
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        if (kind == 0) status = pk_count_nonzero(&m, &nnz);
-        else if (kind == 1) status = pk_export_24(&m, a.buf, (uint8_t *)b.buf);
-        else if (kind == 2) status = pk_export_csr(&m, capacity, (int64_t *)a.buf, (int64_t *)b.buf, c.buf);
-        else status = pk_export_bitmask(&m, capacity, (uint8_t *)a.buf, b.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
+        UNLOCKED(status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
-    PyBuffer_Release(&c);
+    matrix_release(&w);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&columns);
+    PyBuffer_Release(&values);
     return result;
 }
 
-/* sparse_import(kind, in_a, in_b, in_c|None, dense, dtype, rows, cols, stride)
- * kind 1: pk_import_24 (values, metadata); 2: pk_import_csr (row_offsets, columns, values);
- * 3: pk_import_bitmask (bits, values). */
-static PyObject *py_sparse_import(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer a = {0}, b = {0}, c = {0}, d = {0};
-    int kind, dtype;
-    long long rows, cols, stride;
+/* import_csr(row_offsets, columns, values, dense_out): columns and values must hold
+ * row_offsets[rows] entries (the library reads that many). */
+static PyObject *py_import_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"row_offsets", "columns", "values", "dense_out", NULL};
+    Py_buffer offsets = {0}, columns = {0}, values = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*O&", kwlist, &offsets, &columns, &values, to_writable_matrix, &d))
+        return NULL;
+    const pk_matrix *m = &d.matrix;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "iy*y*z*w*iLLL", &kind, &a, &b, &c, &d, &dtype, &rows, &cols, &stride)) return NULL;
-    if (check_size(&d, matrix_bytes(rows, cols, stride, dtype), "dense")) {
-        pk_matrix m = {d.buf, rows, cols, stride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        if (kind == 1) status = pk_import_24(a.buf, (const uint8_t *)b.buf, &m);
-        else if (kind == 2) status = pk_import_csr((const int64_t *)a.buf, (const int64_t *)b.buf, c.buf, &m);
-        else status = pk_import_bitmask((const uint8_t *)a.buf, b.buf, &m);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets")) {
+        int64_t stored = m->rows > 0 ? ((const int64_t *)offsets.buf)[m->rows] : 0;
+        if (stored < 0) stored = 0; /* the library reports bad offsets */
+        if (check_size(&columns, (Py_ssize_t)(stored * 8), "columns") &&
+            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values")) {
+            pk_status status;
+            UNLOCKED(status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
+            result = none_or_raise(status);
+        }
     }
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&d);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&columns);
+    PyBuffer_Release(&values);
+    matrix_release(&d);
+    return result;
+}
+
+/* export_bitmask(weights, capacity, bits_out, values_out) */
+static PyObject *py_export_bitmask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "capacity", "bits_out", "values_out", NULL};
+    matrix_arg w;
+    long long capacity;
+    Py_buffer bits = {0}, values = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*w*", kwlist, to_matrix, &w, &capacity, &bits, &values)) return NULL;
+    const pk_matrix *m = &w.matrix;
+    PyObject *result = NULL;
+    if (check_size(&bits, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "bits") &&
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
+        pk_status status;
+        UNLOCKED(status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
+        result = none_or_raise(status);
+    }
+    matrix_release(&w);
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+/* import_bitmask(bits, values, dense_out): values must hold one entry per bit set in each row's
+ * first cols bits (the library reads that many). */
+static PyObject *py_import_bitmask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"bits", "values", "dense_out", NULL};
+    Py_buffer bits = {0}, values = {0};
+    matrix_arg d;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&", kwlist, &bits, &values, to_writable_matrix, &d)) return NULL;
+    const pk_matrix *m = &d.matrix;
+    PyObject *result = NULL;
+    int64_t row_bytes = (m->cols + 7) / 8;
+    if (check_size(&bits, (Py_ssize_t)(m->rows * row_bytes), "bits")) {
+        int64_t present = 0;
+        for (int64_t r = 0; r < m->rows; r++)
+            for (int64_t c = 0; c < m->cols; c++) present += (((const uint8_t *)bits.buf)[r * row_bytes + c / 8] >> (c % 8)) & 1;
+        if (values.len != (Py_ssize_t)present * element_size(m->dtype) && !(present == 0 && values.len <= element_size(m->dtype))) {
+            PyErr_Format(PyExc_ValueError, "the bit mask and the values disagree: %lld entries set, %zd values", (long long)present,
+                         values.len / element_size(m->dtype));
+        } else {
+            pk_status status;
+            UNLOCKED(status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
+            result = none_or_raise(status);
+        }
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&values);
+    matrix_release(&d);
     return result;
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Structured pruning. A group comes as (members, min_keep, stage, stats|None); a member as
- * (tensor, dtype, rows, cols, stride, axis, scored, span, block_cols,
- *  kind, features|None, gradient|None, gdtype, gstride, seed). */
+/* Structured pruning. A group is a dict {members, min_keep, stage, activations} of pk_group's
+ * fields, a member a dict {tensor, axis, scored, span, block_cols, criterion} of
+ * pk_group_member's (tensor a matrix, criterion as to_criterion takes it). */
 
 typedef struct StatsObject StatsObject;
 static pk_stats *stats_handle(PyObject *object);
 
-typedef struct group_args {
-    Py_ssize_t count;
-    Py_buffer *buffers; /* 3 per member: tensor, features, gradient (buf NULL when absent) */
+typedef struct group_arg {
+    Py_ssize_t count; /* members taken so far */
+    matrix_arg *tensors;
+    criterion_arg *criteria;
     pk_group_member *members;
-    criterion_args *crits;
     pk_group group;
-} group_args;
+} group_arg;
 
-static void group_release(group_args *g) {
-    for (Py_ssize_t i = 0; g->buffers && i < 3 * g->count; i++)
-        if (g->buffers[i].obj) PyBuffer_Release(&g->buffers[i]);
-    PyMem_Free(g->buffers);
+static const option_field member_fields[] = {
+    FIELD(pk_group_member, axis, 'i'), FIELD(pk_group_member, scored, 'i'), FIELD(pk_group_member, span, 'L'),
+    FIELD(pk_group_member, block_cols, 'L'), {NULL, 0, 0}};
+static const option_field group_fields[] = {FIELD(pk_group, min_keep, 'L'), FIELD(pk_group, stage, 'i'), {NULL, 0, 0}};
+
+static void group_release(group_arg *g) {
+    for (Py_ssize_t i = 0; i < g->count; i++) {
+        matrix_release(&g->tensors[i]);
+        criterion_release(&g->criteria[i]);
+    }
+    PyMem_Free(g->tensors);
+    PyMem_Free(g->criteria);
     PyMem_Free(g->members);
-    PyMem_Free(g->crits);
     memset(g, 0, sizeof(*g));
 }
 
-static int get_buffer(PyObject *object, Py_buffer *buffer, int writable) {
-    if (object == Py_None) return 1;
-    return PyObject_GetBuffer(object, buffer, PyBUF_SIMPLE | (writable ? PyBUF_WRITABLE : 0)) == 0;
+/* One member dict into g's slot i. */
+static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t i) {
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "member: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    pk_group_member *m = &g->members[i];
+    PyObject *rest = take_options(object, member_fields, m);
+    if (!rest) return 0;
+    PyObject *tensor = PyDict_GetItemString(object, "tensor"), *criterion = PyDict_GetItemString(object, "criterion");
+    int ok = tensor && PyDict_DelItemString(rest, "tensor") == 0;
+    if (!tensor) PyErr_SetString(PyExc_TypeError, "member: no tensor");
+    if (ok && criterion) ok = PyDict_DelItemString(rest, "criterion") == 0;
+    ok = ok && no_more_keys(rest, "member");
+    Py_DECREF(rest);
+    if (!ok || !(writable ? to_writable_matrix : to_matrix)(tensor, &g->tensors[i])) return 0;
+    if (!to_criterion(criterion ? criterion : Py_None, &g->criteria[i])) {
+        matrix_release(&g->tensors[i]);
+        return 0;
+    }
+    m->tensor = g->tensors[i].matrix;
+    m->criterion = &g->criteria[i].criterion;
+    return 1;
 }
 
-/* Fills *g from a group tuple; on failure sets an exception, releases what it took, returns 0. */
-static int group_parse(PyObject *tuple, int writable, group_args *g) {
-    PyObject *list, *stats;
-    long long min_keep;
-    int stage;
+/* Fills *g from a group dict; on failure sets an exception, releases what it took, returns 0. */
+static int group_take(PyObject *object, int writable, group_arg *g) {
     memset(g, 0, sizeof(*g));
-    if (!PyArg_ParseTuple(tuple, "O!LiO", &PyList_Type, &list, &min_keep, &stage, &stats)) return 0;
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "group: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, group_fields, &g->group);
+    if (!rest) return 0;
+    PyObject *list = PyDict_GetItemString(object, "members"), *stats = PyDict_GetItemString(object, "activations");
+    int ok = list && PyList_Check(list) && PyDict_DelItemString(rest, "members") == 0;
+    if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "group: members must be a list");
+    if (ok && stats) ok = PyDict_DelItemString(rest, "activations") == 0;
+    ok = ok && no_more_keys(rest, "group");
+    Py_DECREF(rest);
+    if (!ok) return 0;
     Py_ssize_t count = PyList_GET_SIZE(list);
     size_t slots = (size_t)(count > 0 ? count : 1);
-    g->buffers = (Py_buffer *)PyMem_Calloc(slots * 3, sizeof(Py_buffer));
+    g->tensors = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
+    g->criteria = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
     g->members = (pk_group_member *)PyMem_Calloc(slots, sizeof(pk_group_member));
-    g->crits = (criterion_args *)PyMem_Calloc(slots, sizeof(criterion_args));
-    if (!g->buffers || !g->members || !g->crits) {
+    if (!g->tensors || !g->criteria || !g->members) {
         PyErr_NoMemory();
         group_release(g);
         return 0;
     }
-    g->count = count;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *tensor, *features, *gradient;
-        int dtype, axis, scored, kind, gdtype;
-        long long rows, cols, stride, span, block_cols, gstride;
-        unsigned long long seed;
-        Py_buffer *b = &g->buffers[3 * i];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiiLLiOOiLK", &tensor, &dtype, &rows, &cols, &stride, &axis,
-                              &scored, &span, &block_cols, &kind, &features, &gradient, &gdtype, &gstride, &seed) ||
-            !get_buffer(tensor, &b[0], writable) || !get_buffer(features, &b[1], 0) || !get_buffer(gradient, &b[2], 0) ||
-            !check_size(&b[0], matrix_bytes(rows, cols, stride, dtype), "tensor")) {
+    for (; g->count < count; g->count++)
+        if (!member_take(PyList_GET_ITEM(list, g->count), writable, g, g->count)) {
             group_release(g);
             return 0;
         }
-        pk_group_member *m = &g->members[i];
-        pk_matrix t = {b[0].buf, rows, cols, stride, dtype, 0};
-        m->tensor = t;
-        m->axis = axis;
-        m->scored = scored;
-        m->span = span;
-        m->block_cols = block_cols;
-        fill_criterion(&g->crits[i], kind, &b[1], &b[2], rows, cols, gdtype, gstride, seed);
-        m->criterion = &g->crits[i].criterion;
-    }
     g->group.members = g->members;
     g->group.member_count = (int64_t)count;
-    g->group.min_keep = (int64_t)min_keep;
-    g->group.stage = stage;
-    if (stats != Py_None) {
-        g->group.activations = stats_handle(stats);
-        if (!g->group.activations) {
-            group_release(g);
-            return 0;
-        }
+    if (stats && stats != Py_None && !(g->group.activations = stats_handle(stats))) {
+        group_release(g);
+        return 0;
     }
     return 1;
 }
 
-/* select_structures(groups, (criterion, reduction, normalization, mode, ratio, multiple, threads),
- *                   stage_values|None, scores|None, keep_out, scores_out) */
-static PyObject *py_select_structures(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *list;
-    Py_buffer stages = {0}, given = {0}, keep = {0}, scores = {0};
-    int criterion, reduction, normalization, mode, threads;
-    double ratio;
-    long long multiple;
-    if (!PyArg_ParseTuple(args, "O!(iiiidLi)z*z*w*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
-                          &mode, &ratio, &multiple, &threads, &stages, &given, &keep, &scores))
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
-    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
-    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
-    PyObject *result = NULL;
-    if (!groups || !plain) {
+static int group_convert(PyObject *object, group_arg *g, int writable) {
+    if (!object) {
+        group_release(g);
+        return 1;
+    }
+    return group_take(object, writable, g) ? Py_CLEANUP_SUPPORTED : 0;
+}
+static int to_group(PyObject *object, void *g) { return group_convert(object, (group_arg *)g, 0); }
+static int to_writable_group(PyObject *object, void *g) { return group_convert(object, (group_arg *)g, 1); }
+
+/* A list of group dicts: groups[i] and the plain pk_group array the library takes. */
+typedef struct groups_arg {
+    Py_ssize_t count;
+    group_arg *groups;
+    pk_group *plain;
+} groups_arg;
+
+static void groups_release(groups_arg *l) {
+    for (Py_ssize_t i = 0; i < l->count; i++) group_release(&l->groups[i]);
+    PyMem_Free(l->groups);
+    PyMem_Free(l->plain);
+    memset(l, 0, sizeof(*l));
+}
+
+static int groups_take(PyObject *list, int writable, groups_arg *l) {
+    memset(l, 0, sizeof(*l));
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "groups must be a list");
+        return 0;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    l->groups = (group_arg *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_arg));
+    l->plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    if (!l->groups || !l->plain) {
         PyErr_NoMemory();
-        goto done;
+        groups_release(l);
+        return 0;
     }
-    for (; parsed < count; parsed++) {
-        if (!group_parse(PyList_GET_ITEM(list, parsed), 0, &groups[parsed])) goto done;
-        plain[parsed] = groups[parsed].group;
+    for (; l->count < count; l->count++) {
+        if (!group_take(PyList_GET_ITEM(list, l->count), writable, &l->groups[l->count])) {
+            groups_release(l);
+            return 0;
+        }
+        l->plain[l->count] = l->groups[l->count].group;
     }
-    {
-        pk_structure_options o;
-        pk_structure_options_init(&o);
-        o.criterion = criterion;
-        o.reduction = reduction;
-        o.normalization = normalization;
-        o.mode = mode;
-        o.ratio = ratio;
-        o.multiple = multiple;
-        o.num_threads = threads;
+    return 1;
+}
+
+/* The structure options shared by select_structures and progressive_structures. */
+static const option_field structure_fields[] = {
+    FIELD(pk_structure_options, criterion, 'i'), FIELD(pk_structure_options, reduction, 'i'),
+    FIELD(pk_structure_options, normalization, 'i'), FIELD(pk_structure_options, mode, 'i'),
+    FIELD(pk_structure_options, ratio, 'd'), FIELD(pk_structure_options, multiple, 'L'),
+    FIELD(pk_structure_options, num_threads, 'i'), {NULL, 0, 0}};
+
+/* select_structures(groups, keep_out, scores_out, stage_values=None, scores=None,
+ *                   **pk_structure_options fields): pk_select_structures. */
+static PyObject *py_select_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"groups", "keep_out", "scores_out", "stage_values", "scores", NULL};
+    pk_structure_options o;
+    pk_structure_options_init(&o);
+    PyObject *list;
+    Py_buffer keep = {0}, scores_out = {0}, stages = {0}, given = {0};
+    if (!parse_with_options(args, kwargs, structure_fields, &o, "Ow*w*|z*z*", kwlist, &list, &keep, &scores_out, &stages,
+                            &given))
+        return NULL;
+    groups_arg l;
+    PyObject *result = NULL;
+    if (groups_take(list, 0, &l)) {
         if (stages.buf) {
             o.stage_values = (const double *)stages.buf;
             o.stage_count = (int64_t)(stages.len / 8);
         }
         o.scores = (const double *)given.buf;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_select_structures(plain, (int64_t)count, &o, (uint8_t *)keep.buf, (double *)scores.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
+        result = none_or_raise(status);
+        groups_release(&l);
     }
-done:
-    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
-    PyMem_Free(groups);
-    PyMem_Free(plain);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&scores_out);
     PyBuffer_Release(&stages);
     PyBuffer_Release(&given);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&scores);
     return result;
 }
 
-/* group_op(op, group, keep, ...):
- *   op 0 compact: outputs [(buffer, dtype, rows, cols, stride)], kept_out, compensation|None
- *        where compensation = (member, hessian, size, (precision, damp, retries))
- *   op 1 apply in place;  op 2 structure mask: member, mask_out;
- *   op 3 permute in place (pk_permute_group): keep holds the int64 permutation */
-static PyObject *py_group_op(PyObject *self, PyObject *args) {
-    (void)self;
-    int op;
-    PyObject *group_tuple, *extra = Py_None, *compensation = Py_None;
-    Py_buffer keep = {0}, out = {0}, hessian = {0};
-    long long member = 0;
-    if (!PyArg_ParseTuple(args, "iOy*|OOw*L", &op, &group_tuple, &keep, &extra, &compensation, &out, &member)) return NULL;
-    group_args g;
-    PyObject *result = NULL;
-    Py_buffer *outputs = NULL;
-    pk_matrix *mats = NULL;
-    Py_ssize_t acquired = 0;
-    if (!group_parse(group_tuple, op == 1 || op == 3, &g)) {
-        PyBuffer_Release(&keep);
-        PyBuffer_Release(&out);
+/* A compensation dict {member, hessian, **pk_reconstruction_options fields}. */
+typedef struct compensation_arg {
+    pk_compensation compensation;
+    pk_reconstruction_options options;
+    hessian_arg hessian;
+} compensation_arg;
+
+static int compensation_take(PyObject *object, compensation_arg *c) {
+    memset(c, 0, sizeof(*c));
+    pk_reconstruction_options_init(&c->options);
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "compensation: expected a dict, got %s", Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    static const option_field member[] = {FIELD(pk_compensation, member, 'L'), {NULL, 0, 0}};
+    PyObject *rest = take_options(object, reconstruction_fields, &c->options), *more = NULL;
+    PyObject *hessian = PyDict_GetItemString(object, "hessian");
+    int ok = rest && (more = take_options(rest, member, &c->compensation)) != NULL;
+    if (ok && hessian) ok = PyDict_DelItemString(more, "hessian") == 0;
+    ok = ok && no_more_keys(more, "compensation");
+    Py_XDECREF(rest);
+    Py_XDECREF(more);
+    if (!ok || !to_hessian(hessian ? hessian : Py_None, &c->hessian)) return 0;
+    c->compensation.hessian = (const double *)c->hessian.view.buf;
+    c->compensation.hessian_size = c->hessian.size;
+    c->compensation.options = &c->options;
+    return 1;
+}
+
+/* compact_group(group, keep, outputs [matrix], kept_indices_out, compensation=None): pk_compact_group. */
+static PyObject *py_compact_group(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "compensation", NULL};
+    group_arg g;
+    matrix_list outputs;
+    PyObject *compensation = Py_None, *result = NULL;
+    Py_buffer keep = {0}, kept = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*O&w*|O", kwlist, to_group, &g, &keep, to_writable_matrices, &outputs,
+                                     &kept, &compensation))
         return NULL;
+    compensation_arg c;
+    memset(&c, 0, sizeof(c));
+    if (outputs.count != g.count) {
+        PyErr_SetString(PyExc_ValueError, "one output per member is needed");
+    } else if (compensation == Py_None || compensation_take(compensation, &c)) {
+        pk_status status;
+        UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf,
+                                           compensation == Py_None ? NULL : &c.compensation, outputs.plain,
+                                           (int64_t *)kept.buf));
+        result = none_or_raise(status);
     }
+    hessian_release(&c.hessian);
+    group_release(&g);
+    matrix_list_release(&outputs);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&kept);
+    return result;
+}
+
+/* apply_structures(group, keep): pk_apply_structures, in place on the members. */
+static PyObject *py_apply_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "keep", NULL};
+    group_arg g;
+    Py_buffer keep = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_group, &g, &keep)) return NULL;
     pk_status status;
-    if (op == 0) {
-        if (!PyList_Check(extra) || PyList_GET_SIZE(extra) != g.count) {
-            PyErr_SetString(PyExc_ValueError, "one output per member is needed");
-            goto done;
-        }
-        outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
-        mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
-        if (!outputs || !mats) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (; acquired < g.count; acquired++) {
-            int dtype;
-            long long rows, cols, stride;
-            if (!PyArg_ParseTuple(PyList_GET_ITEM(extra, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
-                goto done;
-            if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
-                acquired++;
-                goto done;
-            }
-            pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
-            mats[acquired] = m;
-        }
-        pk_compensation c = {0, NULL, 0, NULL};
-        pk_reconstruction_options ro;
-        int with_compensation = compensation != Py_None;
-        if (with_compensation) {
-            int precision, retries;
-            double damp;
-            long long size;
-            if (!PyArg_ParseTuple(compensation, "Ly*L(idi)", &c.member, &hessian, &size, &precision, &damp, &retries)) goto done;
-            if (!check_size(&hessian, (Py_ssize_t)(size * size * 8), "hessian")) goto done;
-            pk_reconstruction_options_init(&ro);
-            ro.precision = precision;
-            ro.dampening = damp;
-            ro.max_dampening_retries = retries;
-            c.hessian = (const double *)hessian.buf;
-            c.hessian_size = size;
-            c.options = &ro;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_compact_group(&g.group, (const uint8_t *)keep.buf, with_compensation ? &c : NULL, mats, (int64_t *)out.buf);
-        Py_END_ALLOW_THREADS
-    } else if (op == 1) {
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf);
-        Py_END_ALLOW_THREADS
-    } else if (op == 3) {
-        if (keep.len % 8) {
-            PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
-            goto done;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_permute_group(&g.group, (const int64_t *)keep.buf, (int64_t)(keep.len / 8));
-        Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_apply_structures(&g.group, (const uint8_t *)keep.buf));
+    group_release(&g);
+    PyBuffer_Release(&keep);
+    return none_or_raise(status);
+}
+
+/* permute_group(group, permutation int64): pk_permute_group, in place on the members. */
+static PyObject *py_permute_group(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "permutation", NULL};
+    group_arg g;
+    Py_buffer perm = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_group, &g, &perm)) return NULL;
+    PyObject *result = NULL;
+    if (perm.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
     } else {
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf);
-        Py_END_ALLOW_THREADS
+        pk_status status;
+        UNLOCKED(status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
+        result = none_or_raise(status);
     }
-    result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-done:
-    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
-    PyMem_Free(outputs);
-    PyMem_Free(mats);
+    group_release(&g);
+    PyBuffer_Release(&perm);
+    return result;
+}
+
+/* structure_mask(group, member, keep, mask_out): pk_structure_mask. */
+static PyObject *py_structure_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "member", "keep", "mask_out", NULL};
+    group_arg g;
+    long long member;
+    Py_buffer keep = {0}, out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Ly*w*", kwlist, to_group, &g, &member, &keep, &out)) return NULL;
+    PyObject *result = NULL;
+    const pk_matrix *t = member >= 0 && member < g.count ? &g.members[member].tensor : NULL;
+    if (!t || check_size(&out, (Py_ssize_t)(t->rows * t->cols), "mask")) {
+        pk_status status; /* a member out of range: the library reports it */
+        UNLOCKED(status = pk_structure_mask(&g.group, (int64_t)member, (const uint8_t *)keep.buf, (uint8_t *)out.buf));
+        result = none_or_raise(status);
+    }
     group_release(&g);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&out);
-    PyBuffer_Release(&hessian);
     return result;
 }
 
-/* compact_group_data_free(group, keep, outputs [(buffer, dtype, rows, cols, stride)],
- *     (producer, next, bn_weight, bn_bias, bn_mean, bn_var, epsilon, dampening, activation, threads),
- *     kept_out, bias_shift_out) */
-static PyObject *py_compact_group_data_free(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *group_tuple, *list;
-    Py_buffer keep = {0}, kept = {0}, shift = {0};
+/* compact_group_data_free(group, keep, outputs [matrix], kept_indices_out, bias_shift_out,
+ *                         **pk_data_free_options fields): pk_compact_group_data_free. */
+static const option_field data_free_fields[] = {
+    FIELD(pk_data_free_options, producer, 'L'), FIELD(pk_data_free_options, next, 'L'),
+    FIELD(pk_data_free_options, bn_weight, 'L'), FIELD(pk_data_free_options, bn_bias, 'L'),
+    FIELD(pk_data_free_options, bn_mean, 'L'), FIELD(pk_data_free_options, bn_var, 'L'),
+    FIELD(pk_data_free_options, epsilon, 'd'), FIELD(pk_data_free_options, dampening, 'd'),
+    FIELD(pk_data_free_options, activation, 'i'), FIELD(pk_data_free_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_compact_group_data_free(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "keep", "outputs", "kept_indices_out", "bias_shift_out", NULL};
     pk_data_free_options o;
     pk_data_free_options_init(&o);
-    long long producer, next, bnw, bnb, bnm, bnv;
-    int activation, threads;
-    if (!PyArg_ParseTuple(args, "Oy*O!(LLLLLLddii)w*w*", &group_tuple, &keep, &PyList_Type, &list, &producer, &next, &bnw,
-                          &bnb, &bnm, &bnv, &o.epsilon, &o.dampening, &activation, &threads, &kept, &shift))
+    group_arg g;
+    matrix_list outputs;
+    Py_buffer keep = {0}, kept = {0}, shift = {0};
+    if (!parse_with_options(args, kwargs, data_free_fields, &o, "O&y*O&w*w*", kwlist, to_group, &g, &keep,
+                            to_writable_matrices, &outputs, &kept, &shift))
         return NULL;
-    o.producer = producer;
-    o.next = next;
-    o.bn_weight = bnw;
-    o.bn_bias = bnb;
-    o.bn_mean = bnm;
-    o.bn_var = bnv;
-    o.activation = activation;
-    o.num_threads = threads;
-    group_args g;
     PyObject *result = NULL;
-    Py_buffer *outputs = NULL;
-    pk_matrix *mats = NULL;
-    Py_ssize_t acquired = 0;
-    if (!group_parse(group_tuple, 0, &g)) {
-        PyBuffer_Release(&keep);
-        PyBuffer_Release(&kept);
-        PyBuffer_Release(&shift);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(list) != g.count) {
+    if (outputs.count != g.count) {
         PyErr_SetString(PyExc_ValueError, "one output per member is needed");
-        goto done;
-    }
-    outputs = (Py_buffer *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(Py_buffer));
-    mats = (pk_matrix *)PyMem_Calloc((size_t)(g.count > 0 ? g.count : 1), sizeof(pk_matrix));
-    if (!outputs || !mats) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; acquired < g.count; acquired++) {
-        int dtype;
-        long long rows, cols, stride;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, acquired), "w*iLLL", &outputs[acquired], &dtype, &rows, &cols, &stride))
-            goto done;
-        if (!check_size(&outputs[acquired], matrix_bytes(rows, cols, stride, dtype), "output")) {
-            acquired++;
-            goto done;
-        }
-        pk_matrix m = {outputs[acquired].buf, rows, cols, stride, dtype, 0};
-        mats[acquired] = m;
-    }
-    {
+    } else {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, mats, (int64_t *)kept.buf,
-                                            (double *)shift.buf, (int64_t)(shift.len / 8));
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
+                                                     (int64_t *)kept.buf, (double *)shift.buf, (int64_t)(shift.len / 8)));
+        result = none_or_raise(status);
     }
-done:
-    for (Py_ssize_t i = 0; outputs && i < acquired; i++) PyBuffer_Release(&outputs[i]);
-    PyMem_Free(outputs);
-    PyMem_Free(mats);
     group_release(&g);
+    matrix_list_release(&outputs);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&kept);
     PyBuffer_Release(&shift);
     return result;
 }
 
-/* key_channels(q, qdtype, qrows, qcols, qstride, k, kdtype, krows, kcols, kstride, heads, ratio, keep_out, scores_out) */
-static PyObject *py_key_channels(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer q = {0}, k = {0}, keep = {0}, scores = {0};
-    int qdtype, kdtype;
-    long long qrows, qcols, qstride, krows, kcols, kstride, heads;
+/* key_channels(queries, keys, heads, ratio, keep_out, scores_out): pk_key_channels. */
+static PyObject *py_key_channels(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"queries", "keys", "heads", "ratio", "keep_out", "scores_out", NULL};
+    matrix_arg q, k;
+    long long heads;
     double ratio;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLy*iLLLLdw*w*", &q, &qdtype, &qrows, &qcols, &qstride, &k, &kdtype, &krows, &kcols,
-                          &kstride, &heads, &ratio, &keep, &scores))
+    Py_buffer keep = {0}, scores = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&Ldw*w*", kwlist, to_matrix, &q, to_matrix, &k, &heads, &ratio,
+                                     &keep, &scores))
         return NULL;
-    if (check_size(&q, matrix_bytes(qrows, qcols, qstride, qdtype), "queries") &&
-        check_size(&k, matrix_bytes(krows, kcols, kstride, kdtype), "keys") && check_size(&keep, (Py_ssize_t)kcols, "keep") &&
-        check_size(&scores, (Py_ssize_t)(kcols * 8), "scores")) {
-        pk_matrix qm = {q.buf, qrows, qcols, qstride, qdtype, 0}, km = {k.buf, krows, kcols, kstride, kdtype, 0};
+    PyObject *result = NULL;
+    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_key_channels(&qm, &km, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&q);
-    PyBuffer_Release(&k);
+    matrix_release(&q);
+    matrix_release(&k);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&scores);
     return result;
@@ -902,7 +1352,6 @@ struct StatsObject {
     pk_stats *handle;
 };
 
-static PyTypeObject StatsType;
 
 /* A new instance of `type` (Stats or a subclass) owning `handle`. */
 static PyObject *stats_wrap(PyTypeObject *type, pk_stats *handle) {
@@ -930,29 +1379,29 @@ static void stats_dealloc(StatsObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* _update(batch, dtype, rows, cols, stride[, index]): index, when given, is a buffer of int64
- * row numbers (pk_stats_update_rows). */
-static PyObject *stats_update(StatsObject *self, PyObject *args) {
-    Py_buffer b = {0}, index = {0};
-    int dtype;
-    long long rows, cols, stride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLL|y*", &b, &dtype, &rows, &cols, &stride, &index)) return NULL;
-    if (index.obj != NULL && index.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+/* _update(batch, rows=None): pk_stats_update, or pk_stats_update_rows when rows (a buffer of
+ * int64 row numbers) is given. */
+static PyObject *stats_update(StatsObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"batch", "rows", NULL};
+    matrix_arg b;
+    Py_buffer index = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|y*", kwlist, to_matrix, &b, &index)) return NULL;
+    pk_status status;
+    if (index.obj == NULL) {
+        UNLOCKED(status = pk_stats_update(self->handle, &b.matrix));
+    } else if (index.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyBuffer_Release(&index);
+        matrix_release(&b);
         PyErr_SetString(PyExc_ValueError, "rows: expected int64 row numbers");
-    } else if (check_size(&b, matrix_bytes(rows, cols, stride, dtype), "batch")) {
-        pk_matrix m = {b.buf, rows, cols, stride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = index.obj == NULL ? pk_stats_update(self->handle, &m)
-                                   : pk_stats_update_rows(self->handle, &m, (const int64_t *)index.buf,
-                                                          (int64_t)(index.len / (Py_ssize_t)sizeof(int64_t)));
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        return NULL;
+    } else {
+        const int64_t *list = (const int64_t *)index.buf;
+        int64_t count = (int64_t)(index.len / (Py_ssize_t)sizeof(int64_t));
+        UNLOCKED(status = pk_stats_update_rows(self->handle, &b.matrix, list, count));
+        PyBuffer_Release(&index);
     }
-    PyBuffer_Release(&b);
-    if (index.obj != NULL) PyBuffer_Release(&index);
-    return result;
+    matrix_release(&b);
+    return none_or_raise(status);
 }
 
 static PyObject *stats_merge(StatsObject *self, PyObject *other) {
@@ -961,34 +1410,43 @@ static PyObject *stats_merge(StatsObject *self, PyObject *other) {
         return NULL;
     }
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle);
-    Py_END_ALLOW_THREADS
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    UNLOCKED(status = pk_stats_merge(self->handle, ((StatsObject *)other)->handle));
+    return none_or_raise(status);
 }
 
-/* _vector(which, out): 0 l2 norm, 1 mean, 2 variance, 3 std, 4 gram, 5 mean |x|, 6 zero fraction,
- * 7 centred gram */
-static PyObject *stats_vector(StatsObject *self, PyObject *args) {
-    int which;
-    Py_buffer out = {0};
-    if (!PyArg_ParseTuple(args, "iw*", &which, &out)) return NULL;
-    pk_status (*getters[8])(const pk_stats *, double *, int64_t) = {pk_stats_l2_norm, pk_stats_mean, pk_stats_variance,
-                                                                    pk_stats_std, pk_stats_gram, pk_stats_mean_abs,
-                                                                    pk_stats_zero_fraction, pk_stats_centered_gram};
-    pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (which >= 0 && which < 8) {
-        Py_BEGIN_ALLOW_THREADS
-        status = getters[which](self->handle, (double *)out.buf, (int64_t)(out.len / 8));
-        Py_END_ALLOW_THREADS
-    }
+/* _l2_norm(out), _mean(out), ...: the pk_stats_* reader of that name into a float64 buffer. */
+static PyObject *stats_read(StatsObject *self, PyObject *out_object,
+                            pk_status (*read)(const pk_stats *, double *, int64_t)) {
+    Py_buffer out;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE) != 0) return NULL;
+    pk_status status;
+    UNLOCKED(status = read(self->handle, (double *)out.buf, (int64_t)(out.len / 8)));
     PyBuffer_Release(&out);
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-static PyObject *stats_count(StatsObject *self, void *closure) {
+#define STATS_READER(name) \
+    static PyObject *stats_##name(StatsObject *self, PyObject *out) { return stats_read(self, out, pk_stats_##name); }
+STATS_READER(l2_norm)
+STATS_READER(mean)
+STATS_READER(variance)
+STATS_READER(std)
+STATS_READER(gram)
+STATS_READER(centered_gram)
+STATS_READER(mean_abs)
+STATS_READER(zero_fraction)
+
+static PyObject *stats_count(StatsObject *self, void *unused) {
+    (void)unused;
     int64_t value = 0;
-    pk_status status = closure ? pk_stats_features(self->handle, &value) : pk_stats_count(self->handle, &value);
+    pk_status status = pk_stats_count(self->handle, &value);
+    return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
+}
+
+static PyObject *stats_features(StatsObject *self, void *unused) {
+    (void)unused;
+    int64_t value = 0;
+    pk_status status = pk_stats_features(self->handle, &value);
     return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
 }
 
@@ -1012,17 +1470,22 @@ static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) != 0) return NULL;
     pk_stats *handle = NULL;
     pk_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = pk_stats_deserialize(b.buf, (size_t)b.len, &handle);
-    Py_END_ALLOW_THREADS
+    UNLOCKED(status = pk_stats_deserialize(b.buf, (size_t)b.len, &handle));
     PyBuffer_Release(&b);
     return status == PK_OK ? stats_wrap((PyTypeObject *)cls, handle) : raise_status(status);
 }
 
 static PyMethodDef stats_methods[] = {
-    {"_update", (PyCFunction)stats_update, METH_VARARGS, NULL},
+    {"_update", (PyCFunction)(void (*)(void))stats_update, METH_VARARGS | METH_KEYWORDS, NULL},
     {"merge", (PyCFunction)stats_merge, METH_O, "merge(other): add another accumulator's data to this one."},
-    {"_vector", (PyCFunction)stats_vector, METH_VARARGS, NULL},
+    {"_l2_norm", (PyCFunction)stats_l2_norm, METH_O, NULL},
+    {"_mean", (PyCFunction)stats_mean, METH_O, NULL},
+    {"_variance", (PyCFunction)stats_variance, METH_O, NULL},
+    {"_std", (PyCFunction)stats_std, METH_O, NULL},
+    {"_gram", (PyCFunction)stats_gram, METH_O, NULL},
+    {"_centered_gram", (PyCFunction)stats_centered_gram, METH_O, NULL},
+    {"_mean_abs", (PyCFunction)stats_mean_abs, METH_O, NULL},
+    {"_zero_fraction", (PyCFunction)stats_zero_fraction, METH_O, NULL},
     {"to_bytes", (PyCFunction)stats_to_bytes, METH_NOARGS, "The accumulator in the versioned statistics format."},
     {"from_bytes", (PyCFunction)stats_from_bytes, METH_O | METH_CLASS, "Restore an accumulator from to_bytes() output."},
     {NULL, NULL, 0, NULL},
@@ -1030,7 +1493,7 @@ static PyMethodDef stats_methods[] = {
 
 static PyGetSetDef stats_getset[] = {
     {"count", (getter)stats_count, NULL, "Tokens accumulated so far.", NULL},
-    {"features", (getter)stats_count, NULL, "Number of input features.", (void *)1},
+    {"features", (getter)stats_features, NULL, "Number of input features.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1060,106 +1523,76 @@ static pk_stats *stats_handle(PyObject *object) {
 /* Methods: low rank, pruning at inference time. Keyword arguments; an option not given keeps
  * pk_low_rank_options_init's default. */
 
-/* low_rank(weights, dtype, rows, cols, stride, hessian, a, a_dtype, a_cols, a_stride, b, b_dtype, b_rows,
- *          b_stride, singular_values, *, rank, energy, dampening, max_retries, threads) -> r */
-static PyObject *py_low_rank(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *names[] = {"weights", "dtype", "rows", "cols", "stride", "hessian", "a", "a_dtype", "a_cols",
-                            "a_stride", "b", "b_dtype", "b_rows", "b_stride", "singular_values", "rank", "energy",
-                            "dampening", "max_retries", "threads", NULL};
-    Py_buffer w = {0}, h = {0}, a = {0}, b = {0}, sv = {0};
-    int dtype, adtype, bdtype;
-    long long rows, cols, stride, acols, astride, brows, bstride;
-    PyObject *rank = NULL, *energy = NULL, *damp = NULL, *retries = NULL, *threads = NULL, *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLy*w*iLLw*iLLw*|$OOOOO", names, &w, &dtype, &rows, &cols,
-                                     &stride, &h, &a, &adtype, &acols, &astride, &b, &bdtype, &brows, &bstride, &sv,
-                                     &rank, &energy, &damp, &retries, &threads))
-        return NULL;
+/* low_rank(weights, hessian, a_out, b_out, singular_values_out, **pk_low_rank_options fields) -> r */
+static const option_field low_rank_fields[] = {
+    FIELD(pk_low_rank_options, rank, 'L'), FIELD(pk_low_rank_options, energy, 'd'),
+    FIELD(pk_low_rank_options, dampening, 'd'), FIELD(pk_low_rank_options, max_dampening_retries, 'i'),
+    FIELD(pk_low_rank_options, num_threads, 'i'), {NULL, 0, 0}};
+
+static PyObject *py_low_rank(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "hessian", "a_out", "b_out", "singular_values_out", NULL};
     pk_low_rank_options o;
     pk_low_rank_options_init(&o);
-    int ok = 1;
-    if (ok && rank) { o.rank = PyLong_AsLongLong(rank); ok = !PyErr_Occurred(); }
-    if (ok && energy) { o.energy = PyFloat_AsDouble(energy); ok = !PyErr_Occurred(); }
-    if (ok && damp) { o.dampening = PyFloat_AsDouble(damp); ok = !PyErr_Occurred(); }
-    if (ok && retries) { o.max_dampening_retries = (int32_t)PyLong_AsLong(retries); ok = !PyErr_Occurred(); }
-    if (ok && threads) { o.num_threads = (int32_t)PyLong_AsLong(threads); ok = !PyErr_Occurred(); }
-    int64_t k = rows < cols ? rows : cols;
-    if (ok && check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&h, (Py_ssize_t)(cols * cols * 8), "hessian") &&
-        check_size(&a, matrix_bytes(rows, acols, astride, adtype), "a") &&
-        check_size(&b, matrix_bytes(brows, cols, bstride, bdtype), "b") && check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
-        pk_matrix wm = {w.buf, rows, cols, stride, dtype, 0};
-        pk_matrix am = {a.buf, rows, acols, astride, adtype, 0}, bm = {b.buf, brows, cols, bstride, bdtype, 0};
+    matrix_arg w, a, b;
+    hessian_arg h;
+    Py_buffer sv = {0};
+    if (!parse_with_options(args, kwargs, low_rank_fields, &o, "O&O&O&O&w*", kwlist, to_matrix, &w, to_hessian, &h,
+                            to_writable_matrix, &a, to_writable_matrix, &b, &sv))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t k = w.matrix.rows < w.matrix.cols ? w.matrix.rows : w.matrix.cols;
+    if (check_size(&sv, (Py_ssize_t)(k * 8), "singular_values")) {
         int64_t r = 0;
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_low_rank(&wm, (const double *)h.buf, cols, &o, &am, &bm, &r, (double *)sv.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_low_rank(&w.matrix, (const double *)h.view.buf, h.size, &o, &a.matrix, &b.matrix, &r, (double *)sv.buf));
         result = status == PK_OK ? PyLong_FromLongLong(r) : raise_status(status);
     }
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&h);
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
+    matrix_release(&w);
+    hessian_release(&h);
+    matrix_release(&a);
+    matrix_release(&b);
     PyBuffer_Release(&sv);
     return result;
 }
 
-/* top_channels(scores, rows, cols, stride, k, indices, *, magnitude): scores float32. */
-static PyObject *py_top_channels(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *names[] = {"scores", "rows", "cols", "stride", "k", "indices", "magnitude", NULL};
-    Py_buffer s = {0}, out = {0};
-    long long rows, cols, stride, k;
+/* top_channels(scores (float32 matrix), k, indices_out int64, magnitude=False): pk_top_channels. */
+static PyObject *py_top_channels(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"scores", "k", "indices_out", "magnitude", NULL};
+    matrix_arg sm;
+    long long k;
     int magnitude = 0;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|p", names, to_matrix, &sm, &k, &out, &magnitude)) return NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*LLLLw*|$p", names, &s, &rows, &cols, &stride, &k, &out, &magnitude))
-        return NULL;
-    if (check_size(&s, matrix_bytes(rows, cols, stride, PK_DTYPE_FLOAT32), "scores") &&
-        check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
-        pk_matrix m = {s.buf, rows, cols, stride, PK_DTYPE_FLOAT32, 0};
+    int64_t rows = sm.matrix.rows;
+    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_top_channels(&m, (int64_t)k, magnitude, (int64_t *)out.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&s);
+    matrix_release(&sm);
     PyBuffer_Release(&out);
     return result;
 }
 
-/* gather(source, dtype, rows, cols, stride, axis, indices, count, out, out_stride) */
-static PyObject *py_gather(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *names[] = {"source", "dtype", "rows", "cols", "stride", "axis", "indices", "count", "out",
-                            "out_rows", "out_cols", "out_stride", NULL};
-    Py_buffer src = {0}, idx = {0}, out = {0};
-    int dtype, axis;
-    long long rows, cols, stride, count, orows, ocols, ostride;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iLLLiy*Lw*LLL", names, &src, &dtype, &rows, &cols, &stride, &axis,
-                                     &idx, &count, &out, &orows, &ocols, &ostride))
+/* gather(source, axis, indices int64, out): pk_gather. */
+static PyObject *py_gather(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"source", "axis", "indices", "out", NULL};
+    matrix_arg src, out;
+    int axis;
+    Py_buffer idx = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&iy*O&", names, to_matrix, &src, &axis, &idx, to_writable_matrix, &out))
         return NULL;
-    if (check_size(&src, matrix_bytes(rows, cols, stride, dtype), "source") &&
-        check_size(&idx, (Py_ssize_t)(count > 0 ? count * 8 : 0), "indices") &&
-        check_size(&out, matrix_bytes(orows, ocols, ostride, dtype), "out")) {
-        pk_matrix sm = {src.buf, rows, cols, stride, dtype, 0}, om = {out.buf, orows, ocols, ostride, dtype, 0};
-        pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_gather(&sm, axis, (const int64_t *)idx.buf, (int64_t)count, &om);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-    PyBuffer_Release(&src);
+    pk_status status;
+    UNLOCKED(status = pk_gather(&src.matrix, axis, (const int64_t *)idx.buf, (int64_t)(idx.len / 8), &out.matrix));
+    matrix_release(&src);
     PyBuffer_Release(&idx);
-    PyBuffer_Release(&out);
-    return result;
+    matrix_release(&out);
+    return none_or_raise(status);
 }
 
 /* random_channel_mask(importance, count, mask, *, threshold, drop_probability, seed) */
-static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+static PyObject *py_random_channel_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *names[] = {"importance", "count", "mask", "threshold", "drop_probability", "seed", NULL};
     Py_buffer imp = {0}, mask = {0};
     long long count;
@@ -1171,10 +1604,8 @@ static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject
     if (check_size(&imp, (Py_ssize_t)(count > 0 ? count * 4 : 0), "importance") &&
         check_size(&mask, (Py_ssize_t)(count > 0 ? count : 0), "mask")) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_random_channel_mask((const float *)imp.buf, (int64_t)count, threshold, probability, (uint64_t)seed,
-                                        (uint8_t *)mask.buf);
-        Py_END_ALLOW_THREADS
+        UNLOCKED(status = pk_random_channel_mask((const float *)imp.buf, (int64_t)count, threshold, probability, (uint64_t)seed,
+                                        (uint8_t *)mask.buf));
         result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
     }
     PyBuffer_Release(&imp);
@@ -1182,8 +1613,7 @@ static PyObject *py_random_channel_mask(PyObject *self, PyObject *args, PyObject
     return result;
 }
 
-static PyObject *py_version(PyObject *self, PyObject *unused) {
-    (void)self;
+static PyObject *py_version(PyObject *Py_UNUSED(self), PyObject *unused) {
     (void)unused;
     return Py_BuildValue("(is)", pk_version_number(), pk_version_string());
 }
@@ -1192,44 +1622,37 @@ static PyObject *py_version(PyObject *self, PyObject *unused) {
 /* Pruning over time: schedules, pruner handles (a capsule that also holds the weight buffers
  * for the pruner's lifetime, as the header requires), soft masks and the host-driven loops. */
 
-static int schedule_parse(PyObject *tuple, pk_schedule *s) {
-    pk_schedule_init(s);
-    long long begin, end, frequency;
-    if (!PyArg_ParseTuple(tuple, "iLLLdd", &s->kind, &begin, &end, &frequency, &s->initial_sparsity,
-                          &s->final_sparsity))
-        return 0;
-    s->begin = begin;
-    s->end = end;
-    s->frequency = frequency;
-    return 1;
+/* A schedule from a dict of pk_schedule's fields (None = the defaults). */
+static const option_field schedule_fields[] = {
+    FIELD(pk_schedule, kind, 'i'), FIELD(pk_schedule, begin, 'L'), FIELD(pk_schedule, end, 'L'),
+    FIELD(pk_schedule, frequency, 'L'), FIELD(pk_schedule, initial_sparsity, 'd'),
+    FIELD(pk_schedule, final_sparsity, 'd'), {NULL, 0, 0}};
+
+static int to_schedule(PyObject *object, void *target) {
+    pk_schedule_init((pk_schedule *)target);
+    return fields_from_dict(object, schedule_fields, target, "schedule");
 }
 
-/* schedule_sparsity((kind, begin, end, frequency, initial, final), step) */
-static PyObject *py_schedule_sparsity(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *tuple;
-    long long step;
+/* schedule_sparsity(schedule, step): pk_schedule_sparsity. */
+static PyObject *py_schedule_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"schedule", "step", NULL};
     pk_schedule s;
+    long long step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L", kwlist, to_schedule, &s, &step)) return NULL;
     double out = 0;
-    if (!PyArg_ParseTuple(args, "O!L", &PyTuple_Type, &tuple, &step) || !schedule_parse(tuple, &s)) return NULL;
     pk_status status = pk_schedule_sparsity(&s, step, &out);
     return status == PK_OK ? PyFloat_FromDouble(out) : raise_status(status);
 }
 
 typedef struct pruner_capsule {
     pk_pruner *pruner;
-    Py_ssize_t count;
-    Py_buffer *buffers; /* the weights, held while the pruner lives */
+    matrix_list weights; /* the weights' buffers, held while the pruner lives */
 } pruner_capsule;
 
 static void pruner_capsule_close(pruner_capsule *c) {
     pk_pruner_free(c->pruner);
     c->pruner = NULL;
-    for (Py_ssize_t i = 0; c->buffers && i < c->count; i++)
-        if (c->buffers[i].obj) PyBuffer_Release(&c->buffers[i]);
-    PyMem_Free(c->buffers);
-    c->buffers = NULL;
-    c->count = 0;
+    matrix_list_release(&c->weights);
 }
 
 static void pruner_capsule_destroy(PyObject *capsule) {
@@ -1240,191 +1663,125 @@ static void pruner_capsule_destroy(PyObject *capsule) {
     }
 }
 
-static pruner_capsule *pruner_of(PyObject *capsule) {
-    return (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+/* O& converter: the pruner handle of a capsule (a closed one is the library's to report). */
+static int to_pruner(PyObject *capsule, void *target) {
+    pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
+    if (!c) return 0;
+    *(pk_pruner **)target = c->pruner;
+    return 1;
 }
 
-/* pruner_create(layers, scope, n, m, threads, schedule tuple, targets|None, decay_steps, momentum, soft_temperature)
- * where layers is a list of (weights, dtype, rows, cols, stride, kind, features|None, seed). */
-static PyObject *py_pruner_create(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *list, *sched, *targets_obj;
-    int scope, n, m, threads;
-    long long decay;
-    double momentum, temperature;
-    if (!PyArg_ParseTuple(args, "O!iiiiO!OLdd", &PyList_Type, &list, &scope, &n, &m, &threads, &PyTuple_Type, &sched,
-                          &targets_obj, &decay, &momentum, &temperature))
-        return NULL;
+/* pruner_create(weights [writable matrix], criteria [criterion], selection, schedule,
+ *               layer_targets=None, **pk_pruner_options fields) -> capsule: pk_pruner_create. */
+static const option_field pruner_fields[] = {
+    FIELD(pk_pruner_options, decay_steps, 'L'), FIELD(pk_pruner_options, gradient_momentum, 'd'),
+    FIELD(pk_pruner_options, num_threads, 'i'), FIELD(pk_pruner_options, soft_temperature, 'd'), {NULL, 0, 0}};
+
+static PyObject *py_pruner_create(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "criteria", "selection", "schedule", "layer_targets", NULL};
+    pk_pruner_options o;
+    pk_pruner_options_init(&o);
+    matrix_list w;
+    criterion_list c;
+    pk_selection sel;
     pk_schedule schedule;
-    if (!schedule_parse(sched, &schedule)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), slots = count > 0 ? count : 1;
-    pruner_capsule *c = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
-    Py_buffer *features = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
     Py_buffer targets = {0};
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)slots, sizeof(pk_matrix));
-    criterion_args *crits = (criterion_args *)PyMem_Calloc((size_t)slots, sizeof(criterion_args));
-    const pk_criterion **ptrs = (const pk_criterion **)PyMem_Calloc((size_t)slots, sizeof(pk_criterion *));
+    if (!parse_with_options(args, kwargs, pruner_fields, &o, "O&O&O&O&|z*", kwlist, to_writable_matrices, &w, to_criteria,
+                            &c, to_selection, &sel, to_schedule, &schedule, &targets))
+        return NULL;
+    pruner_capsule *capsule = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
     PyObject *result = NULL;
-    if (c) c->buffers = (Py_buffer *)PyMem_Calloc((size_t)slots, sizeof(Py_buffer));
-    if (!c || !c->buffers || !features || !mats || !crits || !ptrs) {
+    if (!capsule) {
         PyErr_NoMemory();
-        goto done;
-    }
-    c->count = count;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *w, *f;
-        int dtype, kind;
-        long long rows, cols, stride;
-        unsigned long long seed;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OiLLLiOK", &w, &dtype, &rows, &cols, &stride, &kind, &f, &seed) ||
-            !get_buffer(w, &c->buffers[i], 1) || !get_buffer(f, &features[i], 0) ||
-            !check_size(&c->buffers[i], matrix_bytes(rows, cols, stride, dtype), "weights"))
-            goto done;
-        pk_matrix mat = {c->buffers[i].buf, rows, cols, stride, dtype, 0};
-        mats[i] = mat;
-        fill_criterion(&crits[i], kind, &features[i], NULL, rows, cols, 0, 0, seed);
-        ptrs[i] = &crits[i].criterion;
-    }
-    if (targets_obj != Py_None) {
-        if (PyObject_GetBuffer(targets_obj, &targets, PyBUF_SIMPLE) != 0) goto done;
-        if (!check_size(&targets, count * 8, "targets")) goto done;
-    }
-    {
-        pk_selection sel;
-        fill_selection(&sel, scope, 0.0, n, m, threads);
-        pk_pruner_options o;
-        pk_pruner_options_init(&o);
-        o.decay_steps = decay;
-        o.gradient_momentum = momentum;
-        o.num_threads = threads;
-        o.soft_temperature = temperature;
-        pk_status status = pk_pruner_create(mats, (int64_t)count, ptrs, &sel, &schedule, (const double *)targets.buf, &o,
-                                            &c->pruner);
-        if (status != PK_OK) {
+    } else if (c.count != w.count) {
+        PyErr_SetString(PyExc_ValueError, "one criterion per layer is needed");
+    } else if (!targets.buf || check_size(&targets, w.count * 8, "targets")) {
+        pk_status status = pk_pruner_create(w.plain, (int64_t)w.count, c.plain, &sel, &schedule,
+                                            (const double *)targets.buf, &o, &capsule->pruner);
+        if (status == PK_OK) {
+            capsule->weights = w; /* the capsule holds the buffers from now on */
+            memset(&w, 0, sizeof(w));
+            result = PyCapsule_New(capsule, "prunekit.pruner", pruner_capsule_destroy);
+            if (result) capsule = NULL;
+        } else {
             raise_status(status);
-            goto done;
         }
-        result = PyCapsule_New(c, "prunekit.pruner", pruner_capsule_destroy);
-        if (result) c = NULL;
     }
-done:
-    if (c) {
-        pruner_capsule_close(c);
-        PyMem_Free(c);
+    if (capsule) {
+        pruner_capsule_close(capsule);
+        PyMem_Free(capsule);
     }
-    for (Py_ssize_t i = 0; features && i < count; i++)
-        if (features[i].obj) PyBuffer_Release(&features[i]);
-    if (targets.obj) PyBuffer_Release(&targets);
-    PyMem_Free(features);
-    PyMem_Free(mats);
-    PyMem_Free(crits);
-    PyMem_Free(ptrs);
+    matrix_list_release(&w);
+    criterion_list_release(&c);
+    PyBuffer_Release(&targets);
     return result;
 }
 
-/* pruner_step(capsule, step, gradients|None) with gradients a list of (buffer, dtype, rows, cols, stride) */
-static PyObject *py_pruner_step(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *capsule, *grads;
+/* pruner_step(pruner, step, gradients=None [matrix]): pk_pruner_step. */
+static PyObject *py_pruner_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"pruner", "step", "gradients", NULL};
+    pk_pruner *pruner;
     long long step;
-    if (!PyArg_ParseTuple(args, "OLO", &capsule, &step, &grads)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    if (!c) return NULL;
-    Py_ssize_t count = grads == Py_None ? 0 : PyList_Size(grads);
-    if (count < 0) return NULL;
-    Py_buffer *buffers = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
-    pk_matrix *mats = (pk_matrix *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_matrix));
-    PyObject *result = NULL;
-    Py_ssize_t taken = 0;
-    if (!buffers || !mats) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; taken < count; taken++) {
-        int dtype;
-        long long rows, cols, stride;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(grads, taken), "y*iLLL", &buffers[taken], &dtype, &rows, &cols, &stride))
-            goto done;
-        if (!check_size(&buffers[taken], matrix_bytes(rows, cols, stride, dtype), "gradient")) {
-            taken++;
-            goto done;
-        }
-        pk_matrix mat = {buffers[taken].buf, rows, cols, stride, dtype, 0};
-        mats[taken] = mat;
-    }
-    {
-        pk_status status;
-        pk_pruner *p = c->pruner;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_pruner_step(p, step, grads == Py_None ? NULL : mats);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
-    }
-done:
-    for (Py_ssize_t i = 0; buffers && i < taken; i++) PyBuffer_Release(&buffers[i]);
-    PyMem_Free(buffers);
-    PyMem_Free(mats);
-    return result;
+    matrix_list g = {0, NULL, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&L|O&", kwlist, to_pruner, &pruner, &step, to_matrices, &g)) return NULL;
+    pk_status status;
+    UNLOCKED(status = pk_pruner_step(pruner, step, g.plain));
+    matrix_list_release(&g);
+    return none_or_raise(status);
 }
 
-/* pruner_query(capsule, which, layer, out): 0 mask (uint8), 1 factors (float32) */
-static PyObject *py_pruner_query(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *capsule;
-    int which;
+/* pruner_mask(pruner, layer, mask_out uint8) and pruner_factors(pruner, layer, factors_out float32). */
+static PyObject *py_pruner_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"pruner", "layer", "mask_out", NULL};
+    pk_pruner *pruner;
     long long layer;
     Py_buffer out = {0};
-    if (!PyArg_ParseTuple(args, "OiLw*", &capsule, &which, &layer, &out)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_ERROR_INVALID_ARGUMENT;
-    if (c) {
-        if (which == 0)
-            status = pk_pruner_mask(c->pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
-        else
-            status = pk_pruner_factors(c->pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
-    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
+    pk_status status = pk_pruner_mask(pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
     PyBuffer_Release(&out);
-    if (!c) return NULL;
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-/* pruner_soft_mask(capsule, layer, mask_out float32, derivative_out float32|None) */
-static PyObject *py_pruner_soft_mask(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *capsule, *deriv_obj;
+static PyObject *py_pruner_factors(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"pruner", "layer", "factors_out", NULL};
+    pk_pruner *pruner;
+    long long layer;
+    Py_buffer out = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
+    pk_status status = pk_pruner_factors(pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
+    PyBuffer_Release(&out);
+    return none_or_raise(status);
+}
+
+/* pruner_soft_mask(pruner, layer, mask_out float32, derivative_out=None float32): pk_pruner_soft_mask. */
+static PyObject *py_pruner_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"pruner", "layer", "mask_out", "derivative_out", NULL};
+    pk_pruner *pruner;
     long long layer;
     Py_buffer out = {0}, deriv = {0};
-    if (!PyArg_ParseTuple(args, "OLw*O", &capsule, &layer, &out, &deriv_obj)) return NULL;
-    if (deriv_obj != Py_None && PyObject_GetBuffer(deriv_obj, &deriv, PyBUF_WRITABLE) != 0) {
-        PyBuffer_Release(&out);
-        return NULL;
-    }
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_ERROR_INVALID_SHAPE;
-    int mismatch = deriv_obj != Py_None && deriv.len != out.len;
-    if (c && !mismatch)
-        status = pk_pruner_soft_mask(c->pruner, layer, (float *)out.buf, deriv_obj == Py_None ? NULL : (float *)deriv.buf,
-                                     (int64_t)(out.len / 4));
-    PyBuffer_Release(&out);
-    if (deriv.obj) PyBuffer_Release(&deriv);
-    if (!c) return NULL;
-    if (mismatch) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|z*", kwlist, to_pruner, &pruner, &layer, &out, &deriv)) return NULL;
+    PyObject *result = NULL;
+    if (deriv.buf && deriv.len != out.len) {
         PyErr_SetString(PyExc_ValueError, "derivative buffer differs in size from the mask buffer");
-        return NULL;
+    } else {
+        pk_status status = pk_pruner_soft_mask(pruner, layer, (float *)out.buf, (float *)deriv.buf, (int64_t)(out.len / 4));
+        result = none_or_raise(status);
     }
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&deriv);
+    return result;
 }
 
-static PyObject *py_pruner_to_bytes(PyObject *self, PyObject *capsule) {
-    (void)self;
-    pruner_capsule *c = pruner_of(capsule);
-    if (!c) return NULL;
+/* pruner_serialize(pruner) -> bytes: pk_pruner_serialized_size then pk_pruner_serialize. */
+static PyObject *py_pruner_serialize(PyObject *Py_UNUSED(self), PyObject *capsule) {
+    pk_pruner *pruner;
+    if (!to_pruner(capsule, &pruner)) return NULL;
     size_t size = 0, written = 0;
-    pk_status status = pk_pruner_serialized_size(c->pruner, &size);
+    pk_status status = pk_pruner_serialized_size(pruner, &size);
     if (status != PK_OK) return raise_status(status);
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!bytes) return NULL;
-    status = pk_pruner_serialize(c->pruner, PyBytes_AS_STRING(bytes), size, &written);
+    status = pk_pruner_serialize(pruner, PyBytes_AS_STRING(bytes), size, &written);
     if (status != PK_OK) {
         Py_DECREF(bytes);
         return raise_status(status);
@@ -1432,56 +1789,44 @@ static PyObject *py_pruner_to_bytes(PyObject *self, PyObject *capsule) {
     return bytes;
 }
 
-static PyObject *py_pruner_restore(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *capsule;
+/* pruner_restore(pruner, data): pk_pruner_restore. */
+static PyObject *py_pruner_restore(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"pruner", "data", NULL};
+    pk_pruner *pruner;
     Py_buffer b = {0};
-    if (!PyArg_ParseTuple(args, "Oy*", &capsule, &b)) return NULL;
-    pruner_capsule *c = pruner_of(capsule);
-    pk_status status = PK_OK;
-    if (c) {
-        pk_pruner *p = c->pruner;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_pruner_restore(p, b.buf, (size_t)b.len);
-        Py_END_ALLOW_THREADS
-    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_pruner, &pruner, &b)) return NULL;
+    pk_status status;
+    UNLOCKED(status = pk_pruner_restore(pruner, b.buf, (size_t)b.len));
     PyBuffer_Release(&b);
-    if (!c) return NULL;
-    return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+    return none_or_raise(status);
 }
 
-static PyObject *py_pruner_close(PyObject *self, PyObject *capsule) {
-    (void)self;
-    pruner_capsule *c = pruner_of(capsule);
+/* pruner_free(pruner): pk_pruner_free now (and the weights' buffers let go); later calls raise. */
+static PyObject *py_pruner_free(PyObject *Py_UNUSED(self), PyObject *capsule) {
+    pruner_capsule *c = (pruner_capsule *)PyCapsule_GetPointer(capsule, "prunekit.pruner");
     if (!c) return NULL;
     pruner_capsule_close(c);
     Py_RETURN_NONE;
 }
 
-/* soft_mask(weights, dtype, rows, cols, stride, scope, sparsity, temperature, mask_out, derivative_out|None) */
-static PyObject *py_soft_mask(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer w = {0}, mask = {0}, deriv = {0};
-    int dtype, scope;
-    long long rows, cols, stride;
-    double sparsity, temperature;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iLLLiddw*z*", &w, &dtype, &rows, &cols, &stride, &scope, &sparsity, &temperature,
-                          &mask, &deriv))
+/* soft_mask(weights, selection, temperature, mask_out float32, derivative_out=None float32): pk_soft_mask. */
+static PyObject *py_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"weights", "selection", "temperature", "mask_out", "derivative_out", NULL};
+    matrix_arg w;
+    pk_selection sel;
+    double temperature;
+    Py_buffer mask = {0}, deriv = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&dw*|z*", kwlist, to_matrix, &w, to_selection, &sel, &temperature,
+                                     &mask, &deriv))
         return NULL;
-    if (check_size(&w, matrix_bytes(rows, cols, stride, dtype), "weights") &&
-        check_size(&mask, (Py_ssize_t)(rows * cols * 4), "mask") &&
-        (!deriv.buf || check_size(&deriv, (Py_ssize_t)(rows * cols * 4), "derivative"))) {
-        pk_matrix m = {w.buf, rows, cols, stride, dtype, 0};
-        pk_selection sel;
-        fill_selection(&sel, scope, sparsity, 2, 4, 0);
+    PyObject *result = NULL;
+    Py_ssize_t bytes = (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4);
+    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative"))) {
         pk_status status;
-        Py_BEGIN_ALLOW_THREADS
-        status = pk_soft_mask(&m, &sel, temperature, (float *)mask.buf, (float *)deriv.buf);
-        Py_END_ALLOW_THREADS
-        result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
+        UNLOCKED(status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
+        result = none_or_raise(status);
     }
-    PyBuffer_Release(&w);
+    matrix_release(&w);
     PyBuffer_Release(&mask);
     PyBuffer_Release(&deriv);
     return result;
@@ -1540,48 +1885,35 @@ static PyObject *callback_result(callback_context *ctx, pk_status status, PyObje
     return success;
 }
 
-/* progressive_structures(groups, (criterion, reduction, normalization, threads), scores|None,
- *                        (target, step, tolerance), evaluate, keep_out, protected_out)
- * -> (pruned, evaluations, accepted, rejected, stop, baseline, final) */
-static PyObject *py_progressive_structures(PyObject *self, PyObject *args) {
-    (void)self;
+/* progressive_structures(groups, evaluate, keep_out, protected_out, scores=None,
+ *                        **pk_structure_options and pk_progressive_options fields)
+ * -> (pruned, evaluations, accepted, rejected, stop, baseline cost, final cost) */
+static const option_field progressive_fields[] = {
+    FIELD(pk_progressive_options, target_ratio, 'd'), FIELD(pk_progressive_options, step_ratio, 'd'),
+    FIELD(pk_progressive_options, tolerance, 'd'), {NULL, 0, 0}};
+
+static PyObject *py_progressive_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"groups", "evaluate", "keep_out", "protected_out", "scores", NULL};
+    pk_structure_options o;
+    pk_structure_options_init(&o);
+    pk_progressive_options p;
+    pk_progressive_options_init(&p);
+    PyObject *rest = take_options(kwargs, structure_fields, &o);
     PyObject *list, *callable;
-    Py_buffer given = {0}, keep = {0}, prot = {0};
-    int criterion, reduction, normalization, threads;
-    double target, step, tolerance;
-    if (!PyArg_ParseTuple(args, "O!(iiii)z*(ddd)Ow*w*", &PyList_Type, &list, &criterion, &reduction, &normalization,
-                          &threads, &given, &target, &step, &tolerance, &callable, &keep, &prot))
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
-    group_args *groups = (group_args *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_args));
-    pk_group *plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
+    Py_buffer keep = {0}, prot = {0}, given = {0};
+    int parsed = rest && parse_with_options(args, rest, progressive_fields, &p, "OOw*w*|z*", kwlist, &list, &callable, &keep,
+                                            &prot, &given);
+    Py_XDECREF(rest);
+    if (!parsed) return NULL;
+    groups_arg l;
     PyObject *result = NULL;
-    if (!groups || !plain) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; parsed < count; parsed++) {
-        if (!group_parse(PyList_GET_ITEM(list, parsed), 1, &groups[parsed])) goto done;
-        plain[parsed] = groups[parsed].group;
-    }
-    {
-        pk_structure_options o;
-        pk_structure_options_init(&o);
-        o.criterion = criterion;
-        o.reduction = reduction;
-        o.normalization = normalization;
-        o.num_threads = threads;
+    if (groups_take(list, 1, &l)) {
         o.scores = (const double *)given.buf;
-        pk_progressive_options p;
-        pk_progressive_options_init(&p);
-        p.target_ratio = target;
-        p.step_ratio = step;
-        p.tolerance = tolerance;
         pk_progressive_result r;
         memset(&r, 0, sizeof(r));
         callback_context ctx = {callable, NULL, NULL, NULL, NULL};
         ctx.thread = PyEval_SaveThread();
-        pk_status status = pk_progressive_structures(plain, (int64_t)count, &o, &p, evaluate_trampoline, &ctx,
+        pk_status status = pk_progressive_structures(l.plain, (int64_t)l.count, &o, &p, evaluate_trampoline, &ctx,
                                                      (uint8_t *)keep.buf, (uint8_t *)prot.buf, &r);
         PyEval_RestoreThread(ctx.thread);
         PyObject *success = status == PK_OK ? Py_BuildValue("(LLLLidd)", (long long)r.pruned, (long long)r.evaluations,
@@ -1589,24 +1921,23 @@ static PyObject *py_progressive_structures(PyObject *self, PyObject *args) {
                                                             r.baseline_cost, r.final_cost)
                                             : NULL;
         result = callback_result(&ctx, status, success);
+        groups_release(&l);
     }
-done:
-    for (Py_ssize_t i = 0; groups && i < parsed; i++) group_release(&groups[i]);
-    PyMem_Free(groups);
-    PyMem_Free(plain);
-    PyBuffer_Release(&given);
     PyBuffer_Release(&keep);
     PyBuffer_Release(&prot);
+    PyBuffer_Release(&given);
     return result;
 }
 
-/* sensitivity_ratios(sizes int64 buffer, probes float64 buffer, target, damage, ratios_out, counts_out) */
-static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args) {
-    (void)self;
+/* sensitivity_ratios(sizes int64, probes float64, target, damage, ratios_out, counts_out): pk_sensitivity_ratios. */
+static PyObject *py_sensitivity_ratios(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"sizes", "probes", "target", "damage", "ratios_out", "counts_out", NULL};
     Py_buffer sizes = {0}, probes = {0}, ratios = {0}, counts = {0};
     double target;
     PyObject *callable, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*dOw*w*", &sizes, &probes, &target, &callable, &ratios, &counts)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*dOw*w*", kwlist, &sizes, &probes, &target, &callable, &ratios,
+                                     &counts))
+        return NULL;
     int64_t layers = (int64_t)(sizes.len / 8);
     if (check_size(&ratios, (Py_ssize_t)(layers * 8), "ratios") && check_size(&counts, (Py_ssize_t)(layers * 8), "counts")) {
         callback_context ctx = {callable, NULL, NULL, NULL, NULL};
@@ -1625,41 +1956,77 @@ static PyObject *py_sensitivity_ratios(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"score", py_score, METH_VARARGS, NULL},
-    {"mask_layers", py_mask_layers, METH_VARARGS, NULL},
-    {"apply_mask", py_apply_mask, METH_VARARGS, NULL},
-    {"mask_sparsity", py_mask_sparsity, METH_VARARGS, NULL},
-    {"reconstruct", py_reconstruct, METH_VARARGS, NULL},
+    {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask", (PyCFunction)(void (*)(void))py_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask_layers", (PyCFunction)(void (*)(void))py_mask_layers, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"apply_mask", (PyCFunction)(void (*)(void))py_apply_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"mask_sparsity", (PyCFunction)(void (*)(void))py_mask_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"sparsegpt", (PyCFunction)(void (*)(void))py_sparsegpt, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"reconstruct", (PyCFunction)(void (*)(void))py_reconstruct, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"prune_columns", (PyCFunction)(void (*)(void))py_prune_columns, METH_VARARGS | METH_KEYWORDS, NULL},
     {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
     {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"channel_permutation", (PyCFunction)(void (*)(void))py_channel_permutation, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"outlier_ratio", py_outlier_ratio, METH_VARARGS, NULL},
-    {"compensate_bias", py_compensate_bias, METH_VARARGS, NULL},
-    {"output_error", py_output_error, METH_VARARGS, NULL},
-    {"allocate_sparsity", py_allocate_sparsity, METH_VARARGS, NULL},
-    {"sparse_export", py_sparse_export, METH_VARARGS, NULL},
-    {"sparse_import", py_sparse_import, METH_VARARGS, NULL},
-    {"select_structures", py_select_structures, METH_VARARGS, NULL},
-    {"group_op", py_group_op, METH_VARARGS, NULL},
-    {"compact_group_data_free", py_compact_group_data_free, METH_VARARGS, NULL},
-    {"key_channels", py_key_channels, METH_VARARGS, NULL},
+    {"outlier_ratio", (PyCFunction)(void (*)(void))py_outlier_ratio, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"compensate_bias", (PyCFunction)(void (*)(void))py_compensate_bias, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"output_error", (PyCFunction)(void (*)(void))py_output_error, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"allocate_sparsity", (PyCFunction)(void (*)(void))py_allocate_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"count_nonzero", (PyCFunction)(void (*)(void))py_count_nonzero, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_24", (PyCFunction)(void (*)(void))py_export_24, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_24", (PyCFunction)(void (*)(void))py_import_24, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_csr", (PyCFunction)(void (*)(void))py_export_csr, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_csr", (PyCFunction)(void (*)(void))py_import_csr, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"export_bitmask", (PyCFunction)(void (*)(void))py_export_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"import_bitmask", (PyCFunction)(void (*)(void))py_import_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"select_structures", (PyCFunction)(void (*)(void))py_select_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"compact_group", (PyCFunction)(void (*)(void))py_compact_group, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"apply_structures", (PyCFunction)(void (*)(void))py_apply_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"permute_group", (PyCFunction)(void (*)(void))py_permute_group, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"structure_mask", (PyCFunction)(void (*)(void))py_structure_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"compact_group_data_free", (PyCFunction)(void (*)(void))py_compact_group_data_free, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"key_channels", (PyCFunction)(void (*)(void))py_key_channels, METH_VARARGS | METH_KEYWORDS, NULL},
     {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},
     {"top_channels", (PyCFunction)(void (*)(void))py_top_channels, METH_VARARGS | METH_KEYWORDS, NULL},
     {"gather", (PyCFunction)(void (*)(void))py_gather, METH_VARARGS | METH_KEYWORDS, NULL},
     {"random_channel_mask", (PyCFunction)(void (*)(void))py_random_channel_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"version", py_version, METH_NOARGS, NULL},
-    {"schedule_sparsity", py_schedule_sparsity, METH_VARARGS, NULL},
-    {"pruner_create", py_pruner_create, METH_VARARGS, NULL},
-    {"pruner_step", py_pruner_step, METH_VARARGS, NULL},
-    {"pruner_query", py_pruner_query, METH_VARARGS, NULL},
-    {"pruner_soft_mask", py_pruner_soft_mask, METH_VARARGS, NULL},
-    {"pruner_to_bytes", py_pruner_to_bytes, METH_O, NULL},
-    {"pruner_restore", py_pruner_restore, METH_VARARGS, NULL},
-    {"pruner_close", py_pruner_close, METH_O, NULL},
-    {"soft_mask", py_soft_mask, METH_VARARGS, NULL},
-    {"progressive_structures", py_progressive_structures, METH_VARARGS, NULL},
-    {"sensitivity_ratios", py_sensitivity_ratios, METH_VARARGS, NULL},
+    {"schedule_sparsity", (PyCFunction)(void (*)(void))py_schedule_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_create", (PyCFunction)(void (*)(void))py_pruner_create, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_step", (PyCFunction)(void (*)(void))py_pruner_step, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_mask", (PyCFunction)(void (*)(void))py_pruner_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_factors", (PyCFunction)(void (*)(void))py_pruner_factors, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_soft_mask", (PyCFunction)(void (*)(void))py_pruner_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_serialize", py_pruner_serialize, METH_O, NULL},
+    {"pruner_restore", (PyCFunction)(void (*)(void))py_pruner_restore, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"pruner_free", py_pruner_free, METH_O, NULL},
+    {"soft_mask", (PyCFunction)(void (*)(void))py_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"progressive_structures", (PyCFunction)(void (*)(void))py_progressive_structures, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"sensitivity_ratios", (PyCFunction)(void (*)(void))py_sensitivity_ratios, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
+};
+
+/* The header's enum values, exported without their PK_ prefix (CRITERION_WANDA, SCOPE_NM, ...):
+ * the Python tables are built from these, never copied by hand. */
+#define CONSTANT(name) {#name, PK_##name}
+static const struct {
+    const char *name;
+    int value;
+} constants[] = {
+    CONSTANT(DTYPE_FLOAT32), CONSTANT(DTYPE_FLOAT64), CONSTANT(DTYPE_FLOAT16), CONSTANT(DTYPE_BFLOAT16),
+    CONSTANT(CRITERION_MAGNITUDE), CONSTANT(CRITERION_RANDOM), CONSTANT(CRITERION_WANDA), CONSTANT(CRITERION_STADE),
+    CONSTANT(CRITERION_TAYLOR), CONSTANT(CRITERION_SCORES),
+    CONSTANT(SCOPE_ROW), CONSTANT(SCOPE_LAYER), CONSTANT(SCOPE_GLOBAL), CONSTANT(SCOPE_NM),
+    CONSTANT(PRECISION_FLOAT32), CONSTANT(PRECISION_FLOAT64),
+    CONSTANT(AXIS_ROWS), CONSTANT(AXIS_COLS), CONSTANT(AXIS_BLOCKS),
+    CONSTANT(STRUCTURE_L1), CONSTANT(STRUCTURE_L2), CONSTANT(STRUCTURE_MEAN_ABS_ACTIVATION),
+    CONSTANT(STRUCTURE_NONZERO_FRACTION),
+    CONSTANT(REDUCE_SUM), CONSTANT(REDUCE_MEAN), CONSTANT(REDUCE_MAX),
+    CONSTANT(NORMALIZE_NONE), CONSTANT(NORMALIZE_MEAN), CONSTANT(NORMALIZE_MAX), CONSTANT(NORMALIZE_SUM),
+    CONSTANT(NORMALIZE_STANDARD),
+    CONSTANT(SELECT_PER_GROUP), CONSTANT(SELECT_GLOBAL), CONSTANT(SELECT_UNIFORM), CONSTANT(SELECT_THRESHOLD),
+    CONSTANT(ACTIVATION_RELU), CONSTANT(ACTIVATION_IDENTITY),
+    CONSTANT(SCHEDULE_ONESHOT), CONSTANT(SCHEDULE_LINEAR), CONSTANT(SCHEDULE_CUBIC), CONSTANT(SCHEDULE_EXPONENTIAL),
+    CONSTANT(PROGRESSIVE_REACHED_TARGET), CONSTANT(PROGRESSIVE_NO_ACCEPTABLE_STEP),
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_prunekit", "The C layer of prunekit.", -1, methods,
@@ -1678,16 +2045,14 @@ PyMODINIT_FUNC PyInit__prunekit(void) {
     PruneKitError = PyErr_NewException("prunekit.PruneKitError", NULL, NULL);
     if (!PruneKitError || PyModule_AddObjectRef(m, "PruneKitError", PruneKitError) < 0 ||
         PyModule_AddObjectRef(m, "Stats", (PyObject *)&StatsType) < 0 ||
-        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0 ||
-        PyModule_AddIntConstant(m, "SCOPE_ROW", PK_SCOPE_ROW) < 0 || PyModule_AddIntConstant(m, "SCOPE_LAYER", PK_SCOPE_LAYER) < 0 ||
-        PyModule_AddIntConstant(m, "SCOPE_NM", PK_SCOPE_NM) < 0 ||
-        PyModule_AddIntConstant(m, "ACTIVATION_RELU", PK_ACTIVATION_RELU) < 0 ||
-        PyModule_AddIntConstant(m, "ACTIVATION_IDENTITY", PK_ACTIVATION_IDENTITY) < 0 ||
-        PyModule_AddIntConstant(m, "PRECISION_FLOAT32", PK_PRECISION_FLOAT32) < 0 ||
-        PyModule_AddIntConstant(m, "PRECISION_FLOAT64", PK_PRECISION_FLOAT64) < 0 ||
-        PyModule_AddIntConstant(m, "AXIS_ROWS", PK_AXIS_ROWS) < 0 || PyModule_AddIntConstant(m, "AXIS_COLS", PK_AXIS_COLS) < 0) {
+        PyModule_AddIntConstant(m, "HEADER_VERSION", PK_VERSION_NUMBER) < 0) {
         Py_DECREF(m);
         return NULL;
     }
+    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
     return m;
 }

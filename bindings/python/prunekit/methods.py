@@ -14,15 +14,11 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _prunekit, _view, _as_numpy, _hessian, _index_array, _DTYPES
+from . import _prunekit, _view, _as_numpy, _hessian, _index_array
 
 __all__ = ["low_rank", "top_channels", "gather", "random_channel_mask"]
 
-_GATHER_AXES = {"rows": _prunekit.AXIS_ROWS, "cols": _prunekit.AXIS_COLS}
-
-
-def _given(**options: Any) -> dict:
-    return {name: value for name, value in options.items() if value is not None}
+_GATHER_AXES = {"rows": _prunekit.AXIS_ROWS, "cols": _prunekit.AXIS_COLS}  # not blocks
 
 
 def low_rank(weight: Any, hessian: Any, *, rank: Optional[int] = None, energy: Optional[float] = None,
@@ -34,15 +30,12 @@ def low_rank(weight: Any, hessian: Any, *, rank: Optional[int] = None, energy: O
     energy (in (0, 1]: the smallest r keeping that share of sum s_i^2). hessian: (cols, cols) or a
     Stats made with gram=True. a's columns are orthonormal, each with its largest entry positive."""
     w = _view(weight, "weight")
-    h = _hessian(hessian, w.cols)
     k = min(w.rows, w.cols)
     a = np.zeros((w.rows, k), dtype=np.float64)
     b = np.zeros((k, w.cols), dtype=np.float64)
     s = np.zeros(k, dtype=np.float64)
-    r = _prunekit.low_rank(w.buffer, w.dtype, w.rows, w.cols, w.stride, h, a, _DTYPES["float64"], k, k, b,
-                           _DTYPES["float64"], k, w.cols, s,
-                           **_given(rank=rank, energy=energy, dampening=dampening, max_retries=max_retries,
-                                    threads=threads))
+    r = _prunekit.low_rank(w.array, _hessian(hessian), a, b, s, rank=rank, energy=energy, dampening=dampening,
+                           max_dampening_retries=max_retries, num_threads=threads)
     return np.ascontiguousarray(a[:, :r]), np.ascontiguousarray(b[:r]), s
 
 
@@ -59,7 +52,7 @@ def top_channels(scores: Any, k: int, *, magnitude: bool = False) -> np.ndarray:
     v = _view(a, "scores")
     k = int(k)
     out = np.empty((v.rows, max(k, 0)), dtype=np.int64)
-    _prunekit.top_channels(v.buffer, v.rows, v.cols, v.stride, k, out, magnitude=bool(magnitude))
+    _prunekit.top_channels(v.array, k, out, magnitude=bool(magnitude))
     return out
 
 
@@ -76,8 +69,7 @@ def gather(source: Any, indices: Any, *, axis: str = "cols", out: Any = None) ->
     o = _view(out, "out", writable=True)
     if o.dtype != s.dtype:
         raise TypeError(f"out has dtype {o.array.dtype}, the source {s.array.dtype}")
-    _prunekit.gather(s.buffer, s.dtype, s.rows, s.cols, s.stride, _GATHER_AXES[axis], idx, idx.size, o.buffer,
-                     o.rows, o.cols, o.stride)
+    _prunekit.gather(s.array, _GATHER_AXES[axis], idx, o.array)
     return out
 
 

@@ -17,25 +17,28 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prunekit, _view, _features, CRITERIA, SCOPES, _selection
+from . import _prunekit, _enum, _view, _criterion, _selection, CRITERIA
 from .structured import Group, STRUCTURE_CRITERIA, _REDUCTIONS, _NORMALIZATIONS
 
 __all__ = ["SCHEDULES", "schedule_sparsity", "Pruner", "soft_mask", "progressive_structures", "sensitivity_ratios"]
 
-SCHEDULES = {"oneshot": 0, "linear": 1, "cubic": 2, "exponential": 3}
+SCHEDULES = _enum("SCHEDULE_")
+_STOPS = {value: name for name, value in _enum("PROGRESSIVE_").items()}
 
 
-def _schedule(kind: str, begin: int, end: int, frequency: int, initial: float, final: float) -> tuple:
+def _schedule(kind: str, begin: int, end: int, frequency: int, initial: float, final: float) -> dict:
+    """The schedule as the extension takes it (pk_schedule's fields)."""
     if kind not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {kind!r}")
-    return (SCHEDULES[kind], int(begin), int(end), int(frequency), float(initial), float(final))
+    return {"kind": SCHEDULES[kind], "begin": begin, "end": end, "frequency": frequency, "initial_sparsity": initial,
+            "final_sparsity": final}
 
 
 def schedule_sparsity(step: int, schedule: str = "cubic", *, begin: int = 0, end: int = 1000, frequency: int = 100,
                       initial_sparsity: float = 0.0, final_sparsity: float = 0.5) -> float:
     """The scheduled sparsity at a training step (pk_schedule_sparsity)."""
     return _prunekit.schedule_sparsity(_schedule(schedule, begin, end, frequency, initial_sparsity, final_sparsity),
-                                       int(step))
+                                       step)
 
 
 class Pruner:
@@ -67,25 +70,21 @@ class Pruner:
             raise ValueError(f"criterion must be magnitude, random, wanda, stade or gradient_flow, got {criterion!r}")
         if features is not None and len(features) != len(weights):
             raise ValueError(f"features has {len(features)} entries for {len(weights)} layers")
-        scope_code, _, n, m = _selection(0.0, scope, pattern)
+        selection = _selection(0.0, scope, pattern, threads)   # (the schedule gives the sparsity)
         self._views = [_view(w, f"weights[{i}]", writable=True) for i, w in enumerate(weights)]
-        layers = []
-        for i, v in enumerate(self._views):
-            f = None if features is None else _features(features[i], f"features[{i}]", kind)
-            if kind in ("wanda", "stade") and f is None:
-                raise ValueError(f"criterion {criterion!r} needs features=")
-            layers.append((v.buffer, v.dtype, v.rows, v.cols, v.stride,
-                           CRITERIA[kind], f, int(seed)))
+        criteria = [_criterion(kind, None if features is None else features[i], None, seed, f"features[{i}]: ")
+                    for i in range(len(weights))]
         t = None if targets is None else np.ascontiguousarray(targets, dtype=np.float64)
         self._weights = weights
         self._schedule = dict(schedule=schedule, begin=begin, end=end, frequency=frequency,
                               initial_sparsity=initial_sparsity, final_sparsity=final_sparsity)
         self._targets = None if targets is None else [float(x) for x in targets]
         self._gradient_flow = kind == "taylor"
-        self._handle = _prunekit.pruner_create(layers, scope_code, n, m, int(threads),
+        self._handle = _prunekit.pruner_create([v.array for v in self._views], criteria, selection,
                                                _schedule(schedule, begin, end, frequency, initial_sparsity,
-                                                         final_sparsity), t, int(decay_steps), float(gradient_momentum),
-                                               float(soft_temperature))
+                                                         final_sparsity), t, decay_steps=decay_steps,
+                                               gradient_momentum=gradient_momentum, num_threads=threads,
+                                               soft_temperature=soft_temperature)
         self._soft = float(soft_temperature) > 0
         self._end = int(end)
         self._last = -1
@@ -98,11 +97,8 @@ class Pruner:
             gradients = list(gradients)
             if len(gradients) != len(self._views):
                 raise ValueError(f"{len(gradients)} gradients for {len(self._views)} layers")
-            grads = []
-            for i, g in enumerate(gradients):
-                gv = _view(g, f"gradients[{i}]")
-                grads.append((gv.buffer, gv.dtype, gv.rows, gv.cols, gv.stride))
-        _prunekit.pruner_step(self._handle, int(step), grads)
+            grads = [_view(g, f"gradients[{i}]").array for i, g in enumerate(gradients)]
+        _prunekit.pruner_step(self._handle, step, grads)
         self._last = max(self._last, int(step))
 
     @property
@@ -121,7 +117,7 @@ class Pruner:
         v = self._views[layer]
         m = np.empty((v.rows, v.cols), dtype=np.float32)
         d = np.empty((v.rows, v.cols), dtype=np.float32) if derivative else None
-        _prunekit.pruner_soft_mask(self._handle, int(layer), m, d)
+        _prunekit.pruner_soft_mask(self._handle, layer, m, d)
         return m, d
 
     def scheduled_sparsity(self, step: int, layer: Optional[int] = None) -> float:
@@ -137,19 +133,19 @@ class Pruner:
         """The current mask of a layer: bool (rows, cols), True = kept."""
         v = self._views[layer]
         out = np.empty((v.rows, v.cols), dtype=np.uint8)
-        _prunekit.pruner_query(self._handle, 0, int(layer), out)
+        _prunekit.pruner_mask(self._handle, layer, out)
         return out.view(np.bool_)
 
     def factors(self, layer: int) -> np.ndarray:
         """The current factor of each weight: 1 kept, the decay factor, 0 pruned (float32)."""
         v = self._views[layer]
         out = np.empty((v.rows, v.cols), dtype=np.float32)
-        _prunekit.pruner_query(self._handle, 1, int(layer), out)
+        _prunekit.pruner_factors(self._handle, layer, out)
         return out
 
     def to_bytes(self) -> bytes:
         """The state (masks, schedule position, decay values, moving scores), versioned and checksummed."""
-        return _prunekit.pruner_to_bytes(self._handle)
+        return _prunekit.pruner_serialize(self._handle)
 
     def restore(self, data: bytes) -> None:
         """Replaces the state with to_bytes() of a pruner of the same configuration (weights untouched)."""
@@ -158,7 +154,7 @@ class Pruner:
 
     def close(self) -> None:
         """Frees the handle now; later calls raise."""
-        _prunekit.pruner_close(self._handle)
+        _prunekit.pruner_free(self._handle)
 
 
 def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = "row",
@@ -166,27 +162,29 @@ def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = 
     """PDP's soft mask m(w) and dm/dw (float32, shape (rows, cols)); pk_soft_mask. Harden with
     prunekit.mask(weight, sparsity, scope=scope) (magnitude): exact count, highest m kept."""
     w = _view(weight, "weight")
-    scope_code, s, _, _ = _selection(sparsity, scope, None)
+    selection = _selection(sparsity, scope, None, None)
     m = np.empty((w.rows, w.cols), dtype=np.float32)
     d = np.empty((w.rows, w.cols), dtype=np.float32) if derivative else None
-    _prunekit.soft_mask(w.buffer, w.dtype, w.rows, w.cols, w.stride, scope_code, s, float(temperature), m, d)
+    _prunekit.soft_mask(w.array, selection, temperature, m, d)
     return m, d
 
 
 def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[np.ndarray]], float], *,
-                           target_ratio: float = 0.5, step_ratio: float = 0.05, tolerance: float = 0.01,
-                           criterion: str = "l2", reduction: str = "sum", normalize: Optional[str] = None,
-                           scores: Any = None, threads: int = 0) -> dict:
+                           target_ratio: Optional[float] = None, step_ratio: Optional[float] = None,
+                           tolerance: Optional[float] = None, criterion: str = "l2", reduction: str = "sum",
+                           normalize: Optional[str] = None, scores: Any = None, threads: Optional[int] = None) -> dict:
     """C-SWAP-style progressive structured pruning (pk_progressive_structures). The members'
     tensors are written in place during the call; evaluate(keep) gets the per-group keep flags
     being evaluated and returns the host's cost (lower is better) of the model as it is now. An
-    exception from evaluate propagates after the library has put every tensor back."""
+    exception from evaluate propagates after the library has put every tensor back. Options left as
+    None take the library's defaults (pk_progressive_options_init: target 0.5, steps of 0.05,
+    tolerance 0.01)."""
     groups = list(groups)
     for name, value, table in (("criterion", criterion, STRUCTURE_CRITERIA), ("reduction", reduction, _REDUCTIONS),
                                ("normalize", normalize, _NORMALIZATIONS)):
         if value not in table:
             raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
-    args, keepalive = zip(*(g._args(writable=True) for g in groups)) if groups else ((), ())
+    args = [g._args(writable=True)[0] for g in groups]
     counts = [g.structures() for g in groups]
     bounds = np.cumsum([0] + counts)
     total = int(bounds[-1])
@@ -204,13 +202,12 @@ def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[np.
 
     keep = np.empty(max(total, 1), dtype=np.uint8)
     protected = np.empty(max(total, 1), dtype=np.uint8)
-    r = _prunekit.progressive_structures(list(args), (STRUCTURE_CRITERIA[criterion], _REDUCTIONS[reduction],
-                                                      _NORMALIZATIONS[normalize], int(threads)), given,
-                                         (float(target_ratio), float(step_ratio), float(tolerance)), ask, keep,
-                                         protected)
-    del keepalive
+    r = _prunekit.progressive_structures(args, ask, keep, protected, scores=given,
+                                         criterion=STRUCTURE_CRITERIA[criterion], reduction=_REDUCTIONS[reduction],
+                                         normalization=_NORMALIZATIONS[normalize], num_threads=threads,
+                                         target_ratio=target_ratio, step_ratio=step_ratio, tolerance=tolerance)
     return {"keep": split(keep[:total]), "protected": split(protected[:total]), "pruned": r[0], "evaluations": r[1],
-            "accepted": r[2], "rejected": r[3], "stop": ("reached_target", "no_acceptable_step")[r[4]],
+            "accepted": r[2], "rejected": r[3], "stop": _STOPS[r[4]],
             "baseline_cost": r[5], "final_cost": r[6]}
 
 
@@ -223,6 +220,6 @@ def sensitivity_ratios(layer_sizes: Sequence[int], probes: Sequence[float], targ
     p = np.ascontiguousarray(probes, dtype=np.float64)
     ratios = np.empty(sizes.size, dtype=np.float64)
     counts = np.empty(sizes.size, dtype=np.int64)
-    _prunekit.sensitivity_ratios(sizes, p, float(target), lambda layer, ratio: float(damage(int(layer), float(ratio))),
+    _prunekit.sensitivity_ratios(sizes, p, target, lambda layer, ratio: float(damage(int(layer), float(ratio))),
                                  ratios, counts)
     return ratios, counts

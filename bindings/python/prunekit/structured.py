@@ -20,17 +20,17 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _prunekit, _view, _View, _criterion_args, _bfloat16_numpy_view, Stats, _hessian, _PRECISIONS
+from . import _prunekit, _enum, _view, _View, _criterion, _bfloat16_numpy_view, Stats, _hessian, _precision
 
 __all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
            "structure_mask", "permute", "permute_stats", "PermutedStats",
            "block_masks", "key_channels", "STRUCTURE_CRITERIA", "MODES"]
 
-_AXES = {"rows": 0, "cols": 1, "blocks": 2}
-STRUCTURE_CRITERIA = {"l1": 0, "l2": 1, "mean_abs_activation": 2, "nonzero_fraction": 3}
-_REDUCTIONS = {"sum": 0, "mean": 1, "max": 2}
-_NORMALIZATIONS = {None: 0, "none": 0, "mean": 1, "max": 2, "sum": 3, "standard": 4}
-MODES = {"per_group": 0, "global": 1, "uniform": 2, "threshold": 3}
+_AXES = _enum("AXIS_")
+STRUCTURE_CRITERIA = _enum("STRUCTURE_")
+_REDUCTIONS = _enum("REDUCE_")
+_NORMALIZATIONS = {None: _prunekit.NORMALIZE_NONE, **_enum("NORMALIZE_")}
+MODES = _enum("SELECT_")
 
 
 class Member:
@@ -71,11 +71,12 @@ class Member:
             t = t.reshape(1, -1) if not hasattr(t, "bits") else t
         return _view(t, "tensor", writable=writable)
 
-    def _args(self, writable: bool = False):
+    def _args(self, writable: bool = False) -> Tuple[dict, _View]:
+        """The member as the extension takes it (pk_group_member's fields), and its view."""
         v = self._view(writable)
-        crit, g = _criterion_args(v, self.criterion, self.features, self.gradient, self.seed)
-        return (v.buffer, v.dtype, v.rows, v.cols, v.stride, _AXES[self.axis], int(self.scored), self.span,
-                self.block_cols) + crit, v, g
+        return {"tensor": v.array, "axis": _AXES[self.axis], "scored": int(self.scored), "span": self.span,
+                "block_cols": self.block_cols,
+                "criterion": _criterion(self.criterion, self.features, self.gradient, self.seed)}, v
 
 
 class Group:
@@ -91,10 +92,11 @@ class Group:
         self.members = list(members)
         self.min_keep, self.stage, self.activations = int(min_keep), int(stage), activations
 
-    def _args(self, writable: bool = False):
-        parts = [m._args(writable) for m in self.members]
-        keepalive = [(v, g) for _, v, g in parts]
-        return ([p for p, _, _ in parts], self.min_keep, self.stage, self.activations), keepalive
+    def _args(self, writable: bool = False) -> Tuple[dict, List[_View]]:
+        """The group as the extension takes it (pk_group's fields), and its members' views."""
+        members, views = zip(*(m._args(writable) for m in self.members))
+        return {"members": list(members), "min_keep": self.min_keep, "stage": self.stage,
+                "activations": self.activations}, list(views)
 
     def structures(self) -> int:
         """The number of structures (as the first member sees it; the library checks the rest)."""
@@ -111,21 +113,21 @@ def _keep_bytes(keep: Any, n: int) -> np.ndarray:
     k = np.asarray(keep)
     if k.shape != (n,):
         raise ValueError(f"keep has shape {k.shape}, the group has {n} structures")
+    # (the library refuses bytes other than 0 and 1 too, but a value such as 256 would not survive
+    # the conversion to bytes)
     if k.dtype != np.bool_ and not np.isin(k, (0, 1)).all():
         raise ValueError("keep must hold only True/False (or 0/1)")
     return np.ascontiguousarray(k, dtype=np.uint8)
 
 
 def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, reduction: str,
-            normalize: Optional[str], stage_values: Any, multiple: int, scores: Any, threads: int):
+            normalize: Optional[str], stage_values: Any, multiple: Optional[int], scores: Any, threads: Optional[int]):
     groups = list(groups)
     for name, value, table in (("mode", mode, MODES), ("criterion", criterion, STRUCTURE_CRITERIA),
                                ("reduction", reduction, _REDUCTIONS), ("normalize", normalize, _NORMALIZATIONS)):
         if value not in table:
             raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
-    if not groups:
-        raise ValueError("select() needs at least one group")
-    args, keepalive = zip(*(g._args() for g in groups))
+    args = [g._args()[0] for g in groups]
     counts = [g.structures() for g in groups]
     total = sum(counts)
     stages = None if stage_values is None else np.ascontiguousarray(stage_values, dtype=np.float64).reshape(-1)
@@ -136,18 +138,18 @@ def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, re
             raise ValueError(f"scores hold {given.size} values, the groups have {total} structures")
     keep = np.empty(total, dtype=np.uint8)
     out = np.empty(total, dtype=np.float64)
-    options = (STRUCTURE_CRITERIA[criterion], _REDUCTIONS[reduction], _NORMALIZATIONS[normalize], MODES[mode],
-               float(ratio), int(multiple), int(threads))
-    _prunekit.select_structures(list(args), options, stages, given, keep, out)
-    del keepalive
+    _prunekit.select_structures(args, keep, out, stage_values=stages, scores=given,
+                                criterion=STRUCTURE_CRITERIA[criterion], reduction=_REDUCTIONS[reduction],
+                                normalization=_NORMALIZATIONS[normalize], mode=MODES[mode], ratio=ratio,
+                                multiple=multiple, num_threads=threads)
     bounds = np.cumsum([0] + counts)
     return ([keep[a:b].astype(bool) for a, b in zip(bounds[:-1], bounds[1:])],
             [out[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_group", criterion: str = "l2",
-           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None, multiple: int = 1,
-           scores: Any = None, threads: int = 0) -> List[np.ndarray]:
+           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None,
+           multiple: Optional[int] = None, scores: Any = None, threads: Optional[int] = None) -> List[np.ndarray]:
     """Which structures of each group stay: a list of bool arrays (True = keep), one per group.
 
     mode: "per_group" (each group prunes int(ratio * n)), "global" (the groups of a stage are
@@ -163,11 +165,11 @@ def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_grou
 
 
 def structure_scores(groups: Sequence[Group], *, criterion: str = "l2", reduction: str = "sum",
-                     normalize: Optional[str] = None, threads: int = 0) -> List[np.ndarray]:
+                     normalize: Optional[str] = None, threads: Optional[int] = None) -> List[np.ndarray]:
     """The (normalised) float64 score of every structure of each group, as select() ranks them."""
     groups = list(groups)
     stages = [0.0] * (max([g.stage for g in groups] + [0]) + 1)   # scoring ignores stages
-    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, 1, None, threads)[1]
+    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, None, None, threads)[1]
 
 
 def _like(array: np.ndarray, original: Any) -> Any:
@@ -180,10 +182,10 @@ def _like(array: np.ndarray, original: Any) -> Any:
     return array
 
 
-def _compact_outputs(group: Group, keepalive: list, kept: int):
-    """The output buffers of a compaction: (specs for the extension, (array, final shape, original))."""
-    outputs, specs, results = [], [], []
-    for m, (v, _) in zip(group.members, keepalive):
+def _compact_outputs(group: Group, views: List[_View], kept: int):
+    """The output arrays of a compaction, and (array, final shape, original) per member."""
+    outputs, results = [], []
+    for m, v in zip(group.members, views):
         shape = tuple(m.tensor.shape)
         if m.axis == "rows" and not m.vector:
             rows, cols = kept * m.span, v.cols
@@ -198,19 +200,18 @@ def _compact_outputs(group: Group, keepalive: list, kept: int):
                 final = (rows, cols)
         else:
             raise ValueError("block members cannot be compacted; use structure_mask() or apply_structures()")
-        out = np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype)
+        out = np.empty((rows, cols), dtype=v.array.dtype)
         outputs.append(out)
-        specs.append((out, v.dtype, rows, cols, cols))
         results.append((out, final, m.tensor))
-    return specs, results
+    return outputs, results
 
 
-_ACTIVATIONS = {"relu": 0, "identity": 1}
+_ACTIVATIONS = _enum("ACTIVATION_")
 
 
 def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batch_norm: Sequence[int],
-                      eps: float = 1e-5, dampening: float = 0.01, activation: str = "relu",
-                      threads: int = 0) -> Tuple[List[Any], np.ndarray, np.ndarray]:
+                      eps: Optional[float] = None, dampening: Optional[float] = None, activation: Optional[str] = None,
+                      threads: Optional[int] = None) -> Tuple[List[Any], np.ndarray, np.ndarray]:
     """compact() after data-free compensation (UDFC, Bai et al., ICCV 2023) of the next layer for the
     pruned channels of a layer -> batch norm -> activation -> next layer chain, from the weights and
     batch-norm statistics alone (no calibration data).
@@ -223,29 +224,30 @@ def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batc
     producer's filters, ReLU moments of the rectified Gaussian): see prunekit.h. The next layer's
     kept columns absorb s; the constants t reach its bias. Returns (outputs, kept indices,
     bias_shift): add bias_shift (float64, one per next-layer output) to the next layer's bias, or
-    subtract it from the next batch norm's running_mean if it has no bias."""
-    if activation not in _ACTIVATIONS:
+    subtract it from the next batch norm's running_mean if it has no bias. Options left as None take
+    the library's defaults (pk_data_free_options_init: eps 1e-5, dampening 0.01, ReLU)."""
+    if activation is not None and activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     bn = tuple(int(i) for i in batch_norm)
     if len(bn) != 4:
         raise ValueError("batch_norm must be 4 member indices: (gamma, beta, running_mean, running_var)")
-    n = group.structures()
-    k = _keep_bytes(keep, n)
+    k = _keep_bytes(keep, group.structures())
     kept = int(k.sum())
     if kept == 0:
         raise ValueError("the selection keeps no structure; nothing can compensate and a compacted tensor cannot be empty")
     count = len(group.members)
     for name, i in (("producer", producer), ("next", next)) + tuple(zip(("gamma", "beta", "running_mean", "running_var"), bn)):
-        if not 0 <= int(i) < count:
+        if not 0 <= int(i) < count:   # (the library's message names the C field; this one the argument)
             raise ValueError(f"{name} member {i} is outside the group's {count} members")
-    args, keepalive = group._args()
-    specs, results = _compact_outputs(group, keepalive, kept)
-    rows = keepalive[int(next)][0].rows
+    args, views = group._args()
+    outputs, results = _compact_outputs(group, views, kept)
+    rows = views[int(next)].rows
     shift = np.zeros(rows, dtype=np.float64)
     indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.compact_group_data_free(args, k, specs, (int(producer), int(next)) + bn + (
-        float(eps), float(dampening), _ACTIVATIONS[activation], int(threads)), indices, shift)
-    del keepalive
+    _prunekit.compact_group_data_free(args, k, outputs, indices, shift, producer=producer, next=next, bn_weight=bn[0],
+                                      bn_bias=bn[1], bn_mean=bn[2], bn_var=bn[3], epsilon=eps, dampening=dampening,
+                                      activation=None if activation is None else _ACTIVATIONS[activation],
+                                      num_threads=threads)
     return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept], shift
 
 
@@ -284,35 +286,25 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         return outputs, indices
     if compensate is not None and compensate.get("method", "hessian") != "hessian":
         raise ValueError(f"compensate['method'] must be 'hessian' or 'data_free', got {compensate['method']!r}")
-    n = group.structures()
-    k = _keep_bytes(keep, n)
+    k = _keep_bytes(keep, group.structures())
     kept = int(k.sum())
     if kept == 0:
         raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
-    args, keepalive = group._args()
-    specs, results = _compact_outputs(group, keepalive, kept)
+    args, views = group._args()
+    outputs, results = _compact_outputs(group, views, kept)
     comp = None
     if compensate is not None:
-        i = int(compensate["member"])
-        cols = keepalive[i][0].cols
-        h = _hessian(compensate["hessian"], cols)
-        precision = compensate.get("precision", "float32")
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-        comp = (i, h, cols, (_PRECISIONS[precision], float(compensate.get("dampening", 0.01)),
-                             int(compensate.get("max_retries", 4))))
+        comp = {"member": compensate["member"], "hessian": _hessian(compensate["hessian"]),
+                "dampening": compensate.get("dampening"), "max_dampening_retries": compensate.get("max_retries"),
+                "precision": _precision(compensate.get("precision"))}
     indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.group_op(0, args, k, specs, comp, indices)
-    del keepalive
+    _prunekit.compact_group(args, k, outputs, indices, comp)
     return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept]
 
 
 def apply_structures(group: Group, keep: Any) -> None:
     """Zeroes the pruned structures of every member in place (shapes unchanged)."""
-    k = _keep_bytes(keep, group.structures())
-    args, keepalive = group._args(writable=True)
-    _prunekit.group_op(1, args, k)
-    del keepalive
+    _prunekit.apply_structures(group._args(writable=True)[0], _keep_bytes(keep, group.structures()))
 
 
 def permute(group: Group, permutation: Any) -> None:
@@ -325,10 +317,7 @@ def permute(group: Group, permutation: Any) -> None:
     p = np.asarray(permutation)
     if p.ndim != 1 or (p.size and not np.issubdtype(p.dtype, np.integer)):
         raise ValueError(f"permutation must be a 1-D integer vector, got shape {p.shape} dtype {p.dtype}")
-    p = np.ascontiguousarray(p, dtype=np.int64)
-    args, keepalive = group._args(writable=True)
-    _prunekit.group_op(3, args, p)
-    del keepalive
+    _prunekit.permute_group(group._args(writable=True)[0], np.ascontiguousarray(p, dtype=np.int64))
 
 
 class PermutedStats(Stats):
@@ -354,12 +343,6 @@ class PermutedStats(Stats):
     def features(self) -> int:
         return self._source.features
 
-    def _vector(self, which: int, out: np.ndarray) -> None:
-        full = np.empty_like(out)
-        self._source._vector(which, full)
-        p = self._permutation
-        out[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
-
     def _update(self, *args) -> None:
         raise TypeError("a PermutedStats is a read-only view; update the source Stats")
 
@@ -368,6 +351,21 @@ class PermutedStats(Stats):
 
     def to_bytes(self) -> bytes:
         raise TypeError("a PermutedStats is a view; serialise the source Stats and its permutation")
+
+
+def _permuted(reader: str):
+    """PermutedStats' reader `reader` (_l2_norm, _gram, ...): the source's, permuted."""
+    def read(self: PermutedStats, out: Any) -> None:
+        target = np.asarray(out)
+        full = np.empty_like(target)
+        getattr(self._source, reader)(full)
+        p = self._permutation
+        target[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
+    return read
+
+
+for _reader in ("_l2_norm", "_mean", "_variance", "_std", "_gram", "_centered_gram", "_mean_abs", "_zero_fraction"):
+    setattr(PermutedStats, _reader, _permuted(_reader))
 
 
 def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
@@ -381,17 +379,15 @@ def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
     k = _keep_bytes(keep, group.structures())
     if not 0 <= member < len(group.members):
         raise ValueError(f"member {member} is outside the group's {len(group.members)} members")
-    args, keepalive = group._args()
-    m, (v, _) = group.members[member], keepalive[member]
-    out = np.empty((v.rows, v.cols), dtype=np.uint8)
-    _prunekit.group_op(2, args, k, None, None, out, int(member))
-    del keepalive
-    return out.view(bool).reshape(tuple(m.tensor.shape))
+    args, views = group._args()
+    out = np.empty((views[member].rows, views[member].cols), dtype=np.uint8)
+    _prunekit.structure_mask(args, member, k, out)
+    return out.view(bool).reshape(tuple(group.members[member].tensor.shape))
 
 
 def block_masks(weights: Sequence[Any], block: Tuple[int, int], sparsity: float = 0.5, *,
                 criterion: str = "magnitude", features: Any = None, norm: str = "l2", mode: str = "per_group",
-                min_keep: int = 0, multiple: int = 1, normalize: Optional[str] = None) -> List[np.ndarray]:
+                min_keep: int = 0, multiple: Optional[int] = None, normalize: Optional[str] = None) -> List[np.ndarray]:
     """Block-structured masks: removes whole block[0] x block[1] blocks of each weight, scored by
     the block norm ("l1"/"l2") of the entry scores (magnitude, or Wanda with features=), at a
     sparsity per layer (mode "per_group"), globally ("global"), or the same count everywhere
@@ -412,6 +408,5 @@ def key_channels(queries: Any, keys: Any, heads: int, ratio: float) -> Tuple[np.
     q, k = _view(queries, "queries"), _view(keys, "keys")
     keep = np.empty(k.cols, dtype=np.uint8)
     scores = np.empty(k.cols, dtype=np.float64)
-    _prunekit.key_channels(q.buffer, q.dtype, q.rows, q.cols, q.stride, k.buffer, k.dtype, k.rows, k.cols, k.stride,
-                           int(heads), float(ratio), keep, scores)
+    _prunekit.key_channels(q.array, k.array, heads, ratio, keep, scores)
     return keep.view(bool), scores

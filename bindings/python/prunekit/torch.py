@@ -702,8 +702,12 @@ class _CenteredStats(_pk.Stats):
     def features(self) -> int:
         return self._source.features
 
-    def _vector(self, which: int, out: np.ndarray) -> None:
-        self._source._vector(7 if which == 4 else which, out)
+    def _gram(self, out: Any) -> None:
+        self._source._centered_gram(out)
+
+
+for _reader in ("_l2_norm", "_mean", "_variance", "_std", "_centered_gram", "_mean_abs", "_zero_fraction"):
+    setattr(_CenteredStats, _reader, lambda self, out, _reader=_reader: getattr(self._source, _reader)(out))
 
 
 def _copy_into(w: torch.Tensor, new: Any) -> None:
