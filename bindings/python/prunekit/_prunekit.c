@@ -1233,6 +1233,42 @@ static PyObject *py_compact_group(PyObject *Py_UNUSED(self), PyObject *args, PyO
     return result;
 }
 
+/* group_layout(group, kept=None): pk_group_layout. The structure count; with kept, also the
+ * (rows, cols) of every member once kept structures stay: (count, [(rows, cols), ...]). */
+static PyObject *py_group_layout(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"group", "kept", NULL};
+    group_arg g;
+    PyObject *kept_arg = Py_None, *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|O", kwlist, to_group, &g, &kept_arg)) return NULL;
+    long long kept = 0;
+    int64_t *shapes = NULL;
+    if (kept_arg != Py_None && (kept = PyLong_AsLongLong(kept_arg)) == -1 && PyErr_Occurred()) goto done;
+    if (kept_arg != Py_None && !(shapes = (int64_t *)PyMem_Calloc((size_t)g.count * 2 + 1, sizeof(int64_t)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t count = 0;
+    pk_status status;
+    UNLOCKED(status = pk_group_layout(&g.group, (int64_t)kept, &count, shapes));
+    if (status != PK_OK) {
+        result = none_or_raise(status);
+    } else if (!shapes) {
+        result = PyLong_FromLongLong(count);
+    } else {
+        PyObject *list = PyList_New(g.count);
+        for (Py_ssize_t i = 0; list && i < g.count; i++) {
+            PyObject *shape = Py_BuildValue("(LL)", (long long)shapes[2 * i], (long long)shapes[2 * i + 1]);
+            if (!shape) Py_CLEAR(list);
+            else PyList_SET_ITEM(list, i, shape);
+        }
+        result = list ? Py_BuildValue("(LN)", (long long)count, list) : NULL;
+    }
+done:
+    PyMem_Free(shapes);
+    group_release(&g);
+    return result;
+}
+
 /* apply_structures(group, keep): pk_apply_structures, in place on the members. */
 static PyObject *py_apply_structures(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"group", "keep", NULL};
@@ -1983,6 +2019,7 @@ static PyMethodDef methods[] = {
     {"apply_structures", (PyCFunction)(void (*)(void))py_apply_structures, METH_VARARGS | METH_KEYWORDS, NULL},
     {"permute_group", (PyCFunction)(void (*)(void))py_permute_group, METH_VARARGS | METH_KEYWORDS, NULL},
     {"structure_mask", (PyCFunction)(void (*)(void))py_structure_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"group_layout", (PyCFunction)(void (*)(void))py_group_layout, METH_VARARGS | METH_KEYWORDS, NULL},
     {"compact_group_data_free", (PyCFunction)(void (*)(void))py_compact_group_data_free, METH_VARARGS | METH_KEYWORDS, NULL},
     {"key_channels", (PyCFunction)(void (*)(void))py_key_channels, METH_VARARGS | METH_KEYWORDS, NULL},
     {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},

@@ -99,14 +99,8 @@ class Group:
                 "activations": self.activations}, list(views)
 
     def structures(self) -> int:
-        """The number of structures (as the first member sees it; the library checks the rest)."""
-        m = self.members[0]
-        v = m._view(False)
-        if m.axis == "rows":
-            return v.rows // m.span
-        if m.axis == "cols":
-            return v.cols // m.span
-        return -(-v.rows // m.span) * -(-v.cols // m.block_cols)
+        """The number of structures (pk_group_layout: the members checked to agree)."""
+        return _prunekit.group_layout(self._args()[0])
 
 
 def _keep_bytes(keep: Any, n: int) -> np.ndarray:
@@ -182,24 +176,20 @@ def _like(array: np.ndarray, original: Any) -> Any:
     return array
 
 
-def _compact_outputs(group: Group, views: List[_View], kept: int):
-    """The output arrays of a compaction, and (array, final shape, original) per member."""
+def _compact_outputs(group: Group, args: dict, views: List[_View], kept: int):
+    """The output arrays of a compaction (pk_group_layout's shapes), and (array, final shape,
+    original) per member: an N-D conv weight keeps its layout, a vector stays a vector."""
     outputs, results = [], []
-    for m, v in zip(group.members, views):
+    for m, v, (rows, cols) in zip(group.members, views, _prunekit.group_layout(args, kept=kept)[1]):
         shape = tuple(m.tensor.shape)
-        if m.axis == "rows" and not m.vector:
-            rows, cols = kept * m.span, v.cols
+        if m.vector:
+            final = (cols,)
+        elif m.axis == "rows":
             final = (rows,) + shape[1:]
-        elif m.axis == "cols" or m.vector:
-            rows, cols = v.rows, kept * m.span
-            if m.vector:
-                final = (cols,)
-            elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
-                final = (shape[0], kept) + shape[2:]
-            else:
-                final = (rows, cols)
+        elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
+            final = (shape[0], kept) + shape[2:]
         else:
-            raise ValueError("block members cannot be compacted; use structure_mask() or apply_structures()")
+            final = (rows, cols)
         out = np.empty((rows, cols), dtype=v.array.dtype)
         outputs.append(out)
         results.append((out, final, m.tensor))
@@ -240,7 +230,7 @@ def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batc
         if not 0 <= int(i) < count:   # (the library's message names the C field; this one the argument)
             raise ValueError(f"{name} member {i} is outside the group's {count} members")
     args, views = group._args()
-    outputs, results = _compact_outputs(group, views, kept)
+    outputs, results = _compact_outputs(group, args, views, kept)
     rows = views[int(next)].rows
     shift = np.zeros(rows, dtype=np.float64)
     indices = np.empty(max(kept, 1), dtype=np.int64)
@@ -291,7 +281,7 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
     if kept == 0:
         raise ValueError("the selection keeps no structure; a compacted tensor cannot be empty")
     args, views = group._args()
-    outputs, results = _compact_outputs(group, views, kept)
+    outputs, results = _compact_outputs(group, args, views, kept)
     comp = None
     if compensate is not None:
         comp = {"member": compensate["member"], "hessian": _hessian(compensate["hessian"]),
