@@ -159,51 +159,67 @@ void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed
 #define PK_LOAD_D(p) _mm256_loadu_pd(p)
 #define PK_LOAD_F(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 /* Two groups of four features per pass down the tile, so that two chains of each add are in
- * flight (the adds' latency hides); a group of four, then single features, for the rest. */
+ * flight (the adds' latency hides); a group of four, then single features, for the rest. Zeros
+ * are counted in integer lanes (exact, converted once per call). A non-finite x makes its
+ * feature's sum of squares inf or NaN, and squares only grow, so checking those sums once per
+ * call finds it (an overflowing square flags too: the caller then looks for the value and finds
+ * none). `ahead` (may be NULL) are the next tile's rows, fetched into cache while this one runs. */
 #define PK_MOMENT_STEP(v, s, q, a, z)                                                                    \
     s = _mm256_add_pd(s, v);                                                                               \
     q = _mm256_add_pd(q, _mm256_mul_pd(v, v));                                                             \
     a = _mm256_add_pd(a, _mm256_and_pd(v, magnitude));                                                     \
-    z = _mm256_add_pd(z, _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_EQ_OQ), one));                          \
-    bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_NEQ_UQ)); /* NaN, inf */
+    z = _mm256_sub_epi64(z, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_EQ_OQ)));
+/* Exact for 0 <= count < 2^52: the count's bits under 2^52's exponent, minus 2^52. */
+#define PK_COUNT_TO_DOUBLE(z) \
+    _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(z, _mm256_castpd_si256(two52))), two52)
+#define PK_NOT_FINITE(q) _mm256_cmp_pd(_mm256_sub_pd(q, q), zero, _CMP_NEQ_UQ)
+#define PK_AHEAD(T, j)                                                                                     \
+    if (r < na && (((j) * (ptrdiff_t)sizeof(T)) & 63) == 0) _mm_prefetch((const char *)(ahead[r] + (j)), _MM_HINT_T0);
 #define PK_MOMENTS(NAME, T, LOAD)                                                                          \
 __attribute__((target("avx2,fma")))                                                                       \
 int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares, double *absolute, \
-         double *zeros) {                                                                                  \
-    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0),                                  \
+         double *zeros, const T *const *ahead, ptrdiff_t na) {                                              \
+    const __m256d zero = _mm256_setzero_pd(), two52 = _mm256_set1_pd(0x1p52),                             \
                   magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));              \
     __m256d bad = zero;                                                                                    \
+    if (!ahead) na = 0;                                                                                    \
     ptrdiff_t j = 0;                                                                                       \
     for (; j + 8 <= nf; j += 8) {                                                                          \
-        __m256d s0 = _mm256_loadu_pd(sums + j), q0 = _mm256_loadu_pd(squares + j),                         \
-                a0 = _mm256_loadu_pd(absolute + j), z0 = _mm256_loadu_pd(zeros + j);                       \
+        __m256d s0 = _mm256_loadu_pd(sums + j), q0 = _mm256_loadu_pd(squares + j),                        \
+                a0 = _mm256_loadu_pd(absolute + j);                                                        \
         __m256d s1 = _mm256_loadu_pd(sums + j + 4), q1 = _mm256_loadu_pd(squares + j + 4),                 \
-                a1 = _mm256_loadu_pd(absolute + j + 4), z1 = _mm256_loadu_pd(zeros + j + 4);               \
+                a1 = _mm256_loadu_pd(absolute + j + 4);                                                    \
+        __m256i z0 = _mm256_setzero_si256(), z1 = _mm256_setzero_si256();                                  \
         for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
             __m256d v0 = LOAD(rows[r] + j), v1 = LOAD(rows[r] + j + 4);                                    \
+            PK_AHEAD(T, j)                                                                                 \
             PK_MOMENT_STEP(v0, s0, q0, a0, z0)                                                             \
             PK_MOMENT_STEP(v1, s1, q1, a1, z1)                                                             \
         }                                                                                                  \
+        bad = _mm256_or_pd(bad, _mm256_or_pd(PK_NOT_FINITE(q0), PK_NOT_FINITE(q1)));                       \
         _mm256_storeu_pd(sums + j, s0);                                                                    \
         _mm256_storeu_pd(squares + j, q0);                                                                 \
         _mm256_storeu_pd(absolute + j, a0);                                                                \
-        _mm256_storeu_pd(zeros + j, z0);                                                                   \
+        _mm256_storeu_pd(zeros + j, _mm256_add_pd(_mm256_loadu_pd(zeros + j), PK_COUNT_TO_DOUBLE(z0)));    \
         _mm256_storeu_pd(sums + j + 4, s1);                                                                \
         _mm256_storeu_pd(squares + j + 4, q1);                                                             \
         _mm256_storeu_pd(absolute + j + 4, a1);                                                            \
-        _mm256_storeu_pd(zeros + j + 4, z1);                                                               \
+        _mm256_storeu_pd(zeros + j + 4, _mm256_add_pd(_mm256_loadu_pd(zeros + j + 4), PK_COUNT_TO_DOUBLE(z1))); \
     }                                                                                                      \
     for (; j + 4 <= nf; j += 4) {                                                                          \
         __m256d s = _mm256_loadu_pd(sums + j), q = _mm256_loadu_pd(squares + j),                           \
-                a = _mm256_loadu_pd(absolute + j), z = _mm256_loadu_pd(zeros + j);                         \
+                a = _mm256_loadu_pd(absolute + j);                                                         \
+        __m256i z = _mm256_setzero_si256();                                                                \
         for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
             __m256d v = LOAD(rows[r] + j);                                                                 \
+            PK_AHEAD(T, j)                                                                                 \
             PK_MOMENT_STEP(v, s, q, a, z)                                                                  \
         }                                                                                                  \
+        bad = _mm256_or_pd(bad, PK_NOT_FINITE(q));                                                         \
         _mm256_storeu_pd(sums + j, s);                                                                     \
         _mm256_storeu_pd(squares + j, q);                                                                  \
         _mm256_storeu_pd(absolute + j, a);                                                                 \
-        _mm256_storeu_pd(zeros + j, z);                                                                    \
+        _mm256_storeu_pd(zeros + j, _mm256_add_pd(_mm256_loadu_pd(zeros + j), PK_COUNT_TO_DOUBLE(z)));     \
     }                                                                                                      \
     int finite = _mm256_movemask_pd(bad) == 0;                                                             \
     for (; j < nf; j++) {                                                                                  \
@@ -213,8 +229,8 @@ int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double 
             squares[j] += v * v;                                                                           \
             absolute[j] += fabs(v);                                                                        \
             zeros[j] += v == 0 ? 1.0 : 0.0;                                                                \
-            finite = finite && isfinite(v);                                                                \
         }                                                                                                  \
+        finite = finite && isfinite(squares[j]);                                                           \
     }                                                                                                      \
     return finite;                                                                                         \
 }
@@ -222,7 +238,9 @@ int NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double 
 /* Four independent accumulators (16 features) so that the adds' latency hides. */
 #define PK_DEVIATIONS(NAME, T, LOAD)                                                                       \
 __attribute__((target("avx2,fma")))                                                                       \
-void NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means, double *m2) {             \
+void NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means, double *m2,              \
+          const T *const *ahead, ptrdiff_t na) {                                                           \
+    if (!ahead) na = 0;                                                                                    \
     ptrdiff_t j = 0;                                                                                       \
     for (; j + 16 <= nf; j += 16) {                                                                        \
         __m256d u0 = _mm256_loadu_pd(means + j), u1 = _mm256_loadu_pd(means + j + 4),                      \
@@ -231,6 +249,8 @@ void NAME(const T *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
                 a2 = _mm256_loadu_pd(m2 + j + 8), a3 = _mm256_loadu_pd(m2 + j + 12);                       \
         for (ptrdiff_t r = 0; r < nt; r++) {                                                               \
             const T *x = rows[r] + j;                                                                      \
+            PK_AHEAD(T, j)                                                                                 \
+            if (sizeof(T) == 8) PK_AHEAD(T, j + 8)                                                         \
             __m256d d0 = _mm256_sub_pd(LOAD(x), u0), d1 = _mm256_sub_pd(LOAD(x + 4), u1),                  \
                     d2 = _mm256_sub_pd(LOAD(x + 8), u2), d3 = _mm256_sub_pd(LOAD(x + 12), u3);             \
             a0 = _mm256_add_pd(a0, _mm256_mul_pd(d0, d0));                                                 \
@@ -277,21 +297,21 @@ void prunekit_wide_obs_double(double *row, const int32_t *list, ptrdiff_t listed
     (void)row; (void)list; (void)listed; (void)diagonal; (void)inverse; (void)start; (void)end; (void)count;
 }
 int prunekit_wide_moments(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
-                          double *absolute, double *zeros) {
-    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros;
+                          double *absolute, double *zeros, const double *const *ahead, ptrdiff_t na) {
+    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros; (void)ahead; (void)na;
     return 0;
 }
 void prunekit_wide_deviations(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
-                              double *m2) {
-    (void)rows; (void)nt; (void)nf; (void)means; (void)m2;
+                              double *m2, const double *const *ahead, ptrdiff_t na) {
+    (void)rows; (void)nt; (void)nf; (void)means; (void)m2; (void)ahead; (void)na;
 }
 int prunekit_wide_moments_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
-                                double *absolute, double *zeros) {
-    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros;
+                                double *absolute, double *zeros, const float *const *ahead, ptrdiff_t na) {
+    (void)rows; (void)nt; (void)nf; (void)sums; (void)squares; (void)absolute; (void)zeros; (void)ahead; (void)na;
     return 0;
 }
 void prunekit_wide_deviations_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
-                                    double *m2) {
-    (void)rows; (void)nt; (void)nf; (void)means; (void)m2;
+                                    double *m2, const float *const *ahead, ptrdiff_t na) {
+    (void)rows; (void)nt; (void)nf; (void)means; (void)m2; (void)ahead; (void)na;
 }
 #endif

@@ -34,19 +34,21 @@ uint32_t prunekit_wide_column_sums4(const float *a, const float *b, const float 
 
 /// One tile of the activation statistics' first pass: for j < nf, over rows r < nt in order,
 /// sums[j] += x, squares[j] += x * x (rounded separately), absolute[j] += |x|, zeros[j] += (x == 0),
-/// x = rows[r][j] (float64). Returns 1 when every x is finite (else the sums are scratch).
+/// x = rows[r][j] (float64). Returns 1 when every feature's sum of squares is finite: 0 when some x
+/// is not finite (or a square overflowed; the caller then looks for the value), and the sums are
+/// scratch. ahead[r < na] (ahead may be NULL) are the next tile's rows, prefetched as this one runs.
 int prunekit_wide_moments(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
-                          double *absolute, double *zeros);
+                          double *absolute, double *zeros, const double *const *ahead, ptrdiff_t na);
 
 /// The second pass: m2[j] += d * d, d = rows[r][j] - means[j], over r < nt in order.
 void prunekit_wide_deviations(const double *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
-                              double *m2);
+                              double *m2, const double *const *ahead, ptrdiff_t na);
 
 /// The same two kernels over float32 rows, converted to float64 as they load.
 int prunekit_wide_moments_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, double *sums, double *squares,
-                                double *absolute, double *zeros);
+                                double *absolute, double *zeros, const float *const *ahead, ptrdiff_t na);
 void prunekit_wide_deviations_float(const float *const *rows, ptrdiff_t nt, ptrdiff_t nf, const double *means,
-                                    double *m2);
+                                    double *m2, const float *const *ahead, ptrdiff_t na);
 
 /// SparseGPT's updates inside one block of one row: for each listed (pruned) column c, in list
 /// order, e = row[c] / diagonal[c], row[c] = 0, and row[j] -= e * u[j] for c < j < end, with

@@ -112,14 +112,15 @@ public struct ActivationStatistics: Sendable, Equatable {
         let zeros = try ScratchBuffer<Double>(repeating: 0, count: f)
         let batchMeans = try ScratchBuffer<Double>(repeating: 0, count: f)
         let batchM2 = try ScratchBuffer<Double>(repeating: 0, count: f)
-        // Features are independent: large batches split them across threads by whole tiles
+        // Features are independent: large batches split them across threads in runs of eight
         // (the same sums whatever the split).
-        let tileCount = (f + TokenTiles.features - 1) / TokenTiles.features
-        let workers = tokens * f >= 1 << 17 ? resolveThreads(0, work: tileCount) : 1
+        let units = (f + 7) / 8
+        let workers = tokens * f >= 1 << 17 ? resolveThreads(0, work: units) : 1
         var tiles: [TokenTiles] = []
         for _ in 0..<workers { tiles.append(try TokenTiles(batch, order, tokens: tokens)) }
         let finite = try ScratchBuffer<UInt8>(repeating: 1, count: workers)
-        // float32 batches go to the wide kernels as they are (converted as they load).
+        // float32 batches go to the wide kernels as they are (converted as they load), the next
+        // tile's rows fetched into cache while one runs.
         let direct = wideKernels && batch.dtype == .float32
         defer { keepAlive(sums, squares, absolute, zeros, batchMeans, batchM2, tiles, finite) }
         // Per tile column (every token of up to 256 features), two passes while it is in cache:
@@ -127,41 +128,42 @@ public struct ActivationStatistics: Sendable, Equatable {
         // Each kernel keeps a few features' accumulators in registers down a tile of tokens; per
         // feature the tokens are still added in order, so the bits are those of a token-by-token loop.
         parallelFor(workers: workers) { worker in
-            let reader = tiles[worker]
-            for tile in partition(tileCount, workers: workers, worker: worker) {
-                let j0 = tile * TokenTiles.features
+            let reader = tiles[worker], mine = partition(units, workers: workers, worker: worker)
+            let end = min(mine.upperBound * 8, f)
+            for j0 in stride(from: mine.lowerBound * 8, to: end, by: TokenTiles.features) {
+                let width = min(TokenTiles.features, end - j0)
                 var ok = true
                 for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
                     if direct {
-                        let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
-                        ok = prunekit_wide_moments_float(rows, nt, nf, sums.base + j0, squares.base + j0,
-                                                         absolute.base + j0, zeros.base + j0) != 0 && ok
+                        let (rows, nt, ahead, na) = reader.floats(tokens: t0, features: j0, count: width)
+                        ok = prunekit_wide_moments_float(rows, nt, width, sums.base + j0, squares.base + j0,
+                                                         absolute.base + j0, zeros.base + j0, ahead, na) != 0 && ok
                         continue
                     }
-                    let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
+                    let (rows, nt) = reader.load(tokens: t0, features: j0, count: width)
                     if wideKernels {
                         ok = prunekit_wide_moments(UnsafeRawPointer(rows).assumingMemoryBound(to: UnsafePointer<Double>?.self),
-                                                   nt, nf, sums.base + j0, squares.base + j0, absolute.base + j0,
-                                                   zeros.base + j0) != 0 && ok
+                                                   nt, width, sums.base + j0, squares.base + j0, absolute.base + j0,
+                                                   zeros.base + j0, nil, 0) != 0 && ok
                     } else {
-                        ok = Self.addMoments(rows, nt, nf, sums: sums.base + j0, squares: squares.base + j0,
+                        ok = Self.addMoments(rows, nt, width, sums: sums.base + j0, squares: squares.base + j0,
                                              absolute: absolute.base + j0, zeros: zeros.base + j0) && ok
                     }
                 }
                 if !ok { finite.base[worker] = 0; return }
-                for j in j0..<min(j0 + TokenTiles.features, f) { batchMeans.base[j] = sums.base[j] / Double(tokens) }
+                for j in j0..<(j0 + width) { batchMeans.base[j] = sums.base[j] / Double(tokens) }
                 for t0 in stride(from: 0, to: tokens, by: TokenTiles.tokens) {
                     if direct {
-                        let (rows, nt, nf) = reader.floats(tokens: t0, features: j0)
-                        prunekit_wide_deviations_float(rows, nt, nf, batchMeans.base + j0, batchM2.base + j0)
+                        let (rows, nt, ahead, na) = reader.floats(tokens: t0, features: j0, count: width)
+                        prunekit_wide_deviations_float(rows, nt, width, batchMeans.base + j0, batchM2.base + j0, ahead, na)
                         continue
                     }
-                    let (rows, nt, nf) = reader.load(tokens: t0, features: j0)
+                    let (rows, nt) = reader.load(tokens: t0, features: j0, count: width)
                     if wideKernels {
                         prunekit_wide_deviations(UnsafeRawPointer(rows).assumingMemoryBound(to: UnsafePointer<Double>?.self),
-                                                 nt, nf, batchMeans.base + j0, batchM2.base + j0)
+                                                 nt, width, batchMeans.base + j0, batchM2.base + j0, nil, 0)
                     } else {
-                        Self.addSquaredDeviations(rows, nt, nf, means: batchMeans.base + j0, m2: batchM2.base + j0)
+                        Self.addSquaredDeviations(rows, nt, width, means: batchMeans.base + j0, m2: batchM2.base + j0)
                     }
                 }
             }
@@ -461,6 +463,7 @@ final class TokenTiles {
     let scratch: ScratchBuffer<Double>
     let rows: ScratchBuffer<UnsafePointer<Double>>
     let floatRows: ScratchBuffer<UnsafePointer<Float>?>
+    let aheadRows: ScratchBuffer<UnsafePointer<Float>?>
 
     init(_ batch: MatrixView, _ order: RowOrder, tokens: Int) throws(PruneKitError) {
         self.batch = batch
@@ -469,24 +472,35 @@ final class TokenTiles {
         scratch = try ScratchBuffer<Double>(count: Self.tokens * Self.features)
         rows = try ScratchBuffer<UnsafePointer<Double>>(count: Self.tokens)
         floatRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
+        aheadRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
     }
 
-    /// The tile at (t0, j0) of a float32 batch as pointers into the batch (no copy).
-    func floats(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Float>?>, Int, Int) {
-        let nt = min(Self.tokens, count - t0), nf = min(Self.features, batch.cols - j0)
-        for r in 0..<nt {
-            floatRows.base[r] = UnsafePointer(batch.rowAddress(order[t0 + r]).assumingMemoryBound(to: Float.self) + j0)
+    /// The tile at (t0, j0) of a float32 batch as pointers into the batch (no copy), its token
+    /// count, and the pointers and token count of the tile after it (t0 + tokens, j0; 0 at the end).
+    func floats(tokens t0: Int, features j0: Int, count nf: Int)
+        -> (UnsafePointer<UnsafePointer<Float>?>, Int, UnsafePointer<UnsafePointer<Float>?>, Int) {
+        let nt = min(Self.tokens, count - t0), na = min(Self.tokens, max(0, count - t0 - Self.tokens))
+        if t0 == 0 {
+            for r in 0..<nt { floatRows.base[r] = address(t0 + r, j0) }
+        } else {                      // calls go t0 = 0, 32, ... for one j0: the last look-ahead is this tile
+            floatRows.base.update(from: aheadRows.base, count: nt)
         }
-        return (UnsafePointer(floatRows.base), nt, nf)
+        for r in 0..<na { aheadRows.base[r] = address(t0 + Self.tokens + r, j0) }
+        return (UnsafePointer(floatRows.base), nt, UnsafePointer(aheadRows.base), na)
     }
 
-    /// The tile at (t0, j0): its row pointers, token count and feature count.
-    func load(tokens t0: Int, features j0: Int) -> (UnsafePointer<UnsafePointer<Double>>, Int, Int) {
-        let nt = min(Self.tokens, count - t0), nf = min(Self.features, batch.cols - j0)
+    @inline(__always)
+    private func address(_ t: Int, _ j0: Int) -> UnsafePointer<Float> {
+        UnsafePointer(batch.rowAddress(order[t]).assumingMemoryBound(to: Float.self) + j0)
+    }
+
+    /// The tile at (t0, j0), features j0..<j0+nf: its row pointers and token count.
+    func load(tokens t0: Int, features j0: Int, count nf: Int) -> (UnsafePointer<UnsafePointer<Double>>, Int) {
+        let nt = min(Self.tokens, count - t0)
         for r in 0..<nt {
             rows.base[r] = batch.doubles(row: order[t0 + r], from: j0, count: nf, scratch: scratch.base + r * Self.features)
         }
-        return (UnsafePointer(rows.base), nt, nf)
+        return (UnsafePointer(rows.base), nt)
     }
 }
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -91,7 +92,7 @@ class _Target:
     @property
     def features(self) -> int:
         w = self.weight
-        return int(w.shape[0]) if self.kind == "conv1d_t" else int(np.prod(w.shape[1:]))
+        return int(w.shape[0]) if self.kind == "conv1d_t" else math.prod(w.shape[1:])
 
     def matrix(self) -> torch.Tensor:
         """The tensor PruneKit prunes: the weight itself (rows = outputs), or for Conv1D a
@@ -374,6 +375,8 @@ class _Collector:
         self._inputs, self._held = {}, []
 
     def _hook(self, name: str, target: _Target):
+        tag = (target.kind, target.features, name in self._grams)   # the weight's shape holds while hooked
+
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
             last = self._last
@@ -383,7 +386,7 @@ class _Collector:
                 data, tokens = target.tokens(x, self._mask)
                 rows = (data, tokens, target.kind == "conv")    # conv patches are a tensor of their own
                 self._last = (x, x._version, rows) if target.kind != "conv" else None
-            key = (id(x), x._version, target.kind, target.features, name in self._grams)
+            key = (id(x), x._version) + tag
             share = self._share.get(name)
             if share is not None and len(share.names) == 1 and not (share.forming and share.batch == self._batch):
                 self._submit(name, rows)                 # its own accumulator: read x in place, now
