@@ -71,7 +71,7 @@ func prunerCriterion(_ pointer: UnsafePointer<pk_criterion>?, _ name: String, co
     case PK_CRITERION_RANDOM.rawValue: return .random(seed: c.seed)
     case PK_CRITERION_TAYLOR.rawValue: return .gradientFlow
     case PK_CRITERION_WANDA.rawValue, PK_CRITERION_STADE.rawValue:
-        guard let values = c.feature_values else { throw nullPointer("\(name)->feature_values") }
+        guard let values = c.feature_values else { throw missingFeatures(name, kind: c.kind) }
         guard c.feature_count == Int64(cols) else {
             throw PruneKitError(.invalidShape, "\(name)->feature_count is \(c.feature_count), the layer has \(cols) columns")
         }

@@ -47,6 +47,13 @@ func run(_ function: StaticString, _ body: () throws(PruneKitError) -> Void) -> 
 
 func nullPointer(_ name: String) -> PruneKitError { PruneKitError(.nullPointer, "\(name) is NULL") }
 
+/// A Wanda or STADE criterion without its per-input-column feature scales.
+func missingFeatures(_ name: String, kind: Int32) -> PruneKitError {
+    let criterion = kind == Int32(PK_CRITERION_WANDA.rawValue) ? "wanda" : "stade"
+    return PruneKitError(.nullPointer, "\(name)->feature_values is NULL: the \(criterion) criterion needs features "
+        + "(one scale per input column, e.g. the statistics' L2 norms)")
+}
+
 /// The body of every pk_*_init: `argument` (NULL is an error) receives the defaults.
 func initialize<T>(_ function: StaticString, _ pointer: UnsafeMutablePointer<T>?, _ argument: String = "options",
                    to defaults: @autoclosure () -> T) -> pk_status {
@@ -130,7 +137,7 @@ func criterionView(_ pointer: UnsafePointer<pk_criterion>?, _ name: String) thro
     case PK_CRITERION_RANDOM.rawValue: return .random(seed: c.seed)
     case PK_CRITERION_SCORES.rawValue: return .scores
     case PK_CRITERION_WANDA.rawValue, PK_CRITERION_STADE.rawValue:
-        guard let values = c.feature_values else { throw nullPointer("\(name)->feature_values") }
+        guard let values = c.feature_values else { throw missingFeatures(name, kind: c.kind) }
         guard c.feature_count >= 0 else { throw .init(.invalidShape, "\(name)->feature_count is negative (\(c.feature_count))") }
         let buffer = UnsafeBufferPointer(start: values, count: Int(c.feature_count))
         return c.kind == Int32(PK_CRITERION_WANDA.rawValue) ? .wanda(featureValues: buffer) : .stade(featureValues: buffer)

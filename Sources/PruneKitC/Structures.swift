@@ -227,8 +227,8 @@ public func pk_compact_group_data_free(_ group: UnsafePointer<pk_group>?, _ keep
         let activation: DataFreeActivation = try enumValue(o.activation, "options->activation", "pk_activation")
         func index(_ value: Int64, _ name: String) throws(PruneKitError) -> Int {
             guard value >= 0, value < Int64(view.members.count) else {
-                throw PruneKitError(.invalidArgument, "options->\(name) \(value) is not a member index (the group has "
-                                    + "\(view.members.count) members; the default -1 must be set)")
+                throw PruneKitError(.invalidArgument, "options->\(name) \(value) is outside the group's "
+                                    + "\(view.members.count) members (a member index; the default -1 must be set)")
             }
             return Int(value)
         }

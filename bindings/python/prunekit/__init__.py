@@ -169,10 +169,6 @@ def _criterion(criterion: str, features: Any, gradient: Any, seed: Optional[int]
     as it rounds float64 vectors; the library checks what the kind needs."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
-    if criterion in ("wanda", "stade") and features is None:
-        # The library says "criterion->feature_values is NULL" (its C API's words); a Python
-        # caller needs the argument's name.
-        raise ValueError(f"{name}criterion {criterion!r} needs features= (a vector or a Stats)")
     if features is not None and not isinstance(features, Stats):
         features = _as_numpy(features, f"{name}features")
         features = np.ascontiguousarray(features, dtype=None if features.dtype in (np.float32, np.float64) else np.float32)
