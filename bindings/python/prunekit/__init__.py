@@ -750,6 +750,44 @@ class Stats(_prunekit.Stats):
         return f"prunekit.Stats(features={self.features}, count={self.count})"
 
 
+class _StatsView(Stats):
+    """A read-only view of another Stats: each reader (_l2_norm, _gram, ...) is the source's,
+    through _from_source, which a view overrides to derive its values. It cannot be updated,
+    merged or serialised."""
+
+    READERS = ("_l2_norm", "_mean", "_variance", "_std", "_gram", "_centered_gram", "_mean_abs", "_zero_fraction")
+
+    def __new__(cls, source: Stats, *args: Any):
+        return super().__new__(cls, 1)
+
+    def __init__(self, source: Stats):
+        self._source = source
+
+    @property
+    def count(self) -> int:
+        return self._source.count
+
+    @property
+    def features(self) -> int:
+        return self._source.features
+
+    def _from_source(self, reader: str, out: Any) -> None:
+        getattr(self._source, reader)(out)
+
+    def _update(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"a {type(self).__name__} is a read-only view; update the source Stats")
+
+    def merge(self, other: Any) -> None:
+        raise TypeError(f"a {type(self).__name__} is a read-only view; merge into the source Stats")
+
+    def to_bytes(self) -> bytes:
+        raise TypeError(f"a {type(self).__name__} is a view; serialise the source Stats")
+
+
+for _reader in _StatsView.READERS:
+    setattr(_StatsView, _reader, lambda self, out, _reader=_reader: self._from_source(_reader, out))
+
+
 from .structured import (Member, Group, select, structure_scores, compact, compact_data_free, apply_structures,  # noqa: E402
                          structure_mask, block_masks, key_channels, permute, permute_stats, PermutedStats)
 from .methods import low_rank, top_channels, gather, random_channel_mask  # noqa: E402

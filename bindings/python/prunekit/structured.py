@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _prunekit, _enum, _view, _View, _criterion, _bfloat16_numpy_view, Stats, _hessian, _precision
+from . import _prunekit, _enum, _view, _View, _criterion, _bfloat16_numpy_view, Stats, _StatsView, _hessian, _precision
 
 __all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
            "structure_mask", "permute", "permute_stats", "PermutedStats",
@@ -221,9 +221,9 @@ def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batc
     bn = tuple(int(i) for i in batch_norm)
     if len(bn) != 4:
         raise ValueError("batch_norm must be 4 member indices: (gamma, beta, running_mean, running_var)")
-    k = _keep_bytes(keep, group.structures())
-    kept = int(k.sum())
     args, views = group._args()
+    k = _keep_bytes(keep, _prunekit.group_layout(args))
+    kept = int(k.sum())
     outputs, results = _compact_outputs(group, args, views, kept)
     rows = views[int(next)].rows if 0 <= int(next) < len(views) else 1   # (a bad index: the library says so)
     shift = np.zeros(rows, dtype=np.float64)
@@ -270,9 +270,9 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         return outputs, indices
     if compensate is not None and compensate.get("method", "hessian") != "hessian":
         raise ValueError(f"compensate['method'] must be 'hessian' or 'data_free', got {compensate['method']!r}")
-    k = _keep_bytes(keep, group.structures())
-    kept = int(k.sum())
     args, views = group._args()
+    k = _keep_bytes(keep, _prunekit.group_layout(args))
+    kept = int(k.sum())
     outputs, results = _compact_outputs(group, args, views, kept)
     comp = None
     if compensate is not None:
@@ -286,7 +286,8 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
 
 def apply_structures(group: Group, keep: Any) -> None:
     """Zeroes the pruned structures of every member in place (shapes unchanged)."""
-    _prunekit.apply_structures(group._args(writable=True)[0], _keep_bytes(keep, group.structures()))
+    args = group._args(writable=True)[0]
+    _prunekit.apply_structures(args, _keep_bytes(keep, _prunekit.group_layout(args)))
 
 
 def permute(group: Group, permutation: Any) -> None:
@@ -302,52 +303,25 @@ def permute(group: Group, permutation: Any) -> None:
     _prunekit.permute_group(group._args(writable=True)[0], np.ascontiguousarray(p, dtype=np.int64))
 
 
-class PermutedStats(Stats):
+class PermutedStats(_StatsView):
     """A read-only view of a Stats with its features reordered: feature j is the source's
     feature permutation[j] (vectors v[permutation], Gram matrices G[permutation][:, permutation]),
     the statistics of a layer whose input channels were permuted. It cannot be updated, merged
     or used as a group's activations."""
 
-    def __new__(cls, source: Stats, permutation: Any):
-        return super().__new__(cls, 1)
-
     def __init__(self, source: Stats, permutation: Any):
         p = np.ascontiguousarray(permutation, dtype=np.int64)
         if p.shape != (source.features,) or not np.array_equal(np.sort(p), np.arange(source.features)):
             raise ValueError(f"permutation must be a permutation of range({source.features})")
-        self._source, self._permutation = source, p
+        super().__init__(source)
+        self._permutation = p
 
-    @property
-    def count(self) -> int:
-        return self._source.count
-
-    @property
-    def features(self) -> int:
-        return self._source.features
-
-    def _update(self, *args) -> None:
-        raise TypeError("a PermutedStats is a read-only view; update the source Stats")
-
-    def merge(self, other) -> None:
-        raise TypeError("a PermutedStats is a read-only view; merge into the source Stats")
-
-    def to_bytes(self) -> bytes:
-        raise TypeError("a PermutedStats is a view; serialise the source Stats and its permutation")
-
-
-def _permuted(reader: str):
-    """PermutedStats' reader `reader` (_l2_norm, _gram, ...): the source's, permuted."""
-    def read(self: PermutedStats, out: Any) -> None:
+    def _from_source(self, reader: str, out: Any) -> None:
         target = np.asarray(out)
         full = np.empty_like(target)
         getattr(self._source, reader)(full)
         p = self._permutation
         target[...] = full[np.ix_(p, p)] if full.ndim == 2 else full[p]
-    return read
-
-
-for _reader in ("_l2_norm", "_mean", "_variance", "_std", "_gram", "_centered_gram", "_mean_abs", "_zero_fraction"):
-    setattr(PermutedStats, _reader, _permuted(_reader))
 
 
 def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
@@ -358,10 +332,10 @@ def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
 
 def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
     """The entry mask (bool, the member tensor's shape) of a selection for one member."""
-    k = _keep_bytes(keep, group.structures())
     if not 0 <= member < len(group.members):
         raise ValueError(f"member {member} is outside the group's {len(group.members)} members")
     args, views = group._args()
+    k = _keep_bytes(keep, _prunekit.group_layout(args))
     out = np.empty((views[member].rows, views[member].cols), dtype=np.uint8)
     _prunekit.structure_mask(args, member, k, out)
     return out.view(bool).reshape(tuple(group.members[member].tensor.shape))

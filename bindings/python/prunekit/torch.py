@@ -687,30 +687,12 @@ def _permute_inputs(model: nn.Module, names: Sequence[str], targets: Dict[str, _
     return done
 
 
-class _CenteredStats(_pk.Stats):
+class _CenteredStats(_pk._StatsView):
     """A view of a Stats whose Gram matrix is the centred one (sum (x - mean)(x - mean)^T): the
     Hessian to reconstruct on when the bias absorbs the mean shift afterwards."""
 
-    def __new__(cls, source):
-        return super().__new__(cls, 1)
-
-    def __init__(self, source):
-        self._source = source
-
-    @property
-    def count(self) -> int:
-        return self._source.count
-
-    @property
-    def features(self) -> int:
-        return self._source.features
-
     def _gram(self, out: Any) -> None:
         self._source._centered_gram(out)
-
-
-for _reader in ("_l2_norm", "_mean", "_variance", "_std", "_centered_gram", "_mean_abs", "_zero_fraction"):
-    setattr(_CenteredStats, _reader, lambda self, out, _reader=_reader: getattr(self._source, _reader)(out))
 
 
 def _copy_into(w: torch.Tensor, new: Any) -> None:
