@@ -99,19 +99,25 @@ def test_calibrate_shares_one_accumulator_per_input_and_splits_when_inputs_part(
 
     class Fork(nn.Module):
         """a and b see the same tensor on every batch but where told otherwise: b skipped,
-        b fed another tensor, a called twice; c always alone."""
+        b fed another tensor, a called twice, the tensor written in place between a and b; c
+        always alone."""
         def __init__(self):
             super().__init__()
             self.a, self.b, self.c = nn.Linear(6, 3), nn.Linear(6, 3), nn.Linear(6, 3)
             self.mode = "same"
 
         def forward(self, x):
+            c = self.c(x * 3)
+            if self.mode == "inplace":     # b's input is a's, written in place after a has run
+                x = x + 0
             y = self.a(x)
             if self.mode == "twice":
                 y = y + self.a(x)
+            if self.mode == "inplace":
+                x.mul_(2)
             if self.mode != "skip":
                 y = y + self.b(x if self.mode != "other" else 2 * x)
-            return y + self.c(x * 3)
+            return y + c
 
     def hand(xs_by_module):
         out = {}
@@ -126,6 +132,7 @@ def test_calibrate_shares_one_accumulator_per_input_and_splits_when_inputs_part(
     xs = [torch.randn(5, 6) for _ in range(5)]
     for modes in (["same", "skip", "same", "other", "same"], ["same", "same", "twice", "same", "same"],
                   ["twice", "same", "same", "same", "same"], ["skip", "same", "same", "same", "same"],
+                  ["inplace", "same", "same", "same", "same"], ["same", "same", "inplace", "same", "same"],
                   ["same"] * 5):
         net = Fork().eval()
         seen = {"a": [], "b": [], "c": []}

@@ -280,41 +280,46 @@ class _evaluating:
         return False
 
 
+_NUMPY_FLOATS = (torch.float32, torch.float64, torch.float16)
+
+
 class _Share:
     """Targets that one accumulator serves: modules fed the same input tensor in the same pass
-    (q, k and v; gate and up), found on the batch where they first run ("forming"). Later, the
-    accumulator takes a batch once every member has been called with the same input in it; a
-    batch where they part (a member skipped, called twice or fed something else) gives each
-    member its own copy of the accumulator as it was before that batch, and the batch's calls
-    are replayed on the copies, so every name's statistics are those of its own inputs."""
+    (q, k and v; gate and up), found in the batch where they first run ("forming"). In each
+    batch the first member's call adds its input at once, read where it lies, after the state
+    from before the batch is kept (the accumulator's bytes, not any input); the other
+    members' calls on that same input add nothing. A batch where they part (a member fed
+    something else, called again, or not called) ends the share: the members that took the
+    shared input keep the accumulator (copies of it), the others the state from before the
+    batch, and from then on each takes its own inputs alone, so every name's statistics are
+    those of its own inputs."""
 
-    __slots__ = ("names", "batch", "key", "calls", "done", "forming")
+    __slots__ = ("names", "stats", "batch", "key", "called", "before", "forming")
 
-    def __init__(self, name: str, batch: int, key: tuple, forming: bool):
-        self.names, self.batch, self.key = [name], batch, key
-        self.calls: list = []
-        self.done, self.forming = False, forming
+    def __init__(self, name: str, stats: Any, batch: int, key: Optional[tuple]):
+        self.names, self.stats, self.batch, self.key = [name], stats, batch, key
+        self.called = {name}                    # the members that took this batch's shared input
+        self.before: Optional[bytes] = None     # the accumulator's bytes before this batch (None: empty)
+        self.forming = True
 
 
 class _Collector:
-    """Forward pre-hooks that stream every target's input into its Stats, in call order.
-    Modules fed the same tensor (q, k, v) share one accumulator (the same Stats object under
-    each name, as a statistics bundle stores them). An update reads the input where it lies,
-    only its real tokens (Stats.update(rows=)), inside the hook, before the module runs; the
-    inputs of calls that are held for a later update or a replay (a share's members, the first
-    batch) are copied, since the model may write the tensor afterwards."""
+    """Forward pre-hooks that stream every target's input into its Stats, in call order, inside
+    the hook and before the module runs: only the real tokens (Stats.update(rows=)), read in
+    place, so no activation is copied or held. Modules fed the same tensor (q, k, v) share one
+    accumulator (the same Stats object under each name, as a statistics bundle stores them)."""
 
     def __init__(self, targets: Dict[str, _Target], gram: Union[bool, Iterable[str]]):
         grams = set(targets) if gram is True else set() if gram is False else set(gram)
         self.targets = targets
         self._grams = grams
         self.stats: Dict[str, Any] = {}
-        self._share: Dict[str, _Share] = {}      # name -> its share, once it has run
+        self._share: Dict[str, _Share] = {}      # name -> its share, while it has one
+        self._alone: set = set()                 # names that take their inputs alone
         self._batch = 0                          # a batch begins when the mask is set
-        self._inputs: Dict[tuple, _Share] = {}   # input key -> the share formed on it in this batch
-        self._held: list = []                    # this batch's inputs, so that their ids stay theirs
+        self._inputs: Dict[tuple, _Share] = {}   # input key -> the share forming on it in this batch
+        self._held: list = []                    # this batch's keyed inputs, so that their ids stay theirs
         self._mask: Optional[_TokenMask] = None
-        self._last: Optional[tuple] = None
         self.handles: list = []
 
     @property
@@ -324,122 +329,91 @@ class _Collector:
     @mask.setter
     def mask(self, value: Optional[_TokenMask]) -> None:
         self._end_batch()
-        self._mask, self._last = value, None
+        self._mask = value
 
     def __enter__(self):
         for name, target in self.targets.items():
             self.handles.append(target.module.register_forward_pre_hook(self._hook(name, target), with_kwargs=True))
         return self
 
-    def _submit(self, name: str, rows: tuple) -> None:
-        data, tokens, _ = rows
-        self.stats[name].update(data, rows=None if tokens is None else tokens.rows)
+    def _empty(self, name: str) -> Any:
+        return _pk.Stats(self.targets[name].features, gram=name in self._grams)
 
-    def _kept(self, x: torch.Tensor, rows: tuple) -> tuple:
-        """rows as a tensor of its own (the real tokens copied out of x), to hold past the hook."""
-        data, tokens, kept = rows
-        if kept:
-            return rows
-        if tokens is not None:
-            data = data.index_select(0, tokens.index)
-        elif data.data_ptr() == x.data_ptr():       # a view: the model may write x later
-            data = data.clone()
-        rows = (data, None, True)
-        if self._last is not None and self._last[0] is x:
-            self._last = (x, self._last[1], rows)
-        return rows
+    def _add(self, stats: Any, target: _Target, x: torch.Tensor) -> None:
+        data, tokens = target.tokens(x, self._mask)
+        if data.dtype not in _NUMPY_FLOATS or data.device.type != "cpu":
+            stats.update(data, rows=None if tokens is None else tokens.rows)
+        elif tokens is None:                             # Stats.update without its conversions
+            stats._update(data.detach().numpy())
+        else:
+            stats._update(data.detach().numpy(), rows=tokens.rows)
 
     def _split(self, share: _Share) -> None:
-        """Each member on its own accumulator as it was before this batch (empty for a share
-        still forming), then this batch's calls replayed in order."""
-        first = self.stats[share.names[0]]
-        for i, name in enumerate(share.names):
-            target = self.targets[name]
-            if share.forming:
-                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
-            elif i > 0:
-                self.stats[name] = _pk.Stats.from_bytes(first.to_bytes())
-            self._share[name] = _Share(name, share.batch, share.key, False)
-        calls, share.calls, share.forming = share.calls, [], False
-        for name, _, rows in calls:
-            self._submit(name, rows)
+        """Every member alone, on the accumulator it would have had alone."""
+        kept = False
+        for name in share.names:
+            if name in share.called:
+                self.stats[name] = share.stats if not kept else _pk.Stats.from_bytes(share.stats.to_bytes())
+                kept = True
+            else:
+                self.stats[name] = self._empty(name) if share.before is None else _pk.Stats.from_bytes(share.before)
+            del self._share[name]
+            self._alone.add(name)
+        if self._inputs.get(share.key) is share:
+            del self._inputs[share.key]
 
     def _end_batch(self) -> None:
         for share in {id(s): s for s in self._share.values()}.values():
-            if share.batch != self._batch:
-                continue
-            if not share.forming and len(share.names) > 1 and share.calls and not share.done:
+            if share.batch == self._batch and (len(share.names) == 1 or len(share.called) < len(share.names)):
                 self._split(share)
-            share.forming, share.calls = False, []
+            share.forming, share.before = False, None
         self._batch += 1
         self._inputs, self._held = {}, []
 
     def _hook(self, name: str, target: _Target):
         tag = (target.kind, target.features, name in self._grams)   # the weight's shape holds while hooked
+        keyed = target.kind != "conv"                                # conv patches are a tensor of their own
 
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
-            last = self._last
-            if target.kind != "conv" and last is not None and last[0] is x and last[1] == x._version:
-                rows = last[2]
-            else:
-                data, tokens = target.tokens(x, self._mask)
-                rows = (data, tokens, target.kind == "conv")    # conv patches are a tensor of their own
-                self._last = (x, x._version, rows) if target.kind != "conv" else None
-            key = (id(x), x._version) + tag
+            if name in self._alone:
+                self._add(self.stats[name], target, x)
+                return
+            key = (id(x), x._version) + tag if keyed else None
             share = self._share.get(name)
-            if share is not None and len(share.names) == 1 and not (share.forming and share.batch == self._batch):
-                self._submit(name, rows)                 # its own accumulator: read x in place, now
-                return
-            rows = self._kept(x, rows)                   # held in share.calls: a copy of its own
-            call = (name, key, rows)
-            if share is None:                            # its first call: join a forming share or start one
-                self._held.append(x)
-                other = self._inputs.get(key) if target.kind != "conv" else None
-                if (other is not None and other.forming and other.batch == self._batch
-                        and len(other.calls) == len(other.names) and all(c[1] == key for c in other.calls)):
+            if share is None:                            # its first call: join a share forming on this input, or start one
+                other = self._inputs.get(key) if keyed else None
+                if other is not None and other.forming and other.batch == self._batch:
                     other.names.append(name)
-                    other.calls.append(call)
-                    self.stats[name] = self.stats[other.names[0]]
-                    self._share[name] = other
+                    other.called.add(name)
+                    self._share[name], self.stats[name] = other, other.stats
                     return
-                share = _Share(name, self._batch, key, True)
-                self._share[name] = share
-                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
-                if target.kind != "conv":
+                share = self._share[name] = _Share(name, self._empty(name), self._batch, key)
+                self.stats[name] = share.stats
+                if keyed:
                     self._inputs[key] = share
-                share.calls.append(call)
-                self._submit(name, rows)
-                return
-            if share.forming and share.batch == self._batch:
-                share.calls.append(call)
-                if len(share.names) == 1:
-                    self._submit(name, rows)
-                else:                                    # a member called again in its first batch
-                    self._split(share)
-                return
-            if share.batch != self._batch:
-                share.batch, share.key, share.calls, share.done = self._batch, key, [], False
+                    self._held.append(x)
+            elif share.batch != self._batch:             # the share's first call in this batch
+                share.batch, share.key, share.called = self._batch, key, {name}
+                share.before = share.stats.to_bytes()
                 self._held.append(x)
-            share.calls.append(call)
-            seen = [c[0] for c in share.calls]
-            if share.done or key != share.key or len(set(seen)) != len(seen):
+            elif keyed and key == share.key and name not in share.called:
+                share.called.add(name)                   # the input the accumulator has taken
+                return
+            else:                                        # fed something else, or called again
                 self._split(share)
-            elif len(seen) == len(share.names):
-                share.done, share.calls = True, []
-                self._submit(name, rows)
+            self._add(self.stats[name], target, x)
         return hook
 
     def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
         self.handles = []
-        self._last = None
         if exc[0] is None:
             self._end_batch()
-        for name, target in self.targets.items():      # a target never called: an empty accumulator
+        for name in self.targets:                       # a target never called: an empty accumulator
             if name not in self.stats:
-                self.stats[name] = _pk.Stats(target.features, gram=name in self._grams)
+                self.stats[name] = self._empty(name)
         self.stats = {n: self.stats[n] for n in self.targets}
         return False
 
