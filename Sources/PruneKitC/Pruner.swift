@@ -5,9 +5,14 @@ import CPruneKit
 import PruneKit
 import Synchronization
 
-final class PrunerBox: Sendable {
+/// The pruner and the host's weights it steps (the header: THE POINTERS ARE KEPT).
+final class PrunerBox: @unchecked Sendable {
     let state: Mutex<Pruner>
-    init(_ pruner: Pruner) { state = Mutex(pruner) }
+    let weights: [MatrixView]
+    init(_ pruner: Pruner, weights: [MatrixView]) {
+        state = Mutex(pruner)
+        self.weights = weights
+    }
 }
 
 let prunerHandles = HandleTable<PrunerBox>(tag: 0x9E, kind: "pk_pruner")
@@ -96,7 +101,7 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
         guard layerCount > 0, layerCount <= 1 << 24 else {
             throw PruneKitError(.invalidShape, "layer_count must be in 1...2^24, got \(layerCount)")
         }
-        let (s, threads) = try PruneKitC.selection(selection)
+        let (s, selectionThreads) = try PruneKitC.selection(selection)
         let plan = try schedule(schedulePointer)
         // soft_temperature was appended: a caller of the first layout (struct_size up to reserved) gets hard masks.
         let o = try readOptions(options, name: "options", defaults: prunerDefaults(),
@@ -109,11 +114,13 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
             kinds.append(try prunerCriterion(criteria?[i], "criteria[\(i)]", cols: view.cols))
         }
         let targets = layerTargets.map { Array(UnsafeBufferPointer(start: $0, count: Int(layerCount))) }
-        let pruner = try Pruner(layers: views, criteria: kinds, selection: s, schedule: plan, targets: targets,
+        // options->num_threads when set, else the selection's.
+        let threads = o.num_threads != 0 ? Int(o.num_threads) : selectionThreads
+        let pruner = try Pruner(layers: views.map(PrunedLayer.init), criteria: kinds, selection: s, schedule: plan,
+                                targets: targets,
                                 options: PrunerOptions(decaySteps: o.decay_steps, gradientMomentum: o.gradient_momentum,
-                                                       threads: Int(o.num_threads), softTemperature: o.soft_temperature))
-        _ = threads
-        prunerOut.pointee = prunerHandles.insert(PrunerBox(pruner))
+                                                       threads: threads, softTemperature: o.soft_temperature))
+        prunerOut.pointee = prunerHandles.insert(PrunerBox(pruner, weights: views))
     }
 }
 
@@ -131,7 +138,7 @@ public func pk_pruner_step(_ pruner: OpaquePointer?, _ step: Int64, _ gradients:
         let box = try prunerBox(pruner)
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
             let grads = try gradients.map { (g) throws(PruneKitError) in try matrixViews(g, count: p.layers.count, "gradients") }
-            try p.step(step, gradients: grads)
+            try p.step(step, weights: box.weights, gradients: grads)
         }
     }
 }
@@ -155,7 +162,7 @@ public func pk_pruner_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: 
         let box = try prunerBox(pruner)
         guard let maskOut else { throw nullPointer("mask_out") }
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let mask = p.mask(layer: try layerIndex(p, layer, length))
+            let mask = p.maskBytes(layer: try layerIndex(p, layer, length))
             maskOut.update(from: mask, count: mask.count)
         }
     }
@@ -169,7 +176,7 @@ public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factor
         let box = try prunerBox(pruner)
         guard let factorsOut else { throw nullPointer("factors_out") }
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let factors = p.factors(layer: try layerIndex(p, layer, length))
+            let factors = p.factorValues(layer: try layerIndex(p, layer, length))
             factorsOut.update(from: factors, count: factors.count)
         }
     }
@@ -183,7 +190,7 @@ public func pk_pruner_soft_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ mask
         let box = try prunerBox(pruner)
         guard let maskOut else { throw nullPointer("mask_out") }
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let (mask, derivative) = p.softMask(layer: try layerIndex(p, layer, length))
+            let (mask, derivative) = p.softMaskValues(layer: try layerIndex(p, layer, length))
             maskOut.update(from: mask, count: mask.count)
             derivativeOut?.update(from: derivative, count: derivative.count)
         }

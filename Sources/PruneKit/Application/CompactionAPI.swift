@@ -26,6 +26,33 @@ public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool])
     return out
 }
 
+/// Sets the structures of `tensor` that `keep` prunes (false) to zero, in place (the shape stays).
+/// - Throws: `.invalidShape` if `keep` does not match the tensor's structures.
+/// The C function is `pk_apply_structures`.
+public func applyStructures<S>(_ keep: [Bool], to tensor: inout Matrix<S>, axis: StructureAxis) throws(PruneKitError) {
+    let bytes = try keepBytes([keep], counts: [StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols).count])
+    try tensor.withMutableMatrixView { view throws(PruneKitError) in
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try applyStructures(StructureGroupView(members: [StructureMemberView(tensor: view, axis: axis)]), keep: k.baseAddress!)
+        }
+    }
+}
+
+/// The UDFC coefficients of a selection of `group`'s structures (see `DataFreeActivation` for the
+/// closed form): the members `options` names are the producing layer, its batch norm and the
+/// next layer. Nothing is written.
+/// - Throws: `.invalidShape` if `keep` does not match the group's structures; the errors of
+///   `compactedDataFree` (members of the wrong kind, nothing kept, bad statistics, `.numeric`).
+public func dataFreeCoefficients(_ group: StructureGroup, keep: [Bool], options: DataFreeCompensation) throws(PruneKitError)
+    -> DataFreeCoefficients {
+    let bytes = try keepBytes([keep], counts: structureCounts([group]))
+    return try withGroupViews([group]) { views throws(PruneKitError) in
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try dataFreeCoefficients(views[0], keep: k.baseAddress!, options: options)
+        }
+    }
+}
+
 /// The entry mask of a selection for a tensor of `rows` x `cols` (e.g. the blocks chosen).
 /// The C function is `pk_structure_mask`.
 public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {

@@ -60,7 +60,7 @@ extension Pruner {
 
     /// The state (masks, schedule position, decay anchors, moving scores) as bytes.
     /// The C function is `pk_pruner_serialize`.
-    package func serialized() -> [UInt8] {
+    public func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(serializedSize)
         out += Self.magic
