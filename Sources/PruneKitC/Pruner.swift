@@ -22,21 +22,6 @@ func prunerBox(_ handle: OpaquePointer?) throws(PruneKitError) -> PrunerBox {
     return try prunerHandles.lookup(handle, "pruner")
 }
 
-func scheduleDefaults() -> pk_schedule {
-    pk_schedule(struct_size: MemoryLayout<pk_schedule>.size, kind: Int32(PK_SCHEDULE_CUBIC.rawValue), reserved: 0,
-                begin: 0, end: 1000, frequency: 100, initial_sparsity: 0, final_sparsity: 0.5)
-}
-
-func prunerDefaults() -> pk_pruner_options {
-    pk_pruner_options(struct_size: MemoryLayout<pk_pruner_options>.size, decay_steps: 0, gradient_momentum: 0.9,
-                      num_threads: 0, reserved: 0, soft_temperature: 0)
-}
-
-func progressiveDefaults() -> pk_progressive_options {
-    pk_progressive_options(struct_size: MemoryLayout<pk_progressive_options>.size, target_ratio: 0.5, step_ratio: 0.05,
-                           tolerance: 0.01)
-}
-
 func schedule(_ pointer: UnsafePointer<pk_schedule>?) throws(PruneKitError) -> Schedule {
     let s = try readOptions(pointer, name: "schedule", defaults: scheduleDefaults())
     let kind: ScheduleKind = try enumValue(s.kind, "schedule->kind", "pk_schedule_kind")

@@ -2,14 +2,6 @@
 import CPruneKit
 import PruneKit
 
-func structureDefaults() -> pk_structure_options {
-    pk_structure_options(
-        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_CRITERION_L2.rawValue),
-        reduction: Int32(PK_REDUCTION_SUM.rawValue), normalization: Int32(PK_NORMALIZATION_NONE.rawValue),
-        mode: Int32(PK_STRUCTURE_MODE_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
-        scores: nil, num_threads: 0, reserved: 0)
-}
-
 func enumValue<E: RawRepresentable>(_ raw: Int32, _ name: String, _ kind: String) throws(PruneKitError) -> E where E.RawValue == Int32 {
     guard let value = E(rawValue: raw) else { throw PruneKitError(.invalidArgument, "\(name) \(raw) is not a \(kind)") }
     return value
@@ -197,12 +189,6 @@ public func pk_key_channels(_ queries: UnsafePointer<pk_matrix>?, _ keys: Unsafe
         keepOut.update(from: keep, count: keep.count)
         scoresOut?.update(from: scores, count: scores.count)
     }
-}
-
-func dataFreeDefaults() -> pk_data_free_options {
-    pk_data_free_options(struct_size: MemoryLayout<pk_data_free_options>.size, producer: -1, next: -1, bn_weight: -1,
-                         bn_bias: -1, bn_mean: -1, bn_var: -1, epsilon: 1e-5, dampening: 0.01,
-                         activation: Int32(PK_ACTIVATION_RELU.rawValue), num_threads: 0)
 }
 
 /// Implements `pk_status pk_data_free_options_init(pk_data_free_options *options)`.
