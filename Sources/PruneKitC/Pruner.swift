@@ -139,17 +139,24 @@ func layerIndex(_ p: Pruner, _ layer: Int64, _ length: Int64) throws(PruneKitErr
     return Int(layer)
 }
 
+/// The body of the per-layer readers: the handle, then the output argument `outName`, then the
+/// layer and length are checked; `copy` runs under the pruner's lock.
+func readLayer<T>(_ function: StaticString, _ pruner: OpaquePointer?, _ layer: Int64, _ length: Int64,
+                  _ out: UnsafeMutablePointer<T>?, _ outName: String,
+                  _ copy: (Pruner, Int, UnsafeMutablePointer<T>) -> Void) -> pk_status {
+    run(function) { () throws(PruneKitError) in
+        let box = try prunerBox(pruner)
+        guard let out else { throw nullPointer(outName) }
+        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in copy(p, try layerIndex(p, layer, length), out) }
+    }
+}
+
 /// Implements `pk_status pk_pruner_mask(const pk_pruner *, int64_t layer, uint8_t *mask_out, int64_t length)`.
 @c @implementation
 public func pk_pruner_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: UnsafeMutablePointer<UInt8>?,
                            _ length: Int64) -> pk_status {
-    run("pk_pruner_mask") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let maskOut else { throw nullPointer("mask_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let mask = p.maskBytes(layer: try layerIndex(p, layer, length))
-            maskOut.update(from: mask, count: mask.count)
-        }
+    readLayer("pk_pruner_mask", pruner, layer, length, maskOut, "mask_out") { p, l, out in
+        out.update(from: p.maskBytes(layer: l), count: p.layers[l].count)
     }
 }
 
@@ -157,13 +164,8 @@ public func pk_pruner_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: 
 @c @implementation
 public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factorsOut: UnsafeMutablePointer<Float>?,
                               _ length: Int64) -> pk_status {
-    run("pk_pruner_factors") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let factorsOut else { throw nullPointer("factors_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let factors = p.factorValues(layer: try layerIndex(p, layer, length))
-            factorsOut.update(from: factors, count: factors.count)
-        }
+    readLayer("pk_pruner_factors", pruner, layer, length, factorsOut, "factors_out") { p, l, out in
+        out.update(from: p.factorValues(layer: l), count: p.layers[l].count)
     }
 }
 
@@ -171,14 +173,10 @@ public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factor
 @c @implementation
 public func pk_pruner_soft_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: UnsafeMutablePointer<Float>?,
                                 _ derivativeOut: UnsafeMutablePointer<Float>?, _ length: Int64) -> pk_status {
-    run("pk_pruner_soft_mask") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let maskOut else { throw nullPointer("mask_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let (mask, derivative) = p.softMaskValues(layer: try layerIndex(p, layer, length))
-            maskOut.update(from: mask, count: mask.count)
-            derivativeOut?.update(from: derivative, count: derivative.count)
-        }
+    readLayer("pk_pruner_soft_mask", pruner, layer, length, maskOut, "mask_out") { p, l, out in
+        let (mask, derivative) = p.softMaskValues(layer: l)
+        out.update(from: mask, count: mask.count)
+        derivativeOut?.update(from: derivative, count: derivative.count)
     }
 }
 

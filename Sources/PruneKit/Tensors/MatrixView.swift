@@ -187,8 +187,5 @@ func withMutableMatrixViews<S, R>(_ matrices: inout [Matrix<S>],
         guard done.count < buffer.count else { return try body(done) }
         return try buffer[done.count].withMutableMatrixView { view throws(PruneKitError) in try lend(buffer, done + [view]) }
     }
-    let result: Result<R, PruneKitError> = matrices.withUnsafeMutableBufferPointer { buffer in
-        Result { () throws(PruneKitError) -> R in try lend(buffer, []) }
-    }
-    return try result.get()
+    return try matrices.withUnsafeMutableBufferPointer { buffer throws(PruneKitError) in try lend(buffer, []) }
 }
