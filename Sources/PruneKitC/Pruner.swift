@@ -254,14 +254,8 @@ public func pk_progressive_structures(_ groups: UnsafePointer<pk_group>?, _ grou
         let p = try readOptions(options, name: "options", defaults: progressiveDefaults())
         guard let evaluate else { throw nullPointer("evaluate") }
         guard let keepOut else { throw nullPointer("keep_out") }
-        var givenBuffer: UnsafeBufferPointer<Double>?
-        if let given {
-            var total = 0
-            for (g, group) in views.enumerated() { total += try group.structureCount(label: "groups[\(g)]: ") }
-            givenBuffer = UnsafeBufferPointer(start: given, count: total)
-        }
         let result = try progressiveStructurePruning(
-            groups: views, scoring: o, scores: givenBuffer,
+            groups: views, scoring: o, scores: try givenScores(given, views),
             options: ProgressiveOptions(targetRatio: p.target_ratio, stepRatio: p.step_ratio, tolerance: p.tolerance)
         ) { (keep) throws(PruneKitError) -> Double in
             var cost = Double.nan

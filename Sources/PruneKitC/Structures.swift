@@ -76,6 +76,15 @@ func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: S
     return views
 }
 
+/// The caller's scores (options->scores), one per structure of every group: the groups are
+/// counted first to know the length.
+func givenScores(_ given: UnsafePointer<Double>?, _ views: [StructureGroupView]) throws(PruneKitError) -> UnsafeBufferPointer<Double>? {
+    guard let given else { return nil }
+    var total = 0
+    for (g, group) in views.enumerated() { total += try group.structureCount(label: "groups[\(g)]: ") }
+    return UnsafeBufferPointer(start: given, count: total)
+}
+
 /// Implements `pk_status pk_structure_options_init(pk_structure_options *options)`.
 @c @implementation
 public func pk_structure_options_init(_ options: UnsafeMutablePointer<pk_structure_options>?) -> pk_status {
@@ -92,16 +101,7 @@ public func pk_select_structures(_ groups: UnsafePointer<pk_group>?, _ groupCoun
         let (o, given) = try structureOptions(options)
         let views = try groupViews(groups, groupCount, criterion: o.criterion)
         guard let keepOut else { throw nullPointer("keep_out") }
-        var givenBuffer: UnsafeBufferPointer<Double>?
-        if let given {
-            // The caller's scores cover every structure; count them first to know the length.
-            var total = 0
-            for (g, group) in views.enumerated() {
-                total += try group.structureCount(label: "groups[\(g)]: ")
-            }
-            givenBuffer = UnsafeBufferPointer(start: given, count: total)
-        }
-        let (scores, keep) = try structureSelection(groups: views, options: o, scores: givenBuffer)
+        let (scores, keep) = try structureSelection(groups: views, options: o, scores: try givenScores(given, views))
         keepOut.update(from: keep, count: keep.count)
         scoresOut?.update(from: scores, count: scores.count)
     }
