@@ -87,13 +87,13 @@ package struct PrunedLayer: Sendable, Equatable {
 /// The C handle is `pk_pruner` (it keeps the host's buffers and passes them to every step).
 public struct Pruner: @unchecked Sendable {
     package let layers: [PrunedLayer]
-    package let criteria: [PrunerCriterion]
+    public let criteria: [PrunerCriterion]
     /// The selection; its sparsity is replaced by the schedule's at every update.
-    package let selection: Selection
-    package let schedule: Schedule
+    public let selection: Selection
+    public let schedule: Schedule
     /// The final sparsity of each layer.
-    package let targets: [Double]
-    package let options: PrunerOptions
+    public let targets: [Double]
+    public let options: PrunerOptions
     let features: [ScratchBuffer<Float>?]
 
     var states: [[UInt8]]
