@@ -24,21 +24,20 @@ func patternFields(_ scope: pk_scope, sparsity: Double? = nil, n: Int? = nil, m:
 
 func scheduleDefaults() -> pk_schedule {
     let s = Schedule()
-    return pk_schedule(struct_size: MemoryLayout<pk_schedule>.size, kind: s.kind.rawValue, reserved: 0, begin: s.begin,
-                       end: s.end, frequency: s.frequency, initial_sparsity: s.initialSparsity, final_sparsity: s.finalSparsity)
+    return .init(struct_size: MemoryLayout<pk_schedule>.size, kind: s.kind.rawValue, reserved: 0, begin: s.begin, end: s.end,
+                 frequency: s.frequency, initial_sparsity: s.initialSparsity, final_sparsity: s.finalSparsity)
 }
 
 func prunerDefaults() -> pk_pruner_options {
     let o = PrunerOptions()
-    return pk_pruner_options(struct_size: MemoryLayout<pk_pruner_options>.size, decay_steps: o.decaySteps,
-                             gradient_momentum: o.gradientMomentum, num_threads: Int32(o.threads), reserved: 0,
-                             soft_temperature: o.softTemperature)
+    return .init(struct_size: MemoryLayout<pk_pruner_options>.size, decay_steps: o.decaySteps, gradient_momentum: o.gradientMomentum,
+                 num_threads: Int32(o.threads), reserved: 0, soft_temperature: o.softTemperature)
 }
 
 func progressiveDefaults() -> pk_progressive_options {
     let o = ProgressiveOptions()
-    return pk_progressive_options(struct_size: MemoryLayout<pk_progressive_options>.size, target_ratio: o.targetRatio,
-                                  step_ratio: o.stepRatio, tolerance: o.tolerance)
+    return .init(struct_size: MemoryLayout<pk_progressive_options>.size, target_ratio: o.targetRatio, step_ratio: o.stepRatio,
+                 tolerance: o.tolerance)
 }
 
 func reconstructionDefaults() -> pk_reconstruction_options {
@@ -73,22 +72,20 @@ func swapDefaults() -> pk_swap_options {
     case .row: patternFields(PK_SCOPE_ROW)
     case .nm(let n, let m): patternFields(PK_SCOPE_NM, n: n, m: m)
     }
-    return pk_swap_options(struct_size: MemoryLayout<pk_swap_options>.size, scope: p.scope, n: p.n, m: p.m,
-                           max_swaps: Int32(o.maxSwaps), candidates: Int32(o.candidates), num_threads: Int32(o.threads))
+    return .init(struct_size: MemoryLayout<pk_swap_options>.size, scope: p.scope, n: p.n, m: p.m, max_swaps: Int32(o.maxSwaps),
+                 candidates: Int32(o.candidates), num_threads: Int32(o.threads))
 }
 
 func lowRankDefaults() -> pk_low_rank_options {
     let o = LowRankOptions()
-    return pk_low_rank_options(struct_size: MemoryLayout<pk_low_rank_options>.size, rank: Int64(o.rank), energy: o.energy,
-                               dampening: o.dampening, max_dampening_retries: Int32(o.maxDampeningRetries),
-                               num_threads: Int32(o.threads))
+    return .init(struct_size: MemoryLayout<pk_low_rank_options>.size, rank: Int64(o.rank), energy: o.energy, dampening: o.dampening,
+                 max_dampening_retries: Int32(o.maxDampeningRetries), num_threads: Int32(o.threads))
 }
 
 func permutationDefaults() -> pk_permutation_options {
     let o = PermutationOptions()
-    return pk_permutation_options(struct_size: MemoryLayout<pk_permutation_options>.size, n: Int32(o.n), m: Int32(o.m),
-                                  segment: Int64(o.segment), max_swaps: Int64(o.maxSwaps), time_limit: o.timeLimit,
-                                  num_threads: Int32(o.threads), reserved: 0)
+    return .init(struct_size: MemoryLayout<pk_permutation_options>.size, n: Int32(o.n), m: Int32(o.m), segment: Int64(o.segment),
+                 max_swaps: Int64(o.maxSwaps), time_limit: o.timeLimit, num_threads: Int32(o.threads), reserved: 0)
 }
 
 func structureDefaults() -> pk_structure_options {

@@ -7,14 +7,11 @@
 /// The C function is `pk_compact_group`.
 public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Matrix<S> {
     let layout = try StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols)
-    guard keep.count == layout.count else {
-        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
-    }
+    let bytes = try keepBytes(keep, count: layout.count)
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; a compacted tensor cannot be empty") }
     let (rows, cols) = try layout.compactedShape(kept: kept)
     var out = try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
     try tensor.withMatrixView { view throws(PruneKitError) in
         try out.withMutableMatrixView { target throws(PruneKitError) in
             try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
@@ -30,7 +27,7 @@ public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool])
 /// - Throws: `.invalidShape` if `keep` does not match the tensor's structures.
 /// The C function is `pk_apply_structures`.
 public func applyStructures<S>(_ keep: [Bool], to tensor: inout Matrix<S>, axis: StructureAxis) throws(PruneKitError) {
-    let bytes = try keepBytes([keep], counts: [StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols).count])
+    let bytes = try keepBytes(keep, count: StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols).count)
     try tensor.withMutableMatrixView { view throws(PruneKitError) in
         try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
             try applyStructures(StructureGroupView(members: [StructureMemberView(tensor: view, axis: axis)]), keep: k.baseAddress!)
@@ -45,7 +42,7 @@ public func applyStructures<S>(_ keep: [Bool], to tensor: inout Matrix<S>, axis:
 ///   `compactedDataFree` (members of the wrong kind, nothing kept, bad statistics, `.numeric`).
 public func dataFreeCoefficients(_ group: StructureGroup, keep: [Bool], options: DataFreeCompensation) throws(PruneKitError)
     -> DataFreeCoefficients {
-    let bytes = try keepBytes([keep], counts: structureCounts([group]))
+    let bytes = try keepBytes(keep, count: structureCounts([group])[0], of: "the group")
     return try withGroupViews([group]) { views throws(PruneKitError) in
         try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
             try dataFreeCoefficients(views[0], keep: k.baseAddress!, options: options)
@@ -57,11 +54,8 @@ public func dataFreeCoefficients(_ group: StructureGroup, keep: [Bool], options:
 /// The C function is `pk_structure_mask`.
 public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {
     let layout = try StructureLayout(axis: axis, rows: rows, cols: cols)
-    guard keep.count == layout.count else {
-        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
-    }
+    let bytes = try keepBytes(keep, count: layout.count)
     var values = [UInt8](repeating: 0, count: try checkedProduct(rows, cols, "mask"))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
     values.withUnsafeMutableBufferPointer { m in
         bytes.withUnsafeBufferPointer { k in layout.expandMask(keep: k.baseAddress!, into: m.baseAddress!) }
     }

@@ -58,9 +58,7 @@ public func compensatedBias<S, T, B>(original: Matrix<S>, pruned: Matrix<T>, mea
 /// The C function is `pk_refine_mask`.
 public func refinedMask<S>(_ mask: Mask, weights: Matrix<S>, hessian: [Double],
                            options: SwapOptions = .init()) throws(PruneKitError) -> (mask: Mask, swaps: Int) {
-    guard mask.rows == weights.rows, mask.cols == weights.cols else {
-        throw .invalidShape("mask is \(mask.rows) x \(mask.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
+    try mask.check(rows: weights.rows, cols: weights.cols)
     var bytes = mask.values
     let swaps = try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) -> Int in
         try weights.withMatrixView { w throws(PruneKitError) -> Int in

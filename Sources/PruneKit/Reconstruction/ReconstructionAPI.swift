@@ -25,9 +25,7 @@ public func sparseGPT<S>(_ weights: Matrix<S>, hessian: [Double], options: Recon
 /// - Throws: `PruneKitError`: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.numeric`.
 public func admm<S>(_ weights: Matrix<S>, hessian: [Double], mask given: Mask? = nil,
                     options: ADMMOptions = .init()) throws(PruneKitError) -> (mask: Mask, weights: Matrix<S>) {
-    if let given, given.rows != weights.rows || given.cols != weights.cols {
-        throw .invalidShape("mask is \(given.rows) x \(given.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
+    try given?.check(rows: weights.rows, cols: weights.cols)
     var maskBytes = [UInt8](repeating: 0, count: weights.rows * weights.cols)
     let givenBytes = given?.values ?? []
     let output = try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
@@ -44,9 +42,7 @@ public func admm<S>(_ weights: Matrix<S>, hessian: [Double], mask given: Mask? =
 /// The SparseGPT update of the kept weights under `mask` (from any criterion).
 public func reconstructWeights<S>(_ weights: Matrix<S>, hessian: [Double], mask: Mask,
                                   options: ReconstructionOptions = .init()) throws(PruneKitError) -> Matrix<S> {
-    guard mask.rows == weights.rows, mask.cols == weights.cols else {
-        throw .invalidShape("mask is \(mask.rows) x \(mask.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
+    try mask.check(rows: weights.rows, cols: weights.cols)
     return try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
         try mask.values.withUnsafeBufferPointer { m throws(PruneKitError) in
             try reconstructWeights(weights: view, hessian: h, hessianSize: weights.cols, mask: m.baseAddress!, options: options, output: out)

@@ -78,13 +78,10 @@ func split<T>(_ values: [T], _ counts: [Int]) -> [[T]] {
     return out
 }
 
-/// One keep byte per structure from per-group flags, checked against the groups' counts.
-func keepBytes(_ keep: [[Bool]], counts: [Int]) throws(PruneKitError) -> [UInt8] {
-    guard keep.count == counts.count else { throw .invalidShape("keep has \(keep.count) groups, \(counts.count) are given") }
-    for (g, (k, n)) in zip(keep, counts).enumerated() where k.count != n {
-        throw .invalidShape("keep[\(g)] has \(k.count) entries, group \(g) has \(n) structures")
-    }
-    return keep.joined().map { $0 ? 1 : 0 }
+/// One keep byte per structure (1 = keep), checked against the `count` structures of `owner`.
+func keepBytes(_ keep: [Bool], count: Int, of owner: String = "the tensor") throws(PruneKitError) -> [UInt8] {
+    guard keep.count == count else { throw .invalidShape("keep has \(keep.count) entries, \(owner) has \(count) structures") }
+    return keep.map { $0 ? 1 : 0 }
 }
 
 /// Lends the groups' memory as views to `body`; with `criterion`, the activity it ranks comes
