@@ -85,36 +85,24 @@ public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Ma
     }
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; nothing can compensate") }
-    var shapes: [(rows: Int, cols: Int)] = []
-    var buffers: [ScratchBuffer<S>] = []
+    var outputs: [Matrix<S>] = []
     var shift = [Double](repeating: 0, count: next.rows)
-    defer { keepAlive(buffers) }
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
-    let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
-    try withMemberViews(members[...], []) { views throws(PruneKitError) in
+    let options = DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2, batchNormMean: 3,
+                                       batchNormVariance: 4, epsilon: epsilon, dampening: dampening, activation: activation)
+    try withGroupViews([StructureGroup(zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) })]) { groups throws(PruneKitError) in
         // The outputs' shapes, from the members' layouts (checked as compactGroupDataFree checks them).
-        for layout in try StructureGroupView(members: views).layouts(label: "group: ") {
-            let shape = try layout.compactedShape(kept: kept)
-            shapes.append(shape)
-            buffers.append(try ScratchBuffer<S>(count: checkedProduct(max(shape.rows, 1), max(shape.cols, 1), "output")))
+        for layout in try groups[0].layouts(label: "group: ") {
+            let (rows, cols) = try layout.compactedShape(kept: kept)
+            outputs.append(try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols)))
         }
-        var outputs: [MatrixView] = []
-        for (b, (r, c)) in zip(buffers, shapes) {
-            outputs.append(try MatrixView(base: UnsafeMutableRawPointer(b.base), dtype: views[0].tensor.dtype,
-                                          rows: r, cols: c, rowStride: max(c, 1), name: "output"))
-        }
-        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
-            try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
-                try compactGroupDataFree(StructureGroupView(members: views), keep: k.baseAddress!, outputs: outputs,
-                                         options: DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2,
-                                                                       batchNormMean: 3, batchNormVariance: 4, epsilon: epsilon,
-                                                                       dampening: dampening, activation: activation),
-                                         biasShift: s.baseAddress!)
+        try withMutableMatrixViews(&outputs) { outs throws(PruneKitError) in
+            try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+                try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
+                    try compactGroupDataFree(groups[0], keep: k.baseAddress!, outputs: outs, options: options, biasShift: s.baseAddress!)
+                }
             }
         }
     }
-    let results = try zip(buffers, shapes).map { (b, shape) throws(PruneKitError) in
-        try Matrix<S>(rows: shape.0, cols: shape.1, values: Array(UnsafeBufferPointer(start: b.base, count: shape.0 * shape.1)))
-    }
-    return (results[0], Array(results[1...4]), results[5], shift)
+    return (outputs[0], Array(outputs[1...4]), outputs[5], shift)
 }
