@@ -1353,7 +1353,8 @@ typedef struct pk_pruner_options {
     double gradient_momentum;    /* PK_CRITERION_TAYLOR in a pruner is gradient flow: the scores
                                     are e = momentum * e + (1 - momentum) * |w * g| (float32) over
                                     the gradients passed with every step; in [0, 1), default 0.9 */
-    int32_t num_threads;         /* 0 = one per CPU; results do not depend on it */
+    int32_t num_threads;         /* 0 = selection->num_threads (0 there: one per CPU); results do
+                                    not depend on it */
     int32_t reserved;            /* set to 0 */
     double soft_temperature;     /* soft, differentiable masks (PDP) when > 0, in the units of the
                                     squared scores (see below); 0 = hard masks (default 0). Not
@@ -1391,7 +1392,8 @@ PK_API pk_status pk_pruner_options_init(pk_pruner_options *options);
  * @param weights        layer_count matrices, the host's weights: THE POINTERS ARE KEPT (above).
  * @param layer_count    the number of layers, >= 1.
  * @param criteria       NULL or layer_count criteria (NULL entries: magnitude); read, not kept.
- * @param selection      the scope (its sparsity is ignored) and num_threads.
+ * @param selection      the scope (its sparsity is ignored) and num_threads (the pruner's threads
+ *                       when options->num_threads is 0).
  * @param schedule       the sparsity schedule (final_sparsity unless layer_targets).
  * @param layer_targets  NULL or layer_count final sparsities in [0, 1]; copied.
  * @param options        decay, gradient momentum, threads, soft mode; NULL is not allowed.

@@ -65,11 +65,6 @@ public func pk_mask_layers(_ weights: UnsafePointer<pk_matrix>?, _ criteria: Uns
     }
 }
 
-func permutationDefaults() -> pk_permutation_options {
-    pk_permutation_options(struct_size: MemoryLayout<pk_permutation_options>.size, n: 2, m: 4, segment: 0,
-                           max_swaps: 1 << 20, time_limit: 0, num_threads: 0, reserved: 0)
-}
-
 /// Implements `pk_status pk_permutation_options_init(pk_permutation_options *options)`.
 @c @implementation
 public func pk_permutation_options_init(_ options: UnsafeMutablePointer<pk_permutation_options>?) -> pk_status {

@@ -2,11 +2,6 @@
 import CPruneKit
 import PruneKit
 
-func lowRankDefaults() -> pk_low_rank_options {
-    pk_low_rank_options(struct_size: MemoryLayout<pk_low_rank_options>.size, rank: 0, energy: 0, dampening: 0.01,
-                        max_dampening_retries: 4, num_threads: 0)
-}
-
 /// Implements `pk_status pk_low_rank_options_init(pk_low_rank_options *options)`.
 @c @implementation
 public func pk_low_rank_options_init(_ options: UnsafeMutablePointer<pk_low_rank_options>?) -> pk_status {

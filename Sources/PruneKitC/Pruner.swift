@@ -5,9 +5,14 @@ import CPruneKit
 import PruneKit
 import Synchronization
 
-final class PrunerBox: Sendable {
+/// The pruner and the host's weights it steps (the header: THE POINTERS ARE KEPT).
+final class PrunerBox: @unchecked Sendable {
     let state: Mutex<Pruner>
-    init(_ pruner: Pruner) { state = Mutex(pruner) }
+    let weights: [MatrixView]
+    init(_ pruner: Pruner, weights: [MatrixView]) {
+        state = Mutex(pruner)
+        self.weights = weights
+    }
 }
 
 let prunerHandles = HandleTable<PrunerBox>(tag: 0x9E, kind: "pk_pruner")
@@ -15,21 +20,6 @@ let prunerHandles = HandleTable<PrunerBox>(tag: 0x9E, kind: "pk_pruner")
 func prunerBox(_ handle: OpaquePointer?) throws(PruneKitError) -> PrunerBox {
     guard let handle else { throw nullPointer("pruner") }
     return try prunerHandles.lookup(handle, "pruner")
-}
-
-func scheduleDefaults() -> pk_schedule {
-    pk_schedule(struct_size: MemoryLayout<pk_schedule>.size, kind: Int32(PK_SCHEDULE_CUBIC.rawValue), reserved: 0,
-                begin: 0, end: 1000, frequency: 100, initial_sparsity: 0, final_sparsity: 0.5)
-}
-
-func prunerDefaults() -> pk_pruner_options {
-    pk_pruner_options(struct_size: MemoryLayout<pk_pruner_options>.size, decay_steps: 0, gradient_momentum: 0.9,
-                      num_threads: 0, reserved: 0, soft_temperature: 0)
-}
-
-func progressiveDefaults() -> pk_progressive_options {
-    pk_progressive_options(struct_size: MemoryLayout<pk_progressive_options>.size, target_ratio: 0.5, step_ratio: 0.05,
-                           tolerance: 0.01)
 }
 
 func schedule(_ pointer: UnsafePointer<pk_schedule>?) throws(PruneKitError) -> Schedule {
@@ -96,7 +86,7 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
         guard layerCount > 0, layerCount <= 1 << 24 else {
             throw PruneKitError(.invalidShape, "layer_count must be in 1...2^24, got \(layerCount)")
         }
-        let (s, threads) = try PruneKitC.selection(selection)
+        let (s, selectionThreads) = try PruneKitC.selection(selection)
         let plan = try schedule(schedulePointer)
         // soft_temperature was appended: a caller of the first layout (struct_size up to reserved) gets hard masks.
         let o = try readOptions(options, name: "options", defaults: prunerDefaults(),
@@ -109,11 +99,13 @@ public func pk_pruner_create(_ weights: UnsafePointer<pk_matrix>?, _ layerCount:
             kinds.append(try prunerCriterion(criteria?[i], "criteria[\(i)]", cols: view.cols))
         }
         let targets = layerTargets.map { Array(UnsafeBufferPointer(start: $0, count: Int(layerCount))) }
-        let pruner = try Pruner(layers: views, criteria: kinds, selection: s, schedule: plan, targets: targets,
+        // options->num_threads when set, else the selection's.
+        let threads = o.num_threads != 0 ? Int(o.num_threads) : selectionThreads
+        let pruner = try Pruner(layers: views.map(PrunedLayer.init), criteria: kinds, selection: s, schedule: plan,
+                                targets: targets,
                                 options: PrunerOptions(decaySteps: o.decay_steps, gradientMomentum: o.gradient_momentum,
-                                                       threads: Int(o.num_threads), softTemperature: o.soft_temperature))
-        _ = threads
-        prunerOut.pointee = prunerHandles.insert(PrunerBox(pruner))
+                                                       threads: threads, softTemperature: o.soft_temperature))
+        prunerOut.pointee = prunerHandles.insert(PrunerBox(pruner, weights: views))
     }
 }
 
@@ -131,7 +123,7 @@ public func pk_pruner_step(_ pruner: OpaquePointer?, _ step: Int64, _ gradients:
         let box = try prunerBox(pruner)
         try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
             let grads = try gradients.map { (g) throws(PruneKitError) in try matrixViews(g, count: p.layers.count, "gradients") }
-            try p.step(step, gradients: grads)
+            try p.step(step, weights: box.weights, gradients: grads)
         }
     }
 }
@@ -147,17 +139,24 @@ func layerIndex(_ p: Pruner, _ layer: Int64, _ length: Int64) throws(PruneKitErr
     return Int(layer)
 }
 
+/// The body of the per-layer readers: the handle, then the output argument `outName`, then the
+/// layer and length are checked; `copy` runs under the pruner's lock.
+func readLayer<T>(_ function: StaticString, _ pruner: OpaquePointer?, _ layer: Int64, _ length: Int64,
+                  _ out: UnsafeMutablePointer<T>?, _ outName: String,
+                  _ copy: (Pruner, Int, UnsafeMutablePointer<T>) -> Void) -> pk_status {
+    run(function) { () throws(PruneKitError) in
+        let box = try prunerBox(pruner)
+        guard let out else { throw nullPointer(outName) }
+        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in copy(p, try layerIndex(p, layer, length), out) }
+    }
+}
+
 /// Implements `pk_status pk_pruner_mask(const pk_pruner *, int64_t layer, uint8_t *mask_out, int64_t length)`.
 @c @implementation
 public func pk_pruner_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: UnsafeMutablePointer<UInt8>?,
                            _ length: Int64) -> pk_status {
-    run("pk_pruner_mask") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let maskOut else { throw nullPointer("mask_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let mask = p.mask(layer: try layerIndex(p, layer, length))
-            maskOut.update(from: mask, count: mask.count)
-        }
+    readLayer("pk_pruner_mask", pruner, layer, length, maskOut, "mask_out") { p, l, out in
+        out.update(from: p.maskBytes(layer: l), count: p.layers[l].count)
     }
 }
 
@@ -165,13 +164,8 @@ public func pk_pruner_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: 
 @c @implementation
 public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factorsOut: UnsafeMutablePointer<Float>?,
                               _ length: Int64) -> pk_status {
-    run("pk_pruner_factors") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let factorsOut else { throw nullPointer("factors_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let factors = p.factors(layer: try layerIndex(p, layer, length))
-            factorsOut.update(from: factors, count: factors.count)
-        }
+    readLayer("pk_pruner_factors", pruner, layer, length, factorsOut, "factors_out") { p, l, out in
+        out.update(from: p.factorValues(layer: l), count: p.layers[l].count)
     }
 }
 
@@ -179,14 +173,10 @@ public func pk_pruner_factors(_ pruner: OpaquePointer?, _ layer: Int64, _ factor
 @c @implementation
 public func pk_pruner_soft_mask(_ pruner: OpaquePointer?, _ layer: Int64, _ maskOut: UnsafeMutablePointer<Float>?,
                                 _ derivativeOut: UnsafeMutablePointer<Float>?, _ length: Int64) -> pk_status {
-    run("pk_pruner_soft_mask") { () throws(PruneKitError) in
-        let box = try prunerBox(pruner)
-        guard let maskOut else { throw nullPointer("mask_out") }
-        try box.state.withLock { (p: inout Pruner) throws(PruneKitError) in
-            let (mask, derivative) = p.softMask(layer: try layerIndex(p, layer, length))
-            maskOut.update(from: mask, count: mask.count)
-            derivativeOut?.update(from: derivative, count: derivative.count)
-        }
+    readLayer("pk_pruner_soft_mask", pruner, layer, length, maskOut, "mask_out") { p, l, out in
+        let (mask, derivative) = p.softMaskValues(layer: l)
+        out.update(from: mask, count: mask.count)
+        derivativeOut?.update(from: derivative, count: derivative.count)
     }
 }
 
@@ -264,14 +254,8 @@ public func pk_progressive_structures(_ groups: UnsafePointer<pk_group>?, _ grou
         let p = try readOptions(options, name: "options", defaults: progressiveDefaults())
         guard let evaluate else { throw nullPointer("evaluate") }
         guard let keepOut else { throw nullPointer("keep_out") }
-        var givenBuffer: UnsafeBufferPointer<Double>?
-        if let given {
-            var total = 0
-            for (g, group) in views.enumerated() { total += try group.structureCount(label: "groups[\(g)]: ") }
-            givenBuffer = UnsafeBufferPointer(start: given, count: total)
-        }
         let result = try progressiveStructurePruning(
-            groups: views, scoring: o, scores: givenBuffer,
+            groups: views, scoring: o, scores: try givenScores(given, views),
             options: ProgressiveOptions(targetRatio: p.target_ratio, stepRatio: p.step_ratio, tolerance: p.tolerance)
         ) { (keep) throws(PruneKitError) -> Double in
             var cost = Double.nan

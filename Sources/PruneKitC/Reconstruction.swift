@@ -2,13 +2,6 @@
 import CPruneKit
 import PruneKit
 
-func reconstructionDefaults() -> pk_reconstruction_options {
-    pk_reconstruction_options(
-        struct_size: MemoryLayout<pk_reconstruction_options>.size, scope: Int32(PK_SCOPE_LAYER.rawValue),
-        precision: Int32(PK_PRECISION_FLOAT32.rawValue), sparsity: 0.5, n: 2, m: 4, block_size: 128,
-        dampening: 0.01, max_dampening_retries: 4, num_threads: 0)
-}
-
 func reconstructionOptions(_ pointer: UnsafePointer<pk_reconstruction_options>?) throws(PruneKitError) -> ReconstructionOptions {
     let o = try readOptions(pointer, name: "options", defaults: reconstructionDefaults())
     let pattern: ReconstructionOptions.Pattern
@@ -90,13 +83,6 @@ public func pk_prune_columns(_ weights: UnsafePointer<pk_matrix>?, _ hessian: Un
     }
 }
 
-func admmDefaults() -> pk_admm_options {
-    pk_admm_options(
-        struct_size: MemoryLayout<pk_admm_options>.size, scope: Int32(PK_SCOPE_LAYER.rawValue),
-        precision: Int32(PK_PRECISION_FLOAT32.rawValue), sparsity: 0.5, n: 2, m: 4, iterations: 30, ramp_iterations: 20,
-        rho: 1, rho_growth: 1, rho_interval: 1, refine_iterations: 10, dampening: 0.1, num_threads: 0)
-}
-
 func admmOptions(_ pointer: UnsafePointer<pk_admm_options>?) throws(PruneKitError) -> ADMMOptions {
     let o = try readOptions(pointer, name: "options", defaults: admmDefaults())
     let pattern: ADMMOptions.Pattern
@@ -135,11 +121,6 @@ public func pk_admm(_ weights: UnsafePointer<pk_matrix>?, _ hessian: UnsafePoint
         try admm(weights: view, hessian: h, hessianSize: Int(hessianSize), givenMask: mask, options: o, maskOut: maskOut,
                  output: out)
     }
-}
-
-func swapDefaults() -> pk_swap_options {
-    pk_swap_options(struct_size: MemoryLayout<pk_swap_options>.size, scope: Int32(PK_SCOPE_ROW.rawValue), n: 2, m: 4,
-                    max_swaps: 100, candidates: 8, num_threads: 0)
 }
 
 /// Implements `pk_status pk_swap_options_init(pk_swap_options *options)`.

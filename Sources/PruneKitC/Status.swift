@@ -120,16 +120,6 @@ func matrixViews(_ pointer: UnsafePointer<pk_matrix>, count: Int, _ name: String
     return views
 }
 
-func criterionDefaults() -> pk_criterion {
-    pk_criterion(struct_size: MemoryLayout<pk_criterion>.size, kind: Int32(PK_CRITERION_MAGNITUDE.rawValue),
-                 reserved: 0, feature_values: nil, feature_count: 0, gradient: nil, seed: 0)
-}
-
-func selectionDefaults() -> pk_selection {
-    pk_selection(struct_size: MemoryLayout<pk_selection>.size, scope: Int32(PK_SCOPE_ROW.rawValue),
-                 num_threads: 0, sparsity: 0.5, n: 2, m: 4)
-}
-
 func criterionView(_ pointer: UnsafePointer<pk_criterion>?, _ name: String) throws(PruneKitError) -> CriterionView {
     let c = try readOptions(pointer, name: name, defaults: criterionDefaults())
     switch UInt32(bitPattern: c.kind) {

@@ -2,14 +2,6 @@
 import CPruneKit
 import PruneKit
 
-func structureDefaults() -> pk_structure_options {
-    pk_structure_options(
-        struct_size: MemoryLayout<pk_structure_options>.size, criterion: Int32(PK_STRUCTURE_CRITERION_L2.rawValue),
-        reduction: Int32(PK_REDUCTION_SUM.rawValue), normalization: Int32(PK_NORMALIZATION_NONE.rawValue),
-        mode: Int32(PK_STRUCTURE_MODE_PER_GROUP.rawValue), ratio: 0.5, stage_values: nil, stage_count: 0, multiple: 1,
-        scores: nil, num_threads: 0, reserved: 0)
-}
-
 func enumValue<E: RawRepresentable>(_ raw: Int32, _ name: String, _ kind: String) throws(PruneKitError) -> E where E.RawValue == Int32 {
     guard let value = E(rawValue: raw) else { throw PruneKitError(.invalidArgument, "\(name) \(raw) is not a \(kind)") }
     return value
@@ -84,6 +76,15 @@ func groupViews(_ groups: UnsafePointer<pk_group>?, _ count: Int64, criterion: S
     return views
 }
 
+/// The caller's scores (options->scores), one per structure of every group: the groups are
+/// counted first to know the length.
+func givenScores(_ given: UnsafePointer<Double>?, _ views: [StructureGroupView]) throws(PruneKitError) -> UnsafeBufferPointer<Double>? {
+    guard let given else { return nil }
+    var total = 0
+    for (g, group) in views.enumerated() { total += try group.structureCount(label: "groups[\(g)]: ") }
+    return UnsafeBufferPointer(start: given, count: total)
+}
+
 /// Implements `pk_status pk_structure_options_init(pk_structure_options *options)`.
 @c @implementation
 public func pk_structure_options_init(_ options: UnsafeMutablePointer<pk_structure_options>?) -> pk_status {
@@ -100,16 +101,7 @@ public func pk_select_structures(_ groups: UnsafePointer<pk_group>?, _ groupCoun
         let (o, given) = try structureOptions(options)
         let views = try groupViews(groups, groupCount, criterion: o.criterion)
         guard let keepOut else { throw nullPointer("keep_out") }
-        var givenBuffer: UnsafeBufferPointer<Double>?
-        if let given {
-            // The caller's scores cover every structure; count them first to know the length.
-            var total = 0
-            for (g, group) in views.enumerated() {
-                total += try group.structureCount(label: "groups[\(g)]: ")
-            }
-            givenBuffer = UnsafeBufferPointer(start: given, count: total)
-        }
-        let (scores, keep) = try structureSelection(groups: views, options: o, scores: givenBuffer)
+        let (scores, keep) = try structureSelection(groups: views, options: o, scores: try givenScores(given, views))
         keepOut.update(from: keep, count: keep.count)
         scoresOut?.update(from: scores, count: scores.count)
     }
@@ -197,12 +189,6 @@ public func pk_key_channels(_ queries: UnsafePointer<pk_matrix>?, _ keys: Unsafe
         keepOut.update(from: keep, count: keep.count)
         scoresOut?.update(from: scores, count: scores.count)
     }
-}
-
-func dataFreeDefaults() -> pk_data_free_options {
-    pk_data_free_options(struct_size: MemoryLayout<pk_data_free_options>.size, producer: -1, next: -1, bn_weight: -1,
-                         bn_bias: -1, bn_mean: -1, bn_var: -1, epsilon: 1e-5, dampening: 0.01,
-                         activation: Int32(PK_ACTIVATION_RELU.rawValue), num_threads: 0)
 }
 
 /// Implements `pk_status pk_data_free_options_init(pk_data_free_options *options)`.

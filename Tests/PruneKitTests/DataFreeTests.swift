@@ -71,33 +71,18 @@ private func chain() throws -> (producer: Matrix<Double>, bn: [Matrix<Double>], 
         #expect(attempt(bn, next: infinite)?.status == .nonFinite)
     }
 
-    @Test func coefficientsOfTheViewAPI() throws {
+    @Test func coefficientsOfTheOwnedAPI() throws {
         // Two channels with identical filters and batch norms: pruning one, the other carries it
         // whole (s = 1 / (1 + dampening) with nothing else correlated, t from the means).
-        let producer: [Double] = [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]
-        var gamma: [Double] = [1, 1, 1], beta: [Double] = [0.5, 0.5, -0.2], mean: [Double] = [0, 0, 0], variance: [Double] = [1, 1, 1]
-        let keep: [UInt8] = [1, 0, 1]
-        let s = try producer.withUnsafeBufferPointer { p in
-            try gamma.withUnsafeMutableBytes { g in try beta.withUnsafeMutableBytes { b in
-                try mean.withUnsafeMutableBytes { m in try variance.withUnsafeMutableBytes { v in
-                    let views = try [
-                        StructureMemberView(tensor: MatrixView(base: UnsafeMutableRawPointer(mutating: p.baseAddress!), dtype: .float64,
-                                                               rows: 3, cols: 4, rowStride: 4), axis: .rows(span: 1)),
-                        StructureMemberView(tensor: MatrixView(base: g.baseAddress!, dtype: .float64, rows: 1, cols: 3, rowStride: 3), axis: .cols(span: 1)),
-                        StructureMemberView(tensor: MatrixView(base: b.baseAddress!, dtype: .float64, rows: 1, cols: 3, rowStride: 3), axis: .cols(span: 1)),
-                        StructureMemberView(tensor: MatrixView(base: m.baseAddress!, dtype: .float64, rows: 1, cols: 3, rowStride: 3), axis: .cols(span: 1)),
-                        StructureMemberView(tensor: MatrixView(base: v.baseAddress!, dtype: .float64, rows: 1, cols: 3, rowStride: 3), axis: .cols(span: 1)),
-                        StructureMemberView(tensor: MatrixView(base: v.baseAddress!, dtype: .float64, rows: 1, cols: 3, rowStride: 3), axis: .cols(span: 1)),
-                    ]
-                    return try keep.withUnsafeBufferPointer { k in
-                        try dataFreeCoefficients(StructureGroupView(members: views), keep: k.baseAddress!,
-                                                 options: DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2,
-                                                                               batchNormMean: 3, batchNormVariance: 4, epsilon: 0,
-                                                                               dampening: 0, activation: .identity))
-                    }
-                } }
-            } }
-        }
+        let producer = try Matrix<Double>(rows: 3, cols: 4, values: [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+        let row = { (v: [Double]) throws(PruneKitError) in try Matrix<Double>(rows: 1, cols: 3, values: v) }
+        let (gamma, beta, mean, variance) = (try row([1, 1, 1]), try row([0.5, 0.5, -0.2]), try row([0, 0, 0]), try row([1, 1, 1]))
+        let group = StructureGroup([StructureMember(producer, axis: .rows(span: 1))]
+                                   + [gamma, beta, mean, variance, variance].map { StructureMember($0, axis: .cols(span: 1)) })
+        let options = DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2, batchNormMean: 3,
+                                           batchNormVariance: 4, epsilon: 0, dampening: 0, activation: .identity)
+        let s = try dataFreeCoefficients(group, keep: [true, false, true], options: options)
+        #expect(throws: PruneKitError.self) { try dataFreeCoefficients(group, keep: [true, false], options: options) }
         #expect(s.kept == [0, 2] && s.pruned == [1])
         #expect(abs(s.scales[0] - 1) < 1e-12 && abs(s.scales[1]) < 1e-12)
         #expect(abs(s.shifts[0]) < 1e-12)

@@ -480,7 +480,66 @@ static void test_soft_gradient_flow(void) {
     pk_pruner_free(p);
 }
 
+/* The pruner takes its threads from selection->num_threads when options->num_threads is 0 (and
+ * from options->num_threads otherwise): the masks and weights after every step are the same at
+ * 1, 2 and 3 threads, each way (two decaying layers ranked per row, 64 rows each). */
+static void test_pruner_thread_counts(void) {
+    enum { R = 64, C = 96, STEPS = 12 };
+    static float start[2][R * C], w[2][R * C], first_w[2][R * C];
+    static uint8_t mask[R * C], first_mask[2][R * C];
+    fill(start[0], R * C, 5);
+    fill(start[1], R * C, 6);
+    int same = 1;
+    for (int run = 0; run < 6; run++) {
+        int32_t threads = 1 + run % 3;
+        memcpy(w, start, sizeof w);
+        pk_matrix m[2] = {{w[0], R, C, C, PK_DTYPE_FLOAT32, 0}, {w[1], R, C, C, PK_DTYPE_FLOAT32, 0}};
+        pk_selection sel;
+        pk_selection_init(&sel);
+        pk_schedule s;
+        pk_schedule_init(&s);
+        s.begin = 0;
+        s.end = 8;
+        s.frequency = 2;
+        s.final_sparsity = 0.7;
+        pk_pruner_options o;
+        pk_pruner_options_init(&o);
+        o.decay_steps = 3;
+        if (run < 3) sel.num_threads = threads; else o.num_threads = threads;
+        pk_pruner *p = NULL;
+        CHECK(pk_pruner_create(m, 2, NULL, &sel, &s, NULL, &o, &p) == PK_OK && p, "threads %d: %s", threads, pk_last_error());
+        if (!p) return;
+        for (int64_t t = 0; t < STEPS; t++) CHECK(pk_pruner_step(p, t, NULL) == PK_OK, "step: %s", pk_last_error());
+        for (int l = 0; l < 2; l++) {
+            CHECK(pk_pruner_mask(p, l, mask, R * C) == PK_OK, "mask: %s", pk_last_error());
+            if (run == 0) {
+                memcpy(first_mask[l], mask, sizeof mask);
+                memcpy(first_w[l], w[l], sizeof w[l]);
+            } else {
+                same = same && memcmp(first_mask[l], mask, sizeof mask) == 0 && memcmp(first_w[l], w[l], sizeof w[l]) == 0;
+            }
+        }
+        pk_pruner_free(p);
+    }
+    CHECK(same, "the pruner's masks and weights are the same at 1, 2 and 3 threads");
+    /* A negative count is refused from either struct. */
+    pk_matrix m = {w[0], R, C, C, PK_DTYPE_FLOAT32, 0};
+    pk_selection sel;
+    pk_selection_init(&sel);
+    pk_schedule s;
+    pk_schedule_init(&s);
+    pk_pruner_options o;
+    pk_pruner_options_init(&o);
+    pk_pruner *p = NULL;
+    o.num_threads = -1;
+    CHECK(pk_pruner_create(&m, 1, NULL, &sel, &s, NULL, &o, &p) == PK_ERROR_INVALID_ARGUMENT && !p, "options->num_threads -1");
+    o.num_threads = 0;
+    sel.num_threads = -1;
+    CHECK(pk_pruner_create(&m, 1, NULL, &sel, &s, NULL, &o, &p) == PK_ERROR_INVALID_ARGUMENT && !p, "selection->num_threads -1");
+}
+
 int main(void) {
+    test_pruner_thread_counts();
     test_soft_mode();
     test_soft_gradient_flow();
     test_freed_and_forged_handles();

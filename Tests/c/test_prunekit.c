@@ -693,11 +693,60 @@ static void test_permutation(const char *folder) {
           down[4] == 6, "permute_group moved the wrong structures");
 }
 
+/* Every _init fills the defaults the header documents (they come from the Swift option types'
+ * defaults: a change there shows here). */
+static void test_init_defaults(void) {
+    pk_criterion c;
+    CHECK(pk_criterion_init(&c) == PK_OK && c.struct_size == sizeof c && c.kind == PK_CRITERION_MAGNITUDE && !c.feature_values
+          && c.seed == 0, "pk_criterion_init");
+    pk_selection sel;
+    CHECK(pk_selection_init(&sel) == PK_OK && sel.struct_size == sizeof sel && sel.scope == PK_SCOPE_ROW && sel.sparsity == 0.5
+          && sel.n == 2 && sel.m == 4 && sel.num_threads == 0, "pk_selection_init");
+    pk_schedule s;
+    CHECK(pk_schedule_init(&s) == PK_OK && s.struct_size == sizeof s && s.kind == PK_SCHEDULE_CUBIC && s.begin == 0
+          && s.end == 1000 && s.frequency == 100 && s.initial_sparsity == 0 && s.final_sparsity == 0.5, "pk_schedule_init");
+    pk_pruner_options po;
+    CHECK(pk_pruner_options_init(&po) == PK_OK && po.struct_size == sizeof po && po.decay_steps == 0
+          && po.gradient_momentum == 0.9 && po.num_threads == 0 && po.soft_temperature == 0, "pk_pruner_options_init");
+    pk_progressive_options pr;
+    CHECK(pk_progressive_options_init(&pr) == PK_OK && pr.struct_size == sizeof pr && pr.target_ratio == 0.5
+          && pr.step_ratio == 0.05 && pr.tolerance == 0.01, "pk_progressive_options_init");
+    pk_reconstruction_options r;
+    CHECK(pk_reconstruction_options_init(&r) == PK_OK && r.struct_size == sizeof r && r.scope == PK_SCOPE_LAYER
+          && r.precision == PK_PRECISION_FLOAT32 && r.sparsity == 0.5 && r.n == 2 && r.m == 4 && r.block_size == 128
+          && r.dampening == 0.01 && r.max_dampening_retries == 4 && r.num_threads == 0, "pk_reconstruction_options_init");
+    pk_admm_options a;
+    CHECK(pk_admm_options_init(&a) == PK_OK && a.struct_size == sizeof a && a.scope == PK_SCOPE_LAYER
+          && a.precision == PK_PRECISION_FLOAT32 && a.sparsity == 0.5 && a.n == 2 && a.m == 4 && a.iterations == 30
+          && a.ramp_iterations == 20 && a.rho == 1 && a.rho_growth == 1 && a.rho_interval == 1 && a.refine_iterations == 10
+          && a.dampening == 0.1 && a.num_threads == 0, "pk_admm_options_init");
+    pk_swap_options sw;
+    CHECK(pk_swap_options_init(&sw) == PK_OK && sw.struct_size == sizeof sw && sw.scope == PK_SCOPE_ROW && sw.n == 2 && sw.m == 4
+          && sw.max_swaps == 100 && sw.candidates == 8 && sw.num_threads == 0, "pk_swap_options_init");
+    pk_low_rank_options lr;
+    CHECK(pk_low_rank_options_init(&lr) == PK_OK && lr.struct_size == sizeof lr && lr.rank == 0 && lr.energy == 0
+          && lr.dampening == 0.01 && lr.max_dampening_retries == 4 && lr.num_threads == 0, "pk_low_rank_options_init");
+    pk_permutation_options pm;
+    CHECK(pk_permutation_options_init(&pm) == PK_OK && pm.struct_size == sizeof pm && pm.n == 2 && pm.m == 4 && pm.segment == 0
+          && pm.max_swaps == (int64_t)1 << 20 && pm.time_limit == 0 && pm.num_threads == 0 && pm.reserved == 0,
+          "pk_permutation_options_init");
+    pk_structure_options so;
+    CHECK(pk_structure_options_init(&so) == PK_OK && so.struct_size == sizeof so && so.criterion == PK_STRUCTURE_CRITERION_L2
+          && so.reduction == PK_REDUCTION_SUM && so.normalization == PK_NORMALIZATION_NONE && so.mode == PK_STRUCTURE_MODE_PER_GROUP
+          && so.ratio == 0.5 && !so.stage_values && so.stage_count == 0 && so.multiple == 1 && !so.scores && so.num_threads == 0,
+          "pk_structure_options_init");
+    pk_data_free_options df;
+    CHECK(pk_data_free_options_init(&df) == PK_OK && df.struct_size == sizeof df && df.producer == -1 && df.next == -1
+          && df.bn_weight == -1 && df.bn_bias == -1 && df.bn_mean == -1 && df.bn_var == -1 && df.epsilon == 1e-5
+          && df.dampening == 0.01 && df.activation == PK_ACTIVATION_RELU && df.num_threads == 0, "pk_data_free_options_init");
+}
+
 int main(int argc, char **argv) {
     const char *folder = argc > 1 ? argv[1] : "Tests/vectors";
     CHECK(pk_version_number() == PK_VERSION_NUMBER, "runtime version %d, header %d", pk_version_number(), PK_VERSION_NUMBER);
     CHECK(strcmp(pk_version_string(), PK_VERSION_STRING) == 0, "version string %s", pk_version_string());
     CHECK(strcmp(pk_last_error(), "") == 0, "last error starts empty");
+    test_init_defaults();
     test_vectors(folder);
     test_bad_input();
     test_apply_and_sparsity();

@@ -27,9 +27,7 @@ private func zeroPruned<E: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutab
 /// Applies `mask` to `weights` in place.
 /// - Throws: `.invalidShape` if the shapes differ.
 public func applyMask<S>(_ mask: Mask, to weights: inout Matrix<S>) throws(PruneKitError) {
-    guard mask.rows == weights.rows, mask.cols == weights.cols else {
-        throw .invalidShape("mask is \(mask.rows) x \(mask.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
+    try mask.check(rows: weights.rows, cols: weights.cols)
     try weights.withMutableMatrixView { view throws(PruneKitError) in
         try mask.values.withUnsafeBufferPointer { m throws(PruneKitError) in try applyMask(m.baseAddress!, to: view) }
     }

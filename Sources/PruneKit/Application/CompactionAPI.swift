@@ -7,14 +7,11 @@
 /// The C function is `pk_compact_group`.
 public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Matrix<S> {
     let layout = try StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols)
-    guard keep.count == layout.count else {
-        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
-    }
+    let bytes = try keepBytes(keep, count: layout.count)
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; a compacted tensor cannot be empty") }
     let (rows, cols) = try layout.compactedShape(kept: kept)
     var out = try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
     try tensor.withMatrixView { view throws(PruneKitError) in
         try out.withMutableMatrixView { target throws(PruneKitError) in
             try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
@@ -26,15 +23,39 @@ public func compacted<S>(_ tensor: Matrix<S>, axis: StructureAxis, keep: [Bool])
     return out
 }
 
+/// Sets the structures of `tensor` that `keep` prunes (false) to zero, in place (the shape stays).
+/// - Throws: `.invalidShape` if `keep` does not match the tensor's structures.
+/// The C function is `pk_apply_structures`.
+public func applyStructures<S>(_ keep: [Bool], to tensor: inout Matrix<S>, axis: StructureAxis) throws(PruneKitError) {
+    let bytes = try keepBytes(keep, count: StructureLayout(axis: axis, rows: tensor.rows, cols: tensor.cols).count)
+    try tensor.withMutableMatrixView { view throws(PruneKitError) in
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try applyStructures(StructureGroupView(members: [StructureMemberView(tensor: view, axis: axis)]), keep: k.baseAddress!)
+        }
+    }
+}
+
+/// The UDFC coefficients of a selection of `group`'s structures (see `DataFreeActivation` for the
+/// closed form): the members `options` names are the producing layer, its batch norm and the
+/// next layer. Nothing is written.
+/// - Throws: `.invalidShape` if `keep` does not match the group's structures; the errors of
+///   `compactedDataFree` (members of the wrong kind, nothing kept, bad statistics, `.numeric`).
+public func dataFreeCoefficients(_ group: StructureGroup, keep: [Bool], options: DataFreeCompensation) throws(PruneKitError)
+    -> DataFreeCoefficients {
+    let bytes = try keepBytes(keep, count: structureCounts([group])[0], of: "the group")
+    return try withGroupViews([group]) { views throws(PruneKitError) in
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try dataFreeCoefficients(views[0], keep: k.baseAddress!, options: options)
+        }
+    }
+}
+
 /// The entry mask of a selection for a tensor of `rows` x `cols` (e.g. the blocks chosen).
 /// The C function is `pk_structure_mask`.
 public func structureMask(rows: Int, cols: Int, axis: StructureAxis, keep: [Bool]) throws(PruneKitError) -> Mask {
     let layout = try StructureLayout(axis: axis, rows: rows, cols: cols)
-    guard keep.count == layout.count else {
-        throw .invalidShape("keep has \(keep.count) entries, the tensor has \(layout.count) structures")
-    }
+    let bytes = try keepBytes(keep, count: layout.count)
     var values = [UInt8](repeating: 0, count: try checkedProduct(rows, cols, "mask"))
-    let bytes = keep.map { UInt8($0 ? 1 : 0) }
     values.withUnsafeMutableBufferPointer { m in
         bytes.withUnsafeBufferPointer { k in layout.expandMask(keep: k.baseAddress!, into: m.baseAddress!) }
     }
@@ -64,36 +85,24 @@ public func compactedDataFree<S>(producer: Matrix<S>, gamma: Matrix<S>, beta: Ma
     }
     let kept = keep.filter { $0 }.count
     guard kept > 0 else { throw .invalidArgument("the selection keeps no structure; nothing can compensate") }
-    var shapes: [(rows: Int, cols: Int)] = []
-    var buffers: [ScratchBuffer<S>] = []
+    var outputs: [Matrix<S>] = []
     var shift = [Double](repeating: 0, count: next.rows)
-    defer { keepAlive(buffers) }
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
-    let members = zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) }
-    try withMemberViews(members[...], []) { views throws(PruneKitError) in
+    let options = DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2, batchNormMean: 3,
+                                       batchNormVariance: 4, epsilon: epsilon, dampening: dampening, activation: activation)
+    try withGroupViews([StructureGroup(zip(inputs, axes).map { StructureMember($0, axis: $1, scored: false) })]) { groups throws(PruneKitError) in
         // The outputs' shapes, from the members' layouts (checked as compactGroupDataFree checks them).
-        for layout in try StructureGroupView(members: views).layouts(label: "group: ") {
-            let shape = try layout.compactedShape(kept: kept)
-            shapes.append(shape)
-            buffers.append(try ScratchBuffer<S>(count: checkedProduct(max(shape.rows, 1), max(shape.cols, 1), "output")))
+        for layout in try groups[0].layouts(label: "group: ") {
+            let (rows, cols) = try layout.compactedShape(kept: kept)
+            outputs.append(try Matrix<S>(rows: rows, cols: cols, values: Array(repeating: S(0), count: rows * cols)))
         }
-        var outputs: [MatrixView] = []
-        for (b, (r, c)) in zip(buffers, shapes) {
-            outputs.append(try MatrixView(base: UnsafeMutableRawPointer(b.base), dtype: views[0].tensor.dtype,
-                                          rows: r, cols: c, rowStride: max(c, 1), name: "output"))
-        }
-        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
-            try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
-                try compactGroupDataFree(StructureGroupView(members: views), keep: k.baseAddress!, outputs: outputs,
-                                         options: DataFreeCompensation(producer: 0, next: 5, batchNormWeight: 1, batchNormBias: 2,
-                                                                       batchNormMean: 3, batchNormVariance: 4, epsilon: epsilon,
-                                                                       dampening: dampening, activation: activation),
-                                         biasShift: s.baseAddress!)
+        try withMutableMatrixViews(&outputs) { outs throws(PruneKitError) in
+            try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+                try shift.withUnsafeMutableBufferPointer { s throws(PruneKitError) in
+                    try compactGroupDataFree(groups[0], keep: k.baseAddress!, outputs: outs, options: options, biasShift: s.baseAddress!)
+                }
             }
         }
     }
-    let results = try zip(buffers, shapes).map { (b, shape) throws(PruneKitError) in
-        try Matrix<S>(rows: shape.0, cols: shape.1, values: Array(UnsafeBufferPointer(start: b.base, count: shape.0 * shape.1)))
-    }
-    return (results[0], Array(results[1...4]), results[5], shift)
+    return (outputs[0], Array(outputs[1...4]), outputs[5], shift)
 }

@@ -166,14 +166,11 @@ package func randomChannelMask(importance: UnsafePointer<Float>, count: Int, thr
 public func topChannels(_ scores: Matrix<Float>, k: Int, magnitude: Bool = false) throws(PruneKitError) -> [Int64] {
     guard k >= 1, k <= scores.cols else { throw .invalidArgument("k must be in 1 ... \(scores.cols) (the channels), got \(k)") }
     var indices = [Int64](repeating: 0, count: scores.rows * k)
-    let result: Result<Void, PruneKitError> = indices.withUnsafeMutableBufferPointer { out in
-        Result { () throws(PruneKitError) in
-            try scores.withMatrixView { view throws(PruneKitError) in
-                try topChannels(scores: view, k: k, magnitude: magnitude, indices: out.baseAddress!)
-            }
+    try indices.withUnsafeMutableBufferPointer { out throws(PruneKitError) in
+        try scores.withMatrixView { view throws(PruneKitError) in
+            try topChannels(scores: view, k: k, magnitude: magnitude, indices: out.baseAddress!)
         }
     }
-    try result.get()
     return indices
 }
 
@@ -182,16 +179,13 @@ public func gather<S>(_ source: Matrix<S>, axis: GatherAxis, indices: [Int64]) t
     guard !indices.isEmpty else { throw .invalidShape("indices is empty") }
     let (rows, cols) = axis == .rows ? (indices.count, source.cols) : (source.rows, indices.count)
     var output = try Matrix<S>(rows: rows, cols: cols, values: .init(repeating: S(0), count: rows * cols))
-    let result: Result<Void, PruneKitError> = indices.withUnsafeBufferPointer { idx in
-        Result { () throws(PruneKitError) in
-            try source.withMatrixView { view throws(PruneKitError) in
-                try output.withMutableMatrixView { out throws(PruneKitError) in
-                    try gather(view, axis: axis, indices: idx.baseAddress!, count: idx.count, into: out)
-                }
+    try indices.withUnsafeBufferPointer { idx throws(PruneKitError) in
+        try source.withMatrixView { view throws(PruneKitError) in
+            try output.withMutableMatrixView { out throws(PruneKitError) in
+                try gather(view, axis: axis, indices: idx.baseAddress!, count: idx.count, into: out)
             }
         }
     }
-    try result.get()
     return output
 }
 
@@ -199,15 +193,12 @@ public func gather<S>(_ source: Matrix<S>, axis: GatherAxis, indices: [Int64]) t
 public func randomChannelMask(importance: [Float], threshold: Double, dropProbability: Double,
                               seed: UInt64) throws(PruneKitError) -> [Bool] {
     var mask = [UInt8](repeating: 0, count: importance.count)
-    let result: Result<Void, PruneKitError> = importance.withUnsafeBufferPointer { imp in
-        mask.withUnsafeMutableBufferPointer { out in
-            Result { () throws(PruneKitError) in
-                guard let base = imp.baseAddress else { throw .invalidShape("count must be positive, got 0") }
-                try randomChannelMask(importance: base, count: imp.count, threshold: threshold, dropProbability: dropProbability,
-                                      seed: seed, mask: out.baseAddress!)
-            }
+    try importance.withUnsafeBufferPointer { imp throws(PruneKitError) in
+        try mask.withUnsafeMutableBufferPointer { out throws(PruneKitError) in
+            guard let base = imp.baseAddress else { throw .invalidShape("count must be positive, got 0") }
+            try randomChannelMask(importance: base, count: imp.count, threshold: threshold, dropProbability: dropProbability,
+                                  seed: seed, mask: out.baseAddress!)
         }
     }
-    try result.get()
     return mask.map { $0 != 0 }
 }

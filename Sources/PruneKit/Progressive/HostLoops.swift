@@ -49,15 +49,18 @@ public struct ProgressiveResult: Sendable, Equatable {
 /// by more than the tolerance is rolled back (the tensors as before the step) and its structures
 /// are protected. The loop ends when floor(targetRatio * total) structures are pruned, or when no
 /// candidate is left.
-/// - Parameter evaluate: The host's cost (lower is better, e.g. 1 - mean cosine) of its model with
-///   the tensors as they are now; `keep` is the selection being evaluated. A non-finite cost is an
-///   error (`.nonFinite`); a thrown error ends the loop.
+/// - Parameters:
+///   - applying: Whether the loop zeroes (and restores) the structures in the members' tensors;
+///     false leaves them untouched and the host evaluates the selection `keep` itself.
+///   - evaluate: The host's cost (lower is better, e.g. 1 - mean cosine) of its model with the
+///     tensors as they are now; `keep` is the selection being evaluated. A non-finite cost is an
+///     error (`.nonFinite`); a thrown error ends the loop.
 /// - Throws: the statuses of `pk_select_structures`, `.invalidArgument` for options out of range,
 ///   the evaluation's error. On any error every tensor is as it was before the call.
 /// The C function is `pk_progressive_structures`.
 package func progressiveStructurePruning(groups: [StructureGroupView], scoring: StructureOptions,
                                         scores given: UnsafeBufferPointer<Double>? = nil, options: ProgressiveOptions,
-                                        evaluate: (UnsafeBufferPointer<UInt8>) throws(PruneKitError) -> Double)
+                                        applying: Bool = true, evaluate: (UnsafeBufferPointer<UInt8>) throws(PruneKitError) -> Double)
     throws(PruneKitError) -> ProgressiveResult {
     guard options.targetRatio >= 0, options.targetRatio <= 1 else {
         throw .invalidArgument("target_ratio must be in [0, 1], got \(options.targetRatio)")
@@ -86,11 +89,14 @@ package func progressiveStructurePruning(groups: [StructureGroupView], scoring: 
     let stepSize = max(1, prunedCount(groupSize: total, sparsity: options.stepRatio))
 
     // The tensors as they were, for roll-backs and for errors.
-    let backups = groups.map { $0.members.map { MemberBackup($0.tensor) } }
-    func restore(_ g: Int) { for (m, member) in groups[g].members.enumerated() { backups[g][m].restore(into: member.tensor) } }
+    let backups = applying ? groups.map { $0.members.map { MemberBackup($0.tensor) } } : []
+    func restore(_ g: Int) {
+        guard applying else { return }
+        for (m, member) in groups[g].members.enumerated() { backups[g][m].restore(into: member.tensor) }
+    }
     var keep = [UInt8](repeating: 1, count: total), protected = [UInt8](repeating: 0, count: total)
     func applyAll(_ which: [Int]) throws(PruneKitError) {
-        for g in which {
+        for g in which where applying {
             try keep.withUnsafeBufferPointer { k throws(PruneKitError) in try applyStructures(groups[g], keep: k.baseAddress! + offsets[g]) }
         }
     }
@@ -144,6 +150,33 @@ package func progressiveStructurePruning(groups: [StructureGroupView], scoring: 
     } catch {
         for g in 0..<groups.count { restore(g) }
         throw error
+    }
+}
+
+/// C-SWAP-style progressive structured pruning over owned tensors (see the view form above for
+/// the loop): the tensors are only read (scored); `evaluate` gets the selection of each step,
+/// one flag per structure of each group (true = kept), and returns the host's cost of its model
+/// with those structures removed (e.g. through `applyStructures` or `structureMask` on its own
+/// copies).
+/// - Parameter scores: nil (the structures are scored as `selectStructures` scores them) or one
+///   score per structure, groups concatenated.
+/// - Throws: the errors of `selectStructures`, `.invalidArgument` for options out of range,
+///   `.nonFinite` for a non-finite cost, the evaluation's error.
+/// The C function is `pk_progressive_structures`.
+public func progressiveStructurePruning(_ groups: [StructureGroup], scoring: StructureOptions = .init(),
+                                        scores: [Double]? = nil, options: ProgressiveOptions = .init(),
+                                        evaluate: ([[Bool]]) throws(PruneKitError) -> Double) throws(PruneKitError)
+    -> ProgressiveResult {
+    try withGroupViews(groups, criterion: scoring.criterion) { views throws(PruneKitError) in
+        let counts = try views.enumerated().map { (g, view) throws(PruneKitError) in try view.structureCount(label: "group \(g): ") }
+        func run(_ given: UnsafeBufferPointer<Double>?) throws(PruneKitError) -> ProgressiveResult {
+            try progressiveStructurePruning(groups: views, scoring: scoring, scores: given, options: options,
+                                            applying: false) { keep throws(PruneKitError) in
+                try evaluate(split(keep.map { $0 != 0 }, counts))
+            }
+        }
+        guard let scores else { return try run(nil) }
+        return try scores.withUnsafeBufferPointer { b throws(PruneKitError) in try run(b) }
     }
 }
 

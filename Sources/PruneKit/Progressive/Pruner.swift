@@ -58,21 +58,42 @@ enum EntryState: UInt8 {
     case kept = 0, decaying = 1, pruned = 2
 }
 
-/// A pruner that follows a sparsity schedule over training steps. It keeps the views of the
-/// host's weights it was made with and writes them at every `step`: the memory must stay valid
-/// (and at the same address) for the pruner's lifetime. Masks come from the library's own
-/// criteria and selections (`pruningMasks`), so a mask at step t is the one-shot mask of the
-/// weights at t's scheduled sparsity. Not thread-safe by itself (the C handle serializes calls).
-/// The C handle is `pk_pruner`.
-package struct Pruner: @unchecked Sendable {
-    package let layers: [MatrixView]
-    package let criteria: [PrunerCriterion]
+/// The shape and dtype of a layer a `Pruner` follows.
+package struct PrunedLayer: Sendable, Equatable {
+    package let rows: Int
+    package let cols: Int
+    package let dtype: DType
+    package var count: Int { rows * cols }
+
+    package init(rows: Int, cols: Int, dtype: DType) {
+        self.rows = rows
+        self.cols = cols
+        self.dtype = dtype
+    }
+
+    package init(_ view: MatrixView) { self.init(rows: view.rows, cols: view.cols, dtype: view.dtype) }
+}
+
+/// A pruner that follows a sparsity schedule over training steps. It holds the masks, the
+/// schedule position and the decay and gradient-flow state, not the weights: every `step` is
+/// given the weights (the same shapes and dtypes every time) and writes them. Masks come from
+/// the library's own criteria and selections (`pruningMasks`), so a mask at step t is the
+/// one-shot mask of the weights at t's scheduled sparsity.
+///
+///     var pruner = try Pruner(weights: layers, selection: .perRow(sparsity: 0),
+///                             schedule: Schedule(kind: .cubic, end: 1000, frequency: 100, finalSparsity: 0.8))
+///     for t in 0..<steps { train(&layers); try pruner.step(Int64(t), weights: &layers) }
+///
+/// The C handle is `pk_pruner` (it keeps the host's buffers and passes them to every step).
+public struct Pruner: @unchecked Sendable {
+    package let layers: [PrunedLayer]
+    public let criteria: [PrunerCriterion]
     /// The selection; its sparsity is replaced by the schedule's at every update.
-    package let selection: Selection
-    package let schedule: Schedule
+    public let selection: Selection
+    public let schedule: Schedule
     /// The final sparsity of each layer.
-    package let targets: [Double]
-    package let options: PrunerOptions
+    public let targets: [Double]
+    public let options: PrunerOptions
     let features: [ScratchBuffer<Float>?]
 
     var states: [[UInt8]]
@@ -83,25 +104,25 @@ package struct Pruner: @unchecked Sendable {
     var softValues: [[Float]]
     var softDerivatives: [[Float]]
     /// The last step applied (-1: none), and the update point of the current masks (-1: none).
-    package internal(set) var lastStep: Int64 = -1
+    public internal(set) var lastStep: Int64 = -1
     package internal(set) var lastPoint: Int64 = -1
 
     var decays: Bool { options.decaySteps > 1 }
     var usesFlow: Bool { criteria.contains(.gradientFlow) }
     /// Soft mode (PDP), see `PrunerOptions.softTemperature`.
-    package var isSoft: Bool { options.softTemperature > 0 }
+    public var isSoft: Bool { options.softTemperature > 0 }
     /// Soft mode only: whether the masks have been hardened (a step >= the schedule's end was applied).
-    package var isHardened: Bool { isSoft && lastStep >= schedule.end }
+    public var isHardened: Bool { isSoft && lastStep >= schedule.end }
 
     /// - Parameters:
-    ///   - layers: Views of the host's weights; kept for the pruner's lifetime.
+    ///   - layers: The shapes and dtypes of the weights every step is given.
     ///   - criteria: One per layer.
     ///   - selection: `.perRow`, `.perLayer`, `.global` (the sparsity is the schedule's), or `.nm`
     ///     with a one-shot schedule.
     ///   - targets: Per-layer final sparsities (nil: the schedule's); not with `.global`.
     /// - Throws: `PruneKitError` (`.invalidArgument`, `.invalidShape`) for inconsistent arguments.
-    package init(layers: [MatrixView], criteria: [PrunerCriterion], selection: Selection, schedule: Schedule,
-                targets: [Double]? = nil, options: PrunerOptions = .init()) throws(PruneKitError) {
+    package init(layers: [PrunedLayer], criteria: [PrunerCriterion], selection: Selection, schedule: Schedule,
+                 targets: [Double]? = nil, options: PrunerOptions = .init()) throws(PruneKitError) {
         guard !layers.isEmpty else { throw .invalidShape("no layers given") }
         guard criteria.count == layers.count else {
             throw .invalidShape("\(layers.count) layers but \(criteria.count) criteria")
@@ -169,7 +190,7 @@ package struct Pruner: @unchecked Sendable {
     }
 
     /// The scheduled sparsity of `layer` at step `t`.
-    package func scheduledSparsity(layer: Int, at t: Int64) -> Double { schedule.sparsity(at: t, final: targets[layer]) }
+    public func scheduledSparsity(layer: Int, at t: Int64) -> Double { schedule.sparsity(at: t, final: targets[layer]) }
 
     /// The decay factor at step `t` of a weight chosen at step `t0`.
     package func decayFactor(at t: Int64, chosenAt t0: Int64) -> Double {
@@ -185,9 +206,17 @@ package struct Pruner: @unchecked Sendable {
     /// - Throws: `.invalidArgument` for a step before the last one, missing gradients; the
     ///   statuses of `pk_mask` for the weights.
     /// The C function is `pk_pruner_step`.
-    package mutating func step(_ t: Int64, gradients: [MatrixView]? = nil) throws(PruneKitError) {
+    package mutating func step(_ t: Int64, weights layers: [MatrixView], gradients: [MatrixView]? = nil) throws(PruneKitError) {
         guard t >= 0 else { throw .invalidArgument("step must be >= 0, got \(t)") }
         guard t >= lastStep else { throw .invalidArgument("step \(t) is before the last step applied (\(lastStep))") }
+        guard layers.count == self.layers.count else {
+            throw .invalidShape("\(layers.count) weight matrices for a pruner of \(self.layers.count) layers")
+        }
+        for (l, layer) in layers.enumerated() where PrunedLayer(layer) != self.layers[l] {
+            let want = self.layers[l]
+            throw .invalidShape("weights \(l) are \(layer.rows) x \(layer.cols) \(layer.dtype), the pruner's layer \(l) is "
+                                + "\(want.rows) x \(want.cols) \(want.dtype)")
+        }
         if let gradients {
             guard gradients.count == layers.count else {
                 throw .invalidShape("\(gradients.count) gradients for \(layers.count) layers")
@@ -261,9 +290,12 @@ package struct Pruner: @unchecked Sendable {
                     inputs.append((scores, .scores))
                 }
             }
-            masks = layers.map { [UInt8](repeating: 1, count: $0.count) }
-            var pointers: [UnsafeMutablePointer<UInt8>] = []
-            for l in 0..<masks.count { pointers.append(masks[l].withUnsafeMutableBufferPointer { $0.baseAddress! }) }
+            // Into buffers that own their memory (an array's base address is only valid inside its
+            // withUnsafeMutableBufferPointer), copied into the arrays once every layer succeeded.
+            var buffers: [ScratchBuffer<UInt8>] = []
+            for layer in layers { buffers.append(try ScratchBuffer<UInt8>(repeating: 1, count: layer.count)) }
+            defer { keepAlive(buffers) }
+            let pointers = buffers.map(\.base)
             switch selection {
             case .global:
                 try pruningMasks(layers: inputs, selection: .global(sparsity: scheduledSparsity(layer: 0, at: t)),
@@ -280,6 +312,7 @@ package struct Pruner: @unchecked Sendable {
                     try pruningMasks(layers: [inputs[l]], selection: chosen, threads: options.threads, into: [pointers[l]])
                 }
             }
+            masks = buffers.map { Array(UnsafeBufferPointer(start: $0.base, count: $0.count)) }
         }
         if softStep {
             let (values, derivatives) = softMasks(views: views, masks: masks, flow: newFlow, gradients: gradients)
@@ -425,19 +458,19 @@ package struct Pruner: @unchecked Sendable {
     /// Soft mode: the soft mask and dm/dw of every weight of `layer` at the last step (before any
     /// step: 1 and 0; once hardened: the binary mask and 0). Not soft: the factors and 0.
     /// The C function is `pk_pruner_soft_mask`.
-    package func softMask(layer: Int) -> (mask: [Float], derivative: [Float]) {
-        guard isSoft else { return (factors(layer: layer), [Float](repeating: 0, count: states[layer].count)) }
+    package func softMaskValues(layer: Int) -> (mask: [Float], derivative: [Float]) {
+        guard isSoft else { return (factorValues(layer: layer), [Float](repeating: 0, count: states[layer].count)) }
         return (softValues[layer], softDerivatives[layer])
     }
 
     /// The current mask of `layer` (1 = kept; decaying and pruned weights are 0).
     /// The C function is `pk_pruner_mask`.
-    package func mask(layer: Int) -> [UInt8] { states[layer].map { $0 == EntryState.kept.rawValue ? 1 : 0 } }
+    package func maskBytes(layer: Int) -> [UInt8] { states[layer].map { $0 == EntryState.kept.rawValue ? 1 : 0 } }
 
     /// The current factor of every weight of `layer`: 1 kept, the decay factor of the last step
     /// for decaying weights, 0 pruned.
     /// The C function is `pk_pruner_factors`.
-    package func factors(layer: Int) -> [Float] {
+    package func factorValues(layer: Int) -> [Float] {
         if isSoft { return softValues[layer] }
         return (0..<states[layer].count).map { i in
             switch EntryState(rawValue: states[layer][i])! {

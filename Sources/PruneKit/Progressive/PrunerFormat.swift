@@ -60,7 +60,7 @@ extension Pruner {
 
     /// The state (masks, schedule position, decay anchors, moving scores) as bytes.
     /// The C function is `pk_pruner_serialize`.
-    package func serialized() -> [UInt8] {
+    public func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(serializedSize)
         out += Self.magic
@@ -116,6 +116,12 @@ extension Pruner {
         var newStates: [[UInt8]] = [], newAnchors: [[Double]] = [], newSince: [[Int64]] = [], newFlow: [[Float]] = []
         var newSoft: [[Float]] = [], newDerivatives: [[Float]] = []
         var at = Self.headerSize
+        // The next n little-endian words of a section, and the position after them.
+        func words<T>(_ n: Int, _ size: Int, _ word: (UInt64) -> T) -> [T] {
+            defer { at += size * n }
+            return (0..<n).map { i in word(size == 8 ? u64(at + 8 * i) : UInt64(u32(at + 4 * i))) }
+        }
+        func floats(_ n: Int) -> [Float] { words(n, 4) { Float(bitPattern: UInt32(truncatingIfNeeded: $0)) } }
         for (l, layer) in layers.enumerated() {
             let n = layer.count
             let s = Array(bytes[at..<(at + n)])
@@ -125,11 +131,7 @@ extension Pruner {
             }
             newStates.append(s)
             if decays {
-                var a = [Double](repeating: 0, count: n), t0 = [Int64](repeating: 0, count: n)
-                for i in 0..<n { a[i] = Double(bitPattern: u64(at + 8 * i)) }
-                at += 8 * n
-                for i in 0..<n { t0[i] = Int64(bitPattern: u64(at + 8 * i)) }
-                at += 8 * n
+                let a = words(n, 8, Double.init(bitPattern:)), t0 = words(n, 8) { Int64(bitPattern: $0) }
                 for i in 0..<n where s[i] == 1 && (!a[i].isFinite || t0[i] < 0 || t0[i] > step) {
                     throw corrupt("layer \(l): decaying entry \(i) has anchor \(a[i]) and start step \(t0[i])")
                 }
@@ -140,9 +142,7 @@ extension Pruner {
                 newSince.append([])
             }
             if usesFlow {
-                var e = [Float](repeating: 0, count: n)
-                for i in 0..<n { e[i] = Float(bitPattern: u32(at + 4 * i)) }
-                at += 4 * n
+                let e = floats(n)
                 if let bad = e.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
                     throw corrupt("layer \(l): gradient-flow score \(bad) is \(e[bad])")
                 }
@@ -151,11 +151,7 @@ extension Pruner {
                 newFlow.append([])
             }
             if isSoft {
-                var m = [Float](repeating: 0, count: n), d = [Float](repeating: 0, count: n)
-                for i in 0..<n { m[i] = Float(bitPattern: u32(at + 4 * i)) }
-                at += 4 * n
-                for i in 0..<n { d[i] = Float(bitPattern: u32(at + 4 * i)) }
-                at += 4 * n
+                let m = floats(n), d = floats(n)
                 if let bad = m.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
                     throw corrupt("layer \(l): soft mask value \(bad) is \(m[bad])")
                 }

@@ -81,15 +81,12 @@ public func softMask(for weights: some MatrixRepresentable, selection: Selection
     let count = try checkedProduct(weights.rows, weights.cols, "weights")
     var mask = [Float](repeating: 0, count: count), derivative = [Float](repeating: 0, count: count)
     try weights.withMatrixView { view throws(PruneKitError) in
-        let result: Result<Void, PruneKitError> = mask.withUnsafeMutableBufferPointer { m in
-            derivative.withUnsafeMutableBufferPointer { d in
-                Result { () throws(PruneKitError) in
-                    try softMask(weights: view, selection: selection, temperature: temperature, threads: threads,
-                                 into: m.baseAddress!, derivative: d.baseAddress!)
-                }
+        try mask.withUnsafeMutableBufferPointer { m throws(PruneKitError) in
+            try derivative.withUnsafeMutableBufferPointer { d throws(PruneKitError) in
+                try softMask(weights: view, selection: selection, temperature: temperature, threads: threads,
+                             into: m.baseAddress!, derivative: d.baseAddress!)
             }
         }
-        try result.get()
     }
     return (try Matrix(rows: weights.rows, cols: weights.cols, values: mask),
             try Matrix(rows: weights.rows, cols: weights.cols, values: derivative))

@@ -172,28 +172,22 @@ final class LowRankFactors {
 ///     let (a, b, s) = try lowRank(w, hessian: stats.gram(), options: .init(energy: 0.95))
 public func lowRank<S>(_ weights: Matrix<S>, hessian: [Double], options: LowRankOptions) throws(PruneKitError)
     -> (a: Matrix<S>, b: Matrix<S>, singularValues: [Double]) {
-    guard hessian.count == weights.cols * weights.cols else {
-        throw .invalidShape("hessian has \(hessian.count) entries, \(weights.cols) x \(weights.cols) needed")
-    }
     let k = min(weights.rows, weights.cols)
     var a = try Matrix<S>(rows: weights.rows, cols: k, values: .init(repeating: S(0), count: weights.rows * k))
     var b = try Matrix<S>(rows: k, cols: weights.cols, values: .init(repeating: S(0), count: k * weights.cols))
     var s = [Double](repeating: 0, count: k)
-    let result: Result<Int, PruneKitError> = hessian.withUnsafeBufferPointer { h in
-        s.withUnsafeMutableBufferPointer { sv in
-            Result { () throws(PruneKitError) -> Int in
-                try weights.withMatrixView { view throws(PruneKitError) in
-                    try a.withMutableMatrixView { av throws(PruneKitError) in
-                        try b.withMutableMatrixView { bv throws(PruneKitError) in
-                            try lowRank(weights: view, hessian: h.baseAddress!, hessianSize: weights.cols, options: options,
-                                        a: av, b: bv, singularValues: sv.baseAddress)
-                        }
+    let r = try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
+        try s.withUnsafeMutableBufferPointer { sv throws(PruneKitError) in
+            try weights.withMatrixView { view throws(PruneKitError) in
+                try a.withMutableMatrixView { av throws(PruneKitError) in
+                    try b.withMutableMatrixView { bv throws(PruneKitError) in
+                        try lowRank(weights: view, hessian: h, hessianSize: weights.cols, options: options, a: av, b: bv,
+                                    singularValues: sv.baseAddress)
                     }
                 }
             }
         }
     }
-    let r = try result.get()
     let aValues = (0..<(weights.rows * r)).map { a.values[($0 / r) * k + $0 % r] }
     return (try Matrix(rows: weights.rows, cols: r, values: aValues),
             try Matrix(rows: r, cols: weights.cols, values: Array(b.values[0..<(r * weights.cols)])), s)

@@ -36,8 +36,7 @@ public struct SwapOptions: Sendable, Equatable {
         guard candidates > 0, candidates <= 1024 else { throw .invalidArgument("candidates must be in [1, 1024], got \(candidates)") }
         try checkThreads(threads)
         if case .nm(let n, let m) = pattern {
-            guard n > 0, m > 0, n < m else { throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)") }
-            guard cols % m == 0 else { throw .invalidShape("\(n):\(m) needs M to divide cols, but cols is \(cols)") }
+            try checkNM(n, m, cols: cols)
         }
     }
 }

@@ -2,17 +2,6 @@
 /// of `pk_output_error`, `pk_compensate_bias` and `pk_refine_mask`. Array lengths are checked
 /// here, so the pointer-based core never reads past an array.
 
-/// Lends `hessian` (cols x cols, row-major) to `body` after checking its length.
-private func withGram<R>(_ hessian: [Double], cols: Int, _ body: (UnsafePointer<Double>) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
-    guard hessian.count == cols * cols else {
-        throw .invalidShape("hessian has \(hessian.count) entries, \(cols) x \(cols) = \(cols * cols) needed")
-    }
-    let result: Result<R, PruneKitError> = hessian.withUnsafeBufferPointer { h in
-        Result { () throws(PruneKitError) -> R in try body(h.baseAddress!) }
-    }
-    return try result.get()
-}
-
 /// A layer's output error on its calibration inputs from the Gram matrix alone:
 /// ||(W - W') X^T||^2 = sum_r d_r H d_r^T with d = original - pruned, and that relative to
 /// ||W X^T||^2 (0 when the latter is 0).
@@ -25,7 +14,7 @@ private func withGram<R>(_ hessian: [Double], cols: Int, _ body: (UnsafePointer<
 /// The C function is `pk_output_error`.
 public func outputError<S, T>(original: Matrix<S>, pruned: Matrix<T>, hessian: [Double],
                               threads: Int = 0) throws(PruneKitError) -> (absolute: Double, relative: Double) {
-    try withGram(hessian, cols: original.cols) { h throws(PruneKitError) in
+    try withHessian(hessian, cols: original.cols) { h throws(PruneKitError) in
         try original.withMatrixView { o throws(PruneKitError) in
             try pruned.withMatrixView { p throws(PruneKitError) in
                 try outputError(original: o, pruned: p, hessian: h, hessianSize: original.cols, threads: threads)
@@ -51,12 +40,9 @@ public func compensatedBias<S, T, B>(original: Matrix<S>, pruned: Matrix<T>, mea
     try original.withMatrixView { o throws(PruneKitError) in
         try pruned.withMatrixView { p throws(PruneKitError) in
             try out.withMutableMatrixView { b throws(PruneKitError) in
-                let result: Result<Void, PruneKitError> = mean.withUnsafeBufferPointer { m in
-                    Result { () throws(PruneKitError) in
-                        try compensateBias(original: o, pruned: p, mean: m.baseAddress!, features: mean.count, bias: b)
-                    }
+                try mean.withUnsafeBufferPointer { m throws(PruneKitError) in
+                    try compensateBias(original: o, pruned: p, mean: m.baseAddress!, features: mean.count, bias: b)
                 }
-                try result.get()
             }
         }
     }
@@ -72,18 +58,13 @@ public func compensatedBias<S, T, B>(original: Matrix<S>, pruned: Matrix<T>, mea
 /// The C function is `pk_refine_mask`.
 public func refinedMask<S>(_ mask: Mask, weights: Matrix<S>, hessian: [Double],
                            options: SwapOptions = .init()) throws(PruneKitError) -> (mask: Mask, swaps: Int) {
-    guard mask.rows == weights.rows, mask.cols == weights.cols else {
-        throw .invalidShape("mask is \(mask.rows) x \(mask.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
+    try mask.check(rows: weights.rows, cols: weights.cols)
     var bytes = mask.values
-    let swaps = try withGram(hessian, cols: weights.cols) { h throws(PruneKitError) -> Int in
+    let swaps = try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) -> Int in
         try weights.withMatrixView { w throws(PruneKitError) -> Int in
-            let result: Result<Int, PruneKitError> = bytes.withUnsafeMutableBufferPointer { m in
-                Result { () throws(PruneKitError) -> Int in
-                    try refineMask(weights: w, hessian: h, hessianSize: weights.cols, options: options, mask: m.baseAddress!)
-                }
+            try bytes.withUnsafeMutableBufferPointer { m throws(PruneKitError) -> Int in
+                try refineMask(weights: w, hessian: h, hessianSize: weights.cols, options: options, mask: m.baseAddress!)
             }
-            return try result.get()
         }
     }
     return (try Mask(rows: mask.rows, cols: mask.cols, values: bytes), swaps)

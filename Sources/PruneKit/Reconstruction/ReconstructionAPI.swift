@@ -7,15 +7,10 @@
 /// - Parameter hessian: X^T X (or any positive multiple), cols x cols row-major.
 /// - Throws: `PruneKitError`: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.numeric`.
 public func sparseGPT<S>(_ weights: Matrix<S>, hessian: [Double], options: ReconstructionOptions = .init()) throws(PruneKitError) -> (mask: Mask, weights: Matrix<S>) {
-    var output = weights
     var maskBytes = [UInt8](repeating: 0, count: weights.rows * weights.cols)
-    try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
-        try weights.withMatrixView { view throws(PruneKitError) in
-            try output.withMutableMatrixView { out throws(PruneKitError) in
-                try maskBytes.withUnsafeMutableBufferPointer { (m) throws(PruneKitError) in
-                    try sparseGPT(weights: view, hessian: h, hessianSize: weights.cols, options: options, mask: m.baseAddress!, output: out)
-                }
-            }
+    let output = try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
+        try maskBytes.withUnsafeMutableBufferPointer { m throws(PruneKitError) in
+            try sparseGPT(weights: view, hessian: h, hessianSize: weights.cols, options: options, mask: m.baseAddress!, output: out)
         }
     }
     return (try Mask(rows: weights.rows, cols: weights.cols, values: maskBytes), output)
@@ -30,21 +25,14 @@ public func sparseGPT<S>(_ weights: Matrix<S>, hessian: [Double], options: Recon
 /// - Throws: `PruneKitError`: `.invalidShape`, `.invalidArgument`, `.nonFinite`, `.numeric`.
 public func admm<S>(_ weights: Matrix<S>, hessian: [Double], mask given: Mask? = nil,
                     options: ADMMOptions = .init()) throws(PruneKitError) -> (mask: Mask, weights: Matrix<S>) {
-    if let given, given.rows != weights.rows || given.cols != weights.cols {
-        throw .invalidShape("mask is \(given.rows) x \(given.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
-    var output = weights
+    try given?.check(rows: weights.rows, cols: weights.cols)
     var maskBytes = [UInt8](repeating: 0, count: weights.rows * weights.cols)
     let givenBytes = given?.values ?? []
-    try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
-        try weights.withMatrixView { view throws(PruneKitError) in
-            try output.withMutableMatrixView { out throws(PruneKitError) in
-                try maskBytes.withUnsafeMutableBufferPointer { (m) throws(PruneKitError) in
-                    try givenBytes.withUnsafeBufferPointer { (g) throws(PruneKitError) in
-                        try admm(weights: view, hessian: h, hessianSize: weights.cols, givenMask: given == nil ? nil : g.baseAddress,
-                                 options: options, maskOut: m.baseAddress!, output: out)
-                    }
-                }
+    let output = try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
+        try maskBytes.withUnsafeMutableBufferPointer { m throws(PruneKitError) in
+            try givenBytes.withUnsafeBufferPointer { g throws(PruneKitError) in
+                try admm(weights: view, hessian: h, hessianSize: weights.cols, givenMask: given == nil ? nil : g.baseAddress,
+                         options: options, maskOut: m.baseAddress!, output: out)
             }
         }
     }
@@ -54,46 +42,43 @@ public func admm<S>(_ weights: Matrix<S>, hessian: [Double], mask given: Mask? =
 /// The SparseGPT update of the kept weights under `mask` (from any criterion).
 public func reconstructWeights<S>(_ weights: Matrix<S>, hessian: [Double], mask: Mask,
                                   options: ReconstructionOptions = .init()) throws(PruneKitError) -> Matrix<S> {
-    guard mask.rows == weights.rows, mask.cols == weights.cols else {
-        throw .invalidShape("mask is \(mask.rows) x \(mask.cols), weights are \(weights.rows) x \(weights.cols)")
-    }
-    var output = weights
-    try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
-        try weights.withMatrixView { view throws(PruneKitError) in
-            try output.withMutableMatrixView { out throws(PruneKitError) in
-                try mask.values.withUnsafeBufferPointer { (m) throws(PruneKitError) in
-                    try reconstructWeights(weights: view, hessian: h, hessianSize: weights.cols, mask: m.baseAddress!, options: options, output: out)
-                }
-            }
+    try mask.check(rows: weights.rows, cols: weights.cols)
+    return try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
+        try mask.values.withUnsafeBufferPointer { m throws(PruneKitError) in
+            try reconstructWeights(weights: view, hessian: h, hessianSize: weights.cols, mask: m.baseAddress!, options: options, output: out)
         }
     }
-    return output
 }
 
 /// Removes the input columns where `keep` is false and compensates with the kept ones.
 public func pruneColumns<S>(_ weights: Matrix<S>, hessian: [Double], keep: [Bool],
                             options: ReconstructionOptions = .init()) throws(PruneKitError) -> Matrix<S> {
     guard keep.count == weights.cols else { throw .invalidShape("keep has \(keep.count) entries, weights have \(weights.cols) columns") }
-    var output = weights
     let bytes = keep.map { UInt8($0 ? 1 : 0) }
+    return try reconstructing(weights, hessian: hessian) { view, h, out throws(PruneKitError) in
+        try bytes.withUnsafeBufferPointer { k throws(PruneKitError) in
+            try pruneColumns(weights: view, hessian: h, hessianSize: weights.cols, keepColumns: k.baseAddress!, options: options, output: out)
+        }
+    }
+}
+
+/// Lends `weights`, the checked Hessian and a copy of the weights to write to `body`; returns the copy.
+private func reconstructing<S>(_ weights: Matrix<S>, hessian: [Double],
+                               _ body: (MatrixView, UnsafePointer<Double>, MatrixView) throws(PruneKitError) -> Void)
+    throws(PruneKitError) -> Matrix<S> {
+    var output = weights
     try withHessian(hessian, cols: weights.cols) { h throws(PruneKitError) in
         try weights.withMatrixView { view throws(PruneKitError) in
-            try output.withMutableMatrixView { out throws(PruneKitError) in
-                try bytes.withUnsafeBufferPointer { (k) throws(PruneKitError) in
-                    try pruneColumns(weights: view, hessian: h, hessianSize: weights.cols, keepColumns: k.baseAddress!, options: options, output: out)
-                }
-            }
+            try output.withMutableMatrixView { out throws(PruneKitError) in try body(view, h, out) }
         }
     }
     return output
 }
 
-private func withHessian(_ hessian: [Double], cols: Int, _ body: (UnsafePointer<Double>) throws(PruneKitError) -> Void) throws(PruneKitError) {
+/// Lends `hessian` (cols x cols, row-major) to `body` after checking its length.
+func withHessian<R>(_ hessian: [Double], cols: Int, _ body: (UnsafePointer<Double>) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
     guard hessian.count == cols * cols else {
         throw .invalidShape("hessian has \(hessian.count) entries, \(cols) x \(cols) = \(cols * cols) needed")
     }
-    let result: Result<Void, PruneKitError> = hessian.withUnsafeBufferPointer { h in
-        Result { () throws(PruneKitError) in try body(h.baseAddress!) }
-    }
-    try result.get()
+    return try hessian.withUnsafeBufferPointer { h throws(PruneKitError) in try body(h.baseAddress!) }
 }

@@ -17,18 +17,18 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable, OrderKeyed {
     /// C = alpha * A * B + beta * C, row-major, A m x k, B k x n.
     static func gemm(m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
-    /// In place: the upper factor U with A = U^T U in the upper triangle (row-major). Returns
-    /// LAPACK's info (0 = success, > 0 = not positive definite).
-    static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
-    /// In place: the lower factor L with A = L L^T in the lower triangle (row-major; the upper
-    /// triangle is left as it was). Returns LAPACK's info.
-    static func choleskyLower(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
-    /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
-    static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
-    /// After `choleskyUpper` of A (n x n): A^{-1} in place, both triangles (symmetric).
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32
-    /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
-    static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32
+    /// LAPACK's ?potrf, ?potri (a factor's uplo, n, a, lda, info), ?trtri and ?potrs for Self.
+    typealias Factorization = (UnsafePointer<CChar>?, UnsafePointer<Int32>?, UnsafeMutablePointer<Self>?,
+                               UnsafePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Void
+    static var potrf: Factorization { get }
+    static var potri: Factorization { get }
+    typealias TriangularInverse = (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<Int32>?,
+                                   UnsafeMutablePointer<Self>?, UnsafePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Void
+    typealias FactorSolve = (UnsafePointer<CChar>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafePointer<Self>?,
+                             UnsafePointer<Int32>?, UnsafeMutablePointer<Self>?, UnsafePointer<Int32>?,
+                             UnsafeMutablePointer<Int32>?) -> Void
+    static var trtri: TriangularInverse { get }
+    static var potrs: FactorSolve { get }
     /// Whether none of `count` values is infinite or NaN: an OR of exponent flags, which
     /// vectorizes (a loop that stops at the first bad value does not).
     static func allFinite(_ values: UnsafePointer<Self>, count: Int) -> Bool
@@ -43,6 +43,43 @@ protocol ReconstructionScalar: BinaryFloatingPoint, Sendable, OrderKeyed {
 
 private let lower: CChar = 76  // "L"
 private let upper: CChar = 85  // "U"
+
+extension ReconstructionScalar {
+    /// In place: the upper factor U with A = U^T U in the upper triangle (row-major). Returns
+    /// LAPACK's info (0 = success, > 0 = not positive definite).
+    static func choleskyUpper(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        potrf(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    /// In place: the lower factor L with A = L L^T in the lower triangle (row-major; the upper
+    /// triangle is left as it was). Returns LAPACK's info.
+    static func choleskyLower(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32 {
+        var uplo = upper, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        potrf(&uplo, &size, a, &lda, &info)
+        return info
+    }
+    /// After `choleskyUpper`: U^{-1} in place (the inverse of the upper factor, upper).
+    static func invertUpperFactor(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32 {
+        var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
+        trtri(&uplo, &diag, &size, a, &lda, &info)
+        return info
+    }
+    /// After `choleskyUpper` of A (n x n): A^{-1} in place, both triangles (symmetric).
+    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Self>, n: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
+        potri(&uplo, &size, a, &lda, &info)
+        // LAPACK filled the column-major lower triangle = the row-major upper one: mirror it.
+        for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }
+        return info
+    }
+    /// After `choleskyUpper` of A (n x n): B (rows x n, row-major) := B * A^{-1}.
+    static func solveRight(_ a: UnsafePointer<Self>, n: Int, b: UnsafeMutablePointer<Self>, rows: Int) -> Int32 {
+        var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
+        potrs(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
+        return info
+    }
+}
 
 extension Double: ReconstructionScalar {
     static func wideUpdates(_ row: UnsafeMutablePointer<Double>, _ list: UnsafePointer<Int32>, _ listed: Int,
@@ -64,33 +101,10 @@ extension Double: ReconstructionScalar {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
                     b, Int32(ldb), beta, c, Int32(ldc))
     }
-    static func choleskyUpper(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        dpotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func choleskyLower(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
-        var uplo = upper, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        dpotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func invertUpperFactor(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
-        var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
-        dtrtri_(&uplo, &diag, &size, a, &lda, &info)
-        return info
-    }
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        dpotri_(&uplo, &size, a, &lda, &info)
-        // LAPACK filled the column-major lower triangle = the row-major upper one: mirror it.
-        for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }
-        return info
-    }
-    static func solveRight(_ a: UnsafePointer<Double>, n: Int, b: UnsafeMutablePointer<Double>, rows: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
-        dpotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
-        return info
-    }
+    static var potrf: Factorization { dpotrf_ }
+    static var potri: Factorization { dpotri_ }
+    static var trtri: TriangularInverse { dtrtri_ }
+    static var potrs: FactorSolve { dpotrs_ }
     static func load(_ view: MatrixView, row: Int, from start: Int = 0, count: Int, into: UnsafeMutablePointer<Double>,
                      scratch: UnsafeMutablePointer<Double>) {
         let source = view.doubles(row: row, from: start, count: count, scratch: into)
@@ -115,33 +129,10 @@ extension Float: ReconstructionScalar {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
                     b, Int32(ldb), beta, c, Int32(ldc))
     }
-    static func choleskyUpper(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        spotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func choleskyLower(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
-        var uplo = upper, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        spotrf_(&uplo, &size, a, &lda, &info)
-        return info
-    }
-    static func invertUpperFactor(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
-        var uplo = lower, diag: CChar = 78, size = Int32(n), lda = Int32(n), info: Int32 = 0  // "N": non-unit
-        strtri_(&uplo, &diag, &size, a, &lda, &info)
-        return info
-    }
-    static func inverseFromCholesky(_ a: UnsafeMutablePointer<Float>, n: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), lda = Int32(n), info: Int32 = 0
-        spotri_(&uplo, &size, a, &lda, &info)
-        // LAPACK filled the column-major lower triangle = the row-major upper one: mirror it.
-        for i in 0..<n { for j in 0..<i { a[i * n + j] = a[j * n + i] } }
-        return info
-    }
-    static func solveRight(_ a: UnsafePointer<Float>, n: Int, b: UnsafeMutablePointer<Float>, rows: Int) -> Int32 {
-        var uplo = lower, size = Int32(n), nrhs = Int32(rows), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
-        spotrs_(&uplo, &size, &nrhs, a, &lda, b, &ldb, &info)
-        return info
-    }
+    static var potrf: Factorization { spotrf_ }
+    static var potri: Factorization { spotri_ }
+    static var trtri: TriangularInverse { strtri_ }
+    static var potrs: FactorSolve { spotrs_ }
     static func load(_ view: MatrixView, row: Int, from start: Int = 0, count: Int, into: UnsafeMutablePointer<Float>,
                      scratch: UnsafeMutablePointer<Double>) {
         if view.dtype == .float64 {

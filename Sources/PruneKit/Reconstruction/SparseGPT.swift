@@ -44,10 +44,9 @@ public struct ReconstructionOptions: Sendable, Equatable {
         try checkThreads(threads)
         switch pattern {
         case .unstructured(let s):
-            guard s >= 0, s <= 1 else { throw .invalidArgument("sparsity must be in [0, 1], got \(s)") }
+            try checkSparsity(s)
         case .nm(let n, let m):
-            guard n > 0, m > 0, n < m else { throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)") }
-            guard cols % m == 0 else { throw .invalidShape("\(n):\(m) needs M to divide cols, but cols is \(cols)") }
+            try checkNM(n, m, cols: cols)
             guard blockSize % m == 0 else {
                 throw .invalidShape("\(n):\(m) needs M to divide the block size, but the block size is \(blockSize)")
             }

@@ -48,12 +48,9 @@ extension Criterion {
         case .scores: return try body(.scores)
         case .wanda(let values), .stade(let values):
             let isWanda = if case .wanda = self { true } else { false }
-            let result: Result<R, PruneKitError> = values.withUnsafeBufferPointer { buffer in
-                Result { () throws(PruneKitError) -> R in
-                    try body(isWanda ? .wanda(featureValues: buffer) : .stade(featureValues: buffer))
-                }
+            return try values.withUnsafeBufferPointer { buffer throws(PruneKitError) in
+                try body(isWanda ? .wanda(featureValues: buffer) : .stade(featureValues: buffer))
             }
-            return try result.get()
         case .taylor(let gradient):
             return try gradient.withMatrixView { view throws(PruneKitError) in try body(.taylor(gradient: view)) }
         }

@@ -45,9 +45,9 @@ public struct PermutationOptions: Sendable, Equatable {
     }
 
     func validate(cols: Int) throws(PruneKitError) {
-        guard n > 0, m > 0, n < m else { throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)") }
+        try checkNM(n, m)
         guard m <= 64 else { throw .invalidArgument("the permutation search takes M up to 64, got \(m)") }
-        guard cols % m == 0 else { throw .invalidShape("\(n):\(m) needs M to divide cols, but cols is \(cols)") }
+        try checkNM(n, m, cols: cols)
         guard segment >= 0 else { throw .invalidArgument("segment must be 0 (the whole row) or positive, got \(segment)") }
         if segment > 0 {
             guard segment % m == 0, cols % segment == 0 else {

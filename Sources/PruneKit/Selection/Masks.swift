@@ -13,6 +13,13 @@ public struct Mask: Sendable, Equatable {
         self.values = values
     }
 
+    /// Throws unless the mask is `rows` x `cols` (the shape of the weights it is for).
+    func check(rows: Int, cols: Int) throws(PruneKitError) {
+        guard self.rows == rows, self.cols == cols else {
+            throw .invalidShape("mask is \(self.rows) x \(self.cols), weights are \(rows) x \(cols)")
+        }
+    }
+
     /// Whether the weight at (row, col) is kept.
     public subscript(row: Int, col: Int) -> Bool { values[row * cols + col] != 0 }
 

@@ -14,22 +14,25 @@ public enum Selection: Sendable, Equatable {
     /// Checks the parameters that do not depend on a matrix.
     func validate() throws(PruneKitError) {
         switch self {
-        case .perRow(let s), .perLayer(let s), .global(let s):
-            guard s >= 0, s <= 1 else {
-                throw .invalidArgument("sparsity must be in [0, 1], got \(s)")
-            }
-        case .nm(let n, let m):
-            guard n > 0, m > 0, n < m else {
-                throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)")
-            }
+        case .perRow(let s), .perLayer(let s), .global(let s): try checkSparsity(s)
+        case .nm(let n, let m): try checkNM(n, m)
         }
     }
 
     func validate(cols: Int, label: String = "") throws(PruneKitError) {
-        if case .nm(let n, let m) = self, cols % m != 0 {
-            throw .invalidShape("\(label)\(n):\(m) needs M to divide cols, but cols is \(cols)")
-        }
+        if case .nm(let n, let m) = self { try checkNM(n, m, cols: cols, label: label) }
     }
+}
+
+/// The check of every sparsity a pattern gives: in [0, 1].
+func checkSparsity(_ s: Double) throws(PruneKitError) {
+    guard s >= 0, s <= 1 else { throw .invalidArgument("sparsity must be in [0, 1], got \(s)") }
+}
+
+/// The check of every N:M pattern: 0 < n < m, and with `cols`, m divides the columns.
+func checkNM(_ n: Int, _ m: Int, cols: Int? = nil, label: String = "") throws(PruneKitError) {
+    guard n > 0, m > 0, n < m else { throw .invalidArgument("N:M needs 0 < N < M, got \(n):\(m)") }
+    if let cols, cols % m != 0 { throw .invalidShape("\(label)\(n):\(m) needs M to divide cols, but cols is \(cols)") }
 }
 
 /// The number of entries a group of `n` prunes at `sparsity`: floor(sparsity * n) in IEEE

@@ -51,12 +51,48 @@ public struct StructureGroup: Sendable {
 /// The C function is `pk_select_structures`.
 public func selectStructures(_ groups: [StructureGroup], options: StructureOptions = .init()) throws(PruneKitError)
     -> (keep: [[Bool]], scores: [[Double]]) {
+    let (scores, keep) = try withGroupViews(groups, criterion: options.criterion) { views throws(PruneKitError) in
+        try structureSelection(groups: views, options: options)
+    }
+    let counts = try structureCounts(groups)
+    return (split(keep, counts).map { $0.map { $0 != 0 } }, split(scores, counts))
+}
+
+/// Each group's structure count (its first member's layout; the core checks that the others agree).
+func structureCounts(_ groups: [StructureGroup]) throws(PruneKitError) -> [Int] {
+    var counts: [Int] = []
+    for (g, group) in groups.enumerated() {
+        guard let m = group.members.first else { throw .invalidShape("group \(g) has no members") }
+        counts.append(try StructureLayout(axis: m.axis, rows: m.tensor.rows, cols: m.tensor.cols, label: "group \(g): ").count)
+    }
+    return counts
+}
+
+/// `values` (groups concatenated) cut into one array per group of `counts`.
+func split<T>(_ values: [T], _ counts: [Int]) -> [[T]] {
+    var out: [[T]] = [], start = 0
+    for n in counts {
+        out.append(Array(values[start..<(start + n)]))
+        start += n
+    }
+    return out
+}
+
+/// One keep byte per structure (1 = keep), checked against the `count` structures of `owner`.
+func keepBytes(_ keep: [Bool], count: Int, of owner: String = "the tensor") throws(PruneKitError) -> [UInt8] {
+    guard keep.count == count else { throw .invalidShape("keep has \(keep.count) entries, \(owner) has \(count) structures") }
+    return keep.map { $0 ? 1 : 0 }
+}
+
+/// Lends the groups' memory as views to `body`; with `criterion`, the activity it ranks comes
+/// from each group's statistics.
+func withGroupViews<R>(_ groups: [StructureGroup], criterion: StructureCriterion? = nil,
+                       _ body: ([StructureGroupView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
     var activity: [[Double]?] = []
     for group in groups {
-        activity.append(try group.activations.flatMap { (stats) throws(PruneKitError) in try options.criterion.activity(from: stats) })
+        activity.append(try group.activations.flatMap { (stats) throws(PruneKitError) in try criterion?.activity(from: stats) })
     }
-    let members = groups.flatMap(\.members)
-    let (scores, keep) = try withMemberViews(members[...], []) { views throws(PruneKitError) in
+    return try withMemberViews(groups.flatMap(\.members)[...], []) { views throws(PruneKitError) in
         var start = 0
         var viewGroups: [StructureGroupView] = []
         for (g, group) in groups.enumerated() {
@@ -64,24 +100,13 @@ public func selectStructures(_ groups: [StructureGroup], options: StructureOptio
                                                  minKeep: group.minKeep, stage: group.stage, activity: activity[g]))
             start += group.members.count
         }
-        return try structureSelection(groups: viewGroups, options: options)
+        return try body(viewGroups)
     }
-    var keepOut: [[Bool]] = [], scoresOut: [[Double]] = []
-    var offset = 0
-    for group in groups {
-        let n = try group.members.first.map { m throws(PruneKitError) in
-            try StructureLayout(axis: m.axis, rows: m.tensor.rows, cols: m.tensor.cols).count
-        } ?? 0
-        keepOut.append(keep[offset..<(offset + n)].map { $0 != 0 })
-        scoresOut.append(Array(scores[offset..<(offset + n)]))
-        offset += n
-    }
-    return (keepOut, scoresOut)
 }
 
 /// Lends every member's memory as views, in order, to `body`.
 func withMemberViews<R>(_ members: ArraySlice<StructureMember>, _ done: [StructureMemberView],
-                                _ body: ([StructureMemberView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
+                        _ body: ([StructureMemberView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
     guard let first = members.first else { return try body(done) }
     return try first.tensor.withMatrixView { view throws(PruneKitError) in
         try first.criterion.withView { criterion throws(PruneKitError) in

@@ -135,6 +135,8 @@ public struct Matrix<Scalar: PruneKitScalar>: Sendable {
     }
 }
 
+extension Matrix: Equatable where Scalar: Equatable {}
+
 /// Anything that can lend PruneKit a view of its elements for the duration of a call.
 public protocol MatrixRepresentable: Sendable {
     var rows: Int { get }
@@ -167,4 +169,23 @@ extension Matrix: MatrixRepresentable {
         }
         return try result.get()
     }
+}
+
+/// Lends views of every matrix at once, in order, to `body`.
+func withMatrixViews<R>(_ matrices: [any MatrixRepresentable], _ done: [MatrixView] = [],
+                        _ body: ([MatrixView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
+    guard done.count < matrices.count else { return try body(done) }
+    return try matrices[done.count].withMatrixView { view throws(PruneKitError) in
+        try withMatrixViews(matrices, done + [view], body)
+    }
+}
+
+/// Lends writable views of every matrix at once, in order, to `body`.
+func withMutableMatrixViews<S, R>(_ matrices: inout [Matrix<S>],
+                                  _ body: ([MatrixView]) throws(PruneKitError) -> R) throws(PruneKitError) -> R {
+    func lend(_ buffer: UnsafeMutableBufferPointer<Matrix<S>>, _ done: [MatrixView]) throws(PruneKitError) -> R {
+        guard done.count < buffer.count else { return try body(done) }
+        return try buffer[done.count].withMutableMatrixView { view throws(PruneKitError) in try lend(buffer, done + [view]) }
+    }
+    return try matrices.withUnsafeMutableBufferPointer { buffer throws(PruneKitError) in try lend(buffer, []) }
 }
