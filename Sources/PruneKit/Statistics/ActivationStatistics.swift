@@ -469,7 +469,8 @@ final class TokenTiles {
         self.batch = batch
         self.order = order
         count = tokens
-        scratch = try ScratchBuffer<Double>(count: Self.tokens * Self.features)
+        // float32 tiles go to the wide kernels as pointers into the batch: no converted copy.
+        scratch = try ScratchBuffer<Double>(count: wideKernels && batch.dtype == .float32 ? 0 : Self.tokens * Self.features)
         rows = try ScratchBuffer<UnsafePointer<Double>>(count: Self.tokens)
         floatRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
         aheadRows = try ScratchBuffer<UnsafePointer<Float>?>(count: Self.tokens)
