@@ -51,72 +51,74 @@ typedef struct option_field {
 
 #define FIELD(type, member, code) {#member, code, offsetof(type, member)}
 
+/* Sets one field from a value (not None); on failure a ValueError (out of range) or TypeError
+ * naming the field. */
 static int set_field(PyObject *value, const option_field *f, void *target) {
     char *at = (char *)target + f->offset;
+    int ok = 1;
     if (f->type == 'd') {
         double v = PyFloat_AsDouble(value);
-        if (v == -1.0 && PyErr_Occurred()) return 0;
-        memcpy(at, &v, sizeof v);
+        if ((ok = !(v == -1.0 && PyErr_Occurred()))) memcpy(at, &v, sizeof v);
     } else if (f->type == 'K') {
         PyObject *index = PyNumber_Index(value); /* numpy integers too */
-        unsigned long long v = index ? PyLong_AsUnsignedLongLong(index) : (unsigned long long)-1;
+        uint64_t v = index ? (uint64_t)PyLong_AsUnsignedLongLong(index) : UINT64_MAX;
         Py_XDECREF(index);
-        if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
-        uint64_t u = (uint64_t)v;
-        memcpy(at, &u, sizeof u);
+        if ((ok = !(v == UINT64_MAX && PyErr_Occurred()))) memcpy(at, &v, sizeof v);
     } else {
         long long v = PyLong_AsLongLong(value);
-        if (v == -1 && PyErr_Occurred()) return 0;
-        if (f->type == 'i') {
-            if (v < INT32_MIN || v > INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
-                return 0;
-            }
-            int32_t i = (int32_t)v;
-            memcpy(at, &i, sizeof i);
-        } else {
-            int64_t i = (int64_t)v;
-            memcpy(at, &i, sizeof i);
+        ok = !(v == -1 && PyErr_Occurred());
+        if (ok && f->type == 'i' && (v < INT32_MIN || v > INT32_MAX)) {
+            PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
+            ok = 0;
         }
+        int32_t i = (int32_t)v;
+        int64_t l = (int64_t)v;
+        if (ok) f->type == 'i' ? memcpy(at, &i, sizeof i) : memcpy(at, &l, sizeof l);
     }
-    return 1;
+    if (!ok && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
+    } else if (!ok && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
+                     Py_TYPE(value)->tp_name);
+    }
+    return ok;
 }
 
 /* Sets the fields of *target that `kwargs` names (None: not given) and returns a new dict of the
  * other keyword arguments (NULL with an exception on a value that does not convert). */
 static PyObject *take_options(PyObject *kwargs, const option_field *fields, void *target) {
     PyObject *rest = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
-    if (!rest) return NULL;
-    for (const option_field *f = fields; f->name; f++) {
+    for (const option_field *f = fields; rest && f->name; f++) {
         PyObject *value = PyDict_GetItemString(rest, f->name);
-        if (!value) continue;
-        if (value != Py_None && !set_field(value, f, target)) {
-            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
-            } else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
-                             Py_TYPE(value)->tp_name);
-            }
-            Py_DECREF(rest);
-            return NULL;
-        }
-        if (PyDict_DelItemString(rest, f->name) < 0) {
-            Py_DECREF(rest);
-            return NULL;
-        }
+        if (value && ((value != Py_None && !set_field(value, f, target)) || PyDict_DelItemString(rest, f->name) < 0))
+            Py_CLEAR(rest);
     }
     return rest;
 }
 
-/* Fails with TypeError when a dict argument has keys no field took. */
-static int no_more_keys(PyObject *rest, const char *what) {
-    if (PyDict_GET_SIZE(rest) == 0) return 1;
-    PyObject *keys = PyDict_Keys(rest);
-    if (keys) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, keys);
-    Py_XDECREF(keys);
-    return 0;
+/* A dict argument (`what` names it in errors): the fields it names into *target (None: not given)
+ * and, for each of `keys` (NULL-ended), its value (borrowed, NULL when absent) into values[i].
+ * Any other key is a TypeError. */
+static int take_dict(PyObject *object, const char *what, const option_field *fields, void *target,
+                     const char *const *keys, PyObject **values) {
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, fields, target);
+    int ok = rest != NULL;
+    for (int i = 0; ok && keys && keys[i]; i++)
+        if ((values[i] = PyDict_GetItemString(object, keys[i]))) ok = PyDict_DelItemString(rest, keys[i]) == 0;
+    if (ok && PyDict_GET_SIZE(rest) != 0) {
+        PyObject *unknown = PyDict_Keys(rest);
+        if (unknown) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, unknown);
+        Py_XDECREF(unknown);
+        ok = 0;
+    }
+    Py_XDECREF(rest);
+    return ok;
 }
 
 /* A buffer's struct format without its byte-order prefix when that order is the host's ('@',
@@ -282,18 +284,10 @@ static int to_criterion(PyObject *object, void *target) {
     memset(c, 0, sizeof(*c));
     pk_criterion_init(&c->criterion);
     if (object == Py_None) return Py_CLEANUP_SUPPORTED;
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "criterion: expected a dict, got %s", Py_TYPE(object)->tp_name);
-        return 0;
-    }
-    PyObject *rest = take_options(object, criterion_fields, &c->criterion);
-    int ok = rest != NULL;
-    /* borrowed from `object`, which the caller holds */
-    PyObject *features = PyDict_GetItemString(object, "features"), *gradient = PyDict_GetItemString(object, "gradient");
-    if (ok && features) ok = PyDict_DelItemString(rest, "features") == 0;
-    if (ok && gradient) ok = PyDict_DelItemString(rest, "gradient") == 0;
-    ok = ok && no_more_keys(rest, "criterion");
-    Py_XDECREF(rest);
+    static const char *const keys[] = {"features", "gradient", NULL};
+    PyObject *values[2] = {NULL, NULL};
+    int ok = take_dict(object, "criterion", criterion_fields, &c->criterion, keys, values);
+    PyObject *features = values[0], *gradient = values[1];
     if (ok && features && features != Py_None)
         ok = PyObject_TypeCheck(features, &StatsType) ? criterion_stats_features(features, c)
                                                       : criterion_vector_features(features, c);
@@ -398,15 +392,7 @@ static const option_field selection_fields[] = {
 
 /* Sets *target's fields from a dict that holds nothing else (None: no field given). */
 static int fields_from_dict(PyObject *object, const option_field *fields, void *target, const char *what) {
-    if (object == Py_None) return 1;
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
-        return 0;
-    }
-    PyObject *rest = take_options(object, fields, target);
-    int ok = rest && no_more_keys(rest, what);
-    Py_XDECREF(rest);
-    return ok;
+    return object == Py_None || take_dict(object, what, fields, target, NULL, NULL);
 }
 
 static int to_selection(PyObject *object, void *target) {
@@ -977,21 +963,13 @@ static void group_release(group_arg *g) {
 
 /* One member dict into g's slot i. */
 static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t i) {
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "member: expected a dict, got %s", Py_TYPE(object)->tp_name);
-        return 0;
-    }
+    static const char *const keys[] = {"tensor", "criterion", NULL};
+    PyObject *values[2] = {NULL, NULL};
     pk_group_member *m = &g->members[i];
-    PyObject *rest = take_options(object, member_fields, m);
-    if (!rest) return 0;
-    PyObject *tensor = PyDict_GetItemString(object, "tensor"), *criterion = PyDict_GetItemString(object, "criterion");
-    int ok = tensor && PyDict_DelItemString(rest, "tensor") == 0;
-    if (!tensor) PyErr_SetString(PyExc_TypeError, "member: no tensor");
-    if (ok && criterion) ok = PyDict_DelItemString(rest, "criterion") == 0;
-    ok = ok && no_more_keys(rest, "member");
-    Py_DECREF(rest);
-    if (!ok || !(writable ? to_writable_matrix : to_matrix)(tensor, &g->tensors[i])) return 0;
-    if (!to_criterion(criterion ? criterion : Py_None, &g->criteria[i])) {
+    if (!take_dict(object, "member", member_fields, m, keys, values)) return 0;
+    if (!values[0]) PyErr_SetString(PyExc_TypeError, "member: no tensor");
+    if (!values[0] || !(writable ? to_writable_matrix : to_matrix)(values[0], &g->tensors[i])) return 0;
+    if (!to_criterion(values[1] ? values[1] : Py_None, &g->criteria[i])) {
         PyBuffer_Release(&g->tensors[i].view);
         return 0;
     }
@@ -1003,19 +981,14 @@ static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t 
 /* Fills *g from a group dict; on failure sets an exception, releases what it took, returns 0. */
 static int group_take(PyObject *object, int writable, group_arg *g) {
     memset(g, 0, sizeof(*g));
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "group: expected a dict, got %s", Py_TYPE(object)->tp_name);
+    static const char *const keys[] = {"members", "activations", NULL};
+    PyObject *values[2] = {NULL, NULL};
+    if (!take_dict(object, "group", group_fields, &g->group, keys, values)) return 0;
+    PyObject *list = values[0], *stats = values[1];
+    if (!list || !PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "group: members must be a list");
         return 0;
     }
-    PyObject *rest = take_options(object, group_fields, &g->group);
-    if (!rest) return 0;
-    PyObject *list = PyDict_GetItemString(object, "members"), *stats = PyDict_GetItemString(object, "activations");
-    int ok = list && PyList_Check(list) && PyDict_DelItemString(rest, "members") == 0;
-    if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "group: members must be a list");
-    if (ok && stats) ok = PyDict_DelItemString(rest, "activations") == 0;
-    ok = ok && no_more_keys(rest, "group");
-    Py_DECREF(rest);
-    if (!ok) return 0;
     Py_ssize_t count = PyList_GET_SIZE(list);
     if (!(g->tensors = (matrix_arg *)slots(count, sizeof(matrix_arg))) ||
         !(g->criteria = (criterion_arg *)slots(count, sizeof(criterion_arg))) ||
@@ -1127,19 +1100,13 @@ typedef struct compensation_arg {
 static int compensation_take(PyObject *object, compensation_arg *c) {
     memset(c, 0, sizeof(*c));
     pk_reconstruction_options_init(&c->options);
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "compensation: expected a dict, got %s", Py_TYPE(object)->tp_name);
+    static const char *const keys[] = {"member", "hessian", NULL};
+    static const option_field member = FIELD(pk_compensation, member, 'L');
+    PyObject *values[2] = {NULL, NULL};
+    if (!take_dict(object, "compensation", reconstruction_fields, &c->options, keys, values) ||
+        (values[0] && values[0] != Py_None && !set_field(values[0], &member, &c->compensation)) ||
+        !to_hessian(values[1] ? values[1] : Py_None, &c->hessian))
         return 0;
-    }
-    static const option_field member[] = {FIELD(pk_compensation, member, 'L'), {NULL, 0, 0}};
-    PyObject *rest = take_options(object, reconstruction_fields, &c->options), *more = NULL;
-    PyObject *hessian = PyDict_GetItemString(object, "hessian");
-    int ok = rest && (more = take_options(rest, member, &c->compensation)) != NULL;
-    if (ok && hessian) ok = PyDict_DelItemString(more, "hessian") == 0;
-    ok = ok && no_more_keys(more, "compensation");
-    Py_XDECREF(rest);
-    Py_XDECREF(more);
-    if (!ok || !to_hessian(hessian ? hessian : Py_None, &c->hessian)) return 0;
     c->compensation.hessian = (const double *)c->hessian.view.buf;
     c->compensation.hessian_size = c->hessian.size;
     c->compensation.options = &c->options;
