@@ -447,6 +447,14 @@ static int to_hessian(PyObject *object, void *target) {
         Py_END_ALLOW_THREADS \
     } while (0)
 
+/* Runs `call` with the GIL released and sets `result` to None or the exception of its status. */
+#define CALL_INTO(result, call) \
+    do { \
+        pk_status status_; \
+        UNLOCKED(status_ = (call)); \
+        result = none_or_raise(status_); \
+    } while (0)
+
 /* The result of a call that returns nothing but its status. */
 static PyObject *none_or_raise(pk_status status) { return status == PK_OK ? Py_NewRef(Py_None) : raise_status(status); }
 
@@ -467,11 +475,8 @@ static PyObject *py_score(PyObject *Py_UNUSED(self), PyObject *args, PyObject *k
     Py_buffer out = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &out)) return NULL;
     PyObject *result = NULL;
-    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores")) {
-        pk_status status;
-        UNLOCKED(status = pk_score(&w.matrix, &c.criterion, (float *)out.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores"))
+        CALL_INTO(result, pk_score(&w.matrix, &c.criterion, (float *)out.buf));
     PyBuffer_Release(&w.view);
     criterion_release(&c);
     PyBuffer_Release(&out);
@@ -489,11 +494,8 @@ static PyObject *py_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw
                                      &sel, &out))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
     PyBuffer_Release(&w.view);
     criterion_release(&c);
     PyBuffer_Release(&out);
@@ -521,11 +523,8 @@ static PyObject *py_mask_layers(PyObject *Py_UNUSED(self), PyObject *args, PyObj
         if (PyObject_GetBuffer(PyList_GET_ITEM(outs, i), &masks[i], PyBUF_WRITABLE) == 0 &&
             check_size(&masks[i], (Py_ssize_t)(w.plain[i].rows * w.plain[i].cols), "mask"))
             mask_ptrs[i] = (uint8_t *)masks[i].buf;
-    if (mask_ptrs && !PyErr_Occurred()) {
-        pk_status status;
-        UNLOCKED(status = pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
-        result = none_or_raise(status);
-    }
+    if (mask_ptrs && !PyErr_Occurred())
+        CALL_INTO(result, pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
     for (Py_ssize_t i = 0; masks && i < count; i++) PyBuffer_Release(&masks[i]);
     PyMem_Free(masks);
     PyMem_Free(mask_ptrs);
@@ -541,11 +540,8 @@ static PyObject *py_apply_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObje
     Py_buffer mask = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_matrix, &w, &mask)) return NULL;
     PyObject *result = NULL;
-    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
     release(&w.view, &mask, NULL);
     return result;
 }
@@ -588,11 +584,8 @@ static PyObject *py_sparsegpt(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
                             &mask, to_writable_matrix, &out))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
-        result = none_or_raise(status);
-    }
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
     release(&w.view, &h.view, &mask, &out.view, NULL);
     return result;
 }
@@ -616,10 +609,8 @@ static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns
                    columns ? "keep_columns" : "mask")) {
         const double *hessian = (const double *)h.view.buf;
         const uint8_t *flags = (const uint8_t *)given.buf;
-        pk_status status;
-        UNLOCKED(status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
+        CALL_INTO(result, columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
                          : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix));
-        result = none_or_raise(status);
     }
     release(&w.view, &h.view, &given, &out.view, NULL);
     return result;
@@ -654,12 +645,9 @@ static PyObject *py_admm(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t entries = (Py_ssize_t)(w.matrix.rows * w.matrix.cols);
-    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out")) {
-        pk_status status;
-        UNLOCKED(status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
+    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out"))
+        CALL_INTO(result, pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
                          (uint8_t *)mask.buf, &out.matrix));
-        result = none_or_raise(status);
-    }
     release(&w.view, &h.view, &given, &mask, &out.view, NULL);
     return result;
 }
@@ -749,10 +737,8 @@ static PyObject *py_allocate_sparsity(PyObject *Py_UNUSED(self), PyObject *args,
     if (importance.len != layers * 8) {
         PyErr_Format(PyExc_ValueError, "sizes has %zd entries, importance %zd", layers, importance.len / 8);
     } else if (check_size(&pruned, layers * 8, "pruned") && check_size(&sparsities, layers * 8, "sparsities")) {
-        pk_status status;
-        UNLOCKED(status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
+        CALL_INTO(result, pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
                                       spread, (int64_t *)pruned.buf, (double *)sparsities.buf));
-        result = none_or_raise(status);
     }
     release(&sizes, &importance, &pruned, &sparsities, NULL);
     return result;
@@ -811,11 +797,8 @@ static PyObject *py_export_24(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
     const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
-        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
-        result = none_or_raise(status);
-    }
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata"))
+        CALL_INTO(result, pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
     release(&w.view, &values, &metadata, NULL);
     return result;
 }
@@ -829,11 +812,8 @@ static PyObject *py_import_24(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
     const pk_matrix *m = &d.matrix;
     PyObject *result = NULL;
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
-        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
-        pk_status status;
-        UNLOCKED(status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
-        result = none_or_raise(status);
-    }
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata"))
+        CALL_INTO(result, pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
     release(&values, &metadata, &d.view, NULL);
     return result;
 }
@@ -850,11 +830,8 @@ static PyObject *py_export_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObje
     PyObject *result = NULL;
     if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets") &&
         check_size(&columns, (Py_ssize_t)(capacity * 8), "columns") &&
-        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
-        result = none_or_raise(status);
-    }
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values"))
+        CALL_INTO(result, pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
     release(&w.view, &offsets, &columns, &values, NULL);
     return result;
 }
@@ -873,11 +850,8 @@ static PyObject *py_import_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObje
         int64_t stored = m->rows > 0 ? ((const int64_t *)offsets.buf)[m->rows] : 0;
         if (stored < 0) stored = 0; /* the library reports bad offsets */
         if (check_size(&columns, (Py_ssize_t)(stored * 8), "columns") &&
-            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values")) {
-            pk_status status;
-            UNLOCKED(status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
-            result = none_or_raise(status);
-        }
+            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values"))
+            CALL_INTO(result, pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
     }
     release(&offsets, &columns, &values, &d.view, NULL);
     return result;
@@ -893,11 +867,8 @@ static PyObject *py_export_bitmask(PyObject *Py_UNUSED(self), PyObject *args, Py
     const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
     if (check_size(&bits, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "bits") &&
-        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
-        result = none_or_raise(status);
-    }
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values"))
+        CALL_INTO(result, pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
     release(&w.view, &bits, &values, NULL);
     return result;
 }
@@ -920,9 +891,7 @@ static PyObject *py_import_bitmask(PyObject *Py_UNUSED(self), PyObject *args, Py
             PyErr_Format(PyExc_ValueError, "the bit mask and the values disagree: %lld entries set, %zd values", (long long)present,
                          values.len / element_size(m->dtype));
         } else {
-            pk_status status;
-            UNLOCKED(status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
-            result = none_or_raise(status);
+            CALL_INTO(result, pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
         }
     }
     release(&bits, &values, &d.view, NULL);
@@ -1081,9 +1050,7 @@ static PyObject *py_select_structures(PyObject *Py_UNUSED(self), PyObject *args,
             o.stage_count = (int64_t)(stages.len / 8);
         }
         o.scores = (const double *)given.buf;
-        pk_status status;
-        UNLOCKED(status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
-        result = none_or_raise(status);
+        CALL_INTO(result, pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
         groups_release(&l);
     }
     release(&keep, &scores_out, &stages, &given, NULL);
@@ -1128,11 +1095,9 @@ static PyObject *py_compact_group(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (outputs.count != g.count) {
         PyErr_SetString(PyExc_ValueError, "one output per member is needed");
     } else if (compensation == Py_None || compensation_take(compensation, &c)) {
-        pk_status status;
-        UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf,
+        CALL_INTO(result, pk_compact_group(&g.group, (const uint8_t *)keep.buf,
                                            compensation == Py_None ? NULL : &c.compensation, outputs.plain,
                                            (int64_t *)kept.buf));
-        result = none_or_raise(status);
     }
     PyBuffer_Release(&c.hessian.view);
     group_release(&g);
@@ -1197,9 +1162,7 @@ static PyObject *py_permute_group(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (perm.len % 8) {
         PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
     } else {
-        pk_status status;
-        UNLOCKED(status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
-        result = none_or_raise(status);
+        CALL_INTO(result, pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
     }
     group_release(&g);
     PyBuffer_Release(&perm);
@@ -1248,10 +1211,8 @@ static PyObject *py_compact_group_data_free(PyObject *Py_UNUSED(self), PyObject 
     if (outputs.count != g.count) {
         PyErr_SetString(PyExc_ValueError, "one output per member is needed");
     } else {
-        pk_status status;
-        UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
+        CALL_INTO(result, pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
                                                      (int64_t *)kept.buf, (double *)shift.buf, (int64_t)(shift.len / 8)));
-        result = none_or_raise(status);
     }
     group_release(&g);
     matrix_list_release(&outputs);
@@ -1270,11 +1231,8 @@ static PyObject *py_key_channels(PyObject *Py_UNUSED(self), PyObject *args, PyOb
                                      &keep, &scores))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores")) {
-        pk_status status;
-        UNLOCKED(status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores"))
+        CALL_INTO(result, pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
     release(&q.view, &k.view, &keep, &scores, NULL);
     return result;
 }
@@ -1488,11 +1446,8 @@ static PyObject *py_top_channels(PyObject *Py_UNUSED(self), PyObject *args, PyOb
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|p", names, to_matrix, &sm, &k, &out, &magnitude)) return NULL;
     PyObject *result = NULL;
     int64_t rows = sm.matrix.rows;
-    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
-        pk_status status;
-        UNLOCKED(status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices"))
+        CALL_INTO(result, pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
     release(&sm.view, &out, NULL);
     return result;
 }
@@ -1728,11 +1683,8 @@ static PyObject *py_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t bytes = (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4);
-    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative"))) {
-        pk_status status;
-        UNLOCKED(status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
-        result = none_or_raise(status);
-    }
+    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative")))
+        CALL_INTO(result, pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
     release(&w.view, &mask, &deriv, NULL);
     return result;
 }
