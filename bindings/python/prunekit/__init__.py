@@ -596,18 +596,13 @@ def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     return dense
 
 
-_BUNDLE_MAGIC = b"PKSTATSB"
-
-
-_BUNDLE_ALIASES = b"PKALIAS\0"
-
-
 def save_stats(path: str, stats: "dict[str, Stats]") -> None:
     """Writes named accumulators (e.g. per layer weight name) to one file: magic, count, then
     for each: name length (u32), UTF-8 name, byte length (u64), Stats.to_bytes(). Names that map
     to the same Stats object (q, k and v projections read one input) store it once: the first
     name holds it, the others follow as aliases (docs/stats-format.md)."""
     import struct
+    from .bundles import ALIAS_TAG, BUNDLE_MAGIC
     first: "dict[int, int]" = {}
     held, aliases = [], []
     for name, s in stats.items():
@@ -617,56 +612,29 @@ def save_stats(path: str, stats: "dict[str, Stats]") -> None:
             first[id(s)] = len(held)
             held.append((name, s))
     with open(path, "wb") as f:
-        f.write(_BUNDLE_MAGIC + struct.pack("<I", len(held)))
+        f.write(BUNDLE_MAGIC + struct.pack("<I", len(held)))
         for name, s in held:
             key, blob = name.encode(), s.to_bytes()
             f.write(struct.pack("<I", len(key)) + key + struct.pack("<Q", len(blob)) + blob)
         if aliases:
-            f.write(_BUNDLE_ALIASES + struct.pack("<I", len(aliases)))
+            f.write(ALIAS_TAG + struct.pack("<I", len(aliases)))
             for name, target in aliases:
                 key = name.encode()
                 f.write(struct.pack("<I", len(key)) + key + struct.pack("<I", target))
 
 
 def load_stats(path: str) -> "dict[str, Stats]":
-    """Reads a file written by save_stats; ValueError on anything malformed."""
-    import struct
+    """Reads a file written by save_stats; ValueError on anything malformed (the headers are
+    checked by prunekit.bundles.scan_bundle, each accumulator by Stats.from_bytes). Aliases give
+    the same Stats object back."""
+    from .bundles import scan_bundle
+    out, loaded = {}, {}
     with open(path, "rb") as f:
-        data = f.read()
-    if data[:8] != _BUNDLE_MAGIC or len(data) < 12:
-        raise ValueError(f"{path}: not a PruneKit statistics bundle")
-    (count,), at, out = struct.unpack_from("<I", data, 8), 12, {}
-    for _ in range(count):
-        if at + 4 > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        (n,) = struct.unpack_from("<I", data, at)
-        name = data[at + 4:at + 4 + n].decode()
-        at += 4 + n
-        if at + 8 > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        (size,) = struct.unpack_from("<Q", data, at)
-        if at + 8 + size > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        out[name] = Stats.from_bytes(data[at + 8:at + 8 + size])
-        at += 8 + size
-    if data[at:at + 8] == _BUNDLE_ALIASES and at + 12 <= len(data):
-        held = list(out.values())
-        (aliases,), at = struct.unpack_from("<I", data, at + 8), at + 12
-        for _ in range(aliases):
-            if at + 4 > len(data):
-                raise ValueError(f"{path}: truncated statistics bundle")
-            (n,) = struct.unpack_from("<I", data, at)
-            if at + 8 + n > len(data):
-                raise ValueError(f"{path}: truncated statistics bundle")
-            name = data[at + 4:at + 4 + n].decode()
-            (target,) = struct.unpack_from("<I", data, at + 4 + n)
-            if target >= len(held) or name in out:
-                raise ValueError(f"{path}: alias {name!r} names accumulator {target} of {len(held)}"
-                                 f"{' and repeats a name' if name in out else ''}")
-            out[name] = held[target]
-            at += 8 + n
-    if at != len(data):
-        raise ValueError(f"{path}: {len(data) - at} trailing bytes in the statistics bundle")
+        for name, entry in scan_bundle(path).items():
+            if entry.key not in loaded:
+                f.seek(entry.offset)
+                loaded[entry.key] = Stats.from_bytes(f.read(entry.size))
+            out[name] = loaded[entry.key]
     return out
 
 

@@ -189,24 +189,34 @@ def _like(array: np.ndarray, original: Any) -> Any:
     return array
 
 
-def _compact_outputs(group: Group, args: dict, views: List[_View], kept: int):
-    """The output arrays of a compaction (pk_group_layout's shapes), and (array, final shape,
-    original) per member: an N-D conv weight keeps its layout, a vector stays a vector."""
-    outputs, results = [], []
-    for m, v, (rows, cols) in zip(group.members, views, _prunekit.group_layout(args, kept=kept)[1]):
-        shape = tuple(m.tensor.shape)
-        if m.vector:
-            final = (cols,)
-        elif m.axis == "rows":
-            final = (rows,) + shape[1:]
-        elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
-            final = (shape[0], kept) + shape[2:]
-        else:
-            final = (rows, cols)
-        out = np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype)   # (kept 0: the library refuses it)
-        outputs.append(out)
-        results.append((out, final, m.tensor))
-    return outputs, results
+class _Compaction:
+    """A compaction of `group` to `keep`: the group as the extension takes it, the keep bytes, one
+    output per member (pk_group_layout's shapes) and the kept indices; results() gives the
+    members' new arrays (an N-D conv weight keeps its layout, a vector stays a vector, a torch
+    tensor comes back as one) and the kept indices."""
+
+    def __init__(self, group: Group, keep: Any):
+        self.args, self.views = group._args()
+        self.keep = _keep_bytes(keep, _prunekit.group_layout(self.args))
+        self.kept = kept = int(self.keep.sum())
+        self.members, self.outputs, self.finals = group.members, [], []
+        for m, v, (rows, cols) in zip(group.members, self.views, _prunekit.group_layout(self.args, kept=kept)[1]):
+            shape = tuple(m.tensor.shape)
+            if m.vector:
+                final = (cols,)
+            elif m.axis == "rows":
+                final = (rows,) + shape[1:]
+            elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
+                final = (shape[0], kept) + shape[2:]
+            else:
+                final = (rows, cols)
+            self.outputs.append(np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype))   # (kept 0: refused)
+            self.finals.append(final)
+        self.indices = np.empty(max(kept, 1), dtype=np.int64)
+
+    def results(self) -> Tuple[List[Any], np.ndarray]:
+        return ([_like(out.reshape(final), m.tensor) for out, final, m in zip(self.outputs, self.finals, self.members)],
+                self.indices[:self.kept])
 
 
 def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batch_norm: Sequence[int],
@@ -229,18 +239,14 @@ def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batc
     bn = tuple(int(i) for i in batch_norm)
     if len(bn) != 4:
         raise ValueError("batch_norm must be 4 member indices: (gamma, beta, running_mean, running_var)")
-    args, views = group._args()
-    k = _keep_bytes(keep, _prunekit.group_layout(args))
-    kept = int(k.sum())
-    outputs, results = _compact_outputs(group, args, views, kept)
-    rows = views[int(next)].rows if 0 <= int(next) < len(views) else 1   # (a bad index: the library says so)
+    c = _Compaction(group, keep)
+    rows = c.views[int(next)].rows if 0 <= int(next) < len(c.views) else 1   # (a bad index: the library says so)
     shift = np.zeros(rows, dtype=np.float64)
-    indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.compact_group_data_free(args, k, outputs, indices, shift, producer=producer, next=next, bn_weight=bn[0],
-                                      bn_bias=bn[1], bn_mean=bn[2], bn_var=bn[3], epsilon=eps, dampening=dampening,
-                                      activation=_code(_ACTIVATIONS, activation, "activation"),
+    _prunekit.compact_group_data_free(c.args, c.keep, c.outputs, c.indices, shift, producer=producer, next=next,
+                                      bn_weight=bn[0], bn_bias=bn[1], bn_mean=bn[2], bn_var=bn[3], epsilon=eps,
+                                      dampening=dampening, activation=_code(_ACTIVATIONS, activation, "activation"),
                                       num_threads=threads)
-    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept], shift
+    return (*c.results(), shift)
 
 
 def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tuple[List[Any], np.ndarray]:
@@ -278,18 +284,14 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         return outputs, indices
     if compensate is not None and compensate.get("method", "hessian") != "hessian":
         raise ValueError(f"compensate['method'] must be 'hessian' or 'data_free', got {compensate['method']!r}")
-    args, views = group._args()
-    k = _keep_bytes(keep, _prunekit.group_layout(args))
-    kept = int(k.sum())
-    outputs, results = _compact_outputs(group, args, views, kept)
+    c = _Compaction(group, keep)
     comp = None
     if compensate is not None:
         comp = {"member": compensate["member"], "hessian": _hessian(compensate["hessian"]),
                 "dampening": compensate.get("dampening"), "max_dampening_retries": compensate.get("max_retries"),
                 "precision": _code(_PRECISIONS, compensate.get("precision"), "precision")}
-    indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.compact_group(args, k, outputs, indices, comp)
-    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept]
+    _prunekit.compact_group(c.args, c.keep, c.outputs, c.indices, comp)
+    return c.results()
 
 
 def apply_structures(group: Group, keep: Any) -> None:
