@@ -1279,21 +1279,15 @@ static PyObject *stats_update(StatsObject *self, PyObject *args, PyObject *kwarg
     matrix_arg b;
     Py_buffer index = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|y*", kwlist, to_matrix, &b, &index)) return NULL;
-    pk_status status;
-    if (index.obj == NULL) {
-        UNLOCKED(status = pk_stats_update(self->handle, &b.matrix));
-    } else if (index.len % (Py_ssize_t)sizeof(int64_t) != 0) {
-        release(&index, &b.view, NULL);
+    PyObject *result = NULL;
+    if (!index.obj)
+        CALL_INTO(result, pk_stats_update(self->handle, &b.matrix));
+    else if (index.len % 8)
         PyErr_SetString(PyExc_ValueError, "rows: expected int64 row numbers");
-        return NULL;
-    } else {
-        const int64_t *list = (const int64_t *)index.buf;
-        int64_t count = (int64_t)(index.len / (Py_ssize_t)sizeof(int64_t));
-        UNLOCKED(status = pk_stats_update_rows(self->handle, &b.matrix, list, count));
-        PyBuffer_Release(&index);
-    }
-    PyBuffer_Release(&b.view);
-    return none_or_raise(status);
+    else
+        CALL_INTO(result, pk_stats_update_rows(self->handle, &b.matrix, (const int64_t *)index.buf, (int64_t)(index.len / 8)));
+    release(&index, &b.view, NULL);
+    return result;
 }
 
 static PyObject *stats_merge(StatsObject *self, PyObject *other) {
