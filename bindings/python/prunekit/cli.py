@@ -180,7 +180,8 @@ def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats,
     if plan.method in GRAM_METHODS:   # the Gram matrix alone when the statistics come from a bundle
         hessian = stats.hessian(t.name) if isinstance(stats, Accumulators) else stats[t.name]
     if plan.method == "sparsegpt":
-        mask, _ = prunekit.sparsegpt(weight, hessian, plan.sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+        mask, _ = prunekit.sparsegpt(weight, hessian, plan.sparsity, pattern=plan.pattern, threads=args.threads,
+                                     out=out)
     elif plan.method == "admm":
         mask, _ = prunekit.admm(weight, hessian, plan.sparsity, pattern=plan.pattern, scope=plan.scope,
                                 threads=args.threads, out=out)
