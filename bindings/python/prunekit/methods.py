@@ -14,7 +14,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _prunekit, _enum, _code, _view, _as_numpy, _hessian, _index_array
+from . import _prunekit, _enum, _view, _as_numpy, _hessian, _index_array
 
 __all__ = ["low_rank", "top_channels", "gather", "random_channel_mask"]
 
@@ -55,13 +55,14 @@ def top_channels(scores: Any, k: int, *, magnitude: bool = False) -> np.ndarray:
 def gather(source: Any, indices: Any, *, axis: str = "cols", out: Any = None) -> np.ndarray:
     """Rows (axis="rows") or columns (axis="cols") `indices` of a 2-D source, as a new dense array
     of the same dtype (or into `out`, a writable array of that shape and dtype)."""
-    code = _code(_AXES, axis, "axis")   # (rows or cols: the library refuses blocks)
+    if axis not in _AXES:   # (rows or cols: the library refuses blocks)
+        raise ValueError(f"axis must be one of {sorted(_AXES)}, got {axis!r}")
     s = _view(source, "source")
     idx = _index_array(indices, "indices").reshape(-1)
     shape = (idx.size, s.cols) if axis == "rows" else (s.rows, idx.size)
     if out is None:
         out = np.empty(shape, dtype=s.array.dtype)
-    _prunekit.gather(s.array, code, idx, _view(out, "out", writable=True).array)
+    _prunekit.gather(s.array, _AXES[axis], idx, _view(out, "out", writable=True).array)
     return out
 
 
