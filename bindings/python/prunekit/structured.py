@@ -16,7 +16,7 @@ counts are exact (int(ratio * n)); results never depend on threads.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
