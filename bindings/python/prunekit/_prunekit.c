@@ -1512,6 +1512,17 @@ static PyObject *py_schedule_sparsity(PyObject *Py_UNUSED(self), PyObject *args,
     return status == PK_OK ? PyFloat_FromDouble(out) : raise_status(status);
 }
 
+/* schedule_init(schedule=None) -> dict: pk_schedule_init's fields, those the dict gives replaced. */
+static PyObject *py_schedule_init(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"schedule", NULL};
+    pk_schedule s;
+    PyObject *given = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", kwlist, &given) || !to_schedule(given, &s)) return NULL;
+    return Py_BuildValue("{s:i,s:L,s:L,s:L,s:d,s:d}", "kind", (int)s.kind, "begin", (long long)s.begin, "end",
+                         (long long)s.end, "frequency", (long long)s.frequency, "initial_sparsity", s.initial_sparsity,
+                         "final_sparsity", s.final_sparsity);
+}
+
 typedef struct pruner_capsule {
     pk_pruner *pruner;
     matrix_list weights; /* the weights' buffers, held while the pruner lives */
@@ -1809,7 +1820,7 @@ static PyMethodDef methods[] = {
     KW(output_error), KW(allocate_sparsity), KW(count_nonzero), KW(export_24), KW(import_24), KW(export_csr),
     KW(import_csr), KW(export_bitmask), KW(import_bitmask), KW(select_structures), KW(compact_group),
     KW(apply_structures), KW(permute_group), KW(structure_mask), KW(group_layout), KW(compact_group_data_free),
-    KW(key_channels), KW(low_rank), KW(top_channels), KW(gather), KW(random_channel_mask), KW(schedule_sparsity),
+    KW(key_channels), KW(low_rank), KW(top_channels), KW(gather), KW(random_channel_mask), KW(schedule_init), KW(schedule_sparsity),
     KW(pruner_create), KW(pruner_step), KW(pruner_mask), KW(pruner_factors), KW(pruner_soft_mask), KW(pruner_restore),
     KW(soft_mask), KW(progressive_structures), KW(sensitivity_ratios),
     {"version", py_version, METH_NOARGS, NULL},

@@ -57,10 +57,15 @@ class Pruner:
     w * m(w) in its forward pass and back-propagates through it. At the first step >= end the
     masks are hardened (the hard mask at the final sparsity, exact count, applied to the
     weights). Not with decay_steps > 1, pattern= or criterion="random".
+
+    Options left as None take the library's defaults (pk_schedule_init, pk_pruner_options_init: a
+    cubic schedule from 0 to 0.5 over steps 0 ... 1000, updated every 100; magnitude per row; no
+    decay; gradient momentum 0.9; hard masks).
     """
 
-    def __init__(self, weights: Sequence[Any], *, schedule: str = "cubic", begin: int = 0, end: int = 1000,
-                 frequency: int = 100, initial_sparsity: float = 0.0, final_sparsity: float = 0.5,
+    def __init__(self, weights: Sequence[Any], *, schedule: Optional[str] = None, begin: Optional[int] = None,
+                 end: Optional[int] = None, frequency: Optional[int] = None,
+                 initial_sparsity: Optional[float] = None, final_sparsity: Optional[float] = None,
                  targets: Optional[Sequence[float]] = None, criterion: Optional[str] = None,
                  features: Optional[Sequence[Any]] = None, seed: Optional[int] = None, scope: Optional[str] = None,
                  pattern: Any = None, decay_steps: Optional[int] = None, gradient_momentum: Optional[float] = None,
@@ -81,13 +86,12 @@ class Pruner:
                               initial_sparsity=initial_sparsity, final_sparsity=final_sparsity)
         self._targets = None if targets is None else [float(x) for x in targets]
         self._gradient_flow = kind == "taylor"
-        self._handle = _prunekit.pruner_create([v.array for v in self._views], criteria, selection,
-                                               _schedule(schedule, begin, end, frequency, initial_sparsity,
-                                                         final_sparsity), t, decay_steps=decay_steps,
-                                               gradient_momentum=gradient_momentum, num_threads=threads,
-                                               soft_temperature=soft_temperature)
+        fields = _schedule(schedule, begin, end, frequency, initial_sparsity, final_sparsity)
+        self._handle = _prunekit.pruner_create([v.array for v in self._views], criteria, selection, fields, t,
+                                               decay_steps=decay_steps, gradient_momentum=gradient_momentum,
+                                               num_threads=threads, soft_temperature=soft_temperature)
         self._soft = soft_temperature is not None and float(soft_temperature) > 0
-        self._end = int(end)
+        self._end = _prunekit.schedule_init(fields)["end"]   # (the library's default when not given)
         self._last = -1
 
     def step(self, step: int, gradients: Optional[Sequence[Any]] = None) -> None:

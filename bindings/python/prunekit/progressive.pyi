@@ -12,8 +12,9 @@ def schedule_sparsity(step: int, schedule: Optional[str] = ..., *, begin: Option
                       final_sparsity: Optional[float] = ...) -> float: ...
 
 class Pruner:
-    def __init__(self, weights: Sequence[ArrayLike], *, schedule: str = ..., begin: int = ..., end: int = ...,
-                 frequency: int = ..., initial_sparsity: float = ..., final_sparsity: float = ...,
+    def __init__(self, weights: Sequence[ArrayLike], *, schedule: Optional[str] = ..., begin: Optional[int] = ...,
+                 end: Optional[int] = ..., frequency: Optional[int] = ..., initial_sparsity: Optional[float] = ...,
+                 final_sparsity: Optional[float] = ...,
                  targets: Optional[Sequence[float]] = ..., criterion: Optional[str] = ...,
                  features: Optional[Sequence[Any]] = ..., seed: Optional[int] = ..., scope: Optional[str] = ...,
                  pattern: Pattern = ..., decay_steps: Optional[int] = ..., gradient_momentum: Optional[float] = ...,
