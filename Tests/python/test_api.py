@@ -30,7 +30,7 @@ def rng(seed=0):
 def test_torch_float32_is_read_without_copy():
     t = torch.randn(8, 16)
     view = prunekit._view(t, "weight")
-    assert np.shares_memory(view.buffer, t.numpy())
+    assert np.shares_memory(view.array, t.numpy())
     f = torch.rand(16)
     m = prunekit.mask(t, 0.5, criterion="wanda", features=f)
     assert np.array_equal(m, prunekit.mask(t.numpy().copy(), 0.5, criterion="wanda", features=f.numpy()))

@@ -48,9 +48,17 @@ def _enum(prefix: str) -> "dict[str, int]":
             if name.startswith(prefix) and isinstance(value, int)}
 
 
+def _code(table: "dict[str, int]", name: Optional[str], what: str) -> Optional[int]:
+    """The header's value of an enum name; None (not given) stays None, the library's default."""
+    if name is not None and name not in table:
+        raise ValueError(f"{what} must be one of {sorted(table)}, got {name!r}")
+    return None if name is None else table[name]
+
+
 CRITERIA = _enum("CRITERION_")
 SCOPES = _enum("SCOPE_")
 _DTYPES = _enum("DTYPE_")
+_PRECISIONS = _enum("PRECISION_")
 
 
 class _View:
@@ -64,11 +72,6 @@ class _View:
         self.dtype = dtype
         self.rows, self.cols = array.shape
         self.shape = shape
-
-    @property
-    def buffer(self) -> np.ndarray:
-        """The memory the extension reads (the array itself: the extension takes its strides)."""
-        return self.array
 
 
 def _native_byte_order(a: np.ndarray, name: str, writable: bool) -> np.ndarray:
@@ -163,48 +166,52 @@ def _view(x: Any, name: str, writable: bool = False) -> _View:
     return _View(a, code, shape)
 
 
-def _criterion(criterion: str, features: Any, gradient: Any, seed: Optional[int], name: str = "") -> dict:
-    """The criterion as the extension takes it (pk_criterion's fields). A Stats goes as it is: the
-    extension reads its L2 norms (its standard deviations for STADE) and rounds them to float32,
-    as it rounds float64 vectors; the library checks what the kind needs."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; one of {sorted(CRITERIA)}")
+def _criterion(criterion: Optional[str], features: Any, gradient: Any, seed: Optional[int], name: str = "") -> dict:
+    """The criterion as the extension takes it (pk_criterion's fields; None: the library's default,
+    magnitude and seed 0). A Stats goes as it is: the extension reads its L2 norms (its standard
+    deviations for STADE) and rounds them to float32, as it rounds float64 vectors; the library
+    checks what the kind needs."""
     if features is not None and not isinstance(features, Stats):
         features = _as_numpy(features, f"{name}features")
         features = np.ascontiguousarray(features, dtype=None if features.dtype in (np.float32, np.float64) else np.float32)
-    return {"kind": CRITERIA[criterion], "features": features, "seed": seed,
+    return {"kind": _code(CRITERIA, criterion, "criterion"), "features": features, "seed": seed,
             "gradient": None if gradient is None else _view(gradient, f"{name}gradient").array}
 
 
-def _pattern(pattern: Union[str, Tuple[int, int]]) -> Tuple[int, int]:
+def _nm(pattern: Union[str, Tuple[int, int], None]) -> dict:
+    """The fields of an N:M pattern (scope NM, n, m); none for None."""
+    if pattern is None:
+        return {}
     if isinstance(pattern, str):
         try:
             n, m = (int(p) for p in pattern.split(":"))
         except ValueError:
             raise ValueError(f"pattern must look like '2:4', got {pattern!r}") from None
-        return n, m
-    n, m = pattern
-    return int(n), int(m)
+    else:
+        n, m = pattern
+    return {"scope": SCOPES["nm"], "n": int(n), "m": int(m)}
 
 
-def _selection(sparsity: Optional[float], scope: str, pattern: Union[str, Tuple[int, int], None],
-               threads: Optional[int]) -> dict:
-    """The selection as the extension takes it (pk_selection's fields)."""
-    if pattern is not None:
-        n, m = _pattern(pattern)
-        return {"scope": SCOPES["nm"], "n": n, "m": m, "num_threads": threads}
-    if scope not in SCOPES or scope == "nm":
+def _scope(scope: Optional[str]) -> Optional[int]:
+    """A scope's value (N:M is reached through pattern=); None: the library's default."""
+    if scope == "nm" or (scope is not None and scope not in SCOPES):
         raise ValueError(f"unknown scope {scope!r}; one of row, layer, global (or pass pattern='N:M')")
-    if sparsity is None:
-        raise ValueError("give a sparsity (or pattern='N:M')")
-    return {"scope": SCOPES[scope], "sparsity": sparsity, "num_threads": threads}
+    return None if scope is None else SCOPES[scope]
 
 
-def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gradient: Any = None,
-          seed: int = 0) -> np.ndarray:
+def _selection(sparsity: Optional[float], scope: Optional[str], pattern: Union[str, Tuple[int, int], None],
+               threads: Optional[int]) -> dict:
+    """The selection as the extension takes it (pk_selection's fields; None: the library's default)."""
+    if pattern is not None:
+        return dict(_nm(pattern), num_threads=threads)
+    return {"scope": _scope(scope), "sparsity": sparsity, "num_threads": threads}
+
+
+def score(weight: Any, criterion: Optional[str] = None, *, features: Any = None, gradient: Any = None,
+          seed: Optional[int] = None) -> np.ndarray:
     """Importance score of every weight, float32, shape (rows, cols).
 
-    criterion: "magnitude" |w|; "wanda" |w| * features[col] (L2 norms; a Stats works);
+    criterion: "magnitude" |w| (the default); "wanda" |w| * features[col] (L2 norms; a Stats works);
     "stade" |w| * features[col] (standard deviations; a Stats works); "taylor" |w * gradient|;
     "random" a documented counter-based uniform draw from `seed`; "scores" the values themselves.
     """
@@ -214,12 +221,13 @@ def score(weight: Any, criterion: str = "magnitude", *, features: Any = None, gr
     return out
 
 
-def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude", scope: str = "row",
+def mask(weight: Any, sparsity: Optional[float] = None, *, criterion: Optional[str] = None, scope: Optional[str] = None,
          pattern: Union[str, Tuple[int, int], None] = None, features: Any = None, gradient: Any = None,
-         seed: int = 0, threads: Optional[int] = None, out: Any = None) -> np.ndarray:
+         seed: Optional[int] = None, threads: Optional[int] = None, out: Any = None) -> np.ndarray:
     """Pruning mask of one weight matrix: bool, shape (rows, cols), True = keep.
 
-    scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
+    Options left as None take the library's defaults (sparsity 0.5, criterion "magnitude", scope
+    "row", seed 0). scope: "row" (each output's inputs compete, as in Wanda), "layer" (the whole matrix);
     pattern="2:4" (or (n, m)) keeps n of every m consecutive inputs instead. threads: 0 = one per
     CPU; the result does not depend on it. For conv weights the mask has the (out, in*kh*kw)
     shape; reshape it to the weight's shape with `.reshape(w.shape)`. out: a writable C-contiguous
@@ -242,11 +250,12 @@ def mask(weight: Any, sparsity: Optional[float] = 0.5, *, criterion: str = "magn
     return out.view(np.bool_)
 
 
-def masks(weights: Sequence[Any], sparsity: Optional[float] = 0.5, *, criterion: str = "magnitude",
+def masks(weights: Sequence[Any], sparsity: Optional[float] = None, *, criterion: Optional[str] = None,
           scope: str = "global", pattern: Union[str, Tuple[int, int], None] = None,
           features: Optional[Sequence[Any]] = None, gradients: Optional[Sequence[Any]] = None,
           seeds: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> list:
-    """Masks of several layers. scope="global" ranks all layers' entries together (index: layer
+    """Masks of several layers (sparsity and criterion as in mask()). scope="global" (this call's
+    default, unlike mask()'s) ranks all layers' entries together (index: layer
     position, then row-major position); other scopes treat each layer as mask() would. Nothing
     is computed unless every layer is valid."""
     weights = list(weights)
@@ -290,21 +299,12 @@ def sparsity(mask: Any) -> Tuple[float, np.ndarray]:
     return overall, rows
 
 
-_PRECISIONS = _enum("PRECISION_")
-
-
 def _hessian(hessian: Any, cols: Optional[int] = None) -> np.ndarray:
     """A Hessian as float64 (a Stats gives its Gram matrix); the library checks its size against
     the weight's columns."""
     if isinstance(hessian, Stats):
         hessian = hessian.gram()
     return np.ascontiguousarray(_as_numpy(hessian, "hessian"), dtype=np.float64)
-
-
-def _precision(precision: Optional[str]) -> Optional[int]:
-    if precision is not None and precision not in _PRECISIONS:
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-    return None if precision is None else _PRECISIONS[precision]
 
 
 def _mask_bytes(mask: Any, entries: int, name: str = "mask") -> np.ndarray:
@@ -337,7 +337,7 @@ def _result_like(weight: Any, w: "_View", out: Any):
     return result, _view(result, "out", writable=True)
 
 
-def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
+def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
               pattern: Union[str, Tuple[int, int], None] = None, block_size: Optional[int] = None,
               dampening: Optional[float] = None, max_retries: Optional[int] = None, precision: Optional[str] = None,
               threads: Optional[int] = None, out: Any = None):
@@ -348,23 +348,22 @@ def sparsegpt(weight: Any, hessian: Any, sparsity: Optional[float] = 0.5, *,
     block of columns; pattern="2:4" keeps n of every m per row. The arithmetic runs in `precision`
     ("float32" or "float64"). out: where the updated weight goes (the weight itself for in-place
     work; default a new array of the weight's dtype and kind, a prunekit.bfloat16 for one). Options
-    left as None take the library's defaults (pk_reconstruction_options_init: blocks of 128
-    columns, dampening 0.01, 4 retries, float32). Raises ArithmeticError when the Hessian is not
+    left as None take the library's defaults (pk_reconstruction_options_init: sparsity 0.5, blocks
+    of 128 columns, dampening 0.01, 4 retries, float32). Raises ArithmeticError when the Hessian is not
     positive definite after the dampening retries; nothing is written on any error.
     """
     w = _view(weight, "weight")
-    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None \
-        else dict(sparsity=sparsity)
+    where = _nm(pattern) or dict(sparsity=sparsity)
     result, o = _result_like(weight, w, out)
     mask = np.empty((w.rows, w.cols), dtype=np.uint8)
     _prunekit.sparsegpt(w.array, _hessian(hessian), mask, o.array, block_size=block_size, dampening=dampening,
-                        max_dampening_retries=max_retries, precision=_precision(precision), num_threads=threads,
-                        **where)
+                        max_dampening_retries=max_retries, precision=_code(_PRECISIONS, precision, "precision"),
+                        num_threads=threads, **where)
     return mask.view(np.bool_), result
 
 
 def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
-         pattern: Union[str, Tuple[int, int], None] = None, scope: str = "layer", mask: Any = None,
+         pattern: Union[str, Tuple[int, int], None] = None, scope: Optional[str] = None, mask: Any = None,
          iterations: Optional[int] = None, ramp_iterations: Optional[int] = None, rho: Optional[float] = None,
          rho_growth: Optional[float] = None, rho_interval: Optional[int] = None,
          refine_iterations: Optional[int] = None, dampening: Optional[float] = None,
@@ -377,23 +376,19 @@ def admm(weight: Any, hessian: Any, sparsity: Optional[float] = None, *,
     Stats made with gram=True. scope "layer" (default: exactly int(sparsity * rows * cols) pruned)
     or "row"; pattern="2:4" keeps n of every m per row. mask: a given mask (True = keep) whose
     kept weights are updated instead. Options left as None take the library's defaults
-    (pk_admm_options_init: 30 iterations, 20 of ramp, rho 1, 10 refinement steps, dampening 0.1,
-    float32). Raises ArithmeticError on a numeric failure; nothing is written on any error.
+    (pk_admm_options_init: sparsity 0.5, scope "layer", 30 iterations, 20 of ramp, rho 1, 10
+    refinement steps, dampening 0.1, float32). Raises ArithmeticError on a numeric failure; nothing
+    is written on any error.
     """
     w = _view(weight, "weight")
-    if pattern is not None:
-        where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"])
-    elif scope not in ("layer", "row"):
-        raise ValueError(f"scope must be 'layer' or 'row' (or give pattern='n:m'), got {scope!r}")
-    else:
-        where = dict(scope=SCOPES[scope])
+    where = _nm(pattern) or dict(scope=_scope(scope))
     result, o = _result_like(weight, w, out)
     given = None if mask is None else _mask_bytes(mask, w.rows * w.cols)
     mask_out = np.empty((w.rows, w.cols), dtype=np.uint8)
     _prunekit.admm(w.array, _hessian(hessian), given, mask_out, o.array, sparsity=sparsity,
-                   precision=_precision(precision), iterations=iterations, ramp_iterations=ramp_iterations, rho=rho,
-                   rho_growth=rho_growth, rho_interval=rho_interval, refine_iterations=refine_iterations,
-                   dampening=dampening, num_threads=threads, **where)
+                   precision=_code(_PRECISIONS, precision, "precision"), iterations=iterations,
+                   ramp_iterations=ramp_iterations, rho=rho, rho_growth=rho_growth, rho_interval=rho_interval,
+                   refine_iterations=refine_iterations, dampening=dampening, num_threads=threads, **where)
     return mask_out.view(np.bool_), result
 
 
@@ -409,9 +404,8 @@ def refine_mask(weight: Any, hessian: Any, mask: Any, *, pattern: Union[str, Tup
     """
     w = _view(weight, "weight")
     refined = _mask_bytes(mask, w.rows * w.cols).copy()
-    where = dict(zip(("n", "m"), _pattern(pattern)), scope=SCOPES["nm"]) if pattern is not None else {}
     _prunekit.refine_mask(w.array, _hessian(hessian), refined, max_swaps=max_swaps, candidates=candidates,
-                          num_threads=threads, **where)
+                          num_threads=threads, **_nm(pattern))
     return refined.reshape(w.rows, w.cols).view(np.bool_)
 
 
@@ -424,31 +418,32 @@ class ChannelPermutation(NamedTuple):
     kept_after: float
 
 
-def channel_permutation(weight: Any, pattern: Union[str, Tuple[int, int]] = "2:4", *, criterion: str = "magnitude",
-                        features: Any = None, gradient: Any = None, seed: int = 0, segment: int = 0,
+def channel_permutation(weight: Any, pattern: Union[str, Tuple[int, int], None] = None, *,
+                        criterion: Optional[str] = None, features: Any = None, gradient: Any = None,
+                        seed: Optional[int] = None, segment: Optional[int] = None,
                         max_swaps: Optional[int] = None, time_limit: Optional[float] = None,
                         threads: Optional[int] = None) -> ChannelPermutation:
     """A permutation of the layer's input channels under which the N:M mask of the criterion's
     scores keeps more importance (Pool and Yu 2021, NVIDIA ASP; RIA 2024): greedy channel swaps
     between groups, each exactly gaining, largest first, until none gains or the budget is spent.
-    Never keeps less than the identity. criterion/features/gradient/seed as in mask().
-    segment: 0 (any column anywhere) or a run length inside which columns move (a head's
+    Never keeps less than the identity. criterion/features/gradient/seed as in mask(); pattern
+    None: 2:4. segment: 0 (any column anywhere, the default) or a run length inside which columns move (a head's
     channels). max_swaps: the budget (default 2^20; 0 is an error); time_limit: seconds (default
     none; a limit makes the result depend on the machine). Deterministic for any thread count.
     Apply it with prunekit.structured.permute(group, p.permutation) over the producer's rows (and
     bias) and this layer's columns, and permute the layer's statistics the same way
     (prunekit.structured.permute_stats)."""
     w = _view(weight, "weight")
-    n, m = _pattern(pattern)
+    nm = _nm(pattern)
     perm = np.empty(w.cols, dtype=np.int64)
-    before, after = _prunekit.channel_permutation(w.array, _criterion(criterion, features, gradient, seed), perm, n=n,
-                                                  m=m, segment=segment, max_swaps=max_swaps, time_limit=time_limit,
-                                                  num_threads=threads)
+    before, after = _prunekit.channel_permutation(w.array, _criterion(criterion, features, gradient, seed), perm,
+                                                  n=nm.get("n"), m=nm.get("m"), segment=segment, max_swaps=max_swaps,
+                                                  time_limit=time_limit, num_threads=threads)
     return ChannelPermutation(perm, before, after)
 
 
 def outlier_ratio(weight: Any, criterion: str = "wanda", *, features: Any = None, threshold: float = 5.0,
-                  gradient: Any = None, seed: int = 0) -> float:
+                  gradient: Any = None, seed: Optional[int] = None) -> float:
     """OWL's outlier ratio of a layer: the fraction of its scores (Wanda by default) above
     `threshold` times their mean."""
     return _prunekit.outlier_ratio(_view(weight, "weight").array, _criterion(criterion, features, gradient, seed),
@@ -498,7 +493,7 @@ def reconstruct(weight: Any, hessian: Any, mask: Any, *, block_size: Optional[in
     result, o = _result_like(weight, w, out)
     _prunekit.reconstruct(w.array, _hessian(hessian), _mask_bytes(mask, w.rows * w.cols), o.array,
                           block_size=block_size, dampening=dampening, max_dampening_retries=max_retries,
-                          precision=_precision(precision), num_threads=threads)
+                          precision=_code(_PRECISIONS, precision, "precision"), num_threads=threads)
     return result
 
 
@@ -510,7 +505,8 @@ def prune_columns(weight: Any, hessian: Any, keep: Any, *, dampening: Optional[f
     w = _view(weight, "weight")
     result, o = _result_like(weight, w, out)
     _prunekit.prune_columns(w.array, _hessian(hessian), _mask_bytes(keep, w.cols, "keep"), o.array,
-                            dampening=dampening, max_dampening_retries=max_retries, precision=_precision(precision))
+                            dampening=dampening, max_dampening_retries=max_retries,
+                            precision=_code(_PRECISIONS, precision, "precision"))
     return result
 
 
@@ -522,11 +518,6 @@ def _values_dtype(w: _View) -> np.dtype:
     return np.dtype(np.uint16) if w.dtype == _DTYPES["bfloat16"] else w.array.dtype
 
 
-def _dense_out(shape: Tuple[int, int], dtype: np.dtype) -> Tuple[np.ndarray, int]:
-    code = _DTYPES["bfloat16"] if dtype == np.uint16 else _DTYPES.get(np.dtype(dtype).name)
-    if code is None:
-        raise TypeError(f"values dtype {dtype} is not supported")
-    return np.empty(shape, dtype=dtype), code
 
 def to_24(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     """2:4 compressed form: (values [rows, cols/2], metadata uint8 [rows, ceil(cols/8)]).
@@ -544,19 +535,15 @@ def from_24(values: Any, metadata: Any) -> np.ndarray:
     md = np.ascontiguousarray(_as_numpy(metadata, "metadata"), dtype=np.uint8)
     if v.ndim != 2 or md.shape != (v.shape[0], (v.shape[1] // 2 + 1) // 2):
         raise ValueError(f"values {v.shape} and metadata {md.shape} do not describe a 2:4 matrix")
-    dense, code = _dense_out((v.shape[0], 2 * v.shape[1]), v.dtype)
+    dense = np.empty((v.shape[0], 2 * v.shape[1]), dtype=v.dtype)   # (the extension refuses other dtypes)
     _prunekit.import_24(v, md, dense)
     return dense
-
-
-def _nnz(w: _View) -> int:
-    return _prunekit.count_nonzero(w.array)
 
 
 def to_csr(weight: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR of the non-zeros: (row_offsets int64 [rows+1], columns int64 [nnz], values [nnz])."""
     w = _view(weight, "weight")
-    nnz = _nnz(w)
+    nnz = _prunekit.count_nonzero(w.array)
     offsets, columns = np.empty(w.rows + 1, np.int64), np.empty(max(nnz, 1), np.int64)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
     _prunekit.export_csr(w.array, nnz, offsets, columns, values)
@@ -581,7 +568,7 @@ def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]
     v = np.ascontiguousarray(_as_numpy(values, "values"))
     if offsets.shape != (rows + 1,) or cols_.shape != v.shape or (rows and offsets[-1] != len(v)):
         raise ValueError("row_offsets, columns and values do not describe a CSR matrix of that shape")
-    dense, code = _dense_out((rows, cols), v.dtype)
+    dense = np.empty((rows, cols), dtype=v.dtype)
     _prunekit.import_csr(offsets, cols_ if len(cols_) else np.zeros(1, np.int64), v if len(v) else np.zeros(1, v.dtype),
                          dense)
     return dense
@@ -590,7 +577,7 @@ def from_csr(row_offsets: Any, columns: Any, values: Any, shape: Tuple[int, int]
 def to_bitmask(weight: Any) -> Tuple[np.ndarray, np.ndarray]:
     """(bits uint8 [rows, ceil(cols/8)], values [nnz] in row-major order)."""
     w = _view(weight, "weight")
-    nnz = _nnz(w)
+    nnz = _prunekit.count_nonzero(w.array)
     bits = np.empty((w.rows, (w.cols + 7) // 8), np.uint8)
     values = np.empty(max(nnz, 1), dtype=_values_dtype(w))
     _prunekit.export_bitmask(w.array, nnz, bits, values)
@@ -604,15 +591,9 @@ def from_bitmask(bits: Any, values: Any, shape: Tuple[int, int]) -> np.ndarray:
     v = np.ascontiguousarray(_as_numpy(values, "values"))
     if b.shape != (rows, (cols + 7) // 8):
         raise ValueError(f"bits have shape {b.shape}, ({rows}, {(cols + 7) // 8}) needed")
-    dense, code = _dense_out((rows, cols), v.dtype)
+    dense = np.empty((rows, cols), dtype=v.dtype)
     _prunekit.import_bitmask(b, v if len(v) else np.zeros(1, v.dtype), dense)
     return dense
-
-
-_BUNDLE_MAGIC = b"PKSTATSB"
-
-
-_BUNDLE_ALIASES = b"PKALIAS\0"
 
 
 def save_stats(path: str, stats: "dict[str, Stats]") -> None:
@@ -621,6 +602,7 @@ def save_stats(path: str, stats: "dict[str, Stats]") -> None:
     to the same Stats object (q, k and v projections read one input) store it once: the first
     name holds it, the others follow as aliases (docs/stats-format.md)."""
     import struct
+    from .bundles import ALIAS_TAG, BUNDLE_MAGIC
     first: "dict[int, int]" = {}
     held, aliases = [], []
     for name, s in stats.items():
@@ -630,56 +612,29 @@ def save_stats(path: str, stats: "dict[str, Stats]") -> None:
             first[id(s)] = len(held)
             held.append((name, s))
     with open(path, "wb") as f:
-        f.write(_BUNDLE_MAGIC + struct.pack("<I", len(held)))
+        f.write(BUNDLE_MAGIC + struct.pack("<I", len(held)))
         for name, s in held:
             key, blob = name.encode(), s.to_bytes()
             f.write(struct.pack("<I", len(key)) + key + struct.pack("<Q", len(blob)) + blob)
         if aliases:
-            f.write(_BUNDLE_ALIASES + struct.pack("<I", len(aliases)))
+            f.write(ALIAS_TAG + struct.pack("<I", len(aliases)))
             for name, target in aliases:
                 key = name.encode()
                 f.write(struct.pack("<I", len(key)) + key + struct.pack("<I", target))
 
 
 def load_stats(path: str) -> "dict[str, Stats]":
-    """Reads a file written by save_stats; ValueError on anything malformed."""
-    import struct
+    """Reads a file written by save_stats; ValueError on anything malformed (the headers are
+    checked by prunekit.bundles.scan_bundle, each accumulator by Stats.from_bytes). Aliases give
+    the same Stats object back."""
+    from .bundles import scan_bundle
+    out, loaded = {}, {}
     with open(path, "rb") as f:
-        data = f.read()
-    if data[:8] != _BUNDLE_MAGIC or len(data) < 12:
-        raise ValueError(f"{path}: not a PruneKit statistics bundle")
-    (count,), at, out = struct.unpack_from("<I", data, 8), 12, {}
-    for _ in range(count):
-        if at + 4 > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        (n,) = struct.unpack_from("<I", data, at)
-        name = data[at + 4:at + 4 + n].decode()
-        at += 4 + n
-        if at + 8 > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        (size,) = struct.unpack_from("<Q", data, at)
-        if at + 8 + size > len(data):
-            raise ValueError(f"{path}: truncated statistics bundle")
-        out[name] = Stats.from_bytes(data[at + 8:at + 8 + size])
-        at += 8 + size
-    if data[at:at + 8] == _BUNDLE_ALIASES and at + 12 <= len(data):
-        held = list(out.values())
-        (aliases,), at = struct.unpack_from("<I", data, at + 8), at + 12
-        for _ in range(aliases):
-            if at + 4 > len(data):
-                raise ValueError(f"{path}: truncated statistics bundle")
-            (n,) = struct.unpack_from("<I", data, at)
-            if at + 8 + n > len(data):
-                raise ValueError(f"{path}: truncated statistics bundle")
-            name = data[at + 4:at + 4 + n].decode()
-            (target,) = struct.unpack_from("<I", data, at + 4 + n)
-            if target >= len(held) or name in out:
-                raise ValueError(f"{path}: alias {name!r} names accumulator {target} of {len(held)}"
-                                 f"{' and repeats a name' if name in out else ''}")
-            out[name] = held[target]
-            at += 8 + n
-    if at != len(data):
-        raise ValueError(f"{path}: {len(data) - at} trailing bytes in the statistics bundle")
+        for name, entry in scan_bundle(path).items():
+            if entry.key not in loaded:
+                f.seek(entry.offset)
+                loaded[entry.key] = Stats.from_bytes(f.read(entry.size))
+            out[name] = loaded[entry.key]
     return out
 
 

@@ -12,13 +12,15 @@ class PruneKitError(Exception): ...
 ArrayLike = Any  # numpy.ndarray or CPU torch.Tensor (float32, float64, float16, bfloat16)
 Pattern = Union[str, Tuple[int, int], None]
 
-def score(weight: ArrayLike, criterion: str = ..., *, features: Any = ..., gradient: Optional[ArrayLike] = ...,
-          seed: int = ...) -> npt.NDArray[np.float32]: ...
-def mask(weight: ArrayLike, sparsity: Optional[float] = ..., *, criterion: str = ..., scope: str = ...,
-         pattern: Pattern = ..., features: Any = ..., gradient: Optional[ArrayLike] = ..., seed: int = ...,
-         threads: Optional[int] = ..., out: Optional[npt.NDArray[Any]] = ...) -> npt.NDArray[np.bool_]: ...
-def masks(weights: Sequence[ArrayLike], sparsity: Optional[float] = ..., *, criterion: str = ..., scope: str = ...,
-          pattern: Pattern = ..., features: Optional[Sequence[Any]] = ..., gradients: Optional[Sequence[ArrayLike]] = ...,
+def score(weight: ArrayLike, criterion: Optional[str] = ..., *, features: Any = ...,
+          gradient: Optional[ArrayLike] = ..., seed: Optional[int] = ...) -> npt.NDArray[np.float32]: ...
+def mask(weight: ArrayLike, sparsity: Optional[float] = ..., *, criterion: Optional[str] = ...,
+         scope: Optional[str] = ..., pattern: Pattern = ..., features: Any = ..., gradient: Optional[ArrayLike] = ...,
+         seed: Optional[int] = ..., threads: Optional[int] = ...,
+         out: Optional[npt.NDArray[Any]] = ...) -> npt.NDArray[np.bool_]: ...
+def masks(weights: Sequence[ArrayLike], sparsity: Optional[float] = ..., *, criterion: Optional[str] = ...,
+          scope: str = ..., pattern: Pattern = ..., features: Optional[Sequence[Any]] = ...,
+          gradients: Optional[Sequence[ArrayLike]] = ...,
           seeds: Optional[Sequence[int]] = ..., threads: Optional[int] = ...) -> list[npt.NDArray[np.bool_]]: ...
 def apply_mask(weight: ArrayLike, mask: ArrayLike) -> None: ...
 def sparsity(mask: ArrayLike) -> Tuple[float, npt.NDArray[np.float64]]: ...
@@ -47,7 +49,7 @@ def sparsegpt(weight: ArrayLike, hessian: Any, sparsity: Optional[float] = ..., 
               precision: Optional[str] = ..., threads: Optional[int] = ...,
               out: Optional[ArrayLike] = ...) -> Tuple[npt.NDArray[np.bool_], Any]: ...
 def admm(weight: ArrayLike, hessian: Any, sparsity: Optional[float] = ..., *, pattern: Pattern = ...,
-         scope: str = ..., mask: Optional[ArrayLike] = ..., iterations: Optional[int] = ...,
+         scope: Optional[str] = ..., mask: Optional[ArrayLike] = ..., iterations: Optional[int] = ...,
          ramp_iterations: Optional[int] = ..., rho: Optional[float] = ..., rho_growth: Optional[float] = ...,
          rho_interval: Optional[int] = ..., refine_iterations: Optional[int] = ..., dampening: Optional[float] = ...,
          precision: Optional[str] = ..., threads: Optional[int] = ...,
@@ -59,12 +61,13 @@ class ChannelPermutation(NamedTuple):
     permutation: npt.NDArray[np.int64]
     kept_before: float
     kept_after: float
-def channel_permutation(weight: ArrayLike, pattern: Union[str, Tuple[int, int]] = ..., *, criterion: str = ...,
-                        features: Any = ..., gradient: Optional[ArrayLike] = ..., seed: int = ..., segment: int = ...,
+def channel_permutation(weight: ArrayLike, pattern: Pattern = ..., *, criterion: Optional[str] = ...,
+                        features: Any = ..., gradient: Optional[ArrayLike] = ..., seed: Optional[int] = ...,
+                        segment: Optional[int] = ...,
                         max_swaps: Optional[int] = ..., time_limit: Optional[float] = ...,
                         threads: Optional[int] = ...) -> ChannelPermutation: ...
 def outlier_ratio(weight: ArrayLike, criterion: str = ..., *, features: Any = ..., threshold: float = ...,
-                  gradient: Any = ..., seed: int = ...) -> float: ...
+                  gradient: Any = ..., seed: Optional[int] = ...) -> float: ...
 def allocate_sparsity(sizes: Any, importance: Any, sparsity: float, *,
                       spread: float = ...) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
 def output_error(original: ArrayLike, pruned: ArrayLike, hessian: Any) -> Tuple[float, float]: ...
@@ -91,8 +94,8 @@ class Member:
     span: int
     scored: bool
     def __init__(self, tensor: ArrayLike, axis: str = ..., span: Optional[int] = ..., *,
-                 block: Optional[Tuple[int, int]] = ..., scored: bool = ..., criterion: str = ...,
-                 features: Any = ..., gradient: Any = ..., seed: int = ...) -> None: ...
+                 block: Optional[Tuple[int, int]] = ..., scored: bool = ..., criterion: Optional[str] = ...,
+                 features: Any = ..., gradient: Any = ..., seed: Optional[int] = ...) -> None: ...
 class Group:
     members: List[Member]
     min_keep: int
@@ -101,10 +104,11 @@ class Group:
     def __init__(self, members: Sequence[Member], *, min_keep: int = ..., stage: int = ...,
                  activations: Optional[Stats] = ...) -> None: ...
     def structures(self) -> int: ...
-def select(groups: Sequence[Group], ratio: float = ..., *, mode: str = ..., criterion: str = ...,
-           reduction: str = ..., normalize: Optional[str] = ..., stage_values: Any = ..., multiple: Optional[int] = ...,
+def select(groups: Sequence[Group], ratio: Optional[float] = ..., *, mode: Optional[str] = ...,
+           criterion: Optional[str] = ..., reduction: Optional[str] = ..., normalize: Optional[str] = ...,
+           stage_values: Any = ..., multiple: Optional[int] = ...,
            scores: Any = ..., threads: Optional[int] = ...) -> List[npt.NDArray[np.bool_]]: ...
-def structure_scores(groups: Sequence[Group], *, criterion: str = ..., reduction: str = ...,
+def structure_scores(groups: Sequence[Group], *, criterion: Optional[str] = ..., reduction: Optional[str] = ...,
                      normalize: Optional[str] = ..., threads: Optional[int] = ...) -> List[npt.NDArray[np.float64]]: ...
 def compact(group: Group, keep: ArrayLike, *, compensate: Optional[dict] = ...) -> Tuple[List[Any], npt.NDArray[np.int64]]: ...
 def compact_data_free(group: Group, keep: ArrayLike, *, producer: int, next: int, batch_norm: Sequence[int],
@@ -117,8 +121,9 @@ def permute(group: Group, permutation: ArrayLike) -> None: ...
 class PermutedStats(Stats):
     def __init__(self, source: Stats, permutation: ArrayLike) -> None: ...
 def permute_stats(stats: Stats, permutation: ArrayLike) -> PermutedStats: ...
-def block_masks(weights: Sequence[ArrayLike], block: Tuple[int, int], sparsity: float = ..., *, criterion: str = ...,
-                features: Any = ..., norm: str = ..., mode: str = ..., min_keep: int = ..., multiple: Optional[int] = ...,
+def block_masks(weights: Sequence[ArrayLike], block: Tuple[int, int], sparsity: Optional[float] = ..., *,
+                criterion: Optional[str] = ..., features: Any = ..., norm: Optional[str] = ..., mode: Optional[str] = ...,
+                min_keep: int = ..., multiple: Optional[int] = ...,
                 normalize: Optional[str] = ...) -> List[npt.NDArray[np.bool_]]: ...
 def key_channels(queries: ArrayLike, keys: ArrayLike, heads: int, ratio: float) -> Tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]: ...
 def low_rank(weight: ArrayLike, hessian: Any, *, rank: Optional[int] = ..., energy: Optional[float] = ...,

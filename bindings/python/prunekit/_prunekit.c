@@ -51,72 +51,74 @@ typedef struct option_field {
 
 #define FIELD(type, member, code) {#member, code, offsetof(type, member)}
 
+/* Sets one field from a value (not None); on failure a ValueError (out of range) or TypeError
+ * naming the field. */
 static int set_field(PyObject *value, const option_field *f, void *target) {
     char *at = (char *)target + f->offset;
+    int ok = 1;
     if (f->type == 'd') {
         double v = PyFloat_AsDouble(value);
-        if (v == -1.0 && PyErr_Occurred()) return 0;
-        memcpy(at, &v, sizeof v);
+        if ((ok = !(v == -1.0 && PyErr_Occurred()))) memcpy(at, &v, sizeof v);
     } else if (f->type == 'K') {
         PyObject *index = PyNumber_Index(value); /* numpy integers too */
-        unsigned long long v = index ? PyLong_AsUnsignedLongLong(index) : (unsigned long long)-1;
+        uint64_t v = index ? (uint64_t)PyLong_AsUnsignedLongLong(index) : UINT64_MAX;
         Py_XDECREF(index);
-        if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
-        uint64_t u = (uint64_t)v;
-        memcpy(at, &u, sizeof u);
+        if ((ok = !(v == UINT64_MAX && PyErr_Occurred()))) memcpy(at, &v, sizeof v);
     } else {
         long long v = PyLong_AsLongLong(value);
-        if (v == -1 && PyErr_Occurred()) return 0;
-        if (f->type == 'i') {
-            if (v < INT32_MIN || v > INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
-                return 0;
-            }
-            int32_t i = (int32_t)v;
-            memcpy(at, &i, sizeof i);
-        } else {
-            int64_t i = (int64_t)v;
-            memcpy(at, &i, sizeof i);
+        ok = !(v == -1 && PyErr_Occurred());
+        if (ok && f->type == 'i' && (v < INT32_MIN || v > INT32_MAX)) {
+            PyErr_SetString(PyExc_OverflowError, "does not fit in 32 bits");
+            ok = 0;
         }
+        int32_t i = (int32_t)v;
+        int64_t l = (int64_t)v;
+        if (ok) f->type == 'i' ? memcpy(at, &i, sizeof i) : memcpy(at, &l, sizeof l);
     }
-    return 1;
+    if (!ok && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
+    } else if (!ok && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
+                     Py_TYPE(value)->tp_name);
+    }
+    return ok;
 }
 
 /* Sets the fields of *target that `kwargs` names (None: not given) and returns a new dict of the
  * other keyword arguments (NULL with an exception on a value that does not convert). */
 static PyObject *take_options(PyObject *kwargs, const option_field *fields, void *target) {
     PyObject *rest = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
-    if (!rest) return NULL;
-    for (const option_field *f = fields; f->name; f++) {
+    for (const option_field *f = fields; rest && f->name; f++) {
         PyObject *value = PyDict_GetItemString(rest, f->name);
-        if (!value) continue;
-        if (value != Py_None && !set_field(value, f, target)) {
-            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_ValueError, "%s = %R is out of range", f->name, value);
-            } else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_TypeError, "%s: expected %s, got %s", f->name, f->type == 'd' ? "a number" : "an integer",
-                             Py_TYPE(value)->tp_name);
-            }
-            Py_DECREF(rest);
-            return NULL;
-        }
-        if (PyDict_DelItemString(rest, f->name) < 0) {
-            Py_DECREF(rest);
-            return NULL;
-        }
+        if (value && ((value != Py_None && !set_field(value, f, target)) || PyDict_DelItemString(rest, f->name) < 0))
+            Py_CLEAR(rest);
     }
     return rest;
 }
 
-/* Fails with TypeError when a dict argument has keys no field took. */
-static int no_more_keys(PyObject *rest, const char *what) {
-    if (PyDict_GET_SIZE(rest) == 0) return 1;
-    PyObject *keys = PyDict_Keys(rest);
-    if (keys) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, keys);
-    Py_XDECREF(keys);
-    return 0;
+/* A dict argument (`what` names it in errors): the fields it names into *target (None: not given)
+ * and, for each of `keys` (NULL-ended), its value (borrowed, NULL when absent) into values[i].
+ * Any other key is a TypeError. */
+static int take_dict(PyObject *object, const char *what, const option_field *fields, void *target,
+                     const char *const *keys, PyObject **values) {
+    if (!PyDict_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
+        return 0;
+    }
+    PyObject *rest = take_options(object, fields, target);
+    int ok = rest != NULL;
+    for (int i = 0; ok && keys && keys[i]; i++)
+        if ((values[i] = PyDict_GetItemString(object, keys[i]))) ok = PyDict_DelItemString(rest, keys[i]) == 0;
+    if (ok && PyDict_GET_SIZE(rest) != 0) {
+        PyObject *unknown = PyDict_Keys(rest);
+        if (unknown) PyErr_Format(PyExc_TypeError, "%s: unknown keys %R", what, unknown);
+        Py_XDECREF(unknown);
+        ok = 0;
+    }
+    Py_XDECREF(rest);
+    return ok;
 }
 
 /* A buffer's struct format without its byte-order prefix when that order is the host's ('@',
@@ -134,17 +136,25 @@ typedef struct matrix_arg {
     pk_matrix matrix;
 } matrix_arg;
 
-static void matrix_release(matrix_arg *a) {
-    if (a->view.obj) PyBuffer_Release(&a->view);
-    a->view.obj = NULL;
+/* Releases the buffers given, up to a NULL (one never taken is zeroed: nothing to release). A
+ * matrix_arg or hessian_arg goes as &arg.view. */
+static void release(Py_buffer *first, ...) {
+    va_list va;
+    va_start(va, first);
+    for (Py_buffer *b = first; b; b = va_arg(va, Py_buffer *)) PyBuffer_Release(b);
+    va_end(va);
 }
 
 static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
     if (!object) { /* cleanup after a later argument failed */
-        matrix_release(a);
+        PyBuffer_Release(&a->view);
         return 1;
     }
     memset(a, 0, sizeof(*a));
+    if (object == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
+        return 0;
+    }
     if (PyObject_GetBuffer(object, &a->view, flags | PyBUF_STRIDES | PyBUF_FORMAT) != 0) return 0;
     const Py_buffer *v = &a->view;
     const char *format = native_format(v->format);
@@ -155,7 +165,7 @@ static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
     if (v->ndim != 2 || dtype < 0) {
         PyErr_Format(PyExc_TypeError, "expected a 2-D float32, float64, float16 or bfloat16 array, got %d-D '%s'",
                      v->ndim, v->format);
-        matrix_release(a);
+        PyBuffer_Release(&a->view);
         return 0;
     }
     Py_ssize_t item = v->itemsize, rows = v->shape[0], cols = v->shape[1];
@@ -164,7 +174,7 @@ static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
         (uintptr_t)v->buf % (uintptr_t)item) {
         PyErr_Format(PyExc_ValueError, "rows must be contiguous and aligned (strides %zd, %zd)", v->strides[0],
                      v->strides[1]);
-        matrix_release(a);
+        PyBuffer_Release(&a->view);
         return 0;
     }
     pk_matrix m = {v->buf, rows, cols, row_bytes / item, dtype, 0};
@@ -172,19 +182,14 @@ static int matrix_take(PyObject *object, matrix_arg *a, int flags) {
     return Py_CLEANUP_SUPPORTED;
 }
 
-static int to_matrix(PyObject *object, void *a) {
-    if (object == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
-        return 0;
-    }
-    return matrix_take(object, (matrix_arg *)a, 0);
-}
-static int to_writable_matrix(PyObject *object, void *a) {
-    if (object == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "expected a 2-D array, got None");
-        return 0;
-    }
-    return matrix_take(object, (matrix_arg *)a, PyBUF_WRITABLE);
+static int to_matrix(PyObject *object, void *a) { return matrix_take(object, (matrix_arg *)a, 0); }
+static int to_writable_matrix(PyObject *object, void *a) { return matrix_take(object, (matrix_arg *)a, PyBUF_WRITABLE); }
+
+/* n zeroed slots of `size` bytes (at least one), or NULL with MemoryError. */
+static void *slots(Py_ssize_t n, size_t size) {
+    void *p = PyMem_Calloc((size_t)(n > 0 ? n : 1), size);
+    if (!p) PyErr_NoMemory();
+    return p;
 }
 
 /* A criterion from a dict {kind, seed, features, gradient} (None = magnitude). features: a float32
@@ -195,7 +200,8 @@ typedef struct criterion_arg {
     pk_criterion criterion;
     matrix_arg gradient;
     Py_buffer features;
-    float *rounded; /* feature values this extension rounded to float32 (PyMem) */
+    PyObject *read;  /* a Stats' values: a bytearray of float64, rounded in place to float32 */
+    float *rounded;  /* a float64 vector's values rounded to float32 (PyMem) */
 } criterion_arg;
 
 static const option_field criterion_fields[] = {
@@ -204,38 +210,45 @@ static const option_field criterion_fields[] = {
 static PyTypeObject StatsType;
 
 static void criterion_release(criterion_arg *c) {
-    matrix_release(&c->gradient);
-    if (c->features.obj) PyBuffer_Release(&c->features);
-    c->features.obj = NULL;
+    release(&c->gradient.view, &c->features, NULL);
+    Py_CLEAR(c->read);
     PyMem_Free(c->rounded);
     c->rounded = NULL;
 }
 
-/* Feature values from a Stats (through its _std / _l2_norm methods) into c->rounded. */
+/* Rounds n float64 values to float32, to nearest. `to` may be `from` itself: value i lands at byte
+ * 4i once it has been read from byte 8i (memcpy keeps the accesses in that order). */
+static void round_to_float32(const void *from, void *to, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double d;
+        memcpy(&d, (const char *)from + 8 * i, sizeof d);
+        float f = (float)d;
+        memcpy((char *)to + 4 * i, &f, sizeof f);
+    }
+}
+
+/* A Stats' feature values through its _std / _l2_norm method, in one float64 bytearray (a Python
+ * object, so a reader that keeps a view of it keeps it alive) that is then rounded in place. */
 static int criterion_stats_features(PyObject *stats, criterion_arg *c) {
     PyObject *count = PyObject_GetAttrString(stats, "features");
     long long n = count ? PyLong_AsLongLong(count) : -1;
     Py_XDECREF(count);
     if (n < 0 || PyErr_Occurred()) return 0;
-    /* The values land in a bytearray (a Python object, so a reader that keeps a view of it keeps
-     * it alive), then are rounded into c->rounded. */
-    PyObject *bytes = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
-    PyObject *raw = bytes ? PyMemoryView_FromObject(bytes) : NULL;
+    c->read = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
+    PyObject *raw = c->read ? PyMemoryView_FromObject(c->read) : NULL;
     PyObject *view = raw ? PyObject_CallMethod(raw, "cast", "s", "d") : NULL;
     PyObject *done = view ? PyObject_CallMethod(stats, c->criterion.kind == PK_CRITERION_STADE ? "_std" : "_l2_norm",
                                                 "O", view)
                           : NULL;
-    int ok = done != NULL;
-    if (ok && !(c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float)))) ok = (PyErr_NoMemory(), 0);
-    const double *values = ok ? (const double *)PyByteArray_AS_STRING(bytes) : NULL;
-    for (long long i = 0; ok && i < n; i++) c->rounded[i] = (float)values[i];
     Py_XDECREF(done);
     Py_XDECREF(view);
     Py_XDECREF(raw);
-    Py_XDECREF(bytes);
-    c->criterion.feature_values = c->rounded;
+    if (!done) return 0;
+    char *values = PyByteArray_AS_STRING(c->read);
+    round_to_float32(values, values, (Py_ssize_t)n);
+    c->criterion.feature_values = (const float *)values;
     c->criterion.feature_count = (int64_t)n;
-    return ok;
+    return 1;
 }
 
 static int criterion_vector_features(PyObject *object, criterion_arg *c) {
@@ -256,12 +269,8 @@ static int criterion_vector_features(PyObject *object, criterion_arg *c) {
         PyErr_Format(PyExc_TypeError, "features: expected float32 or float64 values, got '%s'", v->format);
         return 0;
     }
-    c->rounded = (float *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    if (!c->rounded) {
-        PyErr_NoMemory();
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) c->rounded[i] = (float)((const double *)v->buf)[i];
+    if (!(c->rounded = (float *)slots(n, sizeof(float)))) return 0;
+    round_to_float32(v->buf, c->rounded, n);
     c->criterion.feature_values = c->rounded;
     return 1;
 }
@@ -275,18 +284,10 @@ static int to_criterion(PyObject *object, void *target) {
     memset(c, 0, sizeof(*c));
     pk_criterion_init(&c->criterion);
     if (object == Py_None) return Py_CLEANUP_SUPPORTED;
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "criterion: expected a dict, got %s", Py_TYPE(object)->tp_name);
-        return 0;
-    }
-    PyObject *rest = take_options(object, criterion_fields, &c->criterion);
-    int ok = rest != NULL;
-    /* borrowed from `object`, which the caller holds */
-    PyObject *features = PyDict_GetItemString(object, "features"), *gradient = PyDict_GetItemString(object, "gradient");
-    if (ok && features) ok = PyDict_DelItemString(rest, "features") == 0;
-    if (ok && gradient) ok = PyDict_DelItemString(rest, "gradient") == 0;
-    ok = ok && no_more_keys(rest, "criterion");
-    Py_XDECREF(rest);
+    static const char *const keys[] = {"features", "gradient", NULL};
+    PyObject *values[2] = {NULL, NULL};
+    int ok = take_dict(object, "criterion", criterion_fields, &c->criterion, keys, values);
+    PyObject *features = values[0], *gradient = values[1];
     if (ok && features && features != Py_None)
         ok = PyObject_TypeCheck(features, &StatsType) ? criterion_stats_features(features, c)
                                                       : criterion_vector_features(features, c);
@@ -309,7 +310,7 @@ typedef struct matrix_list {
 } matrix_list;
 
 static void matrix_list_release(matrix_list *l) {
-    for (Py_ssize_t i = 0; i < l->count; i++) matrix_release(&l->items[i]);
+    for (Py_ssize_t i = 0; i < l->count; i++) PyBuffer_Release(&l->items[i].view);
     PyMem_Free(l->items);
     PyMem_Free(l->plain);
     memset(l, 0, sizeof(*l));
@@ -327,10 +328,7 @@ static int matrix_list_take(PyObject *object, matrix_list *l, int flags) {
         return 0;
     }
     Py_ssize_t n = PyList_GET_SIZE(object);
-    l->items = (matrix_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(matrix_arg));
-    l->plain = (pk_matrix *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_matrix));
-    if (!l->items || !l->plain) {
-        PyErr_NoMemory();
+    if (!(l->items = (matrix_arg *)slots(n, sizeof(matrix_arg))) || !(l->plain = (pk_matrix *)slots(n, sizeof(pk_matrix)))) {
         matrix_list_release(l);
         return 0;
     }
@@ -345,9 +343,7 @@ static int matrix_list_take(PyObject *object, matrix_list *l, int flags) {
 }
 
 static int to_matrices(PyObject *object, void *l) { return matrix_list_take(object, (matrix_list *)l, 0); }
-static int to_writable_matrices(PyObject *object, void *l) {
-    return matrix_list_take(object, (matrix_list *)l, PyBUF_WRITABLE);
-}
+static int to_writable_matrices(PyObject *object, void *l) { return matrix_list_take(object, (matrix_list *)l, PyBUF_WRITABLE); }
 
 typedef struct criterion_list {
     Py_ssize_t count;
@@ -374,10 +370,8 @@ static int to_criteria(PyObject *object, void *target) {
         return 0;
     }
     Py_ssize_t n = PyList_GET_SIZE(object);
-    l->items = (criterion_arg *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(criterion_arg));
-    l->plain = (const pk_criterion **)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(pk_criterion *));
-    if (!l->items || !l->plain) {
-        PyErr_NoMemory();
+    if (!(l->items = (criterion_arg *)slots(n, sizeof(criterion_arg))) ||
+        !(l->plain = (const pk_criterion **)slots(n, sizeof(pk_criterion *)))) {
         criterion_list_release(l);
         return 0;
     }
@@ -398,15 +392,7 @@ static const option_field selection_fields[] = {
 
 /* Sets *target's fields from a dict that holds nothing else (None: no field given). */
 static int fields_from_dict(PyObject *object, const option_field *fields, void *target, const char *what) {
-    if (object == Py_None) return 1;
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %s", what, Py_TYPE(object)->tp_name);
-        return 0;
-    }
-    PyObject *rest = take_options(object, fields, target);
-    int ok = rest && no_more_keys(rest, what);
-    Py_XDECREF(rest);
-    return ok;
+    return object == Py_None || take_dict(object, what, fields, target, NULL, NULL);
 }
 
 static int to_selection(PyObject *object, void *target) {
@@ -434,15 +420,10 @@ typedef struct hessian_arg {
     int64_t size;
 } hessian_arg;
 
-static void hessian_release(hessian_arg *h) {
-    if (h->view.obj) PyBuffer_Release(&h->view);
-    h->view.obj = NULL;
-}
-
 static int to_hessian(PyObject *object, void *target) {
     hessian_arg *h = (hessian_arg *)target;
     if (!object) {
-        hessian_release(h);
+        PyBuffer_Release(&h->view);
         return 1;
     }
     memset(h, 0, sizeof(*h));
@@ -452,7 +433,7 @@ static int to_hessian(PyObject *object, void *target) {
     if (v->ndim != 2 || v->shape[0] != v->shape[1] || strcmp(format, "d")) {
         PyErr_Format(PyExc_ValueError, "hessian: expected a square float64 matrix, got %d-D '%s'%s", v->ndim, v->format,
                      v->ndim == 2 ? " of another shape" : "");
-        hessian_release(h);
+        PyBuffer_Release(&h->view);
         return 0;
     }
     h->size = (int64_t)v->shape[0];
@@ -464,6 +445,14 @@ static int to_hessian(PyObject *object, void *target) {
     do { \
         Py_BEGIN_ALLOW_THREADS statement; \
         Py_END_ALLOW_THREADS \
+    } while (0)
+
+/* Runs `call` with the GIL released and sets `result` to None or the exception of its status. */
+#define CALL_INTO(result, call) \
+    do { \
+        pk_status status_; \
+        UNLOCKED(status_ = (call)); \
+        result = none_or_raise(status_); \
     } while (0)
 
 /* The result of a call that returns nothing but its status. */
@@ -486,12 +475,9 @@ static PyObject *py_score(PyObject *Py_UNUSED(self), PyObject *args, PyObject *k
     Py_buffer out = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&w*", kwlist, to_matrix, &w, to_criterion, &c, &out)) return NULL;
     PyObject *result = NULL;
-    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores")) {
-        pk_status status;
-        UNLOCKED(status = pk_score(&w.matrix, &c.criterion, (float *)out.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4), "scores"))
+        CALL_INTO(result, pk_score(&w.matrix, &c.criterion, (float *)out.buf));
+    PyBuffer_Release(&w.view);
     criterion_release(&c);
     PyBuffer_Release(&out);
     return result;
@@ -508,12 +494,9 @@ static PyObject *py_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw
                                      &sel, &out))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
+    if (check_size(&out, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_mask(&w.matrix, &c.criterion, &sel, (uint8_t *)out.buf));
+    PyBuffer_Release(&w.view);
     criterion_release(&c);
     PyBuffer_Release(&out);
     return result;
@@ -530,30 +513,19 @@ static PyObject *py_mask_layers(PyObject *Py_UNUSED(self), PyObject *args, PyObj
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&O!", kwlist, to_matrices, &w, to_criteria, &c, to_selection,
                                      &sel, &PyList_Type, &outs))
         return NULL;
-    Py_ssize_t count = w.count, taken = 0;
-    Py_buffer *masks = (Py_buffer *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(Py_buffer));
-    uint8_t **mask_ptrs = (uint8_t **)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(uint8_t *));
+    Py_ssize_t count = w.count;
+    Py_buffer *masks = (Py_buffer *)slots(count, sizeof(Py_buffer));
+    uint8_t **mask_ptrs = masks ? (uint8_t **)slots(count, sizeof(uint8_t *)) : NULL;
     PyObject *result = NULL;
-    if (!masks || !mask_ptrs) {
-        PyErr_NoMemory();
-    } else if (c.count != count || PyList_GET_SIZE(outs) != count) {
+    if (mask_ptrs && (c.count != count || PyList_GET_SIZE(outs) != count))
         PyErr_SetString(PyExc_ValueError, "one criterion and one mask per layer are needed");
-    } else {
-        for (; taken < count; taken++) {
-            if (PyObject_GetBuffer(PyList_GET_ITEM(outs, taken), &masks[taken], PyBUF_WRITABLE) != 0) break;
-            mask_ptrs[taken] = (uint8_t *)masks[taken].buf;
-            if (!check_size(&masks[taken], (Py_ssize_t)(w.plain[taken].rows * w.plain[taken].cols), "mask")) {
-                taken++;
-                break;
-            }
-        }
-        if (!PyErr_Occurred()) {
-            pk_status status;
-            UNLOCKED(status = pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
-            result = none_or_raise(status);
-        }
-    }
-    for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&masks[i]);
+    for (Py_ssize_t i = 0; mask_ptrs && !PyErr_Occurred() && i < count; i++)
+        if (PyObject_GetBuffer(PyList_GET_ITEM(outs, i), &masks[i], PyBUF_WRITABLE) == 0 &&
+            check_size(&masks[i], (Py_ssize_t)(w.plain[i].rows * w.plain[i].cols), "mask"))
+            mask_ptrs[i] = (uint8_t *)masks[i].buf;
+    if (mask_ptrs && !PyErr_Occurred())
+        CALL_INTO(result, pk_mask_layers(w.plain, c.plain, (int64_t)count, &sel, mask_ptrs));
+    for (Py_ssize_t i = 0; masks && i < count; i++) PyBuffer_Release(&masks[i]);
     PyMem_Free(masks);
     PyMem_Free(mask_ptrs);
     matrix_list_release(&w);
@@ -568,13 +540,9 @@ static PyObject *py_apply_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObje
     Py_buffer mask = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&y*", kwlist, to_writable_matrix, &w, &mask)) return NULL;
     PyObject *result = NULL;
-    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    PyBuffer_Release(&mask);
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_apply_mask(&w.matrix, (const uint8_t *)mask.buf));
+    release(&w.view, &mask, NULL);
     return result;
 }
 
@@ -591,8 +559,7 @@ static PyObject *py_mask_sparsity(PyObject *Py_UNUSED(self), PyObject *args, PyO
         UNLOCKED(status = pk_mask_sparsity((const uint8_t *)mask.buf, rows, cols, (double *)out.buf, &overall));
         result = status == PK_OK ? PyFloat_FromDouble(overall) : raise_status(status);
     }
-    PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
+    release(&mask, &out, NULL);
     return result;
 }
 
@@ -617,15 +584,9 @@ static PyObject *py_sparsegpt(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
                             &mask, to_writable_matrix, &out))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask")) {
-        pk_status status;
-        UNLOCKED(status = pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    hessian_release(&h);
-    PyBuffer_Release(&mask);
-    matrix_release(&out);
+    if (check_size(&mask, (Py_ssize_t)(w.matrix.rows * w.matrix.cols), "mask"))
+        CALL_INTO(result, pk_sparsegpt(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &out.matrix));
+    release(&w.view, &h.view, &mask, &out.view, NULL);
     return result;
 }
 
@@ -648,15 +609,10 @@ static PyObject *reconstruct_given(PyObject *args, PyObject *kwargs, int columns
                    columns ? "keep_columns" : "mask")) {
         const double *hessian = (const double *)h.view.buf;
         const uint8_t *flags = (const uint8_t *)given.buf;
-        pk_status status;
-        UNLOCKED(status = columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
+        CALL_INTO(result, columns ? pk_prune_columns(&w.matrix, hessian, h.size, flags, &o, &out.matrix)
                          : pk_reconstruct(&w.matrix, hessian, h.size, flags, &o, &out.matrix));
-        result = none_or_raise(status);
     }
-    matrix_release(&w);
-    hessian_release(&h);
-    PyBuffer_Release(&given);
-    matrix_release(&out);
+    release(&w.view, &h.view, &given, &out.view, NULL);
     return result;
 }
 
@@ -689,17 +645,10 @@ static PyObject *py_admm(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t entries = (Py_ssize_t)(w.matrix.rows * w.matrix.cols);
-    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out")) {
-        pk_status status;
-        UNLOCKED(status = pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
+    if ((!given.buf || check_size(&given, entries, "mask")) && check_size(&mask, entries, "mask_out"))
+        CALL_INTO(result, pk_admm(&w.matrix, (const double *)h.view.buf, h.size, (const uint8_t *)given.buf, &o,
                          (uint8_t *)mask.buf, &out.matrix));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    hessian_release(&h);
-    PyBuffer_Release(&given);
-    PyBuffer_Release(&mask);
-    matrix_release(&out);
+    release(&w.view, &h.view, &given, &mask, &out.view, NULL);
     return result;
 }
 
@@ -725,9 +674,7 @@ static PyObject *py_refine_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObj
         UNLOCKED(status = pk_refine_mask(&w.matrix, (const double *)h.view.buf, h.size, &o, (uint8_t *)mask.buf, &swaps));
         result = status == PK_OK ? PyLong_FromLongLong(swaps) : raise_status(status);
     }
-    matrix_release(&w);
-    hessian_release(&h);
-    PyBuffer_Release(&mask);
+    release(&w.view, &h.view, &mask, NULL);
     return result;
 }
 
@@ -755,7 +702,7 @@ static PyObject *py_channel_permutation(PyObject *Py_UNUSED(self), PyObject *arg
         UNLOCKED(status = pk_channel_permutation(&w.matrix, &c.criterion, &o, (int64_t *)perm.buf, &before, &after));
         result = status == PK_OK ? Py_BuildValue("dd", before, after) : raise_status(status);
     }
-    matrix_release(&w);
+    PyBuffer_Release(&w.view);
     criterion_release(&c);
     PyBuffer_Release(&perm);
     return result;
@@ -771,7 +718,7 @@ static PyObject *py_outlier_ratio(PyObject *Py_UNUSED(self), PyObject *args, PyO
         return NULL;
     pk_status status;
     UNLOCKED(status = pk_outlier_ratio(&w.matrix, &c.criterion, threshold, &ratio));
-    matrix_release(&w);
+    PyBuffer_Release(&w.view);
     criterion_release(&c);
     return status == PK_OK ? PyFloat_FromDouble(ratio) : raise_status(status);
 }
@@ -790,15 +737,10 @@ static PyObject *py_allocate_sparsity(PyObject *Py_UNUSED(self), PyObject *args,
     if (importance.len != layers * 8) {
         PyErr_Format(PyExc_ValueError, "sizes has %zd entries, importance %zd", layers, importance.len / 8);
     } else if (check_size(&pruned, layers * 8, "pruned") && check_size(&sparsities, layers * 8, "sparsities")) {
-        pk_status status;
-        UNLOCKED(status = pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
+        CALL_INTO(result, pk_allocate_sparsity((const int64_t *)sizes.buf, (const double *)importance.buf, (int64_t)layers, sparsity,
                                       spread, (int64_t *)pruned.buf, (double *)sparsities.buf));
-        result = none_or_raise(status);
     }
-    PyBuffer_Release(&sizes);
-    PyBuffer_Release(&importance);
-    PyBuffer_Release(&pruned);
-    PyBuffer_Release(&sparsities);
+    release(&sizes, &importance, &pruned, &sparsities, NULL);
     return result;
 }
 
@@ -812,10 +754,7 @@ static PyObject *py_compensate_bias(PyObject *Py_UNUSED(self), PyObject *args, P
         return NULL;
     pk_status status;
     UNLOCKED(status = pk_compensate_bias(&w.matrix, &p.matrix, (const double *)mean.buf, (int64_t)(mean.len / 8), &b.matrix));
-    matrix_release(&w);
-    matrix_release(&p);
-    PyBuffer_Release(&mean);
-    matrix_release(&b);
+    release(&w.view, &p.view, &mean, &b.view, NULL);
     return none_or_raise(status);
 }
 
@@ -829,9 +768,7 @@ static PyObject *py_output_error(PyObject *Py_UNUSED(self), PyObject *args, PyOb
     double error = 0, relative = 0;
     pk_status status;
     UNLOCKED(status = pk_output_error(&w.matrix, &p.matrix, (const double *)h.view.buf, h.size, &error, &relative));
-    matrix_release(&w);
-    matrix_release(&p);
-    hessian_release(&h);
+    release(&w.view, &p.view, &h.view, NULL);
     return status == PK_OK ? Py_BuildValue("(dd)", error, relative) : raise_status(status);
 }
 
@@ -845,7 +782,7 @@ static PyObject *py_count_nonzero(PyObject *Py_UNUSED(self), PyObject *args, PyO
     int64_t nnz = 0;
     pk_status status;
     UNLOCKED(status = pk_count_nonzero(&w.matrix, &nnz));
-    matrix_release(&w);
+    PyBuffer_Release(&w.view);
     return status == PK_OK ? PyLong_FromLongLong(nnz) : raise_status(status);
 }
 
@@ -860,14 +797,9 @@ static PyObject *py_export_24(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
     const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
-        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&metadata);
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata"))
+        CALL_INTO(result, pk_export_24(m, values.buf, (uint8_t *)metadata.buf));
+    release(&w.view, &values, &metadata, NULL);
     return result;
 }
 
@@ -880,14 +812,9 @@ static PyObject *py_import_24(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
     const pk_matrix *m = &d.matrix;
     PyObject *result = NULL;
     if (check_size(&values, (Py_ssize_t)(m->rows * (m->cols / 2)) * element_size(m->dtype), "values") &&
-        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata")) {
-        pk_status status;
-        UNLOCKED(status = pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
-        result = none_or_raise(status);
-    }
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&metadata);
-    matrix_release(&d);
+        check_size(&metadata, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "metadata"))
+        CALL_INTO(result, pk_import_24(values.buf, (const uint8_t *)metadata.buf, m));
+    release(&values, &metadata, &d.view, NULL);
     return result;
 }
 
@@ -903,15 +830,9 @@ static PyObject *py_export_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObje
     PyObject *result = NULL;
     if (check_size(&offsets, (Py_ssize_t)((m->rows + 1) * 8), "row_offsets") &&
         check_size(&columns, (Py_ssize_t)(capacity * 8), "columns") &&
-        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&columns);
-    PyBuffer_Release(&values);
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values"))
+        CALL_INTO(result, pk_export_csr(m, capacity, (int64_t *)offsets.buf, (int64_t *)columns.buf, values.buf));
+    release(&w.view, &offsets, &columns, &values, NULL);
     return result;
 }
 
@@ -929,16 +850,10 @@ static PyObject *py_import_csr(PyObject *Py_UNUSED(self), PyObject *args, PyObje
         int64_t stored = m->rows > 0 ? ((const int64_t *)offsets.buf)[m->rows] : 0;
         if (stored < 0) stored = 0; /* the library reports bad offsets */
         if (check_size(&columns, (Py_ssize_t)(stored * 8), "columns") &&
-            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values")) {
-            pk_status status;
-            UNLOCKED(status = pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
-            result = none_or_raise(status);
-        }
+            check_size(&values, (Py_ssize_t)stored * element_size(m->dtype), "values"))
+            CALL_INTO(result, pk_import_csr((const int64_t *)offsets.buf, (const int64_t *)columns.buf, values.buf, m));
     }
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&columns);
-    PyBuffer_Release(&values);
-    matrix_release(&d);
+    release(&offsets, &columns, &values, &d.view, NULL);
     return result;
 }
 
@@ -952,14 +867,9 @@ static PyObject *py_export_bitmask(PyObject *Py_UNUSED(self), PyObject *args, Py
     const pk_matrix *m = &w.matrix;
     PyObject *result = NULL;
     if (check_size(&bits, (Py_ssize_t)(m->rows * ((m->cols + 7) / 8)), "bits") &&
-        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values")) {
-        pk_status status;
-        UNLOCKED(status = pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    PyBuffer_Release(&bits);
-    PyBuffer_Release(&values);
+        check_size(&values, (Py_ssize_t)capacity * element_size(m->dtype), "values"))
+        CALL_INTO(result, pk_export_bitmask(m, capacity, (uint8_t *)bits.buf, values.buf));
+    release(&w.view, &bits, &values, NULL);
     return result;
 }
 
@@ -981,14 +891,10 @@ static PyObject *py_import_bitmask(PyObject *Py_UNUSED(self), PyObject *args, Py
             PyErr_Format(PyExc_ValueError, "the bit mask and the values disagree: %lld entries set, %zd values", (long long)present,
                          values.len / element_size(m->dtype));
         } else {
-            pk_status status;
-            UNLOCKED(status = pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
-            result = none_or_raise(status);
+            CALL_INTO(result, pk_import_bitmask((const uint8_t *)bits.buf, values.buf, m));
         }
     }
-    PyBuffer_Release(&bits);
-    PyBuffer_Release(&values);
-    matrix_release(&d);
+    release(&bits, &values, &d.view, NULL);
     return result;
 }
 
@@ -1015,7 +921,7 @@ static const option_field group_fields[] = {FIELD(pk_group, min_keep, 'L'), FIEL
 
 static void group_release(group_arg *g) {
     for (Py_ssize_t i = 0; i < g->count; i++) {
-        matrix_release(&g->tensors[i]);
+        PyBuffer_Release(&g->tensors[i].view);
         criterion_release(&g->criteria[i]);
     }
     PyMem_Free(g->tensors);
@@ -1026,22 +932,14 @@ static void group_release(group_arg *g) {
 
 /* One member dict into g's slot i. */
 static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t i) {
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "member: expected a dict, got %s", Py_TYPE(object)->tp_name);
-        return 0;
-    }
+    static const char *const keys[] = {"tensor", "criterion", NULL};
+    PyObject *values[2] = {NULL, NULL};
     pk_group_member *m = &g->members[i];
-    PyObject *rest = take_options(object, member_fields, m);
-    if (!rest) return 0;
-    PyObject *tensor = PyDict_GetItemString(object, "tensor"), *criterion = PyDict_GetItemString(object, "criterion");
-    int ok = tensor && PyDict_DelItemString(rest, "tensor") == 0;
-    if (!tensor) PyErr_SetString(PyExc_TypeError, "member: no tensor");
-    if (ok && criterion) ok = PyDict_DelItemString(rest, "criterion") == 0;
-    ok = ok && no_more_keys(rest, "member");
-    Py_DECREF(rest);
-    if (!ok || !(writable ? to_writable_matrix : to_matrix)(tensor, &g->tensors[i])) return 0;
-    if (!to_criterion(criterion ? criterion : Py_None, &g->criteria[i])) {
-        matrix_release(&g->tensors[i]);
+    if (!take_dict(object, "member", member_fields, m, keys, values)) return 0;
+    if (!values[0]) PyErr_SetString(PyExc_TypeError, "member: no tensor");
+    if (!values[0] || !(writable ? to_writable_matrix : to_matrix)(values[0], &g->tensors[i])) return 0;
+    if (!to_criterion(values[1] ? values[1] : Py_None, &g->criteria[i])) {
+        PyBuffer_Release(&g->tensors[i].view);
         return 0;
     }
     m->tensor = g->tensors[i].matrix;
@@ -1052,26 +950,18 @@ static int member_take(PyObject *object, int writable, group_arg *g, Py_ssize_t 
 /* Fills *g from a group dict; on failure sets an exception, releases what it took, returns 0. */
 static int group_take(PyObject *object, int writable, group_arg *g) {
     memset(g, 0, sizeof(*g));
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "group: expected a dict, got %s", Py_TYPE(object)->tp_name);
+    static const char *const keys[] = {"members", "activations", NULL};
+    PyObject *values[2] = {NULL, NULL};
+    if (!take_dict(object, "group", group_fields, &g->group, keys, values)) return 0;
+    PyObject *list = values[0], *stats = values[1];
+    if (!list || !PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "group: members must be a list");
         return 0;
     }
-    PyObject *rest = take_options(object, group_fields, &g->group);
-    if (!rest) return 0;
-    PyObject *list = PyDict_GetItemString(object, "members"), *stats = PyDict_GetItemString(object, "activations");
-    int ok = list && PyList_Check(list) && PyDict_DelItemString(rest, "members") == 0;
-    if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "group: members must be a list");
-    if (ok && stats) ok = PyDict_DelItemString(rest, "activations") == 0;
-    ok = ok && no_more_keys(rest, "group");
-    Py_DECREF(rest);
-    if (!ok) return 0;
     Py_ssize_t count = PyList_GET_SIZE(list);
-    size_t slots = (size_t)(count > 0 ? count : 1);
-    g->tensors = (matrix_arg *)PyMem_Calloc(slots, sizeof(matrix_arg));
-    g->criteria = (criterion_arg *)PyMem_Calloc(slots, sizeof(criterion_arg));
-    g->members = (pk_group_member *)PyMem_Calloc(slots, sizeof(pk_group_member));
-    if (!g->tensors || !g->criteria || !g->members) {
-        PyErr_NoMemory();
+    if (!(g->tensors = (matrix_arg *)slots(count, sizeof(matrix_arg))) ||
+        !(g->criteria = (criterion_arg *)slots(count, sizeof(criterion_arg))) ||
+        !(g->members = (pk_group_member *)slots(count, sizeof(pk_group_member)))) {
         group_release(g);
         return 0;
     }
@@ -1120,10 +1010,7 @@ static int groups_take(PyObject *list, int writable, groups_arg *l) {
         return 0;
     }
     Py_ssize_t count = PyList_GET_SIZE(list);
-    l->groups = (group_arg *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(group_arg));
-    l->plain = (pk_group *)PyMem_Calloc((size_t)(count > 0 ? count : 1), sizeof(pk_group));
-    if (!l->groups || !l->plain) {
-        PyErr_NoMemory();
+    if (!(l->groups = (group_arg *)slots(count, sizeof(group_arg))) || !(l->plain = (pk_group *)slots(count, sizeof(pk_group)))) {
         groups_release(l);
         return 0;
     }
@@ -1163,15 +1050,10 @@ static PyObject *py_select_structures(PyObject *Py_UNUSED(self), PyObject *args,
             o.stage_count = (int64_t)(stages.len / 8);
         }
         o.scores = (const double *)given.buf;
-        pk_status status;
-        UNLOCKED(status = pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
-        result = none_or_raise(status);
+        CALL_INTO(result, pk_select_structures(l.plain, (int64_t)l.count, &o, (uint8_t *)keep.buf, (double *)scores_out.buf));
         groups_release(&l);
     }
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&scores_out);
-    PyBuffer_Release(&stages);
-    PyBuffer_Release(&given);
+    release(&keep, &scores_out, &stages, &given, NULL);
     return result;
 }
 
@@ -1185,19 +1067,13 @@ typedef struct compensation_arg {
 static int compensation_take(PyObject *object, compensation_arg *c) {
     memset(c, 0, sizeof(*c));
     pk_reconstruction_options_init(&c->options);
-    if (!PyDict_Check(object)) {
-        PyErr_Format(PyExc_TypeError, "compensation: expected a dict, got %s", Py_TYPE(object)->tp_name);
+    static const char *const keys[] = {"member", "hessian", NULL};
+    static const option_field member = FIELD(pk_compensation, member, 'L');
+    PyObject *values[2] = {NULL, NULL};
+    if (!take_dict(object, "compensation", reconstruction_fields, &c->options, keys, values) ||
+        (values[0] && values[0] != Py_None && !set_field(values[0], &member, &c->compensation)) ||
+        !to_hessian(values[1] ? values[1] : Py_None, &c->hessian))
         return 0;
-    }
-    static const option_field member[] = {FIELD(pk_compensation, member, 'L'), {NULL, 0, 0}};
-    PyObject *rest = take_options(object, reconstruction_fields, &c->options), *more = NULL;
-    PyObject *hessian = PyDict_GetItemString(object, "hessian");
-    int ok = rest && (more = take_options(rest, member, &c->compensation)) != NULL;
-    if (ok && hessian) ok = PyDict_DelItemString(more, "hessian") == 0;
-    ok = ok && no_more_keys(more, "compensation");
-    Py_XDECREF(rest);
-    Py_XDECREF(more);
-    if (!ok || !to_hessian(hessian ? hessian : Py_None, &c->hessian)) return 0;
     c->compensation.hessian = (const double *)c->hessian.view.buf;
     c->compensation.hessian_size = c->hessian.size;
     c->compensation.options = &c->options;
@@ -1219,17 +1095,14 @@ static PyObject *py_compact_group(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (outputs.count != g.count) {
         PyErr_SetString(PyExc_ValueError, "one output per member is needed");
     } else if (compensation == Py_None || compensation_take(compensation, &c)) {
-        pk_status status;
-        UNLOCKED(status = pk_compact_group(&g.group, (const uint8_t *)keep.buf,
+        CALL_INTO(result, pk_compact_group(&g.group, (const uint8_t *)keep.buf,
                                            compensation == Py_None ? NULL : &c.compensation, outputs.plain,
                                            (int64_t *)kept.buf));
-        result = none_or_raise(status);
     }
-    hessian_release(&c.hessian);
+    PyBuffer_Release(&c.hessian.view);
     group_release(&g);
     matrix_list_release(&outputs);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&kept);
+    release(&keep, &kept, NULL);
     return result;
 }
 
@@ -1243,10 +1116,7 @@ static PyObject *py_group_layout(PyObject *Py_UNUSED(self), PyObject *args, PyOb
     long long kept = 0;
     int64_t *shapes = NULL;
     if (kept_arg != Py_None && (kept = PyLong_AsLongLong(kept_arg)) == -1 && PyErr_Occurred()) goto done;
-    if (kept_arg != Py_None && !(shapes = (int64_t *)PyMem_Calloc((size_t)g.count * 2 + 1, sizeof(int64_t)))) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (kept_arg != Py_None && !(shapes = (int64_t *)slots(g.count * 2, sizeof(int64_t)))) goto done;
     int64_t count = 0;
     pk_status status;
     UNLOCKED(status = pk_group_layout(&g.group, (int64_t)kept, &count, shapes));
@@ -1292,9 +1162,7 @@ static PyObject *py_permute_group(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (perm.len % 8) {
         PyErr_SetString(PyExc_ValueError, "the permutation must be int64");
     } else {
-        pk_status status;
-        UNLOCKED(status = pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
-        result = none_or_raise(status);
+        CALL_INTO(result, pk_permute_group(&g.group, (const int64_t *)perm.buf, (int64_t)(perm.len / 8)));
     }
     group_release(&g);
     PyBuffer_Release(&perm);
@@ -1316,8 +1184,7 @@ static PyObject *py_structure_mask(PyObject *Py_UNUSED(self), PyObject *args, Py
         result = none_or_raise(status);
     }
     group_release(&g);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&out);
+    release(&keep, &out, NULL);
     return result;
 }
 
@@ -1344,16 +1211,12 @@ static PyObject *py_compact_group_data_free(PyObject *Py_UNUSED(self), PyObject 
     if (outputs.count != g.count) {
         PyErr_SetString(PyExc_ValueError, "one output per member is needed");
     } else {
-        pk_status status;
-        UNLOCKED(status = pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
+        CALL_INTO(result, pk_compact_group_data_free(&g.group, (const uint8_t *)keep.buf, &o, outputs.plain,
                                                      (int64_t *)kept.buf, (double *)shift.buf, (int64_t)(shift.len / 8)));
-        result = none_or_raise(status);
     }
     group_release(&g);
     matrix_list_release(&outputs);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&kept);
-    PyBuffer_Release(&shift);
+    release(&keep, &kept, &shift, NULL);
     return result;
 }
 
@@ -1368,15 +1231,9 @@ static PyObject *py_key_channels(PyObject *Py_UNUSED(self), PyObject *args, PyOb
                                      &keep, &scores))
         return NULL;
     PyObject *result = NULL;
-    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores")) {
-        pk_status status;
-        UNLOCKED(status = pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&q);
-    matrix_release(&k);
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&scores);
+    if (check_size(&keep, (Py_ssize_t)k.matrix.cols, "keep") && check_size(&scores, (Py_ssize_t)(k.matrix.cols * 8), "scores"))
+        CALL_INTO(result, pk_key_channels(&q.matrix, &k.matrix, (int64_t)heads, ratio, (uint8_t *)keep.buf, (double *)scores.buf));
+    release(&q.view, &k.view, &keep, &scores, NULL);
     return result;
 }
 
@@ -1422,22 +1279,15 @@ static PyObject *stats_update(StatsObject *self, PyObject *args, PyObject *kwarg
     matrix_arg b;
     Py_buffer index = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|y*", kwlist, to_matrix, &b, &index)) return NULL;
-    pk_status status;
-    if (index.obj == NULL) {
-        UNLOCKED(status = pk_stats_update(self->handle, &b.matrix));
-    } else if (index.len % (Py_ssize_t)sizeof(int64_t) != 0) {
-        PyBuffer_Release(&index);
-        matrix_release(&b);
+    PyObject *result = NULL;
+    if (!index.obj)
+        CALL_INTO(result, pk_stats_update(self->handle, &b.matrix));
+    else if (index.len % 8)
         PyErr_SetString(PyExc_ValueError, "rows: expected int64 row numbers");
-        return NULL;
-    } else {
-        const int64_t *list = (const int64_t *)index.buf;
-        int64_t count = (int64_t)(index.len / (Py_ssize_t)sizeof(int64_t));
-        UNLOCKED(status = pk_stats_update_rows(self->handle, &b.matrix, list, count));
-        PyBuffer_Release(&index);
-    }
-    matrix_release(&b);
-    return none_or_raise(status);
+    else
+        CALL_INTO(result, pk_stats_update_rows(self->handle, &b.matrix, (const int64_t *)index.buf, (int64_t)(index.len / 8)));
+    release(&index, &b.view, NULL);
+    return result;
 }
 
 static PyObject *stats_merge(StatsObject *self, PyObject *other) {
@@ -1472,34 +1322,32 @@ STATS_READER(centered_gram)
 STATS_READER(mean_abs)
 STATS_READER(zero_fraction)
 
-static PyObject *stats_count(StatsObject *self, void *unused) {
-    (void)unused;
-    int64_t value = 0;
-    pk_status status = pk_stats_count(self->handle, &value);
-    return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
-}
-
-static PyObject *stats_features(StatsObject *self, void *unused) {
-    (void)unused;
-    int64_t value = 0;
-    pk_status status = pk_stats_features(self->handle, &value);
-    return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status);
-}
-
-static PyObject *stats_to_bytes(StatsObject *self, PyObject *unused) {
-    (void)unused;
-    size_t size = 0, written = 0;
-    pk_status status = pk_stats_serialized_size(self->handle, &size);
-    if (status != PK_OK) return raise_status(status);
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    if (!bytes) return NULL;
-    status = pk_stats_serialize(self->handle, PyBytes_AS_STRING(bytes), size, &written);
-    if (status != PK_OK) {
-        Py_DECREF(bytes);
-        return raise_status(status);
+/* count, features: the pk_stats_* getter of that name. */
+#define STATS_GETTER(name) \
+    static PyObject *stats_##name(StatsObject *self, void *Py_UNUSED(closure)) { \
+        int64_t value = 0; \
+        pk_status status = pk_stats_##name(self->handle, &value); \
+        return status == PK_OK ? PyLong_FromLongLong(value) : raise_status(status); \
     }
-    return bytes;
-}
+STATS_GETTER(count)
+STATS_GETTER(features)
+
+/* kind_bytes(handle): the bytes of pk_<kind>_serialize, sized by pk_<kind>_serialized_size. */
+#define SERIALIZER(kind) \
+    static PyObject *kind##_bytes(const pk_##kind *handle) { \
+        size_t size = 0, written = 0; \
+        pk_status status = pk_##kind##_serialized_size(handle, &size); \
+        PyObject *bytes = status == PK_OK ? PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size) : raise_status(status); \
+        if (bytes && (status = pk_##kind##_serialize(handle, PyBytes_AS_STRING(bytes), size, &written)) != PK_OK) { \
+            Py_DECREF(bytes); \
+            return raise_status(status); \
+        } \
+        return bytes; \
+    }
+SERIALIZER(stats)
+SERIALIZER(pruner)
+
+static PyObject *stats_to_bytes(StatsObject *self, PyObject *Py_UNUSED(unused)) { return stats_bytes(self->handle); }
 
 static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
     Py_buffer b = {0};
@@ -1511,17 +1359,12 @@ static PyObject *stats_from_bytes(PyObject *cls, PyObject *arg) {
     return status == PK_OK ? stats_wrap((PyTypeObject *)cls, handle) : raise_status(status);
 }
 
+#define READER(name) {"_" #name, (PyCFunction)stats_##name, METH_O, NULL}
 static PyMethodDef stats_methods[] = {
     {"_update", (PyCFunction)(void (*)(void))stats_update, METH_VARARGS | METH_KEYWORDS, NULL},
     {"merge", (PyCFunction)stats_merge, METH_O, "merge(other): add another accumulator's data to this one."},
-    {"_l2_norm", (PyCFunction)stats_l2_norm, METH_O, NULL},
-    {"_mean", (PyCFunction)stats_mean, METH_O, NULL},
-    {"_variance", (PyCFunction)stats_variance, METH_O, NULL},
-    {"_std", (PyCFunction)stats_std, METH_O, NULL},
-    {"_gram", (PyCFunction)stats_gram, METH_O, NULL},
-    {"_centered_gram", (PyCFunction)stats_centered_gram, METH_O, NULL},
-    {"_mean_abs", (PyCFunction)stats_mean_abs, METH_O, NULL},
-    {"_zero_fraction", (PyCFunction)stats_zero_fraction, METH_O, NULL},
+    READER(l2_norm), READER(mean), READER(variance), READER(std), READER(gram), READER(centered_gram),
+    READER(mean_abs), READER(zero_fraction),
     {"to_bytes", (PyCFunction)stats_to_bytes, METH_NOARGS, "The accumulator in the versioned statistics format."},
     {"from_bytes", (PyCFunction)stats_from_bytes, METH_O | METH_CLASS, "Restore an accumulator from to_bytes() output."},
     {NULL, NULL, 0, NULL},
@@ -1583,11 +1426,7 @@ static PyObject *py_low_rank(PyObject *Py_UNUSED(self), PyObject *args, PyObject
         UNLOCKED(status = pk_low_rank(&w.matrix, (const double *)h.view.buf, h.size, &o, &a.matrix, &b.matrix, &r, (double *)sv.buf));
         result = status == PK_OK ? PyLong_FromLongLong(r) : raise_status(status);
     }
-    matrix_release(&w);
-    hessian_release(&h);
-    matrix_release(&a);
-    matrix_release(&b);
-    PyBuffer_Release(&sv);
+    release(&w.view, &h.view, &a.view, &b.view, &sv, NULL);
     return result;
 }
 
@@ -1601,13 +1440,9 @@ static PyObject *py_top_channels(PyObject *Py_UNUSED(self), PyObject *args, PyOb
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*|p", names, to_matrix, &sm, &k, &out, &magnitude)) return NULL;
     PyObject *result = NULL;
     int64_t rows = sm.matrix.rows;
-    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices")) {
-        pk_status status;
-        UNLOCKED(status = pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&sm);
-    PyBuffer_Release(&out);
+    if (check_size(&out, (Py_ssize_t)(rows > 0 && k > 0 ? rows * k * 8 : 0), "indices"))
+        CALL_INTO(result, pk_top_channels(&sm.matrix, (int64_t)k, magnitude, (int64_t *)out.buf));
+    release(&sm.view, &out, NULL);
     return result;
 }
 
@@ -1621,9 +1456,7 @@ static PyObject *py_gather(PyObject *Py_UNUSED(self), PyObject *args, PyObject *
         return NULL;
     pk_status status;
     UNLOCKED(status = pk_gather(&src.matrix, axis, (const int64_t *)idx.buf, (int64_t)(idx.len / 8), &out.matrix));
-    matrix_release(&src);
-    PyBuffer_Release(&idx);
-    matrix_release(&out);
+    release(&src.view, &idx, &out.view, NULL);
     return none_or_raise(status);
 }
 
@@ -1644,8 +1477,7 @@ static PyObject *py_random_channel_mask(PyObject *Py_UNUSED(self), PyObject *arg
                                         (uint8_t *)mask.buf));
         result = status == PK_OK ? Py_NewRef(Py_None) : raise_status(status);
     }
-    PyBuffer_Release(&imp);
-    PyBuffer_Release(&mask);
+    release(&imp, &mask, NULL);
     return result;
 }
 
@@ -1678,6 +1510,17 @@ static PyObject *py_schedule_sparsity(PyObject *Py_UNUSED(self), PyObject *args,
     double out = 0;
     pk_status status = pk_schedule_sparsity(&s, step, &out);
     return status == PK_OK ? PyFloat_FromDouble(out) : raise_status(status);
+}
+
+/* schedule_init(schedule=None) -> dict: pk_schedule_init's fields, those the dict gives replaced. */
+static PyObject *py_schedule_init(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"schedule", NULL};
+    pk_schedule s;
+    PyObject *given = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", kwlist, &given) || !to_schedule(given, &s)) return NULL;
+    return Py_BuildValue("{s:i,s:L,s:L,s:L,s:d,s:d}", "kind", (int)s.kind, "begin", (long long)s.begin, "end",
+                         (long long)s.end, "frequency", (long long)s.frequency, "initial_sparsity", s.initial_sparsity,
+                         "final_sparsity", s.final_sparsity);
 }
 
 typedef struct pruner_capsule {
@@ -1725,13 +1568,11 @@ static PyObject *py_pruner_create(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (!parse_with_options(args, kwargs, pruner_fields, &o, "O&O&O&O&|z*", kwlist, to_writable_matrices, &w, to_criteria,
                             &c, to_selection, &sel, to_schedule, &schedule, &targets))
         return NULL;
-    pruner_capsule *capsule = (pruner_capsule *)PyMem_Calloc(1, sizeof(pruner_capsule));
+    pruner_capsule *capsule = (pruner_capsule *)slots(1, sizeof(pruner_capsule));
     PyObject *result = NULL;
-    if (!capsule) {
-        PyErr_NoMemory();
-    } else if (c.count != w.count) {
+    if (capsule && c.count != w.count) {
         PyErr_SetString(PyExc_ValueError, "one criterion per layer is needed");
-    } else if (!targets.buf || check_size(&targets, w.count * 8, "targets")) {
+    } else if (capsule && (!targets.buf || check_size(&targets, w.count * 8, "targets"))) {
         pk_status status = pk_pruner_create(w.plain, (int64_t)w.count, c.plain, &sel, &schedule,
                                             (const double *)targets.buf, &o, &capsule->pruner);
         if (status == PK_OK) {
@@ -1766,27 +1607,29 @@ static PyObject *py_pruner_step(PyObject *Py_UNUSED(self), PyObject *args, PyObj
     return none_or_raise(status);
 }
 
-/* pruner_mask(pruner, layer, mask_out uint8) and pruner_factors(pruner, layer, factors_out float32). */
-static PyObject *py_pruner_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"pruner", "layer", "mask_out", NULL};
+/* pruner_mask(pruner, layer, mask_out uint8) and pruner_factors(pruner, layer, factors_out float32):
+ * pk_pruner_mask and pk_pruner_factors, which check the length they are given. */
+static PyObject *pruner_read(PyObject *args, PyObject *kwargs, int factors) {
+    static char *mask_kwlist[] = {"pruner", "layer", "mask_out", NULL};
+    static char *factors_kwlist[] = {"pruner", "layer", "factors_out", NULL};
     pk_pruner *pruner;
     long long layer;
     Py_buffer out = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
-    pk_status status = pk_pruner_mask(pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", factors ? factors_kwlist : mask_kwlist, to_pruner, &pruner,
+                                     &layer, &out))
+        return NULL;
+    pk_status status = factors ? pk_pruner_factors(pruner, layer, (float *)out.buf, (int64_t)(out.len / 4))
+                               : pk_pruner_mask(pruner, layer, (uint8_t *)out.buf, (int64_t)out.len);
     PyBuffer_Release(&out);
     return none_or_raise(status);
 }
 
+static PyObject *py_pruner_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
+    return pruner_read(args, kwargs, 0);
+}
+
 static PyObject *py_pruner_factors(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"pruner", "layer", "factors_out", NULL};
-    pk_pruner *pruner;
-    long long layer;
-    Py_buffer out = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&Lw*", kwlist, to_pruner, &pruner, &layer, &out)) return NULL;
-    pk_status status = pk_pruner_factors(pruner, layer, (float *)out.buf, (int64_t)(out.len / 4));
-    PyBuffer_Release(&out);
-    return none_or_raise(status);
+    return pruner_read(args, kwargs, 1);
 }
 
 /* pruner_soft_mask(pruner, layer, mask_out float32, derivative_out=None float32): pk_pruner_soft_mask. */
@@ -1803,26 +1646,14 @@ static PyObject *py_pruner_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, 
         pk_status status = pk_pruner_soft_mask(pruner, layer, (float *)out.buf, (float *)deriv.buf, (int64_t)(out.len / 4));
         result = none_or_raise(status);
     }
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&deriv);
+    release(&out, &deriv, NULL);
     return result;
 }
 
 /* pruner_serialize(pruner) -> bytes: pk_pruner_serialized_size then pk_pruner_serialize. */
 static PyObject *py_pruner_serialize(PyObject *Py_UNUSED(self), PyObject *capsule) {
     pk_pruner *pruner;
-    if (!to_pruner(capsule, &pruner)) return NULL;
-    size_t size = 0, written = 0;
-    pk_status status = pk_pruner_serialized_size(pruner, &size);
-    if (status != PK_OK) return raise_status(status);
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    if (!bytes) return NULL;
-    status = pk_pruner_serialize(pruner, PyBytes_AS_STRING(bytes), size, &written);
-    if (status != PK_OK) {
-        Py_DECREF(bytes);
-        return raise_status(status);
-    }
-    return bytes;
+    return to_pruner(capsule, &pruner) ? pruner_bytes(pruner) : NULL;
 }
 
 /* pruner_restore(pruner, data): pk_pruner_restore. */
@@ -1857,14 +1688,9 @@ static PyObject *py_soft_mask(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t bytes = (Py_ssize_t)(w.matrix.rows * w.matrix.cols * 4);
-    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative"))) {
-        pk_status status;
-        UNLOCKED(status = pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
-        result = none_or_raise(status);
-    }
-    matrix_release(&w);
-    PyBuffer_Release(&mask);
-    PyBuffer_Release(&deriv);
+    if (check_size(&mask, bytes, "mask") && (!deriv.buf || check_size(&deriv, bytes, "derivative")))
+        CALL_INTO(result, pk_soft_mask(&w.matrix, &sel, temperature, (float *)mask.buf, (float *)deriv.buf));
+    release(&w.view, &mask, &deriv, NULL);
     return result;
 }
 
@@ -1959,9 +1785,7 @@ static PyObject *py_progressive_structures(PyObject *Py_UNUSED(self), PyObject *
         result = callback_result(&ctx, status, success);
         groups_release(&l);
     }
-    PyBuffer_Release(&keep);
-    PyBuffer_Release(&prot);
-    PyBuffer_Release(&given);
+    release(&keep, &prot, &given, NULL);
     return result;
 }
 
@@ -1984,61 +1808,24 @@ static PyObject *py_sensitivity_ratios(PyObject *Py_UNUSED(self), PyObject *args
         PyEval_RestoreThread(ctx.thread);
         result = callback_result(&ctx, status, status == PK_OK ? Py_NewRef(Py_None) : NULL);
     }
-    PyBuffer_Release(&sizes);
-    PyBuffer_Release(&probes);
-    PyBuffer_Release(&ratios);
-    PyBuffer_Release(&counts);
+    release(&sizes, &probes, &ratios, &counts, NULL);
     return result;
 }
 
+/* Every function takes keyword arguments (KW) except version, pruner_serialize and pruner_free. */
+#define KW(name) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, NULL}
 static PyMethodDef methods[] = {
-    {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"mask", (PyCFunction)(void (*)(void))py_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"mask_layers", (PyCFunction)(void (*)(void))py_mask_layers, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"apply_mask", (PyCFunction)(void (*)(void))py_apply_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"mask_sparsity", (PyCFunction)(void (*)(void))py_mask_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"sparsegpt", (PyCFunction)(void (*)(void))py_sparsegpt, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"reconstruct", (PyCFunction)(void (*)(void))py_reconstruct, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"prune_columns", (PyCFunction)(void (*)(void))py_prune_columns, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"admm", (PyCFunction)(void (*)(void))py_admm, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"refine_mask", (PyCFunction)(void (*)(void))py_refine_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"channel_permutation", (PyCFunction)(void (*)(void))py_channel_permutation, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"outlier_ratio", (PyCFunction)(void (*)(void))py_outlier_ratio, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"compensate_bias", (PyCFunction)(void (*)(void))py_compensate_bias, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"output_error", (PyCFunction)(void (*)(void))py_output_error, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"allocate_sparsity", (PyCFunction)(void (*)(void))py_allocate_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"count_nonzero", (PyCFunction)(void (*)(void))py_count_nonzero, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"export_24", (PyCFunction)(void (*)(void))py_export_24, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"import_24", (PyCFunction)(void (*)(void))py_import_24, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"export_csr", (PyCFunction)(void (*)(void))py_export_csr, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"import_csr", (PyCFunction)(void (*)(void))py_import_csr, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"export_bitmask", (PyCFunction)(void (*)(void))py_export_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"import_bitmask", (PyCFunction)(void (*)(void))py_import_bitmask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"select_structures", (PyCFunction)(void (*)(void))py_select_structures, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"compact_group", (PyCFunction)(void (*)(void))py_compact_group, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"apply_structures", (PyCFunction)(void (*)(void))py_apply_structures, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"permute_group", (PyCFunction)(void (*)(void))py_permute_group, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"structure_mask", (PyCFunction)(void (*)(void))py_structure_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"group_layout", (PyCFunction)(void (*)(void))py_group_layout, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"compact_group_data_free", (PyCFunction)(void (*)(void))py_compact_group_data_free, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"key_channels", (PyCFunction)(void (*)(void))py_key_channels, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"low_rank", (PyCFunction)(void (*)(void))py_low_rank, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"top_channels", (PyCFunction)(void (*)(void))py_top_channels, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"gather", (PyCFunction)(void (*)(void))py_gather, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"random_channel_mask", (PyCFunction)(void (*)(void))py_random_channel_mask, METH_VARARGS | METH_KEYWORDS, NULL},
+    KW(score), KW(mask), KW(mask_layers), KW(apply_mask), KW(mask_sparsity), KW(sparsegpt), KW(reconstruct),
+    KW(prune_columns), KW(admm), KW(refine_mask), KW(channel_permutation), KW(outlier_ratio), KW(compensate_bias),
+    KW(output_error), KW(allocate_sparsity), KW(count_nonzero), KW(export_24), KW(import_24), KW(export_csr),
+    KW(import_csr), KW(export_bitmask), KW(import_bitmask), KW(select_structures), KW(compact_group),
+    KW(apply_structures), KW(permute_group), KW(structure_mask), KW(group_layout), KW(compact_group_data_free),
+    KW(key_channels), KW(low_rank), KW(top_channels), KW(gather), KW(random_channel_mask), KW(schedule_init), KW(schedule_sparsity),
+    KW(pruner_create), KW(pruner_step), KW(pruner_mask), KW(pruner_factors), KW(pruner_soft_mask), KW(pruner_restore),
+    KW(soft_mask), KW(progressive_structures), KW(sensitivity_ratios),
     {"version", py_version, METH_NOARGS, NULL},
-    {"schedule_sparsity", (PyCFunction)(void (*)(void))py_schedule_sparsity, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"pruner_create", (PyCFunction)(void (*)(void))py_pruner_create, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"pruner_step", (PyCFunction)(void (*)(void))py_pruner_step, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"pruner_mask", (PyCFunction)(void (*)(void))py_pruner_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"pruner_factors", (PyCFunction)(void (*)(void))py_pruner_factors, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"pruner_soft_mask", (PyCFunction)(void (*)(void))py_pruner_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
     {"pruner_serialize", py_pruner_serialize, METH_O, NULL},
-    {"pruner_restore", (PyCFunction)(void (*)(void))py_pruner_restore, METH_VARARGS | METH_KEYWORDS, NULL},
     {"pruner_free", py_pruner_free, METH_O, NULL},
-    {"soft_mask", (PyCFunction)(void (*)(void))py_soft_mask, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"progressive_structures", (PyCFunction)(void (*)(void))py_progressive_structures, METH_VARARGS | METH_KEYWORDS, NULL},
-    {"sensitivity_ratios", (PyCFunction)(void (*)(void))py_sensitivity_ratios, METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -176,21 +176,21 @@ def prune_tensor(t, original: np.ndarray, target: np.ndarray, plan: Plan, stats,
     rows = t.shape[0]
     weight = as_input(original.reshape(rows, -1), t.prunekit_dtype)
     kwargs = dict(pattern=plan.pattern) if plan.pattern else dict(scope=plan.scope)
-    sparsity = plan.sparsity if plan.sparsity is not None else 0.5
     out = as_input(target.reshape(rows, -1), t.prunekit_dtype)
     if plan.method in GRAM_METHODS:   # the Gram matrix alone when the statistics come from a bundle
         hessian = stats.hessian(t.name) if isinstance(stats, Accumulators) else stats[t.name]
     if plan.method == "sparsegpt":
-        mask, _ = prunekit.sparsegpt(weight, hessian, sparsity, pattern=plan.pattern, threads=args.threads, out=out)
+        mask, _ = prunekit.sparsegpt(weight, hessian, plan.sparsity, pattern=plan.pattern, threads=args.threads,
+                                     out=out)
     elif plan.method == "admm":
-        mask, _ = prunekit.admm(weight, hessian, sparsity, pattern=plan.pattern, scope=plan.scope,
+        mask, _ = prunekit.admm(weight, hessian, plan.sparsity, pattern=plan.pattern, scope=plan.scope,
                                 threads=args.threads, out=out)
     else:
         features = None
         if plan.method in ("wanda", "stade"):
             features = stats[t.name]
         scratch = None if mask_buffer is None else mask_buffer[:original.size]
-        mask = prunekit.mask(weight, sparsity, criterion=plan.method, features=features, seed=args.seed,
+        mask = prunekit.mask(weight, plan.sparsity, criterion=plan.method, features=features, seed=args.seed,
                              threads=args.threads, out=scratch, **kwargs)
         if not np.shares_memory(target, original):
             target.reshape(rows, -1)[...] = original.reshape(rows, -1)

@@ -14,11 +14,11 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _prunekit, _view, _as_numpy, _hessian, _index_array
+from . import _prunekit, _enum, _view, _as_numpy, _hessian, _index_array
 
 __all__ = ["low_rank", "top_channels", "gather", "random_channel_mask"]
 
-_GATHER_AXES = {"rows": _prunekit.AXIS_ROWS, "cols": _prunekit.AXIS_COLS}  # not blocks
+_AXES = _enum("AXIS_")
 
 
 def low_rank(weight: Any, hessian: Any, *, rank: Optional[int] = None, energy: Optional[float] = None,
@@ -45,11 +45,7 @@ def top_channels(scores: Any, k: int, *, magnitude: bool = False) -> np.ndarray:
     the first channels - k dropped (so ties keep the higher channel), in increasing order, as an
     int64 array (samples, k). magnitude=True ranks |scores| (the activations as their own gate)."""
     a = _as_numpy(scores, "scores")
-    if a.ndim == 1:
-        a = a.reshape(1, -1)
-    if a.dtype != np.float32:
-        raise TypeError(f"scores must be float32, got {a.dtype}")
-    v = _view(a, "scores")
+    v = _view(a.reshape(1, -1) if a.ndim == 1 else a, "scores")   # (the library takes float32 only)
     k = int(k)
     out = np.empty((v.rows, max(k, 0)), dtype=np.int64)
     _prunekit.top_channels(v.array, k, out, magnitude=bool(magnitude))
@@ -59,17 +55,14 @@ def top_channels(scores: Any, k: int, *, magnitude: bool = False) -> np.ndarray:
 def gather(source: Any, indices: Any, *, axis: str = "cols", out: Any = None) -> np.ndarray:
     """Rows (axis="rows") or columns (axis="cols") `indices` of a 2-D source, as a new dense array
     of the same dtype (or into `out`, a writable array of that shape and dtype)."""
-    if axis not in _GATHER_AXES:
-        raise ValueError(f"axis must be 'rows' or 'cols', got {axis!r}")
+    if axis not in _AXES:   # (rows or cols: the library refuses blocks)
+        raise ValueError(f"axis must be one of {sorted(_AXES)}, got {axis!r}")
     s = _view(source, "source")
     idx = _index_array(indices, "indices").reshape(-1)
     shape = (idx.size, s.cols) if axis == "rows" else (s.rows, idx.size)
     if out is None:
         out = np.empty(shape, dtype=s.array.dtype)
-    o = _view(out, "out", writable=True)
-    if o.dtype != s.dtype:
-        raise TypeError(f"out has dtype {o.array.dtype}, the source {s.array.dtype}")
-    _prunekit.gather(s.array, _GATHER_AXES[axis], idx, o.array)
+    _prunekit.gather(s.array, _AXES[axis], idx, _view(out, "out", writable=True).array)
     return out
 
 

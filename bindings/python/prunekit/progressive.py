@@ -17,8 +17,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prunekit, _enum, _view, _criterion, _selection, CRITERIA
-from .structured import Group, STRUCTURE_CRITERIA, _REDUCTIONS, _NORMALIZATIONS
+from . import _prunekit, _enum, _code, _view, _criterion, _selection, CRITERIA
+from .structured import Group, _scoring, _structures, _split
 
 __all__ = ["SCHEDULES", "schedule_sparsity", "Pruner", "soft_mask", "progressive_structures", "sensitivity_ratios"]
 
@@ -26,17 +26,18 @@ SCHEDULES = _enum("SCHEDULE_")
 _STOPS = {value: name for name, value in _enum("PROGRESSIVE_").items()}
 
 
-def _schedule(kind: str, begin: int, end: int, frequency: int, initial: float, final: float) -> dict:
-    """The schedule as the extension takes it (pk_schedule's fields)."""
-    if kind not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {kind!r}")
-    return {"kind": SCHEDULES[kind], "begin": begin, "end": end, "frequency": frequency, "initial_sparsity": initial,
-            "final_sparsity": final}
+def _schedule(kind: Optional[str], begin: Optional[int], end: Optional[int], frequency: Optional[int],
+              initial: Optional[float], final: Optional[float]) -> dict:
+    """The schedule as the extension takes it (pk_schedule's fields; None: the library's default)."""
+    return {"kind": _code(SCHEDULES, kind, "schedule"), "begin": begin, "end": end, "frequency": frequency,
+            "initial_sparsity": initial, "final_sparsity": final}
 
 
-def schedule_sparsity(step: int, schedule: str = "cubic", *, begin: int = 0, end: int = 1000, frequency: int = 100,
-                      initial_sparsity: float = 0.0, final_sparsity: float = 0.5) -> float:
-    """The scheduled sparsity at a training step (pk_schedule_sparsity)."""
+def schedule_sparsity(step: int, schedule: Optional[str] = None, *, begin: Optional[int] = None,
+                      end: Optional[int] = None, frequency: Optional[int] = None,
+                      initial_sparsity: Optional[float] = None, final_sparsity: Optional[float] = None) -> float:
+    """The scheduled sparsity at a training step (pk_schedule_sparsity). Options left as None take
+    the library's defaults (pk_schedule_init: cubic from step 0 to 1000 every 100 steps, 0 -> 0.5)."""
     return _prunekit.schedule_sparsity(_schedule(schedule, begin, end, frequency, initial_sparsity, final_sparsity),
                                        step)
 
@@ -56,17 +57,22 @@ class Pruner:
     w * m(w) in its forward pass and back-propagates through it. At the first step >= end the
     masks are hardened (the hard mask at the final sparsity, exact count, applied to the
     weights). Not with decay_steps > 1, pattern= or criterion="random".
+
+    Options left as None take the library's defaults (pk_schedule_init, pk_pruner_options_init: a
+    cubic schedule from 0 to 0.5 over steps 0 ... 1000, updated every 100; magnitude per row; no
+    decay; gradient momentum 0.9; hard masks).
     """
 
-    def __init__(self, weights: Sequence[Any], *, schedule: str = "cubic", begin: int = 0, end: int = 1000,
-                 frequency: int = 100, initial_sparsity: float = 0.0, final_sparsity: float = 0.5,
-                 targets: Optional[Sequence[float]] = None, criterion: str = "magnitude",
-                 features: Optional[Sequence[Any]] = None, seed: int = 0, scope: str = "row",
-                 pattern: Any = None, decay_steps: int = 0, gradient_momentum: float = 0.9, threads: int = 0,
-                 soft_temperature: float = 0.0):
+    def __init__(self, weights: Sequence[Any], *, schedule: Optional[str] = None, begin: Optional[int] = None,
+                 end: Optional[int] = None, frequency: Optional[int] = None,
+                 initial_sparsity: Optional[float] = None, final_sparsity: Optional[float] = None,
+                 targets: Optional[Sequence[float]] = None, criterion: Optional[str] = None,
+                 features: Optional[Sequence[Any]] = None, seed: Optional[int] = None, scope: Optional[str] = None,
+                 pattern: Any = None, decay_steps: Optional[int] = None, gradient_momentum: Optional[float] = None,
+                 threads: Optional[int] = None, soft_temperature: Optional[float] = None):
         weights = list(weights)
         kind = "taylor" if criterion == "gradient_flow" else criterion
-        if kind not in CRITERIA or kind == "scores":
+        if kind is not None and kind not in CRITERIA:
             raise ValueError(f"criterion must be magnitude, random, wanda, stade or gradient_flow, got {criterion!r}")
         if features is not None and len(features) != len(weights):
             raise ValueError(f"features has {len(features)} entries for {len(weights)} layers")
@@ -80,13 +86,12 @@ class Pruner:
                               initial_sparsity=initial_sparsity, final_sparsity=final_sparsity)
         self._targets = None if targets is None else [float(x) for x in targets]
         self._gradient_flow = kind == "taylor"
-        self._handle = _prunekit.pruner_create([v.array for v in self._views], criteria, selection,
-                                               _schedule(schedule, begin, end, frequency, initial_sparsity,
-                                                         final_sparsity), t, decay_steps=decay_steps,
-                                               gradient_momentum=gradient_momentum, num_threads=threads,
-                                               soft_temperature=soft_temperature)
-        self._soft = float(soft_temperature) > 0
-        self._end = int(end)
+        fields = _schedule(schedule, begin, end, frequency, initial_sparsity, final_sparsity)
+        self._handle = _prunekit.pruner_create([v.array for v in self._views], criteria, selection, fields, t,
+                                               decay_steps=decay_steps, gradient_momentum=gradient_momentum,
+                                               num_threads=threads, soft_temperature=soft_temperature)
+        self._soft = soft_temperature is not None and float(soft_temperature) > 0
+        self._end = _prunekit.schedule_init(fields)["end"]   # (the library's default when not given)
         self._last = -1
 
     def step(self, step: int, gradients: Optional[Sequence[Any]] = None) -> None:
@@ -157,7 +162,7 @@ class Pruner:
         _prunekit.pruner_free(self._handle)
 
 
-def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = "row",
+def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: Optional[str] = None,
               derivative: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """PDP's soft mask m(w) and dm/dw (float32, shape (rows, cols)); pk_soft_mask. Harden with
     prunekit.mask(weight, sparsity, scope=scope) (magnitude): exact count, highest m kept."""
@@ -171,42 +176,27 @@ def soft_mask(weight: Any, sparsity: float, *, temperature: float, scope: str = 
 
 def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[np.ndarray]], float], *,
                            target_ratio: Optional[float] = None, step_ratio: Optional[float] = None,
-                           tolerance: Optional[float] = None, criterion: str = "l2", reduction: str = "sum",
-                           normalize: Optional[str] = None, scores: Any = None, threads: Optional[int] = None) -> dict:
+                           tolerance: Optional[float] = None, criterion: Optional[str] = None,
+                           reduction: Optional[str] = None, normalize: Optional[str] = None, scores: Any = None,
+                           threads: Optional[int] = None) -> dict:
     """C-SWAP-style progressive structured pruning (pk_progressive_structures). The members'
     tensors are written in place during the call; evaluate(keep) gets the per-group keep flags
     being evaluated and returns the host's cost (lower is better) of the model as it is now. An
     exception from evaluate propagates after the library has put every tensor back. Options left as
     None take the library's defaults (pk_progressive_options_init: target 0.5, steps of 0.05,
-    tolerance 0.01)."""
-    groups = list(groups)
-    for name, value, table in (("criterion", criterion, STRUCTURE_CRITERIA), ("reduction", reduction, _REDUCTIONS),
-                               ("normalize", normalize, _NORMALIZATIONS)):
-        if value not in table:
-            raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
-    args = [g._args(writable=True)[0] for g in groups]
-    counts = [g.structures() for g in groups]
-    bounds = np.cumsum([0] + counts)
-    total = int(bounds[-1])
-    given = None
-    if scores is not None:
-        given = np.ascontiguousarray(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]))
-        if given.shape != (total,):
-            raise ValueError(f"scores hold {given.size} values, the groups have {total} structures")
-
-    def split(flags: np.ndarray) -> List[np.ndarray]:
-        return [flags[a:b].astype(bool) for a, b in zip(bounds[:-1], bounds[1:])]
+    tolerance 0.01; the scoring as in select())."""
+    args, bounds, given = _structures(groups, scores, writable=True)
 
     def ask(keep: bytes) -> float:
-        return float(evaluate(split(np.frombuffer(keep, dtype=np.uint8))))
+        return float(evaluate(_split(np.frombuffer(keep, dtype=np.uint8), bounds, bool)))
 
-    keep = np.empty(max(total, 1), dtype=np.uint8)
-    protected = np.empty(max(total, 1), dtype=np.uint8)
-    r = _prunekit.progressive_structures(args, ask, keep, protected, scores=given,
-                                         criterion=STRUCTURE_CRITERIA[criterion], reduction=_REDUCTIONS[reduction],
-                                         normalization=_NORMALIZATIONS[normalize], num_threads=threads,
-                                         target_ratio=target_ratio, step_ratio=step_ratio, tolerance=tolerance)
-    return {"keep": split(keep[:total]), "protected": split(protected[:total]), "pruned": r[0], "evaluations": r[1],
+    keep = np.empty(max(bounds[-1], 1), dtype=np.uint8)
+    protected = np.empty(max(bounds[-1], 1), dtype=np.uint8)
+    r = _prunekit.progressive_structures(args, ask, keep, protected, scores=given, num_threads=threads,
+                                         target_ratio=target_ratio, step_ratio=step_ratio, tolerance=tolerance,
+                                         **_scoring(criterion, reduction, normalize))
+    return {"keep": _split(keep, bounds, bool), "protected": _split(protected, bounds, bool), "pruned": r[0],
+            "evaluations": r[1],
             "accepted": r[2], "rejected": r[3], "stop": _STOPS[r[4]],
             "baseline_cost": r[5], "final_cost": r[6]}
 

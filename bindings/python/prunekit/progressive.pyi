@@ -7,15 +7,18 @@ from . import ArrayLike, Group, Pattern
 
 SCHEDULES: dict[str, int]
 
-def schedule_sparsity(step: int, schedule: str = ..., *, begin: int = ..., end: int = ..., frequency: int = ...,
-                      initial_sparsity: float = ..., final_sparsity: float = ...) -> float: ...
+def schedule_sparsity(step: int, schedule: Optional[str] = ..., *, begin: Optional[int] = ...,
+                      end: Optional[int] = ..., frequency: Optional[int] = ..., initial_sparsity: Optional[float] = ...,
+                      final_sparsity: Optional[float] = ...) -> float: ...
 
 class Pruner:
-    def __init__(self, weights: Sequence[ArrayLike], *, schedule: str = ..., begin: int = ..., end: int = ...,
-                 frequency: int = ..., initial_sparsity: float = ..., final_sparsity: float = ...,
-                 targets: Optional[Sequence[float]] = ..., criterion: str = ..., features: Optional[Sequence[Any]] = ...,
-                 seed: int = ..., scope: str = ..., pattern: Pattern = ..., decay_steps: int = ...,
-                 gradient_momentum: float = ..., threads: int = ..., soft_temperature: float = ...) -> None: ...
+    def __init__(self, weights: Sequence[ArrayLike], *, schedule: Optional[str] = ..., begin: Optional[int] = ...,
+                 end: Optional[int] = ..., frequency: Optional[int] = ..., initial_sparsity: Optional[float] = ...,
+                 final_sparsity: Optional[float] = ...,
+                 targets: Optional[Sequence[float]] = ..., criterion: Optional[str] = ...,
+                 features: Optional[Sequence[Any]] = ..., seed: Optional[int] = ..., scope: Optional[str] = ...,
+                 pattern: Pattern = ..., decay_steps: Optional[int] = ..., gradient_momentum: Optional[float] = ...,
+                 threads: Optional[int] = ..., soft_temperature: Optional[float] = ...) -> None: ...
     def step(self, step: int, gradients: Optional[Sequence[ArrayLike]] = ...) -> None: ...
     @property
     def soft(self) -> bool: ...
@@ -30,12 +33,13 @@ class Pruner:
     def restore(self, data: bytes) -> None: ...
     def close(self) -> None: ...
 
-def soft_mask(weight: ArrayLike, sparsity: float, *, temperature: float, scope: str = ...,
+def soft_mask(weight: ArrayLike, sparsity: float, *, temperature: float, scope: Optional[str] = ...,
               derivative: bool = ...) -> Tuple[npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
 def progressive_structures(groups: Sequence[Group], evaluate: Callable[[List[npt.NDArray[np.bool_]]], float], *,
                            target_ratio: Optional[float] = ..., step_ratio: Optional[float] = ...,
                            tolerance: Optional[float] = ...,
-                           criterion: str = ..., reduction: str = ..., normalize: Optional[str] = ...,
+                           criterion: Optional[str] = ..., reduction: Optional[str] = ...,
+                           normalize: Optional[str] = ...,
                            scores: Any = ..., threads: Optional[int] = ...) -> dict[str, Any]: ...
 def sensitivity_ratios(layer_sizes: Sequence[int], probes: Sequence[float], target: float,
                        damage: Callable[[int, float], float]) -> Tuple[npt.NDArray[np.float64],

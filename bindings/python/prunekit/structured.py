@@ -16,11 +16,12 @@ counts are exact (int(ratio * n)); results never depend on threads.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prunekit, _enum, _view, _View, _criterion, _bfloat16_numpy_view, Stats, _StatsView, _hessian, _precision
+from . import (_prunekit, _enum, _code, _view, _View, _criterion, _bfloat16_numpy_view, Stats, _StatsView, _hessian,
+               _PRECISIONS)
 
 __all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_data_free", "apply_structures",
            "structure_mask", "permute", "permute_stats", "PermutedStats",
@@ -29,8 +30,9 @@ __all__ = ["Member", "Group", "select", "structure_scores", "compact", "compact_
 _AXES = _enum("AXIS_")
 STRUCTURE_CRITERIA = _enum("STRUCTURE_")
 _REDUCTIONS = _enum("REDUCE_")
-_NORMALIZATIONS = {None: _prunekit.NORMALIZE_NONE, **_enum("NORMALIZE_")}
+_NORMALIZATIONS = _enum("NORMALIZE_")
 MODES = _enum("SELECT_")
+_ACTIVATIONS = _enum("ACTIVATION_")
 
 
 class Member:
@@ -44,8 +46,8 @@ class Member:
     """
 
     def __init__(self, tensor: Any, axis: str = "rows", span: Optional[int] = None, *,
-                 block: Optional[Tuple[int, int]] = None, scored: bool = True, criterion: str = "magnitude",
-                 features: Any = None, gradient: Any = None, seed: int = 0):
+                 block: Optional[Tuple[int, int]] = None, scored: bool = True, criterion: Optional[str] = None,
+                 features: Any = None, gradient: Any = None, seed: Optional[int] = None):
         self.tensor = tensor
         shape = tuple(tensor.shape)
         self.vector = len(shape) == 1
@@ -87,16 +89,14 @@ class Group:
 
     def __init__(self, members: Sequence[Member], *, min_keep: int = 0, stage: int = 0,
                  activations: Optional[Stats] = None):
-        if not members:
-            raise ValueError("a group needs at least one member")
         self.members = list(members)
         self.min_keep, self.stage, self.activations = int(min_keep), int(stage), activations
 
     def _args(self, writable: bool = False) -> Tuple[dict, List[_View]]:
         """The group as the extension takes it (pk_group's fields), and its members' views."""
-        members, views = zip(*(m._args(writable) for m in self.members))
-        return {"members": list(members), "min_keep": self.min_keep, "stage": self.stage,
-                "activations": self.activations}, list(views)
+        pairs = [m._args(writable) for m in self.members]   # (no member: the library says so)
+        return {"members": [p[0] for p in pairs], "min_keep": self.min_keep, "stage": self.stage,
+                "activations": self.activations}, [p[1] for p in pairs]
 
     def structures(self) -> int:
         """The number of structures (pk_group_layout: the members checked to agree)."""
@@ -114,37 +114,50 @@ def _keep_bytes(keep: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(k, dtype=np.uint8)
 
 
-def _select(groups: Sequence[Group], ratio: float, mode: str, criterion: str, reduction: str,
-            normalize: Optional[str], stage_values: Any, multiple: Optional[int], scores: Any, threads: Optional[int]):
-    groups = list(groups)
-    for name, value, table in (("mode", mode, MODES), ("criterion", criterion, STRUCTURE_CRITERIA),
-                               ("reduction", reduction, _REDUCTIONS), ("normalize", normalize, _NORMALIZATIONS)):
-        if value not in table:
-            raise ValueError(f"{name} must be one of {sorted(k for k in table if k)}, got {value!r}")
-    args = [g._args()[0] for g in groups]
-    counts = [g.structures() for g in groups]
-    total = sum(counts)
-    stages = None if stage_values is None else np.ascontiguousarray(stage_values, dtype=np.float64).reshape(-1)
+def _scoring(criterion: Optional[str], reduction: Optional[str], normalize: Optional[str]) -> dict:
+    """The structure options that say how structures are scored (None: the library's defaults)."""
+    return {"criterion": _code(STRUCTURE_CRITERIA, criterion, "criterion"),
+            "reduction": _code(_REDUCTIONS, reduction, "reduction"),
+            "normalization": _code(_NORMALIZATIONS, normalize, "normalize")}
+
+
+def _structures(groups: Sequence[Group], scores: Any, writable: bool = False):
+    """The groups as the extension takes them, the bounds of each group's structures in the flat
+    arrays, and the caller's own scores as one float64 array of all of them (or None)."""
+    args = [g._args(writable)[0] for g in groups]
+    bounds = np.cumsum([0] + [_prunekit.group_layout(a) for a in args])
     given = None
-    if scores is not None:
+    if scores is not None:   # the library reads one score per structure: the count is checked here
         given = np.ascontiguousarray(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]))
-        if given.shape != (total,):
-            raise ValueError(f"scores hold {given.size} values, the groups have {total} structures")
-    keep = np.empty(total, dtype=np.uint8)
-    out = np.empty(total, dtype=np.float64)
-    _prunekit.select_structures(args, keep, out, stage_values=stages, scores=given,
-                                criterion=STRUCTURE_CRITERIA[criterion], reduction=_REDUCTIONS[reduction],
-                                normalization=_NORMALIZATIONS[normalize], mode=MODES[mode], ratio=ratio,
-                                multiple=multiple, num_threads=threads)
-    bounds = np.cumsum([0] + counts)
-    return ([keep[a:b].astype(bool) for a, b in zip(bounds[:-1], bounds[1:])],
-            [out[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])])
+        if given.shape != (bounds[-1],):
+            raise ValueError(f"scores hold {given.size} values, the groups have {bounds[-1]} structures")
+    return args, bounds, given
 
 
-def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_group", criterion: str = "l2",
-           reduction: str = "sum", normalize: Optional[str] = None, stage_values: Any = None,
-           multiple: Optional[int] = None, scores: Any = None, threads: Optional[int] = None) -> List[np.ndarray]:
+def _split(flat: np.ndarray, bounds: np.ndarray, dtype: Any) -> List[np.ndarray]:
+    return [flat[a:b].astype(dtype) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _select(groups: Sequence[Group], ratio: Optional[float], mode: Optional[str], criterion: Optional[str],
+            reduction: Optional[str], normalize: Optional[str], stage_values: Any, multiple: Optional[int],
+            scores: Any, threads: Optional[int]):
+    args, bounds, given = _structures(groups, scores)
+    stages = None if stage_values is None else np.ascontiguousarray(stage_values, dtype=np.float64).reshape(-1)
+    keep = np.empty(bounds[-1], dtype=np.uint8)
+    out = np.empty(bounds[-1], dtype=np.float64)
+    _prunekit.select_structures(args, keep, out, stage_values=stages, scores=given, mode=_code(MODES, mode, "mode"),
+                                ratio=ratio, multiple=multiple, num_threads=threads,
+                                **_scoring(criterion, reduction, normalize))
+    return _split(keep, bounds, bool), _split(out, bounds, np.float64)
+
+
+def select(groups: Sequence[Group], ratio: Optional[float] = None, *, mode: Optional[str] = None,
+           criterion: Optional[str] = None, reduction: Optional[str] = None, normalize: Optional[str] = None,
+           stage_values: Any = None, multiple: Optional[int] = None, scores: Any = None,
+           threads: Optional[int] = None) -> List[np.ndarray]:
     """Which structures of each group stay: a list of bool arrays (True = keep), one per group.
+    Options left as None take the library's defaults (pk_structure_options_init: ratio 0.5,
+    "per_group", "l2", "sum", no normalisation).
 
     mode: "per_group" (each group prunes int(ratio * n)), "global" (the groups of a stage are
     ranked together, keeping min_keep per group), "uniform" (every group of a stage keeps the
@@ -158,12 +171,12 @@ def select(groups: Sequence[Group], ratio: float = 0.5, *, mode: str = "per_grou
     return _select(groups, ratio, mode, criterion, reduction, normalize, stage_values, multiple, scores, threads)[0]
 
 
-def structure_scores(groups: Sequence[Group], *, criterion: str = "l2", reduction: str = "sum",
+def structure_scores(groups: Sequence[Group], *, criterion: Optional[str] = None, reduction: Optional[str] = None,
                      normalize: Optional[str] = None, threads: Optional[int] = None) -> List[np.ndarray]:
     """The (normalised) float64 score of every structure of each group, as select() ranks them."""
     groups = list(groups)
     stages = [0.0] * (max([g.stage for g in groups] + [0]) + 1)   # scoring ignores stages
-    return _select(groups, 0.0, "per_group", criterion, reduction, normalize, stages, None, None, threads)[1]
+    return _select(groups, 0.0, None, criterion, reduction, normalize, stages, None, None, threads)[1]
 
 
 def _like(array: np.ndarray, original: Any) -> Any:
@@ -176,27 +189,34 @@ def _like(array: np.ndarray, original: Any) -> Any:
     return array
 
 
-def _compact_outputs(group: Group, args: dict, views: List[_View], kept: int):
-    """The output arrays of a compaction (pk_group_layout's shapes), and (array, final shape,
-    original) per member: an N-D conv weight keeps its layout, a vector stays a vector."""
-    outputs, results = [], []
-    for m, v, (rows, cols) in zip(group.members, views, _prunekit.group_layout(args, kept=kept)[1]):
-        shape = tuple(m.tensor.shape)
-        if m.vector:
-            final = (cols,)
-        elif m.axis == "rows":
-            final = (rows,) + shape[1:]
-        elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
-            final = (shape[0], kept) + shape[2:]
-        else:
-            final = (rows, cols)
-        out = np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype)   # (kept 0: the library refuses it)
-        outputs.append(out)
-        results.append((out, final, m.tensor))
-    return outputs, results
+class _Compaction:
+    """A compaction of `group` to `keep`: the group as the extension takes it, the keep bytes, one
+    output per member (pk_group_layout's shapes) and the kept indices; results() gives the
+    members' new arrays (an N-D conv weight keeps its layout, a vector stays a vector, a torch
+    tensor comes back as one) and the kept indices."""
 
+    def __init__(self, group: Group, keep: Any):
+        self.args, self.views = group._args()
+        self.keep = _keep_bytes(keep, _prunekit.group_layout(self.args))
+        self.kept = kept = int(self.keep.sum())
+        self.members, self.outputs, self.finals = group.members, [], []
+        for m, v, (rows, cols) in zip(group.members, self.views, _prunekit.group_layout(self.args, kept=kept)[1]):
+            shape = tuple(m.tensor.shape)
+            if m.vector:
+                final = (cols,)
+            elif m.axis == "rows":
+                final = (rows,) + shape[1:]
+            elif len(shape) > 2 and m.span == int(np.prod(shape[2:])):
+                final = (shape[0], kept) + shape[2:]
+            else:
+                final = (rows, cols)
+            self.outputs.append(np.empty((max(rows, 1), max(cols, 1)), dtype=v.array.dtype))   # (kept 0: refused)
+            self.finals.append(final)
+        self.indices = np.empty(max(kept, 1), dtype=np.int64)
 
-_ACTIVATIONS = _enum("ACTIVATION_")
+    def results(self) -> Tuple[List[Any], np.ndarray]:
+        return ([_like(out.reshape(final), m.tensor) for out, final, m in zip(self.outputs, self.finals, self.members)],
+                self.indices[:self.kept])
 
 
 def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batch_norm: Sequence[int],
@@ -216,23 +236,17 @@ def compact_data_free(group: Group, keep: Any, *, producer: int, next: int, batc
     bias_shift): add bias_shift (float64, one per next-layer output) to the next layer's bias, or
     subtract it from the next batch norm's running_mean if it has no bias. Options left as None take
     the library's defaults (pk_data_free_options_init: eps 1e-5, dampening 0.01, ReLU)."""
-    if activation is not None and activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     bn = tuple(int(i) for i in batch_norm)
     if len(bn) != 4:
         raise ValueError("batch_norm must be 4 member indices: (gamma, beta, running_mean, running_var)")
-    args, views = group._args()
-    k = _keep_bytes(keep, _prunekit.group_layout(args))
-    kept = int(k.sum())
-    outputs, results = _compact_outputs(group, args, views, kept)
-    rows = views[int(next)].rows if 0 <= int(next) < len(views) else 1   # (a bad index: the library says so)
+    c = _Compaction(group, keep)
+    rows = c.views[int(next)].rows if 0 <= int(next) < len(c.views) else 1   # (a bad index: the library says so)
     shift = np.zeros(rows, dtype=np.float64)
-    indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.compact_group_data_free(args, k, outputs, indices, shift, producer=producer, next=next, bn_weight=bn[0],
-                                      bn_bias=bn[1], bn_mean=bn[2], bn_var=bn[3], epsilon=eps, dampening=dampening,
-                                      activation=None if activation is None else _ACTIVATIONS[activation],
+    _prunekit.compact_group_data_free(c.args, c.keep, c.outputs, c.indices, shift, producer=producer, next=next,
+                                      bn_weight=bn[0], bn_bias=bn[1], bn_mean=bn[2], bn_var=bn[3], epsilon=eps,
+                                      dampening=dampening, activation=_code(_ACTIVATIONS, activation, "activation"),
                                       num_threads=threads)
-    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept], shift
+    return (*c.results(), shift)
 
 
 def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tuple[List[Any], np.ndarray]:
@@ -270,18 +284,14 @@ def compact(group: Group, keep: Any, *, compensate: Optional[dict] = None) -> Tu
         return outputs, indices
     if compensate is not None and compensate.get("method", "hessian") != "hessian":
         raise ValueError(f"compensate['method'] must be 'hessian' or 'data_free', got {compensate['method']!r}")
-    args, views = group._args()
-    k = _keep_bytes(keep, _prunekit.group_layout(args))
-    kept = int(k.sum())
-    outputs, results = _compact_outputs(group, args, views, kept)
+    c = _Compaction(group, keep)
     comp = None
     if compensate is not None:
         comp = {"member": compensate["member"], "hessian": _hessian(compensate["hessian"]),
                 "dampening": compensate.get("dampening"), "max_dampening_retries": compensate.get("max_retries"),
-                "precision": _precision(compensate.get("precision"))}
-    indices = np.empty(max(kept, 1), dtype=np.int64)
-    _prunekit.compact_group(args, k, outputs, indices, comp)
-    return [_like(out.reshape(final), original) for out, final, original in results], indices[:kept]
+                "precision": _code(_PRECISIONS, compensate.get("precision"), "precision")}
+    _prunekit.compact_group(c.args, c.keep, c.outputs, c.indices, comp)
+    return c.results()
 
 
 def apply_structures(group: Group, keep: Any) -> None:
@@ -332,22 +342,23 @@ def permute_stats(stats: Stats, permutation: Any) -> PermutedStats:
 
 def structure_mask(group: Group, keep: Any, member: int = 0) -> np.ndarray:
     """The entry mask (bool, the member tensor's shape) of a selection for one member."""
-    if not 0 <= member < len(group.members):
-        raise ValueError(f"member {member} is outside the group's {len(group.members)} members")
     args, views = group._args()
     k = _keep_bytes(keep, _prunekit.group_layout(args))
-    out = np.empty((views[member].rows, views[member].cols), dtype=np.uint8)
+    inside = 0 <= member < len(views)   # (a member outside the group: the library says so)
+    out = np.empty((views[member].rows, views[member].cols) if inside else (1, 1), dtype=np.uint8)
     _prunekit.structure_mask(args, member, k, out)
     return out.view(bool).reshape(tuple(group.members[member].tensor.shape))
 
 
-def block_masks(weights: Sequence[Any], block: Tuple[int, int], sparsity: float = 0.5, *,
-                criterion: str = "magnitude", features: Any = None, norm: str = "l2", mode: str = "per_group",
-                min_keep: int = 0, multiple: Optional[int] = None, normalize: Optional[str] = None) -> List[np.ndarray]:
+def block_masks(weights: Sequence[Any], block: Tuple[int, int], sparsity: Optional[float] = None, *,
+                criterion: Optional[str] = None, features: Any = None, norm: Optional[str] = None,
+                mode: Optional[str] = None, min_keep: int = 0, multiple: Optional[int] = None,
+                normalize: Optional[str] = None) -> List[np.ndarray]:
     """Block-structured masks: removes whole block[0] x block[1] blocks of each weight, scored by
     the block norm ("l1"/"l2") of the entry scores (magnitude, or Wanda with features=), at a
     sparsity per layer (mode "per_group"), globally ("global"), or the same count everywhere
-    ("uniform"). features may be a list (one per weight)."""
+    ("uniform"). features may be a list (one per weight). None: the library's defaults (0.5,
+    magnitude, "l2", "per_group")."""
     weights = list(weights)
     feats = features if isinstance(features, (list, tuple)) else [features] * len(weights)
     groups = [Group([Member(w, "blocks", block=block, criterion=criterion, features=f)], min_keep=min_keep)
