@@ -7,9 +7,9 @@
 2. CPU latency of the encoder after prune_channels(0.5) + prune_heads(1/3) (physically smaller
    modules) against dense, on the same inputs; parameter counts.
 
-Times are the best of --repeats runs, alternating the variants so that a busy machine slows
-them alike; the median over repeats of the ratio within one repeat is printed too, and the time
-spent inside the hooks is measured directly.
+Times are the best of --repeats runs, alternating the variants (in an order rotated each
+repeat) so that a busy machine slows them alike; the median over repeats of the ratio within
+one repeat is printed too, and the time spent inside the hooks is measured directly.
 
     python3 benchmarks/bench_torch.py [--texts 256 --batch 32 --repeats 5]
 """
@@ -37,21 +37,22 @@ def forward_all(model, batches):
 
 
 def best(functions, repeats):
-    """Best wall time of each function, the functions run in turn repeats times; and the median
-    over repeats of each function's time over the first's in the same repeat (a load that
-    changes between repeats cancels out)."""
-    times = [float("inf")] * len(functions)
-    ratios = [[] for _ in functions]
-    for _ in range(repeats):
-        run = []
-        for i, fn in enumerate(functions):
+    """Best wall time of each function over repeats, every repeat running each function once with
+    the order rotated by one from the last (a function that always ran first or last would take
+    that position's cost: on this kind of machine a forward pass after another kind of work runs a
+    few percent slower or faster); and the median over repeats of each function's time over the
+    first's in the same repeat (a load that changes between repeats cancels out)."""
+    n = len(functions)
+    runs = []
+    for k in range(repeats):
+        run = [0.0] * n
+        for i in [(k + j) % n for j in range(n)]:
             t0 = time.perf_counter()
-            fn()
-            run.append(time.perf_counter() - t0)
-            times[i] = min(times[i], run[-1])
-        for i, t in enumerate(run):
-            ratios[i].append(t / run[0])
-    return times, [statistics.median(r) for r in ratios]
+            functions[i]()
+            run[i] = time.perf_counter() - t0
+        runs.append(run)
+    times = [min(run[i] for run in runs) for i in range(n)]
+    return times, [statistics.median(run[i] / run[0] for run in runs) for i in range(n)]
 
 
 def time_in_hooks(model, batches):
