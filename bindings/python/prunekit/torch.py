@@ -294,13 +294,12 @@ class _Share:
     batch, and from then on each takes its own inputs alone, so every name's statistics are
     those of its own inputs."""
 
-    __slots__ = ("names", "stats", "batch", "key", "called", "before", "forming")
+    __slots__ = ("names", "stats", "batch", "key", "called", "before")
 
     def __init__(self, name: str, stats: Any, batch: int, key: Optional[tuple]):
         self.names, self.stats, self.batch, self.key = [name], stats, batch, key
         self.called = {name}                    # the members that took this batch's shared input
         self.before: Optional[bytes] = None     # the accumulator's bytes before this batch (None: empty)
-        self.forming = True
 
 
 class _Collector:
@@ -317,7 +316,7 @@ class _Collector:
         self._share: Dict[str, _Share] = {}      # name -> its share, while it has one
         self._alone: set = set()                 # names that take their inputs alone
         self._batch = 0                          # a batch begins when the mask is set
-        self._inputs: Dict[tuple, _Share] = {}   # input key -> the share forming on it in this batch
+        self._inputs: Dict[tuple, _Share] = {}   # input key -> the share formed on it in this batch, while whole
         self._held: list = []                    # this batch's keyed inputs, so that their ids stay theirs
         self._mask: Optional[_TokenMask] = None
         self.handles: list = []
@@ -356,7 +355,7 @@ class _Collector:
                 self.stats[name] = share.stats if not kept else _pk.Stats.from_bytes(share.stats.to_bytes())
                 kept = True
             else:
-                self.stats[name] = self._empty(name) if share.before is None else _pk.Stats.from_bytes(share.before)
+                self.stats[name] = _pk.Stats.from_bytes(share.before)   # kept at the share's first call in the batch
             del self._share[name]
             self._alone.add(name)
         if self._inputs.get(share.key) is share:
@@ -366,7 +365,7 @@ class _Collector:
         for share in {id(s): s for s in self._share.values()}.values():
             if share.batch == self._batch and (len(share.names) == 1 or len(share.called) < len(share.names)):
                 self._split(share)
-            share.forming, share.before = False, None
+            share.before = None
         self._batch += 1
         self._inputs, self._held = {}, []
 
@@ -383,7 +382,7 @@ class _Collector:
             share = self._share.get(name)
             if share is None:                            # its first call: join a share forming on this input, or start one
                 other = self._inputs.get(key) if keyed else None
-                if other is not None and other.forming and other.batch == self._batch:
+                if other is not None:
                     other.names.append(name)
                     other.called.add(name)
                     self._share[name], self.stats[name] = other, other.stats
